@@ -1,0 +1,24 @@
+//! Backend traits and their implementations. A backend turns one call into a
+//! result or a stream of tokens and an error class; it knows nothing of
+//! deadlines, retries or request ids (the engine's business) and imports
+//! neither the engine nor the UI.
+
+pub mod local;
+pub mod offline;
+
+use futures::future::BoxFuture;
+use futures::stream::BoxStream;
+
+pub use crate::domain::RetrieveQuery;
+use crate::domain::{BackendError, GenerationTask, Passage};
+
+/// Finds passages for a query.
+pub trait Retriever: Send + Sync {
+    fn retrieve(&self, query: RetrieveQuery) -> BoxFuture<'static, Result<Vec<Passage>, BackendError>>;
+}
+
+/// Streams generated text for a task, chunk by chunk. The stream ends after
+/// the last chunk; an `Err` item ends it with an error.
+pub trait ChatModel: Send + Sync {
+    fn generate(&self, task: GenerationTask) -> BoxStream<'static, Result<String, BackendError>>;
+}

@@ -1,0 +1,144 @@
+//! Plain data shared by the engine, the backends and the views: what a
+//! retrieved passage is, what a generation task asks for, and how a backend
+//! reports an error. This module imports nothing else from the crate, so both
+//! sides of the engine/backends boundary can depend on it without depending
+//! on each other.
+
+use std::fmt;
+use std::time::Duration;
+
+/// One retrieved chunk of a knowledge-base document.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct Passage {
+    /// Stable id of the chunk (`<source>#<n>`).
+    pub id: String,
+    /// Title of the document the chunk comes from (its `# ` heading).
+    pub title: String,
+    /// Where the document comes from (file name, URL, ...): what a citation shows.
+    pub source: String,
+    /// The document's kind from its front matter (`place`, `npc`, ...), if any.
+    pub kind: Option<String>,
+    /// The `##` heading the chunk sits under, if any.
+    pub heading: Option<String>,
+    /// The chunk's text (markdown, untrusted).
+    pub text: String,
+    /// Relevance score from the retriever (higher is better).
+    pub score: f32,
+    /// Named entities the retriever recognised in the chunk, with their kind.
+    #[serde(default)]
+    pub entities: Vec<Entity>,
+}
+
+/// A retrieval query as the engine sends it.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct RetrieveQuery {
+    pub query: String,
+    pub top_k: usize,
+}
+
+/// A proper name found in the lore, with the kind of thing it names.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+pub struct Entity {
+    pub name: String,
+    pub kind: String,
+}
+
+/// What a generator is asked to produce.
+#[derive(Debug, Clone, PartialEq)]
+pub enum TaskMode {
+    /// Answer `question` in a conversation whose earlier turns are `history`.
+    Chat {
+        question: String,
+        history: Vec<ChatTurn>,
+    },
+    /// Write a scenario about `prompt`, deterministically for `seed`.
+    Scenario { prompt: String, seed: u64 },
+}
+
+/// One earlier exchange in a conversation, as context for the next answer.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ChatTurn {
+    pub role: Role,
+    pub text: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    User,
+    Assistant,
+}
+
+/// A generation request: the mode plus the passages retrieved for it, in
+/// citation order (`passages[0]` is cited as `[1]`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct GenerationTask {
+    pub mode: TaskMode,
+    pub passages: Vec<Passage>,
+    /// Why there is no lore, when retrieval failed, timed out or was skipped.
+    pub no_lore_reason: Option<String>,
+}
+
+/// How the engine's retry policy should treat an error.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ErrorClass {
+    /// Connect errors, timeouts, 5xx, 408, 429: worth another attempt.
+    Transient,
+    /// Everything else: retrying cannot help.
+    Permanent,
+}
+
+/// An error reported by a backend. The message is untrusted (it may quote a
+/// server's body) and is sanitised before display.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BackendError {
+    pub class: ErrorClass,
+    pub message: String,
+    /// A server's `Retry-After`, when it sent one.
+    pub retry_after: Option<Duration>,
+}
+
+impl BackendError {
+    pub fn transient(message: impl Into<String>) -> Self {
+        Self {
+            class: ErrorClass::Transient,
+            message: message.into(),
+            retry_after: None,
+        }
+    }
+
+    pub fn permanent(message: impl Into<String>) -> Self {
+        Self {
+            class: ErrorClass::Permanent,
+            message: message.into(),
+            retry_after: None,
+        }
+    }
+}
+
+impl fmt::Display for BackendError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+impl std::error::Error for BackendError {}
+
+/// FNV-1a, 64 bit: a stable hash for deriving seeds from prompts. Stable
+/// across Rust versions and platforms, unlike `DefaultHasher`.
+pub fn stable_hash(text: &str) -> u64 {
+    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+    for byte in text.bytes() {
+        hash ^= u64::from(byte);
+        hash = hash.wrapping_mul(0x0100_0000_01b3);
+    }
+    hash
+}
+
+/// The seed a prompt gets when the user gives none: the same prompt gives the
+/// same scenario in the TUI and headless.
+pub fn seed_for_prompt(prompt: &str) -> u64 {
+    let normalised = prompt.split_whitespace().collect::<Vec<_>>().join(" ").to_lowercase();
+    stable_hash(&normalised)
+}

@@ -1,0 +1,151 @@
+//! Turns a line typed in the input into what it asks for: a scenario, a
+//! question, or a slash command. Pure; errors are messages for the status
+//! line.
+
+/// What a typed line asks for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Line {
+    /// Ask the focused conversation.
+    Ask(String),
+    Scenario { prompt: String, seed: Option<u64> },
+    /// Regenerate the selected scenario with a fresh seed.
+    Regenerate,
+    /// Export the selected scenario to a markdown file.
+    Export,
+    /// Cancel a request by id, or the focused conversation's running turn.
+    Cancel(Option<String>),
+    /// Drop every queued message of the focused conversation.
+    ClearQueue,
+    Rag(bool),
+    Help,
+    Quit,
+}
+
+const SCENARIO_PHRASES: &[&str] = &[
+    "generate a scenario for ",
+    "generate scenario for ",
+    "generate a scenario about ",
+    "generate scenario about ",
+    "generate a scenario: ",
+    "generate scenario: ",
+    "generate a scenario ",
+    "generate scenario ",
+];
+
+/// Parse one line. `Ok(None)` for a blank line.
+pub fn parse_line(line: &str) -> Result<Option<Line>, String> {
+    let line = line.trim();
+    if line.is_empty() {
+        return Ok(None);
+    }
+    if let Some(rest) = line.strip_prefix('/') {
+        return parse_slash(rest).map(Some);
+    }
+    let lower = line.to_lowercase();
+    for phrase in SCENARIO_PHRASES {
+        if lower == phrase.trim_end() {
+            return Err("say what the scenario is for, e.g. `generate scenario for the first encounter`".into());
+        }
+        if lower.starts_with(phrase) {
+            // Lowercasing can change byte lengths only outside ASCII; the
+            // phrases are ASCII, so cut the original at the same char count.
+            let prompt: String = line.chars().skip(phrase.chars().count()).collect();
+            let prompt = prompt.trim();
+            if prompt.is_empty() {
+                return Err("say what the scenario is for, e.g. `generate scenario for the first encounter`".into());
+            }
+            return Ok(Some(Line::Scenario {
+                prompt: prompt.to_string(),
+                seed: None,
+            }));
+        }
+    }
+    Ok(Some(Line::Ask(line.to_string())))
+}
+
+fn parse_slash(rest: &str) -> Result<Line, String> {
+    let (name, arg) = match rest.split_once(char::is_whitespace) {
+        Some((name, arg)) => (name, arg.trim()),
+        None => (rest, ""),
+    };
+    match name.to_lowercase().as_str() {
+        "scenario" | "s" => parse_scenario_args(arg),
+        "regen" | "regenerate" => Ok(Line::Regenerate),
+        "export" => Ok(Line::Export),
+        "cancel" => Ok(Line::Cancel((!arg.is_empty()).then(|| arg.to_string()))),
+        "clear-queue" => Ok(Line::ClearQueue),
+        "rag" => match arg.to_lowercase().as_str() {
+            "on" => Ok(Line::Rag(true)),
+            "off" => Ok(Line::Rag(false)),
+            _ => Err("usage: /rag on|off".into()),
+        },
+        "ask" if !arg.is_empty() => Ok(Line::Ask(arg.to_string())),
+        "help" | "?" => Ok(Line::Help),
+        "quit" | "q" => Ok(Line::Quit),
+        "" => Err("type a command after `/`; /help lists them".into()),
+        other => Err(format!("unknown command /{other}; /help lists the commands")),
+    }
+}
+
+/// `/scenario [--seed N] PROMPT`
+fn parse_scenario_args(arg: &str) -> Result<Line, String> {
+    let mut seed = None;
+    let mut prompt = arg;
+    if let Some(rest) = arg.strip_prefix("--seed") {
+        let rest = rest.trim_start();
+        let (number, tail) = rest.split_once(char::is_whitespace).unwrap_or((rest, ""));
+        seed = Some(
+            number
+                .parse::<u64>()
+                .map_err(|_| format!("--seed wants a whole number, not `{number}`"))?,
+        );
+        prompt = tail.trim();
+    }
+    if prompt.is_empty() {
+        return Err("usage: /scenario [--seed N] what the scenario is for".into());
+    }
+    Ok(Line::Scenario {
+        prompt: prompt.to_string(),
+        seed,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn natural_and_slash_scenarios() {
+        let want = Some(Line::Scenario {
+            prompt: "the first encounter".into(),
+            seed: None,
+        });
+        assert_eq!(parse_line("generate scenario for the first encounter"), Ok(want.clone()));
+        assert_eq!(parse_line("Generate a scenario for the first encounter "), Ok(want.clone()));
+        assert_eq!(parse_line("/scenario the first encounter"), Ok(want));
+        assert_eq!(
+            parse_line("/scenario --seed 7 a dark ford"),
+            Ok(Some(Line::Scenario {
+                prompt: "a dark ford".into(),
+                seed: Some(7)
+            }))
+        );
+        assert!(parse_line("/scenario --seed x a").is_err());
+        assert!(parse_line("/scenario").is_err());
+        assert!(parse_line("generate scenario for ").is_err());
+    }
+
+    #[test]
+    fn questions_and_commands() {
+        assert_eq!(parse_line("  "), Ok(None));
+        assert_eq!(
+            parse_line("who guards the waystone?"),
+            Ok(Some(Line::Ask("who guards the waystone?".into())))
+        );
+        assert_eq!(parse_line("/rag off"), Ok(Some(Line::Rag(false))));
+        assert_eq!(parse_line("/cancel k3x9qa"), Ok(Some(Line::Cancel(Some("k3x9qa".into())))));
+        assert_eq!(parse_line("/cancel"), Ok(Some(Line::Cancel(None))));
+        assert!(parse_line("/frobnicate").unwrap_err().contains("/frobnicate"));
+        assert!(parse_line("/rag maybe").is_err());
+    }
+}

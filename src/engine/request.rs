@@ -1,0 +1,256 @@
+//! What a request is: its correlation id, kind, backend, parent, deadline,
+//! phase and timeline. A request's phase only moves forward and reaches
+//! exactly one final [`Outcome`]; the registry enforces that.
+
+use std::fmt;
+use std::time::{Duration, Instant};
+
+use serde::Serialize;
+use ulid::Ulid;
+
+/// A request's correlation id: a ULID, shown by its last six characters.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct RequestId(pub Ulid);
+
+impl RequestId {
+    /// The short form shown in the lifecycle pane (last six characters,
+    /// lowercase: the random part, so ids made in the same millisecond differ).
+    pub fn short(&self) -> String {
+        let full = self.0.to_string();
+        full[full.len() - 6..].to_lowercase()
+    }
+
+    /// Whether `text` names this id: the full ULID or its short form, any case.
+    pub fn matches(&self, text: &str) -> bool {
+        let text = text.trim();
+        !text.is_empty()
+            && (self.0.to_string().eq_ignore_ascii_case(text) || self.short().eq_ignore_ascii_case(text))
+    }
+}
+
+impl fmt::Display for RequestId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.0)
+    }
+}
+
+impl Serialize for RequestId {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_str(&self.0)
+    }
+}
+
+/// What a request does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Kind {
+    /// A scenario: owns a retrieval and a generation.
+    Scenario,
+    /// A chat turn: owns a retrieval and a chat generation.
+    Turn,
+    Retrieve,
+    Embed,
+    Chat,
+    Generate,
+}
+
+impl Kind {
+    pub fn label(self) -> &'static str {
+        match self {
+            Kind::Scenario => "scenario",
+            Kind::Turn => "turn",
+            Kind::Retrieve => "retrieve",
+            Kind::Embed => "embed",
+            Kind::Chat => "chat",
+            Kind::Generate => "generate",
+        }
+    }
+}
+
+/// How a request ended. Exactly one per request.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "outcome", content = "detail", rename_all = "snake_case")]
+pub enum Outcome {
+    Completed,
+    Failed(String),
+    TimedOut,
+    Cancelled,
+    /// Ended at once because its backend's breaker was open.
+    ShortCircuited,
+    /// De-duplicated onto another in-flight request.
+    Joined(RequestId),
+}
+
+impl Outcome {
+    pub fn label(&self) -> &'static str {
+        match self {
+            Outcome::Completed => "completed",
+            Outcome::Failed(_) => "failed",
+            Outcome::TimedOut => "timed out",
+            Outcome::Cancelled => "cancelled",
+            Outcome::ShortCircuited => "short-circuited",
+            Outcome::Joined(_) => "joined",
+        }
+    }
+}
+
+/// Where a request is in its life.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Phase {
+    /// Waiting for a concurrency slot (or, for a parent, for its children).
+    Queued,
+    /// Handed to the runtime; no answer yet.
+    Dispatched,
+    /// Waiting for a retry's backoff to pass.
+    Retrying { until: Instant },
+    /// Tokens are arriving.
+    Streaming,
+    Done(Outcome),
+}
+
+impl Phase {
+    pub fn label(&self) -> &'static str {
+        match self {
+            Phase::Queued => "queued",
+            Phase::Dispatched => "dispatched",
+            Phase::Retrying { .. } => "retrying",
+            Phase::Streaming => "streaming",
+            Phase::Done(outcome) => outcome.label(),
+        }
+    }
+
+    pub fn is_final(&self) -> bool {
+        matches!(self, Phase::Done(_))
+    }
+}
+
+/// How long a request may take.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DeadlinePolicy {
+    /// One total budget from dispatch (retrieval, embeddings).
+    Total(Duration),
+    /// Streaming generation: a budget for the first token, then one between
+    /// tokens.
+    Streaming { first_token: Duration, idle: Duration },
+    /// Parents: no deadline of their own; they end when their children do,
+    /// and every child has one.
+    Children,
+}
+
+/// One thing that happened to a request, for its timeline and the trace.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct TimelineEntry {
+    #[serde(skip)]
+    pub at: Instant,
+    /// Milliseconds since the request was created.
+    pub offset_ms: u64,
+    pub what: String,
+}
+
+/// A request as the registry holds it.
+#[derive(Debug, Clone)]
+pub struct Request {
+    pub id: RequestId,
+    /// Creation order, for stable display.
+    pub seq: u64,
+    pub kind: Kind,
+    pub backend: String,
+    pub parent: Option<RequestId>,
+    pub children: Vec<RequestId>,
+    /// A short human description: the query or the prompt.
+    pub label: String,
+    pub created: Instant,
+    pub dispatched: Option<Instant>,
+    pub ended: Option<Instant>,
+    pub policy: DeadlinePolicy,
+    /// When the request expires, if it is live and has a deadline now.
+    pub deadline: Option<Instant>,
+    pub phase: Phase,
+    pub attempt: u32,
+    /// Results that arrived after this request ended and were dropped.
+    pub late_drops: u32,
+    pub timeline: Vec<TimelineEntry>,
+}
+
+impl Request {
+    pub fn outcome(&self) -> Option<&Outcome> {
+        match &self.phase {
+            Phase::Done(outcome) => Some(outcome),
+            _ => None,
+        }
+    }
+
+    /// Time since creation, frozen at the end.
+    pub fn elapsed(&self, now: Instant) -> Duration {
+        self.ended.unwrap_or(now).saturating_duration_since(self.created)
+    }
+
+    /// The budget to show next to the elapsed time ("10s", "ft 60s").
+    pub fn budget_label(&self) -> String {
+        match self.policy {
+            DeadlinePolicy::Total(total) => format_duration(total),
+            DeadlinePolicy::Streaming { first_token, idle } => match self.phase {
+                Phase::Streaming => format!("idle {}", format_duration(idle)),
+                _ => format!("ft {}", format_duration(first_token)),
+            },
+            DeadlinePolicy::Children => "-".to_string(),
+        }
+    }
+
+    pub(crate) fn note(&mut self, at: Instant, what: impl Into<String>) {
+        let offset_ms = millis(at.saturating_duration_since(self.created));
+        self.timeline.push(TimelineEntry {
+            at,
+            offset_ms,
+            what: what.into(),
+        });
+    }
+}
+
+pub(crate) fn millis(duration: Duration) -> u64 {
+    u64::try_from(duration.as_millis()).unwrap_or(u64::MAX)
+}
+
+/// "850ms", "1.2s", "10s", "2m05s".
+pub fn format_duration(duration: Duration) -> String {
+    let ms = duration.as_millis();
+    if ms < 1_000 {
+        format!("{ms}ms")
+    } else if ms < 10_000 {
+        let tenths = ms / 100;
+        if tenths % 10 == 0 {
+            format!("{}s", tenths / 10)
+        } else {
+            format!("{}.{}s", tenths / 10, tenths % 10)
+        }
+    } else if ms < 120_000 {
+        format!("{}s", ms / 1_000)
+    } else {
+        format!("{}m{:02}s", ms / 60_000, (ms / 1_000) % 60)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_read_naturally() {
+        assert_eq!(format_duration(Duration::from_millis(850)), "850ms");
+        assert_eq!(format_duration(Duration::from_millis(1_250)), "1.2s");
+        assert_eq!(format_duration(Duration::from_secs(10)), "10s");
+        assert_eq!(format_duration(Duration::from_secs(125)), "2m05s");
+    }
+
+    #[test]
+    fn short_id_matches_its_request_only() {
+        let a = RequestId(Ulid::from_parts(1, 42));
+        let b = RequestId(Ulid::from_parts(1, 43));
+        assert_eq!(a.short().len(), 6);
+        assert!(a.matches(&a.short()));
+        assert!(a.matches(&a.short().to_uppercase()));
+        assert!(a.matches(&a.to_string()));
+        assert!(!b.matches(&a.short()));
+        assert!(!a.matches(""));
+    }
+}

@@ -1,0 +1,385 @@
+//! Engine rules under a fake clock: no runtime, no terminal, no network.
+
+use std::time::{Duration, Instant, SystemTime};
+
+use super::*;
+use crate::domain::{BackendError, Passage};
+
+struct Harness {
+    engine: Engine,
+    t0: Instant,
+    now: Instant,
+}
+
+impl Harness {
+    fn new() -> Self {
+        let t0 = Instant::now();
+        Self {
+            engine: Engine::new(EngineConfig::default(), t0, SystemTime::UNIX_EPOCH, 7),
+            t0,
+            now: t0,
+        }
+    }
+
+    fn at(&mut self, secs: f64) -> Instant {
+        self.now = self.t0 + Duration::from_secs_f64(secs);
+        self.now
+    }
+
+    fn send(&mut self, input: Input) -> Vec<Effect> {
+        self.engine.handle(input, self.now)
+    }
+
+    fn scenario(&mut self, prompt: &str) -> Vec<Effect> {
+        self.send(Input::Command(Command::Scenario {
+            prompt: prompt.into(),
+            seed: Some(1),
+        }))
+    }
+
+    fn ask(&mut self, text: &str) -> Vec<Effect> {
+        self.send(Input::Command(Command::Ask {
+            conversation: 0,
+            text: text.into(),
+        }))
+    }
+
+    fn request(&self, id: RequestId) -> &Request {
+        self.engine.registry().get(id).expect("request known")
+    }
+}
+
+fn dispatched(fx: &[Effect]) -> Vec<(RequestId, String, Call)> {
+    fx.iter()
+        .filter_map(|e| match e {
+            Effect::Dispatch { id, backend, call } => Some((*id, backend.clone(), call.clone())),
+            _ => None,
+        })
+        .collect()
+}
+
+fn aborted(fx: &[Effect]) -> Vec<RequestId> {
+    fx.iter()
+        .filter_map(|e| match e {
+            Effect::Abort { id } => Some(*id),
+            _ => None,
+        })
+        .collect()
+}
+
+fn passage(title: &str) -> Passage {
+    Passage {
+        id: format!("{title}#0"),
+        title: title.into(),
+        source: format!("{title}.md"),
+        kind: Some("place".into()),
+        heading: None,
+        text: format!("{title} is a place."),
+        score: 1.0,
+        entities: vec![],
+    }
+}
+
+fn single_dispatch(fx: &[Effect]) -> (RequestId, Call) {
+    let d = dispatched(fx);
+    assert_eq!(d.len(), 1, "expected one dispatch in {fx:?}");
+    (d[0].0, d[0].2.clone())
+}
+
+#[test]
+fn scenario_runs_retrieve_then_generate_and_completes_only_after_both() {
+    let mut h = Harness::new();
+    let fx = h.scenario("the first encounter");
+    let (retrieve, call) = single_dispatch(&fx);
+    assert!(matches!(call, Call::Retrieve(ref q) if q.query == "the first encounter"));
+    let parent = h.request(retrieve).parent.expect("retrieve has a parent");
+    assert_eq!(h.request(parent).kind, Kind::Scenario);
+
+    h.at(0.1);
+    let fx = h.send(Input::Retrieved {
+        id: retrieve,
+        backend: "local".into(),
+        result: Ok(vec![passage("Waystone")]),
+    });
+    let (generate, call) = single_dispatch(&fx);
+    let Call::Generate(task) = call else { panic!("generation expected") };
+    assert_eq!(task.passages.len(), 1);
+    assert_eq!(task.no_lore_reason, None);
+    assert_eq!(h.request(retrieve).outcome(), Some(&Outcome::Completed));
+    assert!(h.engine.registry().is_live(parent), "parent waits for its generation");
+
+    h.at(0.2);
+    h.send(Input::Token {
+        id: generate,
+        backend: "offline".into(),
+        text: "# The Title\n".into(),
+    });
+    assert_eq!(h.request(generate).phase, Phase::Streaming);
+    assert!(h.engine.registry().is_live(parent));
+    h.send(Input::Finished {
+        id: generate,
+        backend: "offline".into(),
+        result: Ok(()),
+    });
+    assert_eq!(h.request(parent).outcome(), Some(&Outcome::Completed));
+    let entry = &h.engine.scenarios()[0];
+    assert_eq!(entry.status, ScenarioStatus::Done);
+    assert_eq!(entry.title(), "The Title");
+    assert_eq!(entry.passages.len(), 1);
+    assert_eq!(h.request(parent).children, vec![retrieve, generate]);
+}
+
+#[test]
+fn retrieval_timeout_falls_back_without_lore_exactly_at_the_deadline() {
+    let mut h = Harness::new();
+    let fx = h.scenario("the first encounter");
+    let (retrieve, _) = single_dispatch(&fx);
+    assert_eq!(h.engine.next_deadline(), Some(h.t0 + Duration::from_secs(10)));
+
+    h.at(9.999);
+    let fx = h.send(Input::Tick);
+    assert!(fx.is_empty(), "nothing is due before the deadline");
+    assert!(h.engine.registry().is_live(retrieve));
+
+    h.at(10.0);
+    let fx = h.send(Input::Tick);
+    assert_eq!(aborted(&fx), vec![retrieve], "the hung task is aborted");
+    let (_, call) = single_dispatch(&fx);
+    let Call::Generate(task) = call else { panic!("generation expected") };
+    assert!(task.passages.is_empty());
+    assert_eq!(task.no_lore_reason.as_deref(), Some("retrieval timed out after 10 s"));
+    assert_eq!(h.request(retrieve).outcome(), Some(&Outcome::TimedOut));
+    assert_eq!(h.request(retrieve).ended, Some(h.t0 + Duration::from_secs(10)));
+    assert_eq!(h.engine.backends()["local"].timed_out, 1);
+}
+
+#[test]
+fn retrieval_failure_falls_back_at_once() {
+    let mut h = Harness::new();
+    let fx = h.ask("who guards the waystone?");
+    let (retrieve, _) = single_dispatch(&fx);
+    h.at(0.05);
+    let fx = h.send(Input::Retrieved {
+        id: retrieve,
+        backend: "local".into(),
+        result: Err(BackendError::permanent("index is corrupt")),
+    });
+    let (_, call) = single_dispatch(&fx);
+    let Call::Generate(task) = call else { panic!("generation expected") };
+    assert_eq!(task.no_lore_reason.as_deref(), Some("retrieval failed: index is corrupt"));
+    assert!(matches!(h.request(retrieve).outcome(), Some(Outcome::Failed(m)) if m == "index is corrupt"));
+    assert_eq!(h.engine.backends()["local"].failed, 1);
+    let reply = &h.engine.conversations()[0].messages[1];
+    assert_eq!(reply.no_lore.as_deref(), Some("retrieval failed: index is corrupt"));
+}
+
+#[test]
+fn late_result_is_dropped_counted_and_never_applied() {
+    let mut h = Harness::new();
+    let fx = h.scenario("the first encounter");
+    let (retrieve, _) = single_dispatch(&fx);
+    h.at(10.0);
+    let fx = h.send(Input::Tick);
+    let (generate, _) = single_dispatch(&fx);
+
+    h.at(12.0);
+    let fx = h.send(Input::Retrieved {
+        id: retrieve,
+        backend: "local".into(),
+        result: Ok(vec![passage("Too Late")]),
+    });
+    assert!(fx.is_empty(), "a late result starts nothing");
+    assert_eq!(h.engine.backends()["local"].late_drops, 1);
+    assert_eq!(h.request(retrieve).late_drops, 1);
+    assert_eq!(h.request(retrieve).outcome(), Some(&Outcome::TimedOut), "final state unchanged");
+    assert!(h.engine.scenarios()[0].passages.is_empty(), "late passages not applied");
+    let last = h.engine.registry().events().back().expect("an event");
+    assert!(last.event.starts_with("late drop"), "{last:?}");
+
+    // A token for a request nobody ever made is a late drop too, not "unknown".
+    let stranger = RequestId(Ulid::from_parts(1, 1));
+    h.send(Input::Token {
+        id: stranger,
+        backend: "offline".into(),
+        text: "boo".into(),
+    });
+    assert_eq!(h.engine.backends()["offline"].late_drops, 1);
+    assert_eq!(h.engine.total_late_drops(), 2);
+    assert!(h.engine.registry().is_live(generate));
+}
+
+#[test]
+fn expiry_produces_exactly_one_final_state() {
+    let mut h = Harness::new();
+    let fx = h.scenario("x");
+    let (retrieve, _) = single_dispatch(&fx);
+    h.at(10.0);
+    h.send(Input::Tick);
+    h.at(30.0);
+    h.send(Input::Tick);
+    h.send(Input::Retrieved {
+        id: retrieve,
+        backend: "local".into(),
+        result: Err(BackendError::transient("boom")),
+    });
+    let request = h.request(retrieve);
+    let finals = request
+        .timeline
+        .iter()
+        .filter(|e| ["completed", "timed out", "cancelled"].contains(&e.what.as_str()) || e.what.starts_with("failed"))
+        .count();
+    assert_eq!(finals, 1, "{:?}", request.timeline);
+    assert_eq!(h.engine.backends()["local"].finished(), 1);
+}
+
+#[test]
+fn generation_first_token_and_idle_deadlines() {
+    let mut h = Harness::new();
+    let fx = h.ask("q");
+    let (retrieve, _) = single_dispatch(&fx);
+    let fx = h.send(Input::Retrieved {
+        id: retrieve,
+        backend: "local".into(),
+        result: Ok(vec![]),
+    });
+    let (chat, _) = single_dispatch(&fx);
+    assert_eq!(h.request(chat).kind, Kind::Chat);
+    assert_eq!(h.engine.next_deadline(), Some(h.t0 + Duration::from_secs(60)));
+    h.at(5.0);
+    h.send(Input::Token {
+        id: chat,
+        backend: "offline".into(),
+        text: "partial ".into(),
+    });
+    assert_eq!(h.engine.next_deadline(), Some(h.t0 + Duration::from_secs(35)));
+    h.at(35.0);
+    let fx = h.send(Input::Tick);
+    assert_eq!(aborted(&fx), vec![chat]);
+    let reply = &h.engine.conversations()[0].messages[1];
+    assert_eq!(reply.text, "partial ", "partial text is kept");
+    assert!(matches!(reply.status, MessageStatus::Failed(_)));
+    let parent = h.request(chat).parent.expect("parent");
+    assert_eq!(h.request(parent).outcome(), Some(&Outcome::TimedOut));
+}
+
+#[test]
+fn conversation_is_fifo_and_a_failure_does_not_stop_it() {
+    let mut h = Harness::new();
+    let fx = h.ask("first");
+    let (r1, _) = single_dispatch(&fx);
+    assert!(dispatched(&h.ask("second")).is_empty(), "second waits");
+    assert!(dispatched(&h.ask("third")).is_empty(), "third waits");
+    assert_eq!(h.engine.conversations()[0].queue.len(), 2);
+
+    // The first turn fails in generation.
+    let fx = h.send(Input::Retrieved {
+        id: r1,
+        backend: "local".into(),
+        result: Ok(vec![]),
+    });
+    let (g1, _) = single_dispatch(&fx);
+    let fx = h.send(Input::Finished {
+        id: g1,
+        backend: "offline".into(),
+        result: Err(BackendError::permanent("model exploded")),
+    });
+    let (r2, call) = single_dispatch(&fx);
+    assert!(matches!(call, Call::Retrieve(ref q) if q.query == "second"));
+    let fx = h.send(Input::Retrieved {
+        id: r2,
+        backend: "local".into(),
+        result: Ok(vec![]),
+    });
+    let (g2, _) = single_dispatch(&fx);
+    h.send(Input::Token {
+        id: g2,
+        backend: "offline".into(),
+        text: "two".into(),
+    });
+    let fx = h.send(Input::Finished {
+        id: g2,
+        backend: "offline".into(),
+        result: Ok(()),
+    });
+    let (_, call) = single_dispatch(&fx);
+    assert!(matches!(call, Call::Retrieve(ref q) if q.query == "third"));
+    let texts: Vec<&str> = h.engine.conversations()[0]
+        .messages
+        .iter()
+        .map(|m| m.text.as_str())
+        .collect();
+    assert_eq!(texts, vec!["first", "", "second", "two", "third", ""]);
+}
+
+#[test]
+fn cancelling_a_turn_aborts_its_children_and_ends_it() {
+    let mut h = Harness::new();
+    let fx = h.ask("q");
+    let (retrieve, _) = single_dispatch(&fx);
+    let fx = h.send(Input::Command(Command::CancelRunning { conversation: 0 }));
+    assert_eq!(aborted(&fx), vec![retrieve]);
+    assert!(dispatched(&fx).is_empty(), "no generation after a cancel");
+    let parent = h.request(retrieve).parent.expect("parent");
+    assert_eq!(h.request(parent).outcome(), Some(&Outcome::Cancelled));
+    assert_eq!(h.request(retrieve).outcome(), Some(&Outcome::Cancelled));
+    assert_eq!(h.engine.conversations()[0].messages[1].status, MessageStatus::Cancelled);
+    assert_eq!(h.engine.registry().live_count(), 0);
+}
+
+#[test]
+fn rag_off_skips_retrieval_and_says_so() {
+    let mut h = Harness::new();
+    h.send(Input::Command(Command::SetRag(false)));
+    let fx = h.scenario("x");
+    let (id, call) = single_dispatch(&fx);
+    assert_eq!(h.request(id).kind, Kind::Generate);
+    let Call::Generate(task) = call else { panic!() };
+    assert_eq!(task.no_lore_reason.as_deref(), Some("RAG is off"));
+}
+
+#[test]
+fn same_prompt_same_seed_and_regenerate_picks_a_new_one() {
+    let mut h = Harness::new();
+    h.send(Input::Command(Command::Scenario {
+        prompt: "The first  encounter".into(),
+        seed: None,
+    }));
+    assert_eq!(h.engine.scenarios()[0].seed, seed_for_prompt("the first encounter"));
+    h.send(Input::Command(Command::Regenerate { scenario: 0 }));
+    assert_eq!(h.engine.scenarios().len(), 2);
+    assert_ne!(h.engine.scenarios()[1].seed, h.engine.scenarios()[0].seed);
+    assert_eq!(h.engine.scenarios()[1].prompt, "The first  encounter");
+}
+
+#[test]
+fn history_ring_stays_bounded() {
+    let t0 = Instant::now();
+    let cfg = EngineConfig {
+        history_cap: 50,
+        rag: false,
+        ..EngineConfig::default()
+    };
+    let mut engine = Engine::new(cfg, t0, SystemTime::UNIX_EPOCH, 1);
+    for i in 0..500u64 {
+        let now = t0 + Duration::from_millis(i);
+        let fx = engine.handle(
+            Input::Command(Command::Scenario {
+                prompt: format!("p{i}"),
+                seed: Some(i),
+            }),
+            now,
+        );
+        let (id, _) = single_dispatch(&fx);
+        engine.handle(
+            Input::Finished {
+                id,
+                backend: "offline".into(),
+                result: Ok(()),
+            },
+            now,
+        );
+    }
+    assert_eq!(engine.registry().live_count(), 0);
+    assert_eq!(engine.registry().history_len(), 50);
+    assert_eq!(engine.backends()["offline"].ok, 500);
+}

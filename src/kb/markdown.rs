@@ -1,0 +1,285 @@
+//! Parsing one lore markdown file into a [`Document`]: optional `---` front
+//! matter (only `kind` and `tags` are read), the first `# ` heading as the
+//! title, the rest as the body.
+//!
+//! Invariant: parsing is total. Malformed front matter is treated as body
+//! text, a missing title falls back to the source name, CRLF and a leading
+//! byte-order mark are accepted.
+
+use std::path::Path;
+
+use super::Document;
+
+/// Parse one markdown file. `source` names the file (used for the fallback
+/// title); `text` is its content.
+pub fn parse_markdown(source: &str, text: &str) -> Document {
+    let text = text.strip_prefix('\u{feff}').unwrap_or(text);
+    let text = text.replace("\r\n", "\n").replace('\r', "\n");
+    let lines: Vec<&str> = text.split('\n').collect();
+
+    let (front, content) = split_front_matter(&lines);
+    let (kind, tags) = front.map(parse_front_matter).unwrap_or_default();
+
+    let title_at = content.iter().position(|line| title_of(line).is_some());
+    let (title, body_lines): (String, Vec<&str>) = match title_at {
+        Some(at) => {
+            let title = content
+                .get(at)
+                .and_then(|line| title_of(line))
+                .unwrap_or_default()
+                .to_owned();
+            // Anything before the title is kept, so no text is ever lost.
+            let before = content[..at].iter().copied();
+            let after = content[at + 1..].iter().copied();
+            (title, before.chain(after).collect())
+        }
+        None => (fallback_title(source), content.to_vec()),
+    };
+    let title = if title.is_empty() {
+        fallback_title(source)
+    } else {
+        title
+    };
+
+    let body = trim_blank_lines(&body_lines).join("\n");
+    Document {
+        source: source.to_owned(),
+        title,
+        kind,
+        tags,
+        body,
+    }
+}
+
+/// Splits off front matter: a first line `---` up to a closing `---` or `...`.
+/// Without a closing line there is no front matter.
+fn split_front_matter<'a, 'b>(lines: &'b [&'a str]) -> (Option<&'b [&'a str]>, &'b [&'a str]) {
+    if lines.first().map(|line| line.trim_end()) != Some("---") {
+        return (None, lines);
+    }
+    let close = lines
+        .iter()
+        .skip(1)
+        .position(|line| matches!(line.trim_end(), "---" | "..."));
+    match close {
+        Some(offset) => {
+            let end = offset + 1;
+            (Some(&lines[1..end]), &lines[end + 1..])
+        }
+        None => (None, lines),
+    }
+}
+
+/// Reads `kind:` and `tags:` (flow list `[a, b]`, comma list, or block list
+/// of `- item` lines). Unknown keys are ignored.
+fn parse_front_matter(lines: &[&str]) -> (Option<String>, Vec<String>) {
+    let mut kind = None;
+    let mut tags = Vec::new();
+    let mut in_tag_block = false;
+    for line in lines {
+        let trimmed = line.trim();
+        if in_tag_block {
+            if let Some(item) = trimmed.strip_prefix("- ").or_else(|| {
+                // A bare "-" is an empty item.
+                (trimmed == "-").then_some("")
+            }) {
+                let item = unquote(item.trim());
+                if !item.is_empty() {
+                    tags.push(item.to_owned());
+                }
+                continue;
+            }
+            if trimmed.is_empty() || trimmed.starts_with('#') {
+                continue;
+            }
+            in_tag_block = false;
+        }
+        // Keys are only read at the top level.
+        if line.starts_with([' ', '\t']) {
+            continue;
+        }
+        let Some((key, value)) = trimmed.split_once(':') else {
+            continue;
+        };
+        let value = strip_comment(value).trim();
+        match key.trim() {
+            "kind" => {
+                let value = unquote(value);
+                kind = (!value.is_empty()).then(|| value.to_owned());
+            }
+            "tags" => {
+                tags.clear();
+                if value.is_empty() {
+                    in_tag_block = true;
+                } else {
+                    let inner = value
+                        .strip_prefix('[')
+                        .map(|v| v.strip_suffix(']').unwrap_or(v))
+                        .unwrap_or(value);
+                    tags.extend(
+                        inner
+                            .split(',')
+                            .map(|tag| unquote(tag.trim()))
+                            .filter(|tag| !tag.is_empty())
+                            .map(str::to_owned),
+                    );
+                }
+            }
+            _ => {}
+        }
+    }
+    (kind, tags)
+}
+
+/// Drops a YAML comment (` #...`) from a value.
+fn strip_comment(value: &str) -> &str {
+    match value.find(" #") {
+        Some(at) => &value[..at],
+        None => value,
+    }
+}
+
+fn unquote(value: &str) -> &str {
+    for quote in ['"', '\''] {
+        if let Some(inner) = value
+            .strip_prefix(quote)
+            .and_then(|v| v.strip_suffix(quote))
+        {
+            return inner.trim();
+        }
+    }
+    value
+}
+
+/// The text of a level-1 ATX heading (`# Title`, optional closing `#`s).
+fn title_of(line: &str) -> Option<&str> {
+    let rest = line.trim_start_matches(' ');
+    // More than three spaces of indentation makes a code block.
+    if line.len() - rest.len() > 3 {
+        return None;
+    }
+    let rest = rest.strip_prefix('#')?;
+    if !(rest.is_empty() || rest.starts_with([' ', '\t'])) {
+        return None;
+    }
+    Some(strip_closing_hashes(rest.trim()))
+}
+
+/// Removes an ATX heading's optional closing sequence (`## Title ##`).
+pub(super) fn strip_closing_hashes(text: &str) -> &str {
+    let without = text.trim_end_matches('#');
+    if without.len() == text.len() {
+        return text;
+    }
+    if without.is_empty() {
+        return "";
+    }
+    if without.ends_with([' ', '\t']) {
+        without.trim_end()
+    } else {
+        text
+    }
+}
+
+fn fallback_title(source: &str) -> String {
+    let stem = Path::new(source)
+        .file_stem()
+        .map(|stem| stem.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    if stem.is_empty() {
+        source.to_owned()
+    } else {
+        stem
+    }
+}
+
+fn trim_blank_lines<'a, 'b>(lines: &'b [&'a str]) -> &'b [&'a str] {
+    let start = lines
+        .iter()
+        .position(|line| !line.trim().is_empty())
+        .unwrap_or(lines.len());
+    let end = lines
+        .iter()
+        .rposition(|line| !line.trim().is_empty())
+        .map_or(start, |at| at + 1);
+    &lines[start..end]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_front_matter_title_and_body() {
+        let text = "---\nkind: place\ntags: [waystone, ruins, \"leyline\"]\nauthor: someone\n---\n\
+                    # The Shattered Waystone\n\nGuarded by **Warden Ilsa Marrow**.\n\n## History\n\nOld.\n";
+        let doc = parse_markdown("shattered-waystone.md", text);
+        assert_eq!(doc.source, "shattered-waystone.md");
+        assert_eq!(doc.title, "The Shattered Waystone");
+        assert_eq!(doc.kind.as_deref(), Some("place"));
+        assert_eq!(doc.tags, ["waystone", "ruins", "leyline"]);
+        assert_eq!(
+            doc.body,
+            "Guarded by **Warden Ilsa Marrow**.\n\n## History\n\nOld."
+        );
+    }
+
+    #[test]
+    fn accepts_block_list_tags_and_quoted_kind() {
+        let text = "---\nkind: 'npc'  # a person\ntags:\n  - warden\n  - moor\nname: x\n---\n# Ilsa\nText.";
+        let doc = parse_markdown("ilsa.md", text);
+        assert_eq!(doc.kind.as_deref(), Some("npc"));
+        assert_eq!(doc.tags, ["warden", "moor"]);
+        assert_eq!(doc.title, "Ilsa");
+        assert_eq!(doc.body, "Text.");
+    }
+
+    #[test]
+    fn without_front_matter() {
+        let doc = parse_markdown("notes.md", "# Notes #\n\nSome text.\n");
+        assert_eq!(doc.title, "Notes");
+        assert_eq!(doc.kind, None);
+        assert!(doc.tags.is_empty());
+        assert_eq!(doc.body, "Some text.");
+    }
+
+    #[test]
+    fn without_title_falls_back_to_source_stem() {
+        let doc = parse_markdown(
+            "river-roads.md",
+            "---\nkind: place\n---\nJust text.\n\n## A section\n\nMore.",
+        );
+        assert_eq!(doc.title, "river-roads");
+        assert_eq!(doc.kind.as_deref(), Some("place"));
+        assert_eq!(doc.body, "Just text.\n\n## A section\n\nMore.");
+        // A `##` heading is not a title, and `#hashtag` is not a heading.
+        let doc = parse_markdown("x.md", "#hashtag\n## Sub\ntext");
+        assert_eq!(doc.title, "x");
+    }
+
+    #[test]
+    fn unclosed_front_matter_is_body() {
+        let doc = parse_markdown("a.md", "---\nkind: place\n# Title\nbody");
+        assert_eq!(doc.kind, None);
+        assert_eq!(doc.title, "Title");
+        assert_eq!(doc.body, "---\nkind: place\nbody");
+    }
+
+    #[test]
+    fn handles_crlf_and_bom() {
+        let text = "\u{feff}---\r\nkind: npc\r\ntags: [a, b]\r\n---\r\n# Warden Ilsa Marrow\r\n\r\nLine one.\r\n\r\nLine two.\r\n";
+        let doc = parse_markdown("ilsa.md", text);
+        assert_eq!(doc.kind.as_deref(), Some("npc"));
+        assert_eq!(doc.tags, ["a", "b"]);
+        assert_eq!(doc.title, "Warden Ilsa Marrow");
+        assert_eq!(doc.body, "Line one.\n\nLine two.");
+        assert!(!doc.body.contains('\r'));
+    }
+
+    #[test]
+    fn empty_input() {
+        let doc = parse_markdown("empty.md", "");
+        assert_eq!(doc.title, "empty");
+        assert_eq!(doc.body, "");
+    }
+}

@@ -1,0 +1,12 @@
+//! loreweave: a terminal workbench for retrieval-augmented chat and scenario
+//! generation with a live view of every request's lifecycle. The binary is a
+//! thin shell over this library, so tests and benches drive the same code.
+
+pub mod backends;
+pub mod domain;
+pub mod engine;
+pub mod kb;
+pub mod logging;
+pub mod runtime;
+pub mod sanitize;
+pub mod ui;

@@ -1,0 +1,225 @@
+//! Carries out the engine's effects with tokio: every backend call runs as a
+//! task tagged with its request id, and every outcome comes back as an
+//! [`Input`] on one channel. The runtime decides nothing: whether a result is
+//! still wanted is the engine's call.
+//!
+//! [`Driver`] glues an [`Engine`] to a [`Runtime`]: it feeds inputs in,
+//! executes the effects that come out, and sleeps until the engine's next
+//! deadline. The TUI and the headless commands both use it, so there is one
+//! code path for the rules.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use futures::StreamExt;
+use tokio::sync::mpsc;
+use tokio::task::AbortHandle;
+use tokio::time::Instant;
+
+use crate::backends::{ChatModel, Retriever};
+use crate::domain::BackendError;
+use crate::engine::request::RequestId;
+use crate::engine::{Call, Effect, Engine, Input};
+
+/// The backends the runtime can call, by the name the engine uses.
+#[derive(Default, Clone)]
+pub struct Backends {
+    pub retrievers: HashMap<String, Arc<dyn Retriever>>,
+    pub models: HashMap<String, Arc<dyn ChatModel>>,
+}
+
+impl std::fmt::Debug for Backends {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Backends")
+            .field("retrievers", &self.retrievers.keys().collect::<Vec<_>>())
+            .field("models", &self.models.keys().collect::<Vec<_>>())
+            .finish()
+    }
+}
+
+#[derive(Debug)]
+pub struct Runtime {
+    backends: Backends,
+    tx: mpsc::UnboundedSender<Input>,
+    tasks: HashMap<RequestId, AbortHandle>,
+    /// Where exported files go.
+    export_dir: PathBuf,
+}
+
+impl Runtime {
+    pub fn new(backends: Backends, export_dir: PathBuf) -> (Self, mpsc::UnboundedReceiver<Input>) {
+        let (tx, rx) = mpsc::unbounded_channel();
+        (
+            Self {
+                backends,
+                tx,
+                tasks: HashMap::new(),
+                export_dir,
+            },
+            rx,
+        )
+    }
+
+    /// Number of tasks that may still be running (finished ones are pruned
+    /// lazily).
+    pub fn running_tasks(&mut self) -> usize {
+        self.tasks.retain(|_, handle| !handle.is_finished());
+        self.tasks.len()
+    }
+
+    pub fn execute(&mut self, effects: Vec<Effect>) {
+        for effect in effects {
+            match effect {
+                Effect::Dispatch { id, backend, call } => self.dispatch(id, backend, call),
+                Effect::Abort { id } => {
+                    if let Some(handle) = self.tasks.remove(&id) {
+                        handle.abort();
+                        tracing::debug!(id = %id, "task aborted");
+                    }
+                }
+                Effect::Export { path_hint, contents } => self.export(path_hint, contents),
+            }
+        }
+    }
+
+    fn dispatch(&mut self, id: RequestId, backend: String, call: Call) {
+        self.tasks.retain(|_, handle| !handle.is_finished());
+        let tx = self.tx.clone();
+        let handle = match call {
+            Call::Retrieve(query) => {
+                let retriever = self.backends.retrievers.get(&backend).cloned();
+                tokio::spawn(async move {
+                    let result = match retriever {
+                        Some(retriever) => retriever.retrieve(query).await,
+                        None => Err(BackendError::permanent(format!("no retriever named `{backend}`"))),
+                    };
+                    let _ = tx.send(Input::Retrieved { id, backend, result });
+                })
+            }
+            Call::Generate(task) => {
+                let model = self.backends.models.get(&backend).cloned();
+                tokio::spawn(async move {
+                    let Some(model) = model else {
+                        let error = BackendError::permanent(format!("no generator named `{backend}`"));
+                        let _ = tx.send(Input::Finished {
+                            id,
+                            backend,
+                            result: Err(error),
+                        });
+                        return;
+                    };
+                    let mut stream = model.generate(task);
+                    let mut result = Ok(());
+                    while let Some(item) = stream.next().await {
+                        match item {
+                            Ok(text) => {
+                                let token = Input::Token {
+                                    id,
+                                    backend: backend.clone(),
+                                    text,
+                                };
+                                if tx.send(token).is_err() {
+                                    return;
+                                }
+                            }
+                            Err(error) => {
+                                result = Err(error);
+                                break;
+                            }
+                        }
+                    }
+                    let _ = tx.send(Input::Finished { id, backend, result });
+                })
+            }
+        };
+        self.tasks.insert(id, handle.abort_handle());
+    }
+
+    fn export(&self, path_hint: String, contents: String) {
+        let tx = self.tx.clone();
+        let dir = self.export_dir.clone();
+        tokio::task::spawn_blocking(move || {
+            let result = write_new_file(&dir, &path_hint, &contents)
+                .map(|p| p.display().to_string())
+                .map_err(|e| e.to_string());
+            let _ = tx.send(Input::Exported { result });
+        });
+    }
+}
+
+/// Write `<dir>/<stem>.md`, or `<stem>-2.md`, ... : never overwrite a file.
+pub fn write_new_file(dir: &std::path::Path, stem: &str, contents: &str) -> std::io::Result<PathBuf> {
+    use std::io::Write;
+    for n in 1..1_000 {
+        let name = if n == 1 {
+            format!("{stem}.md")
+        } else {
+            format!("{stem}-{n}.md")
+        };
+        let path = dir.join(name);
+        match std::fs::OpenOptions::new().write(true).create_new(true).open(&path) {
+            Ok(mut file) => {
+                file.write_all(contents.as_bytes())?;
+                file.sync_all()?;
+                return Ok(path);
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => continue,
+            Err(e) => return Err(e),
+        }
+    }
+    Err(std::io::Error::other(format!("too many files named {stem}-N.md")))
+}
+
+/// An engine and a runtime wired together.
+#[derive(Debug)]
+pub struct Driver {
+    pub engine: Engine,
+    pub runtime: Runtime,
+    rx: mpsc::UnboundedReceiver<Input>,
+}
+
+impl Driver {
+    pub fn new(engine: Engine, runtime: Runtime, rx: mpsc::UnboundedReceiver<Input>) -> Self {
+        Self { engine, runtime, rx }
+    }
+
+    /// Apply one input now and carry out the effects.
+    pub fn apply(&mut self, input: Input) {
+        let now = Instant::now().into_std();
+        let effects = self.engine.handle(input, now);
+        self.runtime.execute(effects);
+    }
+
+    /// The next input: a task's result, or a tick at the engine's next
+    /// deadline. Cancel-safe (usable in `select!`).
+    pub async fn next_input(&mut self) -> Input {
+        let deadline = self.engine.next_deadline().map(Instant::from_std);
+        match deadline {
+            Some(at) => tokio::select! {
+                input = self.rx.recv() => input.unwrap_or(Input::Tick),
+                () = tokio::time::sleep_until(at) => Input::Tick,
+            },
+            None => match self.rx.recv().await {
+                Some(input) => input,
+                // The runtime holds a sender, so the channel never closes
+                // while the driver lives; wait forever rather than spin.
+                None => std::future::pending().await,
+            },
+        }
+    }
+
+    /// A result that is ready now, without waiting.
+    pub fn try_next_input(&mut self) -> Option<Input> {
+        self.rx.try_recv().ok()
+    }
+
+    /// Run until `done` says so, applying every input; bounded by the
+    /// engine's deadlines (every request has one through its children).
+    pub async fn run_until(&mut self, mut done: impl FnMut(&Engine) -> bool) {
+        while !done(&self.engine) {
+            let input = self.next_input().await;
+            self.apply(input);
+        }
+    }
+}

@@ -1,0 +1,298 @@
+//! Pure drawing: `draw(frame, engine, view, now)` reads the engine's state
+//! and the view state and writes cells. Nothing here changes state, starts
+//! work or touches the disk. Every untrusted string is sanitised on its way
+//! to the screen (`sanitize`, `markdown`).
+
+pub mod markdown;
+mod panes;
+pub mod theme;
+
+use std::time::Instant;
+
+use ratatui::Frame;
+use ratatui::layout::{Constraint, Layout, Rect};
+use ratatui::style::Style;
+use ratatui::text::{Line, Span};
+use ratatui::widgets::{Block, Borders, Clear, Paragraph, Wrap};
+use ratatui_textarea::TextArea;
+
+use crate::engine::Engine;
+use crate::engine::request::{Kind, Request};
+pub use theme::Theme;
+
+/// Where keys go.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Focus {
+    Input,
+    Chat,
+    Scenarios,
+    Lifecycle,
+}
+
+impl Focus {
+    const ORDER: [Focus; 4] = [Focus::Input, Focus::Chat, Focus::Scenarios, Focus::Lifecycle];
+
+    pub fn next(self) -> Self {
+        let i = Self::ORDER.iter().position(|f| *f == self).unwrap_or(0);
+        Self::ORDER[(i + 1) % Self::ORDER.len()]
+    }
+
+    pub fn prev(self) -> Self {
+        let i = Self::ORDER.iter().position(|f| *f == self).unwrap_or(0);
+        Self::ORDER[(i + Self::ORDER.len() - 1) % Self::ORDER.len()]
+    }
+}
+
+/// Everything about the screen that is not the engine's business.
+#[derive(Debug)]
+pub struct ViewState {
+    pub focus: Focus,
+    pub input: TextArea<'static>,
+    pub help: bool,
+    /// The request detail overlay for the selected lifecycle row.
+    pub detail: bool,
+    /// Chat: lines scrolled up from the newest.
+    pub chat_scroll: usize,
+    /// Scenarios: the one shown (`None` follows the newest).
+    pub scenario_selected: Option<usize>,
+    pub scenario_scroll: usize,
+    /// Lifecycle: selected row (0 is the newest).
+    pub lifecycle_selected: usize,
+    /// "kb: 32 docs, 120 chunks in 9 ms" or "kb: indexing...".
+    pub kb_status: String,
+    pub theme: Theme,
+    pub session: String,
+    /// A first Ctrl-C was pressed with nothing to cancel.
+    pub quit_armed: bool,
+}
+
+impl ViewState {
+    pub fn new(theme: Theme) -> Self {
+        let mut view = Self {
+            focus: Focus::Input,
+            input: TextArea::default(),
+            help: false,
+            detail: false,
+            chat_scroll: 0,
+            scenario_selected: None,
+            scenario_scroll: 0,
+            lifecycle_selected: 0,
+            kb_status: "kb: indexing...".into(),
+            theme,
+            session: "default".into(),
+            quit_armed: false,
+        };
+        view.reset_input();
+        view
+    }
+
+    /// An empty input line with its placeholder.
+    pub fn reset_input(&mut self) {
+        let mut input = TextArea::default();
+        input.set_placeholder_text("Ask the lore, or: generate scenario for the first encounter  (/help)");
+        input.set_cursor_line_style(Style::default());
+        input.set_placeholder_style(self.theme.dim);
+        self.input = input;
+    }
+
+    /// The scenario on screen.
+    pub fn current_scenario(&self, engine: &Engine) -> Option<usize> {
+        let n = engine.scenarios().len();
+        if n == 0 {
+            return None;
+        }
+        Some(self.scenario_selected.unwrap_or(n - 1).min(n - 1))
+    }
+}
+
+/// The lifecycle table's rows, newest pipeline first, each followed by its
+/// children in the order they started.
+pub fn lifecycle_rows(engine: &Engine) -> Vec<&Request> {
+    let all = engine.registry().all();
+    let mut rows = Vec::with_capacity(all.len());
+    for root in all.iter().rev().filter(|r| r.parent.is_none()) {
+        rows.push(*root);
+        for child in &root.children {
+            if let Some(child) = engine.registry().get(*child) {
+                rows.push(child);
+            }
+        }
+    }
+    // Children whose parent fell out of the history ring still show.
+    let shown: std::collections::HashSet<_> = rows.iter().map(|r| r.id).collect();
+    rows.extend(all.iter().rev().filter(|r| !shown.contains(&r.id)).copied());
+    rows
+}
+
+pub fn draw(frame: &mut Frame, engine: &Engine, view: &ViewState, now: Instant) {
+    let area = frame.area();
+    let [main, input_area, status_area] =
+        Layout::vertical([Constraint::Min(8), Constraint::Length(3), Constraint::Length(1)]).areas(area);
+    let [top, lifecycle_area] =
+        Layout::vertical([Constraint::Percentage(55), Constraint::Percentage(45)]).areas(main);
+    let [chat_area, scenario_area] =
+        Layout::horizontal([Constraint::Percentage(55), Constraint::Percentage(45)]).areas(top);
+
+    panes::chat(frame, chat_area, engine, view);
+    panes::scenarios(frame, scenario_area, engine, view);
+    panes::lifecycle(frame, lifecycle_area, engine, view, now);
+    input(frame, input_area, engine, view);
+    status_bar(frame, status_area, engine, view);
+
+    if view.detail {
+        panes::detail(frame, area, engine, view, now);
+    }
+    if view.help {
+        help(frame, area, view);
+    }
+}
+
+pub(crate) fn pane_block<'a>(title: &'a str, focused: bool, theme: &Theme) -> Block<'a> {
+    Block::default()
+        .borders(Borders::ALL)
+        .border_style(if focused { theme.border_focused } else { theme.border })
+        .title(Span::styled(format!(" {title} "), theme.title))
+}
+
+fn input(frame: &mut Frame, area: Rect, engine: &Engine, view: &ViewState) {
+    let focused = view.focus == Focus::Input;
+    let mut block = pane_block("Input", focused, &view.theme);
+    if let Some(notice) = engine.notice() {
+        let style = if notice.is_error { view.theme.error } else { view.theme.ok };
+        let text = crate::sanitize::one_line(&notice.text);
+        block = block.title_bottom(Line::from(Span::styled(format!(" {text} "), style)).right_aligned());
+    }
+    if view.quit_armed {
+        block = block.title_bottom(
+            Line::from(Span::styled(" press Ctrl-C again to quit ", view.theme.warn)).left_aligned(),
+        );
+    }
+    let inner = block.inner(area);
+    frame.render_widget(block, area);
+    let mut textarea = view.input.clone();
+    if !focused {
+        textarea.set_cursor_style(Style::default());
+    }
+    frame.render_widget(&textarea, inner);
+}
+
+fn status_bar(frame: &mut Frame, area: Rect, engine: &Engine, view: &ViewState) {
+    let t = &view.theme;
+    let conv = &engine.conversations()[0];
+    let mut spans = vec![
+        Span::raw(" loreweave "),
+        Span::raw(format!("│ session {} ", view.session)),
+        Span::raw(format!("│ RAG {} ", if engine.config().rag { "on" } else { "off" })),
+        Span::raw("│ "),
+    ];
+    for name in engine.backends().keys() {
+        spans.push(Span::raw(format!("{name} ● ")));
+    }
+    let queued = conv.queue.len();
+    let running = usize::from(conv.running.is_some());
+    spans.push(Span::raw(format!("│ queue {queued} ")));
+    if running > 0 {
+        spans.push(Span::raw("(1 running) "));
+    }
+    spans.push(Span::raw(format!("│ {} ", view.kb_status)));
+    let keys = match view.focus {
+        Focus::Input => "Enter send · Tab panes · F1 help · Ctrl-C×2 quit",
+        Focus::Chat => "↑↓ scroll · Tab next · ? help · q quit",
+        Focus::Scenarios => "←→ pick · r regen · e export · ? help · q quit",
+        Focus::Lifecycle => "↑↓ select · Enter detail · c cancel · ? help · q quit",
+    };
+    let left = Line::from(spans);
+    let right_len = keys.chars().count() as u16 + 1;
+    let [left_area, right_area] =
+        Layout::horizontal([Constraint::Min(0), Constraint::Length(right_len)]).areas(area);
+    frame.render_widget(Paragraph::new(left).style(t.status_bar), left_area);
+    frame.render_widget(
+        Paragraph::new(Line::from(format!("{keys} "))).style(t.status_bar),
+        right_area,
+    );
+}
+
+/// Every key, grouped by where it works.
+pub const HELP: &[(&str, &[(&str, &str)])] = &[
+    (
+        "Anywhere",
+        &[
+            ("Tab / Shift-Tab", "move focus: input, chat, scenarios, lifecycle"),
+            ("F1", "this help (also ? outside the input)"),
+            ("Ctrl-C", "cancel the running reply; twice with nothing running: quit"),
+            ("Esc", "close an overlay; from the input, focus the chat"),
+        ],
+    ),
+    (
+        "Input",
+        &[
+            ("Enter", "send: a question, or `generate scenario for ...`"),
+            ("/scenario [--seed N] X", "generate a scenario for X"),
+            ("/regen  /export", "regenerate / export the shown scenario"),
+            ("/cancel [id]  /clear-queue", "cancel a request; drop queued messages"),
+            ("/rag on|off  /quit", "retrieval on or off; quit"),
+        ],
+    ),
+    (
+        "Panes",
+        &[
+            ("↑ ↓ / j k", "scroll, or select a lifecycle row"),
+            ("PgUp PgDn / Home End", "scroll by a page / to either end"),
+            ("i or /", "back to the input"),
+            ("q", "quit"),
+        ],
+    ),
+    (
+        "Scenarios",
+        &[("← → / h l", "previous / next scenario"), ("r  e", "regenerate  export to .md")],
+    ),
+    (
+        "Request lifecycle",
+        &[("Enter", "timeline of the selected request"), ("c", "cancel it and its children")],
+    ),
+];
+
+fn help(frame: &mut Frame, area: Rect, view: &ViewState) {
+    let t = &view.theme;
+    let mut lines = Vec::new();
+    for (group, keys) in HELP {
+        lines.push(Line::styled(*group, t.h2));
+        for (key, what) in *keys {
+            lines.push(Line::from(vec![
+                Span::styled(format!("  {key:<28}"), t.key),
+                Span::raw(*what),
+            ]));
+        }
+        lines.push(Line::default());
+    }
+    lines.push(Line::styled("Esc, q or ? closes this help.", t.dim));
+    let height = (lines.len() as u16 + 2).min(area.height);
+    let width = 86.min(area.width);
+    let popup = centered(area, width, height);
+    frame.render_widget(Clear, popup);
+    frame.render_widget(
+        Paragraph::new(lines)
+            .block(pane_block("Keys", true, t))
+            .wrap(Wrap { trim: false }),
+        popup,
+    );
+}
+
+pub(crate) fn centered(area: Rect, width: u16, height: u16) -> Rect {
+    let x = area.x + area.width.saturating_sub(width) / 2;
+    let y = area.y + area.height.saturating_sub(height) / 2;
+    Rect::new(x, y, width.min(area.width), height.min(area.height))
+}
+
+/// "└ retrieve" for children, "scenario" for roots.
+pub(crate) fn kind_cell(request: &Request) -> String {
+    if request.parent.is_some() {
+        format!("└ {}", request.kind.label())
+    } else {
+        request.kind.label().to_string()
+    }
+}
+
+pub(crate) fn is_generation(kind: Kind) -> bool {
+    matches!(kind, Kind::Chat | Kind::Generate)
+}

@@ -1,0 +1,317 @@
+//! The three panes (chat, scenarios, request lifecycle) and the request
+//! detail overlay.
+
+use std::time::Instant;
+
+use ratatui::Frame;
+use ratatui::layout::{Constraint, Layout, Rect};
+use ratatui::style::Style;
+use ratatui::text::{Line, Span, Text};
+use ratatui::widgets::{Cell, Clear, Paragraph, Row, Table, TableState, Wrap};
+
+use super::{Focus, ViewState, centered, is_generation, kind_cell, lifecycle_rows, markdown, pane_block};
+use crate::domain::Role;
+use crate::engine::Engine;
+use crate::engine::request::{Outcome, Phase, Request, format_duration};
+use crate::engine::workspace::{MessageStatus, ScenarioStatus};
+use crate::sanitize::{one_line, sanitize};
+
+pub(super) fn chat(frame: &mut Frame, area: Rect, engine: &Engine, view: &ViewState) {
+    let t = &view.theme;
+    let conv = &engine.conversations()[0];
+    let block = pane_block("Chat", view.focus == Focus::Chat, t);
+    let mut lines: Vec<Line<'static>> = Vec::new();
+    if conv.messages.is_empty() && conv.queue.is_empty() {
+        lines.push(Line::styled("Ask anything about the lore, e.g. `who guards the waystone?`", t.dim));
+        lines.push(Line::styled(
+            "Answers cite the passages they come from: [1], [2], ...",
+            t.dim,
+        ));
+    }
+    for message in &conv.messages {
+        match message.role {
+            Role::User => {
+                lines.push(Line::styled("you", t.user));
+                lines.push(Line::raw(sanitize(&message.text)));
+            }
+            Role::Assistant => {
+                let backend = message.backend.as_deref().unwrap_or("assistant");
+                let mut header = vec![Span::styled(sanitize(backend), t.assistant)];
+                match &message.status {
+                    MessageStatus::Running if message.text.is_empty() => {
+                        header.push(Span::styled("  … working", t.dim));
+                    }
+                    MessageStatus::Running => header.push(Span::styled("  … streaming", t.dim)),
+                    MessageStatus::Done => {}
+                    MessageStatus::Failed(reason) => header.push(Span::styled(
+                        format!("  incomplete: {}", one_line(reason)),
+                        t.error,
+                    )),
+                    MessageStatus::Cancelled => header.push(Span::styled("  cancelled", t.warn)),
+                }
+                lines.push(Line::from(header));
+                if let Some(reason) = &message.no_lore {
+                    lines.push(Line::styled(format!("no lore: {}", one_line(reason)), t.warn));
+                }
+                lines.extend(markdown::to_text(&message.text, t).lines);
+            }
+        }
+        lines.push(Line::default());
+    }
+    if !conv.queue.is_empty() {
+        lines.push(Line::styled(format!("queued ({})", conv.queue.len()), t.warn));
+        for queued in &conv.queue {
+            lines.push(Line::styled(format!("  #{} {}", queued.number, one_line(&queued.text)), t.dim));
+        }
+    }
+    render_scrolled_from_bottom(frame, area, block, lines, view.chat_scroll);
+}
+
+/// Wrap, then show the bottom of the text, `up` lines scrolled back.
+fn render_scrolled_from_bottom(
+    frame: &mut Frame,
+    area: Rect,
+    block: ratatui::widgets::Block<'_>,
+    lines: Vec<Line<'static>>,
+    up: usize,
+) {
+    let inner = block.inner(area);
+    let paragraph = Paragraph::new(lines).wrap(Wrap { trim: false });
+    let total = paragraph.line_count(inner.width);
+    let height = usize::from(inner.height);
+    let top = total.saturating_sub(height).saturating_sub(up);
+    let top = u16::try_from(top).unwrap_or(u16::MAX);
+    frame.render_widget(paragraph.block(block).scroll((top, 0)), area);
+}
+
+pub(super) fn scenarios(frame: &mut Frame, area: Rect, engine: &Engine, view: &ViewState) {
+    let t = &view.theme;
+    let block = pane_block("Scenarios", view.focus == Focus::Scenarios, t);
+    let inner = block.inner(area);
+    frame.render_widget(block, area);
+    let Some(current) = view.current_scenario(engine) else {
+        let hint = Text::from(vec![
+            Line::styled("No scenario yet.", t.dim),
+            Line::styled("Type: generate scenario for the first encounter", t.dim),
+            Line::styled("  or: /scenario --seed 7 an ambush at the bridge", t.dim),
+        ]);
+        frame.render_widget(Paragraph::new(hint).wrap(Wrap { trim: false }), inner);
+        return;
+    };
+    let [list_area, body_area] = Layout::vertical([Constraint::Length(1), Constraint::Min(0)]).areas(inner);
+
+    // One line of numbered titles, the shown one highlighted.
+    let mut spans = Vec::new();
+    let scenarios = engine.scenarios();
+    let first = current.saturating_sub(2);
+    if first > 0 {
+        spans.push(Span::styled("… ", t.dim));
+    }
+    for (i, entry) in scenarios.iter().enumerate().skip(first) {
+        let mut title: String = one_line(&entry.title()).chars().take(24).collect();
+        if entry.status == ScenarioStatus::Generating {
+            title.push_str(" …");
+        }
+        let style = if i == current { t.selected } else { t.dim };
+        spans.push(Span::styled(format!("{} {}", i + 1, title), style));
+        spans.push(Span::raw("  "));
+    }
+    frame.render_widget(Paragraph::new(Line::from(spans)), list_area);
+
+    let entry = &scenarios[current];
+    let mut lines: Vec<Line<'static>> = Vec::new();
+    match &entry.status {
+        ScenarioStatus::Generating if entry.markdown.is_empty() => {
+            lines.push(Line::styled(format!("Generating: {} …", one_line(&entry.prompt)), t.dim));
+        }
+        ScenarioStatus::Failed(reason) => {
+            lines.push(Line::styled(format!("failed: {}", one_line(reason)), t.error));
+        }
+        ScenarioStatus::Cancelled => lines.push(Line::styled("cancelled", t.warn)),
+        _ => {}
+    }
+    lines.extend(markdown::to_text(&entry.markdown, t).lines);
+    let paragraph = Paragraph::new(lines).wrap(Wrap { trim: false });
+    let max_top = paragraph
+        .line_count(body_area.width)
+        .saturating_sub(usize::from(body_area.height));
+    let top = u16::try_from(view.scenario_scroll.min(max_top)).unwrap_or(u16::MAX);
+    frame.render_widget(paragraph.scroll((top, 0)), body_area);
+}
+
+pub(super) fn lifecycle(frame: &mut Frame, area: Rect, engine: &Engine, view: &ViewState, now: Instant) {
+    let t = &view.theme;
+    let block = pane_block("Request lifecycle", view.focus == Focus::Lifecycle, t);
+    let inner = block.inner(area);
+    frame.render_widget(block, area);
+
+    let backends = engine.backends();
+    let header_height = u16::try_from(backends.len()).unwrap_or(u16::MAX);
+    let events_height = if inner.height > 10 { 2 } else { 0 };
+    let [header_area, table_area, events_area] = Layout::vertical([
+        Constraint::Length(header_height),
+        Constraint::Min(1),
+        Constraint::Length(events_height),
+    ])
+    .areas(inner);
+
+    let mut header = Vec::new();
+    for (name, m) in backends {
+        let s = m.snapshot();
+        let pct = |v: Option<u64>| v.map_or("-".to_string(), |ms| format_duration(std::time::Duration::from_millis(ms)));
+        let mut spans = vec![
+            Span::styled(format!("{:<9}", one_line(name)), t.title),
+            Span::styled(format!("ok {} ", s.ok), t.ok),
+            Span::styled(
+                format!("failed {} ", s.failed + s.timed_out),
+                if s.failed + s.timed_out > 0 { t.error } else { t.dim },
+            ),
+            Span::raw(format!("p50 {} p95 {} ", pct(s.p50_ms), pct(s.p95_ms))),
+            Span::styled(
+                format!("late {} ", s.late_drops),
+                if s.late_drops > 0 { t.warn } else { t.dim },
+            ),
+            Span::raw(format!("in flight {} queued {} ", s.in_flight, s.queued)),
+        ];
+        spans.push(Span::styled("breaker closed", t.ok));
+        header.push(Line::from(spans));
+    }
+    frame.render_widget(Paragraph::new(header), header_area);
+
+    let rows = lifecycle_rows(engine);
+    if rows.is_empty() {
+        frame.render_widget(
+            Paragraph::new(Line::styled(
+                "No requests yet. Every retrieval and generation shows up here, live.",
+                t.dim,
+            )),
+            table_area,
+        );
+    } else {
+        let table_rows = rows.iter().map(|r| {
+            let (state_style, info) = row_state(r, view);
+            Row::new(vec![
+                Cell::from(r.id.short()),
+                Cell::from(kind_cell(r)),
+                Cell::from(one_line(&r.backend)),
+                Cell::from(Span::styled(r.phase.label(), state_style)),
+                Cell::from(if r.attempt > 0 { r.attempt.to_string() } else { "-".into() }),
+                Cell::from(format!("{} / {}", format_duration(r.elapsed(now)), r.budget_label())),
+                Cell::from(info),
+            ])
+        });
+        let widths = [
+            Constraint::Length(6),
+            Constraint::Length(10),
+            Constraint::Length(8),
+            Constraint::Length(15),
+            Constraint::Length(3),
+            Constraint::Length(15),
+            Constraint::Min(10),
+        ];
+        let table = Table::new(table_rows, widths)
+            .header(Row::new(vec!["id", "kind", "backend", "state", "att", "elapsed/limit", "detail"]).style(t.title))
+            .row_highlight_style(if view.focus == Focus::Lifecycle { t.selected } else { Style::default() })
+            .column_spacing(1);
+        let mut state = TableState::default().with_selected(Some(view.lifecycle_selected.min(rows.len() - 1)));
+        frame.render_stateful_widget(table, table_area, &mut state);
+    }
+
+    if events_height > 0 {
+        let events = engine.registry().events();
+        let lines = events
+            .iter()
+            .rev()
+            .take(usize::from(events_height))
+            .collect::<Vec<_>>()
+            .into_iter()
+            .rev()
+            .map(|e| {
+                let style = if e.event.starts_with("late drop") { t.warn } else { t.dim };
+                Line::styled(
+                    format!(
+                        "{:>7} {} {} {}",
+                        format!("+{}", format_duration(std::time::Duration::from_millis(e.t_ms))),
+                        e.id.short(),
+                        e.kind.map_or("?", |k| k.label()),
+                        one_line(&e.event)
+                    ),
+                    style,
+                )
+            })
+            .collect::<Vec<_>>();
+        frame.render_widget(Paragraph::new(lines), events_area);
+    }
+}
+
+/// The state cell's style and the detail column's text.
+fn row_state(r: &Request, view: &ViewState) -> (Style, String) {
+    let t = &view.theme;
+    let mut info = match &r.phase {
+        Phase::Done(Outcome::Failed(reason)) => one_line(reason),
+        Phase::Done(Outcome::Joined(leader)) => format!("joined {}", leader.short()),
+        _ => one_line(&r.label),
+    };
+    if r.late_drops > 0 {
+        info = format!("late drop ×{} · {info}", r.late_drops);
+    }
+    let style = match &r.phase {
+        Phase::Done(Outcome::Completed) => t.ok,
+        Phase::Done(Outcome::Cancelled) => t.warn,
+        Phase::Done(_) => t.error,
+        Phase::Streaming if is_generation(r.kind) => t.key,
+        _ => Style::default(),
+    };
+    (style, info)
+}
+
+pub(super) fn detail(frame: &mut Frame, area: Rect, engine: &Engine, view: &ViewState, now: Instant) {
+    let t = &view.theme;
+    let rows = lifecycle_rows(engine);
+    let Some(selected) = rows.get(view.lifecycle_selected.min(rows.len().saturating_sub(1))) else {
+        return;
+    };
+    let mut lines = Vec::new();
+    let show = |r: &Request, lines: &mut Vec<Line<'static>>| {
+        lines.push(Line::from(vec![
+            Span::styled(format!("{} ", r.id), t.title),
+            Span::raw(format!(
+                "{} on {} · {} · attempt {} · {} / {}",
+                r.kind.label(),
+                one_line(&r.backend),
+                r.phase.label(),
+                r.attempt,
+                format_duration(r.elapsed(now)),
+                r.budget_label()
+            )),
+        ]));
+        lines.push(Line::styled(format!("  {}", one_line(&r.label)), t.dim));
+        for entry in &r.timeline {
+            lines.push(Line::raw(format!(
+                "  +{:<8} {}",
+                format_duration(std::time::Duration::from_millis(entry.offset_ms)),
+                one_line(&entry.what)
+            )));
+        }
+        lines.push(Line::default());
+    };
+    let root = selected
+        .parent
+        .and_then(|p| engine.registry().get(p))
+        .unwrap_or(selected);
+    show(root, &mut lines);
+    for child in &root.children {
+        if let Some(child) = engine.registry().get(*child) {
+            show(child, &mut lines);
+        }
+    }
+    lines.push(Line::styled("Esc closes.", t.dim));
+    let popup = centered(area, area.width.saturating_sub(8).max(20), area.height.saturating_sub(4).max(6));
+    frame.render_widget(Clear, popup);
+    frame.render_widget(
+        Paragraph::new(lines)
+            .block(pane_block("Request detail", true, t))
+            .wrap(Wrap { trim: false }),
+        popup,
+    );
+}
