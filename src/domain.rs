@@ -139,6 +139,10 @@ pub fn stable_hash(text: &str) -> u64 {
 /// The seed a prompt gets when the user gives none: the same prompt gives the
 /// same scenario in the TUI and headless.
 pub fn seed_for_prompt(prompt: &str) -> u64 {
-    let normalised = prompt.split_whitespace().collect::<Vec<_>>().join(" ").to_lowercase();
+    let normalised = prompt
+        .split_whitespace()
+        .collect::<Vec<_>>()
+        .join(" ")
+        .to_lowercase();
     stable_hash(&normalised)
 }

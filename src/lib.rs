@@ -2,11 +2,15 @@
 //! generation with a live view of every request's lifecycle. The binary is a
 //! thin shell over this library, so tests and benches drive the same code.
 
+pub mod app;
 pub mod backends;
+pub mod cli;
 pub mod domain;
 pub mod engine;
+pub mod headless;
 pub mod kb;
 pub mod logging;
 pub mod runtime;
 pub mod sanitize;
+pub mod tui;
 pub mod ui;

@@ -34,7 +34,8 @@ pub fn init(dir: &Path, level: &str) -> std::io::Result<WorkerGuard> {
         .map_err(std::io::Error::other)?;
     let (writer, guard) = tracing_appender::non_blocking(appender);
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| {
-        EnvFilter::try_new(format!("loreweave={level},warn")).unwrap_or_else(|_| EnvFilter::new("loreweave=info,warn"))
+        EnvFilter::try_new(format!("loreweave={level},warn"))
+            .unwrap_or_else(|_| EnvFilter::new("loreweave=info,warn"))
     });
     let installed = tracing_subscriber::fmt()
         .with_env_filter(filter)

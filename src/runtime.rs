@@ -61,6 +61,11 @@ impl Runtime {
         )
     }
 
+    /// Swap the backends; tasks already running keep the ones they have.
+    pub fn replace_backends(&mut self, backends: Backends) {
+        self.backends = backends;
+    }
+
     /// Number of tasks that may still be running (finished ones are pruned
     /// lazily).
     pub fn running_tasks(&mut self) -> usize {
@@ -78,7 +83,10 @@ impl Runtime {
                         tracing::debug!(id = %id, "task aborted");
                     }
                 }
-                Effect::Export { path_hint, contents } => self.export(path_hint, contents),
+                Effect::Export {
+                    path_hint,
+                    contents,
+                } => self.export(path_hint, contents),
             }
         }
     }
@@ -92,16 +100,23 @@ impl Runtime {
                 tokio::spawn(async move {
                     let result = match retriever {
                         Some(retriever) => retriever.retrieve(query).await,
-                        None => Err(BackendError::permanent(format!("no retriever named `{backend}`"))),
+                        None => Err(BackendError::permanent(format!(
+                            "no retriever named `{backend}`"
+                        ))),
                     };
-                    let _ = tx.send(Input::Retrieved { id, backend, result });
+                    let _ = tx.send(Input::Retrieved {
+                        id,
+                        backend,
+                        result,
+                    });
                 })
             }
             Call::Generate(task) => {
                 let model = self.backends.models.get(&backend).cloned();
                 tokio::spawn(async move {
                     let Some(model) = model else {
-                        let error = BackendError::permanent(format!("no generator named `{backend}`"));
+                        let error =
+                            BackendError::permanent(format!("no generator named `{backend}`"));
                         let _ = tx.send(Input::Finished {
                             id,
                             backend,
@@ -129,7 +144,11 @@ impl Runtime {
                             }
                         }
                     }
-                    let _ = tx.send(Input::Finished { id, backend, result });
+                    let _ = tx.send(Input::Finished {
+                        id,
+                        backend,
+                        result,
+                    });
                 })
             }
         };
@@ -149,7 +168,11 @@ impl Runtime {
 }
 
 /// Write `<dir>/<stem>.md`, or `<stem>-2.md`, ... : never overwrite a file.
-pub fn write_new_file(dir: &std::path::Path, stem: &str, contents: &str) -> std::io::Result<PathBuf> {
+pub fn write_new_file(
+    dir: &std::path::Path,
+    stem: &str,
+    contents: &str,
+) -> std::io::Result<PathBuf> {
     use std::io::Write;
     for n in 1..1_000 {
         let name = if n == 1 {
@@ -158,7 +181,11 @@ pub fn write_new_file(dir: &std::path::Path, stem: &str, contents: &str) -> std:
             format!("{stem}-{n}.md")
         };
         let path = dir.join(name);
-        match std::fs::OpenOptions::new().write(true).create_new(true).open(&path) {
+        match std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(&path)
+        {
             Ok(mut file) => {
                 file.write_all(contents.as_bytes())?;
                 file.sync_all()?;
@@ -168,7 +195,9 @@ pub fn write_new_file(dir: &std::path::Path, stem: &str, contents: &str) -> std:
             Err(e) => return Err(e),
         }
     }
-    Err(std::io::Error::other(format!("too many files named {stem}-N.md")))
+    Err(std::io::Error::other(format!(
+        "too many files named {stem}-N.md"
+    )))
 }
 
 /// An engine and a runtime wired together.
@@ -181,7 +210,11 @@ pub struct Driver {
 
 impl Driver {
     pub fn new(engine: Engine, runtime: Runtime, rx: mpsc::UnboundedReceiver<Input>) -> Self {
-        Self { engine, runtime, rx }
+        Self {
+            engine,
+            runtime,
+            rx,
+        }
     }
 
     /// Apply one input now and carry out the effects.

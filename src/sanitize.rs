@@ -31,7 +31,10 @@ pub fn sanitize(text: &str) -> String {
 
 /// Sanitise and fold onto one line (for table cells and the status line).
 pub fn one_line(text: &str) -> String {
-    sanitize(text).split_whitespace().collect::<Vec<_>>().join(" ")
+    sanitize(text)
+        .split_whitespace()
+        .collect::<Vec<_>>()
+        .join(" ")
 }
 
 fn is_unsafe(c: char) -> bool {
@@ -42,7 +45,7 @@ fn is_unsafe(c: char) -> bool {
             | '\u{2066}'..='\u{2069}'          // isolates
             | '\u{061c}'                       // arabic letter mark
             | '\u{feff}'                       // BOM / zero-width no-break space
-            | '\u{fff9}'..='\u{fffb}')         // interlinear annotations
+            | '\u{fff9}'..='\u{fffb}') // interlinear annotations
 }
 
 type Chars<'a> = std::iter::Peekable<std::str::Chars<'a>>;
@@ -97,8 +100,14 @@ mod tests {
     fn strips_escape_sequences_and_controls() {
         assert_eq!(sanitize("a\u{1b}[31mred\u{1b}[0m b"), "ared b");
         assert_eq!(sanitize("x\u{1b}]0;pwned title\u{7}y"), "xy");
-        assert_eq!(sanitize("x\u{1b}]8;;http://e\u{1b}\\link\u{1b}]8;;\u{1b}\\y"), "xlinky");
-        assert_eq!(sanitize("bell\u{7} back\u{8}space del\u{7f}"), "bell backspace del");
+        assert_eq!(
+            sanitize("x\u{1b}]8;;http://e\u{1b}\\link\u{1b}]8;;\u{1b}\\y"),
+            "xlinky"
+        );
+        assert_eq!(
+            sanitize("bell\u{7} back\u{8}space del\u{7f}"),
+            "bell backspace del"
+        );
         assert_eq!(sanitize("c1\u{9b}2Jcsi"), "c1csi");
         assert_eq!(sanitize("\u{1b}(Bcharset"), "charset");
     }

@@ -14,7 +14,10 @@ use crate::domain::{BackendError, GenerationTask, Passage};
 
 /// Finds passages for a query.
 pub trait Retriever: Send + Sync {
-    fn retrieve(&self, query: RetrieveQuery) -> BoxFuture<'static, Result<Vec<Passage>, BackendError>>;
+    fn retrieve(
+        &self,
+        query: RetrieveQuery,
+    ) -> BoxFuture<'static, Result<Vec<Passage>, BackendError>>;
 }
 
 /// Streams generated text for a task, chunk by chunk. The stream ends after

@@ -7,7 +7,10 @@
 pub enum Line {
     /// Ask the focused conversation.
     Ask(String),
-    Scenario { prompt: String, seed: Option<u64> },
+    Scenario {
+        prompt: String,
+        seed: Option<u64>,
+    },
     /// Regenerate the selected scenario with a fresh seed.
     Regenerate,
     /// Export the selected scenario to a markdown file.
@@ -44,7 +47,10 @@ pub fn parse_line(line: &str) -> Result<Option<Line>, String> {
     let lower = line.to_lowercase();
     for phrase in SCENARIO_PHRASES {
         if lower == phrase.trim_end() {
-            return Err("say what the scenario is for, e.g. `generate scenario for the first encounter`".into());
+            return Err(
+                "say what the scenario is for, e.g. `generate scenario for the first encounter`"
+                    .into(),
+            );
         }
         if lower.starts_with(phrase) {
             // Lowercasing can change byte lengths only outside ASCII; the
@@ -83,7 +89,9 @@ fn parse_slash(rest: &str) -> Result<Line, String> {
         "help" | "?" => Ok(Line::Help),
         "quit" | "q" => Ok(Line::Quit),
         "" => Err("type a command after `/`; /help lists them".into()),
-        other => Err(format!("unknown command /{other}; /help lists the commands")),
+        other => Err(format!(
+            "unknown command /{other}; /help lists the commands"
+        )),
     }
 }
 
@@ -120,8 +128,14 @@ mod tests {
             prompt: "the first encounter".into(),
             seed: None,
         });
-        assert_eq!(parse_line("generate scenario for the first encounter"), Ok(want.clone()));
-        assert_eq!(parse_line("Generate a scenario for the first encounter "), Ok(want.clone()));
+        assert_eq!(
+            parse_line("generate scenario for the first encounter"),
+            Ok(want.clone())
+        );
+        assert_eq!(
+            parse_line("Generate a scenario for the first encounter "),
+            Ok(want.clone())
+        );
         assert_eq!(parse_line("/scenario the first encounter"), Ok(want));
         assert_eq!(
             parse_line("/scenario --seed 7 a dark ford"),
@@ -143,9 +157,16 @@ mod tests {
             Ok(Some(Line::Ask("who guards the waystone?".into())))
         );
         assert_eq!(parse_line("/rag off"), Ok(Some(Line::Rag(false))));
-        assert_eq!(parse_line("/cancel k3x9qa"), Ok(Some(Line::Cancel(Some("k3x9qa".into())))));
+        assert_eq!(
+            parse_line("/cancel k3x9qa"),
+            Ok(Some(Line::Cancel(Some("k3x9qa".into()))))
+        );
         assert_eq!(parse_line("/cancel"), Ok(Some(Line::Cancel(None))));
-        assert!(parse_line("/frobnicate").unwrap_err().contains("/frobnicate"));
+        assert!(
+            parse_line("/frobnicate")
+                .unwrap_err()
+                .contains("/frobnicate")
+        );
         assert!(parse_line("/rag maybe").is_err());
     }
 }

@@ -68,7 +68,9 @@ impl BackendMetrics {
         match outcome {
             Outcome::Completed => {
                 self.ok += 1;
-                let ms = u64::try_from(latency.as_millis()).unwrap_or(u64::MAX).max(1);
+                let ms = u64::try_from(latency.as_millis())
+                    .unwrap_or(u64::MAX)
+                    .max(1);
                 self.latency_ms.saturating_record(ms);
             }
             Outcome::Failed(_) => self.failed += 1,
@@ -85,7 +87,8 @@ impl BackendMetrics {
     }
 
     pub fn snapshot(&self) -> MetricsSnapshot {
-        let pct = |q: f64| (!self.latency_ms.is_empty()).then(|| self.latency_ms.value_at_quantile(q));
+        let pct =
+            |q: f64| (!self.latency_ms.is_empty()).then(|| self.latency_ms.value_at_quantile(q));
         MetricsSnapshot {
             ok: self.ok,
             failed: self.failed,

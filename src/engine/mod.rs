@@ -28,7 +28,9 @@ use crate::domain::{
 use metrics::BackendMetrics;
 use registry::Registry;
 use request::{DeadlinePolicy, Kind, Outcome, Phase, Request, RequestId};
-use workspace::{ChatMessage, Conversation, MessageStatus, QueuedMessage, ScenarioEntry, ScenarioStatus};
+use workspace::{
+    ChatMessage, Conversation, MessageStatus, QueuedMessage, ScenarioEntry, ScenarioStatus,
+};
 
 /// Settings the engine's rules depend on.
 #[derive(Debug, Clone)]
@@ -74,7 +76,11 @@ pub enum Call {
 #[derive(Debug, Clone, PartialEq)]
 pub enum Effect {
     /// Start `call` on `backend` as a task tagged with `id`.
-    Dispatch { id: RequestId, backend: String, call: Call },
+    Dispatch {
+        id: RequestId,
+        backend: String,
+        call: Call,
+    },
     /// Stop the task running `id` (its connection is dropped with it).
     Abort { id: RequestId },
     /// Write a file without overwriting one; the result comes back as
@@ -85,15 +91,31 @@ pub enum Effect {
 /// What the user asks the engine for.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Command {
-    Ask { conversation: usize, text: String },
-    Scenario { prompt: String, seed: Option<u64> },
-    Regenerate { scenario: usize },
-    Export { scenario: usize },
+    Ask {
+        conversation: usize,
+        text: String,
+    },
+    Scenario {
+        prompt: String,
+        seed: Option<u64>,
+    },
+    Regenerate {
+        scenario: usize,
+    },
+    Export {
+        scenario: usize,
+    },
     /// Cancel a request (and its children) by id or short id.
-    Cancel { id: String },
+    Cancel {
+        id: String,
+    },
     /// Cancel the running turn of a conversation.
-    CancelRunning { conversation: usize },
-    ClearQueue { conversation: usize },
+    CancelRunning {
+        conversation: usize,
+    },
+    ClearQueue {
+        conversation: usize,
+    },
     SetRag(bool),
 }
 
@@ -170,7 +192,7 @@ impl Engine {
     pub fn new(cfg: EngineConfig, origin: Instant, wall_origin: SystemTime, seed: u64) -> Self {
         let wall_origin_ms = wall_origin
             .duration_since(UNIX_EPOCH)
-            .map(|d| request::millis(d))
+            .map(request::millis)
             .unwrap_or(0);
         let mut backends = BTreeMap::new();
         backends.insert(cfg.retriever.clone(), BackendMetrics::default());
@@ -249,9 +271,17 @@ impl Engine {
         let mut fx = Vec::new();
         match input {
             Input::Command(command) => self.on_command(command, now, &mut fx),
-            Input::Retrieved { id, backend, result } => self.on_retrieved(id, &backend, result, now, &mut fx),
+            Input::Retrieved {
+                id,
+                backend,
+                result,
+            } => self.on_retrieved(id, &backend, result, now, &mut fx),
             Input::Token { id, backend, text } => self.on_token(id, &backend, text, now),
-            Input::Finished { id, backend, result } => self.on_finished(id, &backend, result, now, &mut fx),
+            Input::Finished {
+                id,
+                backend,
+                result,
+            } => self.on_finished(id, &backend, result, now, &mut fx),
             Input::Exported { result } => match result {
                 Ok(path) => self.set_notice(format!("exported to {path}"), false),
                 Err(error) => self.set_notice(format!("export failed: {error}"), true),
@@ -317,7 +347,14 @@ impl Engine {
             }
             Command::SetRag(on) => {
                 self.cfg.rag = on;
-                self.set_notice(if on { "RAG on" } else { "RAG off: answers use no lore" }, false);
+                self.set_notice(
+                    if on {
+                        "RAG on"
+                    } else {
+                        "RAG off: answers use no lore"
+                    },
+                    false,
+                );
             }
         }
     }
@@ -332,13 +369,22 @@ impl Engine {
             conv.next_queue_number += 1;
             conv.queue.push_back(QueuedMessage { number, text });
             let depth = conv.queue.len();
-            self.set_notice(format!("queued (depth {depth}): a reply is still running"), false);
+            self.set_notice(
+                format!("queued (depth {depth}): a reply is still running"),
+                false,
+            );
             return;
         }
         self.start_turn(conversation, text, now, fx);
     }
 
-    fn start_turn(&mut self, conversation: usize, question: String, now: Instant, fx: &mut Vec<Effect>) {
+    fn start_turn(
+        &mut self,
+        conversation: usize,
+        question: String,
+        now: Instant,
+        fx: &mut Vec<Effect>,
+    ) {
         let generator = self.cfg.generator.clone();
         let Some(conv) = self.conversations.get_mut(conversation) else {
             return;
@@ -352,7 +398,9 @@ impl Engine {
                 text: m.text.clone(),
             })
             .collect::<Vec<_>>();
-        let skip = history.len().saturating_sub(self.cfg.chat_history_turns * 2);
+        let skip = history
+            .len()
+            .saturating_sub(self.cfg.chat_history_turns * 2);
         let history = history.into_iter().skip(skip).collect();
         conv.messages.push(ChatMessage {
             role: Role::User,
@@ -364,7 +412,14 @@ impl Engine {
             no_lore: None,
         });
         let message = conv.messages.len();
-        let parent = self.new_request(Kind::Turn, "pipeline", None, &question, DeadlinePolicy::Children, now);
+        let parent = self.new_request(
+            Kind::Turn,
+            "pipeline",
+            None,
+            &question,
+            DeadlinePolicy::Children,
+            now,
+        );
         let conv = &mut self.conversations[conversation];
         conv.messages.push(ChatMessage {
             role: Role::Assistant,
@@ -377,7 +432,10 @@ impl Engine {
         });
         conv.running = Some(parent);
         let job = Job {
-            target: Target::Turn { conversation, message },
+            target: Target::Turn {
+                conversation,
+                message,
+            },
             mode: TaskMode::Chat { question, history },
             passages: Vec::new(),
             no_lore: None,
@@ -387,7 +445,14 @@ impl Engine {
 
     fn start_scenario(&mut self, prompt: String, seed: u64, now: Instant, fx: &mut Vec<Effect>) {
         let label = format!("{prompt} (seed {seed})");
-        let parent = self.new_request(Kind::Scenario, "pipeline", None, &label, DeadlinePolicy::Children, now);
+        let parent = self.new_request(
+            Kind::Scenario,
+            "pipeline",
+            None,
+            &label,
+            DeadlinePolicy::Children,
+            now,
+        );
         self.scenarios.push(ScenarioEntry {
             prompt: prompt.clone(),
             seed,
@@ -520,7 +585,10 @@ impl Engine {
                     entry.markdown.push_str(&text);
                 }
             }
-            Target::Turn { conversation, message } => {
+            Target::Turn {
+                conversation,
+                message,
+            } => {
                 if let Some(msg) = self
                     .conversations
                     .get_mut(conversation)
@@ -592,7 +660,8 @@ impl Engine {
                         format!("no first token within {}", spoken_duration(waited))
                     };
                     if let Some(parent) = parent {
-                        self.registry.record(parent, now, format!("generation timed out: {what}"));
+                        self.registry
+                            .record(parent, now, format!("generation timed out: {what}"));
                         self.settle_parent(parent, now, fx);
                     }
                 }
@@ -657,7 +726,8 @@ impl Engine {
         };
         let backend = request.backend.clone();
         let attempt = request.attempt;
-        self.registry.record(id, now, format!("dispatched (attempt {attempt})"));
+        self.registry
+            .record(id, now, format!("dispatched (attempt {attempt})"));
         self.backends.entry(backend.clone()).or_default().in_flight += 1;
         fx.push(Effect::Dispatch { id, backend, call });
     }
@@ -700,7 +770,10 @@ impl Engine {
     }
 
     fn late_drop(&mut self, id: RequestId, backend: &str, what: &str, now: Instant) {
-        self.backends.entry(backend.to_string()).or_default().late_drops += 1;
+        self.backends
+            .entry(backend.to_string())
+            .or_default()
+            .late_drops += 1;
         self.total_late_drops += 1;
         self.registry.late_drop(id, backend, what, now);
     }
@@ -710,7 +783,8 @@ impl Engine {
         let Some(parent) = parent else {
             return;
         };
-        self.registry.record(parent, now, format!("fallback: no lore ({reason})"));
+        self.registry
+            .record(parent, now, format!("fallback: no lore ({reason})"));
         if let Some(job) = self.jobs.get_mut(&parent) {
             job.passages.clear();
             job.no_lore = Some(reason);
@@ -735,7 +809,9 @@ impl Engine {
             Some(Outcome::Completed) => Outcome::Completed,
             Some(Outcome::TimedOut) => Outcome::TimedOut,
             Some(Outcome::Cancelled) | None => Outcome::Cancelled,
-            Some(Outcome::Failed(reason)) => Outcome::Failed(format!("generation failed: {reason}")),
+            Some(Outcome::Failed(reason)) => {
+                Outcome::Failed(format!("generation failed: {reason}"))
+            }
             Some(Outcome::ShortCircuited) => Outcome::Failed("generator breaker open".into()),
             Some(Outcome::Joined(_)) => Outcome::Completed,
         };
@@ -754,8 +830,12 @@ impl Engine {
                         _ => ScenarioStatus::Failed(outcome.label().into()),
                     };
                     let notice = match &entry.status {
-                        ScenarioStatus::Done => Some((format!("scenario ready: {}", entry.title()), false)),
-                        ScenarioStatus::Failed(reason) => Some((format!("scenario failed: {reason}"), true)),
+                        ScenarioStatus::Done => {
+                            Some((format!("scenario ready: {}", entry.title()), false))
+                        }
+                        ScenarioStatus::Failed(reason) => {
+                            Some((format!("scenario failed: {reason}"), true))
+                        }
                         _ => None,
                     };
                     if let Some((text, is_error)) = notice {
@@ -763,13 +843,18 @@ impl Engine {
                     }
                 }
             }
-            Target::Turn { conversation, message } => {
+            Target::Turn {
+                conversation,
+                message,
+            } => {
                 if let Some(conv) = self.conversations.get_mut(conversation) {
                     if let Some(msg) = conv.messages.get_mut(message) {
                         msg.status = match &outcome {
                             Outcome::Completed => MessageStatus::Done,
                             Outcome::Cancelled => MessageStatus::Cancelled,
-                            Outcome::TimedOut => MessageStatus::Failed("generation timed out".into()),
+                            Outcome::TimedOut => {
+                                MessageStatus::Failed("generation timed out".into())
+                            }
                             Outcome::Failed(reason) => MessageStatus::Failed(reason.clone()),
                             _ => MessageStatus::Failed(outcome.label().into()),
                         };
@@ -794,7 +879,11 @@ impl Engine {
             Some(parent) if self.jobs.contains_key(&parent) => parent,
             _ => id,
         };
-        let children = self.registry.live(root).map(|r| r.children.clone()).unwrap_or_default();
+        let children = self
+            .registry
+            .live(root)
+            .map(|r| r.children.clone())
+            .unwrap_or_default();
         for child in children {
             if self.registry.is_live(child) {
                 self.finish(child, Outcome::Cancelled, now, fx);
@@ -808,14 +897,21 @@ impl Engine {
         self.set_notice(format!("cancelled {}", root.short()), false);
     }
 
-    fn with_target(&mut self, target: Target, f: impl FnOnce(&mut Vec<Passage>, &mut Option<String>)) {
+    fn with_target(
+        &mut self,
+        target: Target,
+        f: impl FnOnce(&mut Vec<Passage>, &mut Option<String>),
+    ) {
         match target {
             Target::Scenario(index) => {
                 if let Some(entry) = self.scenarios.get_mut(index) {
                     f(&mut entry.passages, &mut entry.no_lore);
                 }
             }
-            Target::Turn { conversation, message } => {
+            Target::Turn {
+                conversation,
+                message,
+            } => {
                 if let Some(msg) = self
                     .conversations
                     .get_mut(conversation)
@@ -833,7 +929,7 @@ pub fn spoken_duration(duration: Duration) -> String {
     let ms = duration.as_millis();
     if ms < 1_000 {
         format!("{ms} ms")
-    } else if ms % 1_000 == 0 {
+    } else if ms.is_multiple_of(1_000) {
         format!("{} s", ms / 1_000)
     } else {
         format!("{:.1} s", duration.as_secs_f64())

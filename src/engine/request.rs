@@ -24,7 +24,8 @@ impl RequestId {
     pub fn matches(&self, text: &str) -> bool {
         let text = text.trim();
         !text.is_empty()
-            && (self.0.to_string().eq_ignore_ascii_case(text) || self.short().eq_ignore_ascii_case(text))
+            && (self.0.to_string().eq_ignore_ascii_case(text)
+                || self.short().eq_ignore_ascii_case(text))
     }
 }
 
@@ -102,7 +103,9 @@ pub enum Phase {
     /// Handed to the runtime; no answer yet.
     Dispatched,
     /// Waiting for a retry's backoff to pass.
-    Retrying { until: Instant },
+    Retrying {
+        until: Instant,
+    },
     /// Tokens are arriving.
     Streaming,
     Done(Outcome),
@@ -131,7 +134,10 @@ pub enum DeadlinePolicy {
     Total(Duration),
     /// Streaming generation: a budget for the first token, then one between
     /// tokens.
-    Streaming { first_token: Duration, idle: Duration },
+    Streaming {
+        first_token: Duration,
+        idle: Duration,
+    },
     /// Parents: no deadline of their own; they end when their children do,
     /// and every child has one.
     Children,
@@ -182,7 +188,9 @@ impl Request {
 
     /// Time since creation, frozen at the end.
     pub fn elapsed(&self, now: Instant) -> Duration {
-        self.ended.unwrap_or(now).saturating_duration_since(self.created)
+        self.ended
+            .unwrap_or(now)
+            .saturating_duration_since(self.created)
     }
 
     /// The budget to show next to the elapsed time ("10s", "ft 60s").
@@ -218,7 +226,7 @@ pub fn format_duration(duration: Duration) -> String {
         format!("{ms}ms")
     } else if ms < 10_000 {
         let tenths = ms / 100;
-        if tenths % 10 == 0 {
+        if tenths.is_multiple_of(10) {
             format!("{}s", tenths / 10)
         } else {
             format!("{}.{}s", tenths / 10, tenths % 10)

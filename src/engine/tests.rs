@@ -102,11 +102,16 @@ fn scenario_runs_retrieve_then_generate_and_completes_only_after_both() {
         result: Ok(vec![passage("Waystone")]),
     });
     let (generate, call) = single_dispatch(&fx);
-    let Call::Generate(task) = call else { panic!("generation expected") };
+    let Call::Generate(task) = call else {
+        panic!("generation expected")
+    };
     assert_eq!(task.passages.len(), 1);
     assert_eq!(task.no_lore_reason, None);
     assert_eq!(h.request(retrieve).outcome(), Some(&Outcome::Completed));
-    assert!(h.engine.registry().is_live(parent), "parent waits for its generation");
+    assert!(
+        h.engine.registry().is_live(parent),
+        "parent waits for its generation"
+    );
 
     h.at(0.2);
     h.send(Input::Token {
@@ -134,7 +139,10 @@ fn retrieval_timeout_falls_back_without_lore_exactly_at_the_deadline() {
     let mut h = Harness::new();
     let fx = h.scenario("the first encounter");
     let (retrieve, _) = single_dispatch(&fx);
-    assert_eq!(h.engine.next_deadline(), Some(h.t0 + Duration::from_secs(10)));
+    assert_eq!(
+        h.engine.next_deadline(),
+        Some(h.t0 + Duration::from_secs(10))
+    );
 
     h.at(9.999);
     let fx = h.send(Input::Tick);
@@ -145,11 +153,19 @@ fn retrieval_timeout_falls_back_without_lore_exactly_at_the_deadline() {
     let fx = h.send(Input::Tick);
     assert_eq!(aborted(&fx), vec![retrieve], "the hung task is aborted");
     let (_, call) = single_dispatch(&fx);
-    let Call::Generate(task) = call else { panic!("generation expected") };
+    let Call::Generate(task) = call else {
+        panic!("generation expected")
+    };
     assert!(task.passages.is_empty());
-    assert_eq!(task.no_lore_reason.as_deref(), Some("retrieval timed out after 10 s"));
+    assert_eq!(
+        task.no_lore_reason.as_deref(),
+        Some("retrieval timed out after 10 s")
+    );
     assert_eq!(h.request(retrieve).outcome(), Some(&Outcome::TimedOut));
-    assert_eq!(h.request(retrieve).ended, Some(h.t0 + Duration::from_secs(10)));
+    assert_eq!(
+        h.request(retrieve).ended,
+        Some(h.t0 + Duration::from_secs(10))
+    );
     assert_eq!(h.engine.backends()["local"].timed_out, 1);
 }
 
@@ -165,12 +181,22 @@ fn retrieval_failure_falls_back_at_once() {
         result: Err(BackendError::permanent("index is corrupt")),
     });
     let (_, call) = single_dispatch(&fx);
-    let Call::Generate(task) = call else { panic!("generation expected") };
-    assert_eq!(task.no_lore_reason.as_deref(), Some("retrieval failed: index is corrupt"));
-    assert!(matches!(h.request(retrieve).outcome(), Some(Outcome::Failed(m)) if m == "index is corrupt"));
+    let Call::Generate(task) = call else {
+        panic!("generation expected")
+    };
+    assert_eq!(
+        task.no_lore_reason.as_deref(),
+        Some("retrieval failed: index is corrupt")
+    );
+    assert!(
+        matches!(h.request(retrieve).outcome(), Some(Outcome::Failed(m)) if m == "index is corrupt")
+    );
     assert_eq!(h.engine.backends()["local"].failed, 1);
     let reply = &h.engine.conversations()[0].messages[1];
-    assert_eq!(reply.no_lore.as_deref(), Some("retrieval failed: index is corrupt"));
+    assert_eq!(
+        reply.no_lore.as_deref(),
+        Some("retrieval failed: index is corrupt")
+    );
 }
 
 #[test]
@@ -191,8 +217,15 @@ fn late_result_is_dropped_counted_and_never_applied() {
     assert!(fx.is_empty(), "a late result starts nothing");
     assert_eq!(h.engine.backends()["local"].late_drops, 1);
     assert_eq!(h.request(retrieve).late_drops, 1);
-    assert_eq!(h.request(retrieve).outcome(), Some(&Outcome::TimedOut), "final state unchanged");
-    assert!(h.engine.scenarios()[0].passages.is_empty(), "late passages not applied");
+    assert_eq!(
+        h.request(retrieve).outcome(),
+        Some(&Outcome::TimedOut),
+        "final state unchanged"
+    );
+    assert!(
+        h.engine.scenarios()[0].passages.is_empty(),
+        "late passages not applied"
+    );
     let last = h.engine.registry().events().back().expect("an event");
     assert!(last.event.starts_with("late drop"), "{last:?}");
 
@@ -226,7 +259,10 @@ fn expiry_produces_exactly_one_final_state() {
     let finals = request
         .timeline
         .iter()
-        .filter(|e| ["completed", "timed out", "cancelled"].contains(&e.what.as_str()) || e.what.starts_with("failed"))
+        .filter(|e| {
+            ["completed", "timed out", "cancelled"].contains(&e.what.as_str())
+                || e.what.starts_with("failed")
+        })
         .count();
     assert_eq!(finals, 1, "{:?}", request.timeline);
     assert_eq!(h.engine.backends()["local"].finished(), 1);
@@ -244,14 +280,20 @@ fn generation_first_token_and_idle_deadlines() {
     });
     let (chat, _) = single_dispatch(&fx);
     assert_eq!(h.request(chat).kind, Kind::Chat);
-    assert_eq!(h.engine.next_deadline(), Some(h.t0 + Duration::from_secs(60)));
+    assert_eq!(
+        h.engine.next_deadline(),
+        Some(h.t0 + Duration::from_secs(60))
+    );
     h.at(5.0);
     h.send(Input::Token {
         id: chat,
         backend: "offline".into(),
         text: "partial ".into(),
     });
-    assert_eq!(h.engine.next_deadline(), Some(h.t0 + Duration::from_secs(35)));
+    assert_eq!(
+        h.engine.next_deadline(),
+        Some(h.t0 + Duration::from_secs(35))
+    );
     h.at(35.0);
     let fx = h.send(Input::Tick);
     assert_eq!(aborted(&fx), vec![chat]);
@@ -322,7 +364,10 @@ fn cancelling_a_turn_aborts_its_children_and_ends_it() {
     let parent = h.request(retrieve).parent.expect("parent");
     assert_eq!(h.request(parent).outcome(), Some(&Outcome::Cancelled));
     assert_eq!(h.request(retrieve).outcome(), Some(&Outcome::Cancelled));
-    assert_eq!(h.engine.conversations()[0].messages[1].status, MessageStatus::Cancelled);
+    assert_eq!(
+        h.engine.conversations()[0].messages[1].status,
+        MessageStatus::Cancelled
+    );
     assert_eq!(h.engine.registry().live_count(), 0);
 }
 
@@ -344,7 +389,10 @@ fn same_prompt_same_seed_and_regenerate_picks_a_new_one() {
         prompt: "The first  encounter".into(),
         seed: None,
     }));
-    assert_eq!(h.engine.scenarios()[0].seed, seed_for_prompt("the first encounter"));
+    assert_eq!(
+        h.engine.scenarios()[0].seed,
+        seed_for_prompt("the first encounter")
+    );
     h.send(Input::Command(Command::Regenerate { scenario: 0 }));
     assert_eq!(h.engine.scenarios().len(), 2);
     assert_ne!(h.engine.scenarios()[1].seed, h.engine.scenarios()[0].seed);

@@ -21,8 +21,22 @@ pub fn to_text(markdown: &str, theme: &Theme) -> Text<'static> {
         quote: 0,
         pending_prefix: None,
     };
+    // The parser splits text at brackets ("[", "1]"), so adjacent text
+    // events are joined before citations are looked for.
+    let mut text = String::new();
     for event in Parser::new_ext(&clean, Options::ENABLE_STRIKETHROUGH) {
-        r.event(event);
+        match event {
+            Event::Text(t) => text.push_str(&t),
+            other => {
+                if !text.is_empty() {
+                    r.text(&std::mem::take(&mut text));
+                }
+                r.event(other);
+            }
+        }
+    }
+    if !text.is_empty() {
+        r.text(&text);
     }
     r.flush();
     while r.lines.last().is_some_and(|l| l.spans.is_empty()) {
@@ -69,8 +83,10 @@ impl Renderer<'_> {
         }
         if let Some(prefix) = self.pending_prefix.take() {
             let indent = "  ".repeat(self.lists.len().saturating_sub(1));
-            self.current
-                .push(Span::styled(format!("{indent}{prefix}"), self.theme.list_marker));
+            self.current.push(Span::styled(
+                format!("{indent}{prefix}"),
+                self.theme.list_marker,
+            ));
         } else if !self.lists.is_empty() {
             self.current.push(Span::raw("  ".repeat(self.lists.len())));
         }
@@ -78,7 +94,8 @@ impl Renderer<'_> {
 
     fn flush(&mut self) {
         if !self.current.is_empty() {
-            self.lines.push(Line::from(std::mem::take(&mut self.current)));
+            self.lines
+                .push(Line::from(std::mem::take(&mut self.current)));
         }
     }
 
@@ -115,10 +132,8 @@ impl Renderer<'_> {
                     };
                     self.push_style(style);
                 }
-                Tag::Paragraph => {
-                    if self.pending_prefix.is_none() && self.lists.is_empty() {
-                        self.blank();
-                    }
+                Tag::Paragraph if self.pending_prefix.is_none() && self.lists.is_empty() => {
+                    self.blank();
                 }
                 Tag::BlockQuote(_) => {
                     self.blank();
@@ -147,7 +162,9 @@ impl Renderer<'_> {
                 }
                 Tag::Emphasis => self.push_style(Style::new().add_modifier(Modifier::ITALIC)),
                 Tag::Strong => self.push_style(Style::new().add_modifier(Modifier::BOLD)),
-                Tag::Strikethrough => self.push_style(Style::new().add_modifier(Modifier::CROSSED_OUT)),
+                Tag::Strikethrough => {
+                    self.push_style(Style::new().add_modifier(Modifier::CROSSED_OUT))
+                }
                 Tag::CodeBlock(_) => {
                     self.blank();
                     self.push_style(self.theme.code);
@@ -176,7 +193,9 @@ impl Renderer<'_> {
                     }
                     self.flush();
                 }
-                TagEnd::Emphasis | TagEnd::Strong | TagEnd::Strikethrough | TagEnd::Link => self.pop_style(),
+                TagEnd::Emphasis | TagEnd::Strong | TagEnd::Strikethrough | TagEnd::Link => {
+                    self.pop_style()
+                }
                 TagEnd::CodeBlock => {
                     self.flush();
                     self.pop_style();
@@ -186,13 +205,15 @@ impl Renderer<'_> {
             Event::Text(text) => self.text(&text),
             Event::Code(code) => {
                 self.start_line();
-                self.current.push(Span::styled(code.to_string(), self.theme.code));
+                self.current
+                    .push(Span::styled(code.to_string(), self.theme.code));
             }
             Event::SoftBreak => self.text(" "),
             Event::HardBreak => self.flush(),
             Event::Rule => {
                 self.blank();
-                self.lines.push(Line::styled("─".repeat(24), self.theme.dim));
+                self.lines
+                    .push(Line::styled("─".repeat(24), self.theme.dim));
             }
             Event::Html(html) | Event::InlineHtml(html) => self.text(&html),
             _ => {}
@@ -211,7 +232,10 @@ fn push_with_citations(out: &mut Vec<Span<'static>>, text: &str, style: Style, c
                 out.push(Span::styled(rest[..start].to_string(), style));
             }
             let end = start + 1 + digits + 1;
-            out.push(Span::styled(rest[start..end].to_string(), style.patch(citation)));
+            out.push(Span::styled(
+                rest[start..end].to_string(),
+                style.patch(citation),
+            ));
             rest = &rest[end..];
         } else {
             out.push(Span::styled(rest[..=start].to_string(), style));
@@ -256,7 +280,11 @@ mod tests {
                 "│ From the lore: quote [2]",
             ]
         );
-        let cite = text.lines[2].spans.iter().find(|s| s.content == "[1]").expect("citation span");
+        let cite = text.lines[2]
+            .spans
+            .iter()
+            .find(|s| s.content == "[1]")
+            .expect("citation span");
         assert_eq!(cite.style, theme.citation);
     }
 

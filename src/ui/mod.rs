@@ -7,6 +7,7 @@ pub mod markdown;
 mod panes;
 pub mod theme;
 
+use std::cell::Cell;
 use std::time::Instant;
 
 use ratatui::Frame;
@@ -30,7 +31,12 @@ pub enum Focus {
 }
 
 impl Focus {
-    const ORDER: [Focus; 4] = [Focus::Input, Focus::Chat, Focus::Scenarios, Focus::Lifecycle];
+    const ORDER: [Focus; 4] = [
+        Focus::Input,
+        Focus::Chat,
+        Focus::Scenarios,
+        Focus::Lifecycle,
+    ];
 
     pub fn next(self) -> Self {
         let i = Self::ORDER.iter().position(|f| *f == self).unwrap_or(0);
@@ -64,6 +70,11 @@ pub struct ViewState {
     pub session: String,
     /// A first Ctrl-C was pressed with nothing to cancel.
     pub quit_armed: bool,
+    /// Layout feedback written by `draw`: how far the chat and the shown
+    /// scenario can scroll at the current size, so keys can clamp. Only
+    /// these cells are written while drawing.
+    pub chat_max_scroll: Cell<usize>,
+    pub scenario_max_scroll: Cell<usize>,
 }
 
 impl ViewState {
@@ -81,6 +92,8 @@ impl ViewState {
             theme,
             session: "default".into(),
             quit_armed: false,
+            chat_max_scroll: Cell::new(0),
+            scenario_max_scroll: Cell::new(0),
         };
         view.reset_input();
         view
@@ -89,7 +102,9 @@ impl ViewState {
     /// An empty input line with its placeholder.
     pub fn reset_input(&mut self) {
         let mut input = TextArea::default();
-        input.set_placeholder_text("Ask the lore, or: generate scenario for the first encounter  (/help)");
+        input.set_placeholder_text(
+            "Ask the lore, or: generate scenario for the first encounter  (/help)",
+        );
         input.set_cursor_line_style(Style::default());
         input.set_placeholder_style(self.theme.dim);
         self.input = input;
@@ -126,8 +141,12 @@ pub fn lifecycle_rows(engine: &Engine) -> Vec<&Request> {
 
 pub fn draw(frame: &mut Frame, engine: &Engine, view: &ViewState, now: Instant) {
     let area = frame.area();
-    let [main, input_area, status_area] =
-        Layout::vertical([Constraint::Min(8), Constraint::Length(3), Constraint::Length(1)]).areas(area);
+    let [main, input_area, status_area] = Layout::vertical([
+        Constraint::Min(8),
+        Constraint::Length(3),
+        Constraint::Length(1),
+    ])
+    .areas(area);
     let [top, lifecycle_area] =
         Layout::vertical([Constraint::Percentage(55), Constraint::Percentage(45)]).areas(main);
     let [chat_area, scenario_area] =
@@ -150,7 +169,11 @@ pub fn draw(frame: &mut Frame, engine: &Engine, view: &ViewState, now: Instant) 
 pub(crate) fn pane_block<'a>(title: &'a str, focused: bool, theme: &Theme) -> Block<'a> {
     Block::default()
         .borders(Borders::ALL)
-        .border_style(if focused { theme.border_focused } else { theme.border })
+        .border_style(if focused {
+            theme.border_focused
+        } else {
+            theme.border
+        })
         .title(Span::styled(format!(" {title} "), theme.title))
 }
 
@@ -158,13 +181,22 @@ fn input(frame: &mut Frame, area: Rect, engine: &Engine, view: &ViewState) {
     let focused = view.focus == Focus::Input;
     let mut block = pane_block("Input", focused, &view.theme);
     if let Some(notice) = engine.notice() {
-        let style = if notice.is_error { view.theme.error } else { view.theme.ok };
+        let style = if notice.is_error {
+            view.theme.error
+        } else {
+            view.theme.ok
+        };
         let text = crate::sanitize::one_line(&notice.text);
-        block = block.title_bottom(Line::from(Span::styled(format!(" {text} "), style)).right_aligned());
+        block = block
+            .title_bottom(Line::from(Span::styled(format!(" {text} "), style)).right_aligned());
     }
     if view.quit_armed {
         block = block.title_bottom(
-            Line::from(Span::styled(" press Ctrl-C again to quit ", view.theme.warn)).left_aligned(),
+            Line::from(Span::styled(
+                " press Ctrl-C again to quit ",
+                view.theme.warn,
+            ))
+            .left_aligned(),
         );
     }
     let inner = block.inner(area);
@@ -181,25 +213,29 @@ fn status_bar(frame: &mut Frame, area: Rect, engine: &Engine, view: &ViewState) 
     let conv = &engine.conversations()[0];
     let mut spans = vec![
         Span::raw(" loreweave "),
-        Span::raw(format!("│ session {} ", view.session)),
-        Span::raw(format!("│ RAG {} ", if engine.config().rag { "on" } else { "off" })),
+        Span::raw(format!("│ {} ", view.session)),
+        Span::raw(format!(
+            "│ RAG {} ",
+            if engine.config().rag { "on" } else { "off" }
+        )),
         Span::raw("│ "),
     ];
     for name in engine.backends().keys() {
-        spans.push(Span::raw(format!("{name} ● ")));
+        spans.push(Span::raw(format!("{} ● ", crate::sanitize::one_line(name))));
     }
     let queued = conv.queue.len();
-    let running = usize::from(conv.running.is_some());
-    spans.push(Span::raw(format!("│ queue {queued} ")));
-    if running > 0 {
-        spans.push(Span::raw("(1 running) "));
-    }
+    let running = if conv.running.is_some() {
+        "+1 running "
+    } else {
+        ""
+    };
+    spans.push(Span::raw(format!("│ queue {queued} {running}")));
     spans.push(Span::raw(format!("│ {} ", view.kb_status)));
     let keys = match view.focus {
-        Focus::Input => "Enter send · Tab panes · F1 help · Ctrl-C×2 quit",
-        Focus::Chat => "↑↓ scroll · Tab next · ? help · q quit",
-        Focus::Scenarios => "←→ pick · r regen · e export · ? help · q quit",
-        Focus::Lifecycle => "↑↓ select · Enter detail · c cancel · ? help · q quit",
+        Focus::Input => "Enter send · Tab panes · F1 help",
+        Focus::Chat => "↑↓ scroll · ? help · q quit",
+        Focus::Scenarios => "←→ pick · r regen · e export · q quit",
+        Focus::Lifecycle => "↑↓ select · Enter detail · c cancel",
     };
     let left = Line::from(spans);
     let right_len = keys.chars().count() as u16 + 1;
@@ -217,9 +253,12 @@ pub const HELP: &[(&str, &[(&str, &str)])] = &[
     (
         "Anywhere",
         &[
-            ("Tab / Shift-Tab", "move focus: input, chat, scenarios, lifecycle"),
+            (
+                "Tab / Shift-Tab",
+                "move focus: input, chat, scenarios, lifecycle",
+            ),
             ("F1", "this help (also ? outside the input)"),
-            ("Ctrl-C", "cancel the running reply; twice with nothing running: quit"),
+            ("Ctrl-C", "cancel the running reply; twice when idle: quit"),
             ("Esc", "close an overlay; from the input, focus the chat"),
         ],
     ),
@@ -229,7 +268,10 @@ pub const HELP: &[(&str, &[(&str, &str)])] = &[
             ("Enter", "send: a question, or `generate scenario for ...`"),
             ("/scenario [--seed N] X", "generate a scenario for X"),
             ("/regen  /export", "regenerate / export the shown scenario"),
-            ("/cancel [id]  /clear-queue", "cancel a request; drop queued messages"),
+            (
+                "/cancel [id]  /clear-queue",
+                "cancel a request; drop queued messages",
+            ),
             ("/rag on|off  /quit", "retrieval on or off; quit"),
         ],
     ),
@@ -244,11 +286,17 @@ pub const HELP: &[(&str, &[(&str, &str)])] = &[
     ),
     (
         "Scenarios",
-        &[("← → / h l", "previous / next scenario"), ("r  e", "regenerate  export to .md")],
+        &[
+            ("← → / h l", "previous / next scenario"),
+            ("r  e", "regenerate  export to .md"),
+        ],
     ),
     (
         "Request lifecycle",
-        &[("Enter", "timeline of the selected request"), ("c", "cancel it and its children")],
+        &[
+            ("Enter", "timeline of the selected request"),
+            ("c", "cancel it and its children"),
+        ],
     ),
 ];
 

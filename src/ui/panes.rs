@@ -9,7 +9,9 @@ use ratatui::style::Style;
 use ratatui::text::{Line, Span, Text};
 use ratatui::widgets::{Cell, Clear, Paragraph, Row, Table, TableState, Wrap};
 
-use super::{Focus, ViewState, centered, is_generation, kind_cell, lifecycle_rows, markdown, pane_block};
+use super::{
+    Focus, ViewState, centered, is_generation, kind_cell, lifecycle_rows, markdown, pane_block,
+};
 use crate::domain::Role;
 use crate::engine::Engine;
 use crate::engine::request::{Outcome, Phase, Request, format_duration};
@@ -22,7 +24,10 @@ pub(super) fn chat(frame: &mut Frame, area: Rect, engine: &Engine, view: &ViewSt
     let block = pane_block("Chat", view.focus == Focus::Chat, t);
     let mut lines: Vec<Line<'static>> = Vec::new();
     if conv.messages.is_empty() && conv.queue.is_empty() {
-        lines.push(Line::styled("Ask anything about the lore, e.g. `who guards the waystone?`", t.dim));
+        lines.push(Line::styled(
+            "Ask anything about the lore, e.g. `who guards the waystone?`",
+            t.dim,
+        ));
         lines.push(Line::styled(
             "Answers cite the passages they come from: [1], [2], ...",
             t.dim,
@@ -51,7 +56,10 @@ pub(super) fn chat(frame: &mut Frame, area: Rect, engine: &Engine, view: &ViewSt
                 }
                 lines.push(Line::from(header));
                 if let Some(reason) = &message.no_lore {
-                    lines.push(Line::styled(format!("no lore: {}", one_line(reason)), t.warn));
+                    lines.push(Line::styled(
+                        format!("no lore: {}", one_line(reason)),
+                        t.warn,
+                    ));
                 }
                 lines.extend(markdown::to_text(&message.text, t).lines);
             }
@@ -59,29 +67,38 @@ pub(super) fn chat(frame: &mut Frame, area: Rect, engine: &Engine, view: &ViewSt
         lines.push(Line::default());
     }
     if !conv.queue.is_empty() {
-        lines.push(Line::styled(format!("queued ({})", conv.queue.len()), t.warn));
+        lines.push(Line::styled(
+            format!("queued ({})", conv.queue.len()),
+            t.warn,
+        ));
         for queued in &conv.queue {
-            lines.push(Line::styled(format!("  #{} {}", queued.number, one_line(&queued.text)), t.dim));
+            lines.push(Line::styled(
+                format!("  #{} {}", queued.number, one_line(&queued.text)),
+                t.dim,
+            ));
         }
     }
-    render_scrolled_from_bottom(frame, area, block, lines, view.chat_scroll);
+    let max = render_scrolled_from_bottom(frame, area, block, lines, view.chat_scroll);
+    view.chat_max_scroll.set(max);
 }
 
 /// Wrap, then show the bottom of the text, `up` lines scrolled back.
+/// Returns how far it could scroll back.
 fn render_scrolled_from_bottom(
     frame: &mut Frame,
     area: Rect,
     block: ratatui::widgets::Block<'_>,
     lines: Vec<Line<'static>>,
     up: usize,
-) {
+) -> usize {
     let inner = block.inner(area);
     let paragraph = Paragraph::new(lines).wrap(Wrap { trim: false });
     let total = paragraph.line_count(inner.width);
     let height = usize::from(inner.height);
-    let top = total.saturating_sub(height).saturating_sub(up);
-    let top = u16::try_from(top).unwrap_or(u16::MAX);
+    let max = total.saturating_sub(height);
+    let top = u16::try_from(max.saturating_sub(up)).unwrap_or(u16::MAX);
     frame.render_widget(paragraph.block(block).scroll((top, 0)), area);
+    max
 }
 
 pub(super) fn scenarios(frame: &mut Frame, area: Rect, engine: &Engine, view: &ViewState) {
@@ -98,7 +115,8 @@ pub(super) fn scenarios(frame: &mut Frame, area: Rect, engine: &Engine, view: &V
         frame.render_widget(Paragraph::new(hint).wrap(Wrap { trim: false }), inner);
         return;
     };
-    let [list_area, body_area] = Layout::vertical([Constraint::Length(1), Constraint::Min(0)]).areas(inner);
+    let [list_area, body_area] =
+        Layout::vertical([Constraint::Length(1), Constraint::Min(0)]).areas(inner);
 
     // One line of numbered titles, the shown one highlighted.
     let mut spans = Vec::new();
@@ -122,10 +140,16 @@ pub(super) fn scenarios(frame: &mut Frame, area: Rect, engine: &Engine, view: &V
     let mut lines: Vec<Line<'static>> = Vec::new();
     match &entry.status {
         ScenarioStatus::Generating if entry.markdown.is_empty() => {
-            lines.push(Line::styled(format!("Generating: {} …", one_line(&entry.prompt)), t.dim));
+            lines.push(Line::styled(
+                format!("Generating: {} …", one_line(&entry.prompt)),
+                t.dim,
+            ));
         }
         ScenarioStatus::Failed(reason) => {
-            lines.push(Line::styled(format!("failed: {}", one_line(reason)), t.error));
+            lines.push(Line::styled(
+                format!("failed: {}", one_line(reason)),
+                t.error,
+            ));
         }
         ScenarioStatus::Cancelled => lines.push(Line::styled("cancelled", t.warn)),
         _ => {}
@@ -135,11 +159,18 @@ pub(super) fn scenarios(frame: &mut Frame, area: Rect, engine: &Engine, view: &V
     let max_top = paragraph
         .line_count(body_area.width)
         .saturating_sub(usize::from(body_area.height));
+    view.scenario_max_scroll.set(max_top);
     let top = u16::try_from(view.scenario_scroll.min(max_top)).unwrap_or(u16::MAX);
     frame.render_widget(paragraph.scroll((top, 0)), body_area);
 }
 
-pub(super) fn lifecycle(frame: &mut Frame, area: Rect, engine: &Engine, view: &ViewState, now: Instant) {
+pub(super) fn lifecycle(
+    frame: &mut Frame,
+    area: Rect,
+    engine: &Engine,
+    view: &ViewState,
+    now: Instant,
+) {
     let t = &view.theme;
     let block = pane_block("Request lifecycle", view.focus == Focus::Lifecycle, t);
     let inner = block.inner(area);
@@ -158,13 +189,21 @@ pub(super) fn lifecycle(frame: &mut Frame, area: Rect, engine: &Engine, view: &V
     let mut header = Vec::new();
     for (name, m) in backends {
         let s = m.snapshot();
-        let pct = |v: Option<u64>| v.map_or("-".to_string(), |ms| format_duration(std::time::Duration::from_millis(ms)));
-        let mut spans = vec![
+        let pct = |v: Option<u64>| {
+            v.map_or("-".to_string(), |ms| {
+                format_duration(std::time::Duration::from_millis(ms))
+            })
+        };
+        let spans = vec![
             Span::styled(format!("{:<9}", one_line(name)), t.title),
             Span::styled(format!("ok {} ", s.ok), t.ok),
             Span::styled(
                 format!("failed {} ", s.failed + s.timed_out),
-                if s.failed + s.timed_out > 0 { t.error } else { t.dim },
+                if s.failed + s.timed_out > 0 {
+                    t.error
+                } else {
+                    t.dim
+                },
             ),
             Span::raw(format!("p50 {} p95 {} ", pct(s.p50_ms), pct(s.p95_ms))),
             Span::styled(
@@ -173,7 +212,6 @@ pub(super) fn lifecycle(frame: &mut Frame, area: Rect, engine: &Engine, view: &V
             ),
             Span::raw(format!("in flight {} queued {} ", s.in_flight, s.queued)),
         ];
-        spans.push(Span::styled("breaker closed", t.ok));
         header.push(Line::from(spans));
     }
     frame.render_widget(Paragraph::new(header), header_area);
@@ -195,8 +233,16 @@ pub(super) fn lifecycle(frame: &mut Frame, area: Rect, engine: &Engine, view: &V
                 Cell::from(kind_cell(r)),
                 Cell::from(one_line(&r.backend)),
                 Cell::from(Span::styled(r.phase.label(), state_style)),
-                Cell::from(if r.attempt > 0 { r.attempt.to_string() } else { "-".into() }),
-                Cell::from(format!("{} / {}", format_duration(r.elapsed(now)), r.budget_label())),
+                Cell::from(if r.attempt > 0 {
+                    r.attempt.to_string()
+                } else {
+                    "-".into()
+                }),
+                Cell::from(format!(
+                    "{} / {}",
+                    format_duration(r.elapsed(now)),
+                    r.budget_label()
+                )),
                 Cell::from(info),
             ])
         });
@@ -210,10 +256,26 @@ pub(super) fn lifecycle(frame: &mut Frame, area: Rect, engine: &Engine, view: &V
             Constraint::Min(10),
         ];
         let table = Table::new(table_rows, widths)
-            .header(Row::new(vec!["id", "kind", "backend", "state", "att", "elapsed/limit", "detail"]).style(t.title))
-            .row_highlight_style(if view.focus == Focus::Lifecycle { t.selected } else { Style::default() })
+            .header(
+                Row::new(vec![
+                    "id",
+                    "kind",
+                    "backend",
+                    "state",
+                    "att",
+                    "elapsed/limit",
+                    "detail",
+                ])
+                .style(t.title),
+            )
+            .row_highlight_style(if view.focus == Focus::Lifecycle {
+                t.selected
+            } else {
+                Style::default()
+            })
             .column_spacing(1);
-        let mut state = TableState::default().with_selected(Some(view.lifecycle_selected.min(rows.len() - 1)));
+        let mut state =
+            TableState::default().with_selected(Some(view.lifecycle_selected.min(rows.len() - 1)));
         frame.render_stateful_widget(table, table_area, &mut state);
     }
 
@@ -227,11 +289,18 @@ pub(super) fn lifecycle(frame: &mut Frame, area: Rect, engine: &Engine, view: &V
             .into_iter()
             .rev()
             .map(|e| {
-                let style = if e.event.starts_with("late drop") { t.warn } else { t.dim };
+                let style = if e.event.starts_with("late drop") {
+                    t.warn
+                } else {
+                    t.dim
+                };
                 Line::styled(
                     format!(
                         "{:>7} {} {} {}",
-                        format!("+{}", format_duration(std::time::Duration::from_millis(e.t_ms))),
+                        format!(
+                            "+{}",
+                            format_duration(std::time::Duration::from_millis(e.t_ms))
+                        ),
                         e.id.short(),
                         e.kind.map_or("?", |k| k.label()),
                         one_line(&e.event)
@@ -265,7 +334,13 @@ fn row_state(r: &Request, view: &ViewState) -> (Style, String) {
     (style, info)
 }
 
-pub(super) fn detail(frame: &mut Frame, area: Rect, engine: &Engine, view: &ViewState, now: Instant) {
+pub(super) fn detail(
+    frame: &mut Frame,
+    area: Rect,
+    engine: &Engine,
+    view: &ViewState,
+    now: Instant,
+) {
     let t = &view.theme;
     let rows = lifecycle_rows(engine);
     let Some(selected) = rows.get(view.lifecycle_selected.min(rows.len().saturating_sub(1))) else {
@@ -306,7 +381,11 @@ pub(super) fn detail(frame: &mut Frame, area: Rect, engine: &Engine, view: &View
         }
     }
     lines.push(Line::styled("Esc closes.", t.dim));
-    let popup = centered(area, area.width.saturating_sub(8).max(20), area.height.saturating_sub(4).max(6));
+    let popup = centered(
+        area,
+        area.width.saturating_sub(8).max(20),
+        area.height.saturating_sub(4).max(6),
+    );
     frame.render_widget(Clear, popup);
     frame.render_widget(
         Paragraph::new(lines)

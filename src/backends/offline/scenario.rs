@@ -1000,11 +1000,29 @@ mod tests {
     fn works_with_embedded_tables() {
         let tables = Tables::embedded().unwrap();
         let passages = lore();
+        let mut combos = HashSet::new();
         for seed in 0..50 {
             let draft = write_scenario(&tables, "the waystone", seed, &passages, None);
             check_invariants(&tables, &passages, &draft);
+            if seed < 20 {
+                let hook = draft
+                    .markdown
+                    .split("## Hook\n\n")
+                    .nth(1)
+                    .unwrap()
+                    .lines()
+                    .next()
+                    .unwrap()
+                    .to_owned();
+                combos.insert((draft.title.clone(), hook));
+            }
             let draft = write_scenario(&tables, "the waystone", seed, &[], Some("breaker open"));
             check_invariants(&tables, &[], &draft);
         }
+        assert!(
+            combos.len() >= 15,
+            "only {} distinct title+hook combos",
+            combos.len()
+        );
     }
 }

@@ -1,0 +1,112 @@
+//! Command-line interface (clap). With no subcommand, loreweave opens the
+//! TUI; `ask` and `scenario` do the same jobs headless.
+
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "loreweave",
+    version,
+    about = "A terminal workbench for retrieval-augmented chat and scenario generation, with a live view of every request's lifecycle.",
+    after_help = after_help()
+)]
+pub struct Cli {
+    #[command(flatten)]
+    pub global: GlobalArgs,
+    #[command(subcommand)]
+    pub command: Option<Cmd>,
+}
+
+#[derive(Debug, Args, Clone)]
+pub struct GlobalArgs {
+    /// Retrieval deadline, e.g. `10s`, `1.5s` or `200ms` (a bare number is seconds).
+    #[arg(long, global = true, value_name = "DURATION", value_parser = parse_duration, default_value = "10s")]
+    pub retrieval_timeout: Duration,
+    /// Seed for the offline generator (default: derived from the prompt).
+    #[arg(long, global = true, value_name = "N")]
+    pub seed: Option<u64>,
+    /// Answer and generate without retrieval (no lore).
+    #[arg(long, global = true)]
+    pub no_rag: bool,
+    /// Log level for the log file: error, warn, info, debug or trace (RUST_LOG wins when set).
+    #[arg(long, global = true, value_name = "LEVEL", default_value = "info", value_parser = ["error", "warn", "info", "debug", "trace"])]
+    pub log_level: String,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Cmd {
+    /// Ask a question of the knowledge base and print the answer (markdown).
+    Ask {
+        /// The question, e.g. "who guards the waystone?"
+        question: String,
+        /// Emit JSON Lines: lifecycle events, then the result and metrics.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Generate a scenario and print it (markdown).
+    Scenario {
+        /// What the scenario is for, e.g. "the first encounter".
+        prompt: String,
+        /// Emit JSON Lines: lifecycle events, then the result and metrics.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+fn after_help() -> String {
+    format!(
+        "Logs go to {}/loreweave.log.<date> (never to the screen).\n\
+         Set the level with --log-level or RUST_LOG.\n\n\
+         Exit codes: 0 done, 1 the request failed or timed out, 2 bad usage.",
+        crate::logging::log_dir().display()
+    )
+}
+
+/// `10s`, `1.5s`, `200ms`, `2m` or a bare number of seconds.
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
+    let text = text.trim();
+    let (number, scale) = if let Some(n) = text.strip_suffix("ms") {
+        (n, 0.001)
+    } else if let Some(n) = text.strip_suffix('s') {
+        (n, 1.0)
+    } else if let Some(n) = text.strip_suffix('m') {
+        (n, 60.0)
+    } else {
+        (text, 1.0)
+    };
+    let value: f64 = number
+        .trim()
+        .parse()
+        .map_err(|_| format!("`{text}` is not a duration; try 10s, 1.5s or 200ms"))?;
+    if !value.is_finite() || value <= 0.0 || value * scale > 86_400.0 {
+        return Err(format!(
+            "`{text}` is out of range (more than 0, at most a day)"
+        ));
+    }
+    Ok(Duration::from_secs_f64(value * scale))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_parse_with_units() {
+        assert_eq!(parse_duration("10s"), Ok(Duration::from_secs(10)));
+        assert_eq!(parse_duration("10"), Ok(Duration::from_secs(10)));
+        assert_eq!(parse_duration("200ms"), Ok(Duration::from_millis(200)));
+        assert_eq!(parse_duration("1.5s"), Ok(Duration::from_millis(1500)));
+        assert_eq!(parse_duration("2m"), Ok(Duration::from_secs(120)));
+        assert!(parse_duration("soon").is_err());
+        assert!(parse_duration("0").is_err());
+        assert!(parse_duration("-1s").is_err());
+    }
+
+    #[test]
+    fn cli_definition_is_consistent() {
+        use clap::CommandFactory;
+        Cli::command().debug_assert();
+    }
+}

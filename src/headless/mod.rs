@@ -1,0 +1,161 @@
+//! `loreweave ask` and `loreweave scenario`: the same engine and runtime as
+//! the TUI, with a printer instead of a screen. Output is markdown on stdout
+//! (sanitised, never ANSI); `--json` prints JSON Lines instead: every
+//! lifecycle event, then the result, then per-backend metrics.
+
+use std::io::Write;
+use std::process::ExitCode;
+
+use serde_json::json;
+
+use crate::backends::local::KbHandle;
+use crate::engine::workspace::{MessageStatus, ScenarioStatus};
+use crate::engine::{Command, EngineConfig, Input};
+use crate::runtime::Driver;
+use crate::sanitize::sanitize;
+
+/// What to run headless.
+#[derive(Debug, Clone)]
+pub enum Job {
+    Ask { question: String },
+    Scenario { prompt: String, seed: Option<u64> },
+}
+
+/// Run one job to its end and print it. Exit code 0 when it completed, 1
+/// when it failed, timed out or was cancelled.
+pub async fn run(job: Job, cfg: EngineConfig, json: bool) -> anyhow::Result<ExitCode> {
+    let kb = KbHandle::start_build(crate::kb::embedded_lore());
+    let backends = crate::app::default_backends(kb)?;
+    let mut driver = crate::app::driver(cfg, backends);
+    let command = match &job {
+        Job::Ask { question } => Command::Ask {
+            conversation: 0,
+            text: question.clone(),
+        },
+        Job::Scenario { prompt, seed } => Command::Scenario {
+            prompt: prompt.clone(),
+            seed: *seed,
+        },
+    };
+    driver.apply(Input::Command(command));
+    // Every request has a deadline (parents through their children), so
+    // this ends.
+    driver.run_until(|engine| !engine.is_busy()).await;
+    let outcome = report(&driver, &job);
+    let mut out = std::io::stdout().lock();
+    if json {
+        print_json(&mut out, &driver, &outcome)?;
+    } else {
+        if let Some(reason) = &outcome.no_lore {
+            eprintln!("loreweave: no lore: {}", sanitize(reason));
+        }
+        if let Some(error) = &outcome.error {
+            eprintln!("loreweave: {}", sanitize(error));
+        }
+        let text = sanitize(&outcome.text);
+        out.write_all(text.as_bytes())?;
+        if !text.ends_with('\n') {
+            out.write_all(b"\n")?;
+        }
+    }
+    out.flush()?;
+    Ok(if outcome.error.is_none() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
+}
+
+struct Report {
+    text: String,
+    status: &'static str,
+    error: Option<String>,
+    no_lore: Option<String>,
+    sources: Vec<String>,
+}
+
+fn report(driver: &Driver, job: &Job) -> Report {
+    let engine = &driver.engine;
+    match job {
+        Job::Scenario { .. } => match engine.scenarios().last() {
+            Some(entry) => {
+                let (status, error) = match &entry.status {
+                    ScenarioStatus::Done => ("completed", None),
+                    ScenarioStatus::Generating => ("running", Some("still running".to_string())),
+                    ScenarioStatus::Failed(reason) => ("failed", Some(reason.clone())),
+                    ScenarioStatus::Cancelled => ("cancelled", Some("cancelled".to_string())),
+                };
+                Report {
+                    text: entry.markdown.clone(),
+                    status,
+                    error,
+                    no_lore: entry.no_lore.clone(),
+                    sources: entry.passages.iter().map(|p| p.source.clone()).collect(),
+                }
+            }
+            None => missing(),
+        },
+        Job::Ask { .. } => match engine.conversations()[0].messages.last() {
+            Some(message) => {
+                let (status, error) = match &message.status {
+                    MessageStatus::Done => ("completed", None),
+                    MessageStatus::Running => ("running", Some("still running".to_string())),
+                    MessageStatus::Failed(reason) => ("failed", Some(reason.clone())),
+                    MessageStatus::Cancelled => ("cancelled", Some("cancelled".to_string())),
+                };
+                Report {
+                    text: message.text.clone(),
+                    status,
+                    error,
+                    no_lore: message.no_lore.clone(),
+                    sources: message.passages.iter().map(|p| p.source.clone()).collect(),
+                }
+            }
+            None => missing(),
+        },
+    }
+}
+
+fn missing() -> Report {
+    Report {
+        text: String::new(),
+        status: "failed",
+        error: Some("nothing was produced".into()),
+        no_lore: None,
+        sources: Vec::new(),
+    }
+}
+
+fn print_json(out: &mut impl Write, driver: &Driver, report: &Report) -> anyhow::Result<()> {
+    for event in driver.engine.registry().events() {
+        let mut value = serde_json::to_value(event)?;
+        if let Some(map) = value.as_object_mut() {
+            map.insert("type".into(), json!("event"));
+        }
+        writeln!(out, "{value}")?;
+    }
+    writeln!(
+        out,
+        "{}",
+        json!({
+            "type": "result",
+            "status": report.status,
+            "error": report.error,
+            "no_lore": report.no_lore,
+            "sources": report.sources,
+            "text": report.text,
+        })
+    )?;
+    let metrics: serde_json::Map<String, serde_json::Value> = driver
+        .engine
+        .backends()
+        .iter()
+        .map(|(name, m)| Ok((name.clone(), serde_json::to_value(m.snapshot())?)))
+        .collect::<Result<_, serde_json::Error>>()?;
+    writeln!(
+        out,
+        "{}",
+        json!({ "type": "metrics", "late_drops": driver.engine.total_late_drops(), "backends": metrics })
+    )?;
+    Ok(())
+}

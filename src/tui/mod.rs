@@ -1,0 +1,136 @@
+//! The TUI loop: one `tokio::select!` over terminal events, task results (and
+//! the engine's next deadline), the knowledge base becoming ready, a redraw
+//! tick that only runs while requests are live, and SIGTERM/SIGHUP. It
+//! drains what is ready, updates, and draws only when something changed, at
+//! most one frame per 16 ms, so an idle TUI uses no CPU. It never awaits a
+//! backend or the disk: those run as tasks and come back as inputs.
+//!
+//! The terminal is restored on every way out: normal quit, error, panic
+//! (ratatui's panic hook), SIGTERM and SIGHUP.
+
+pub mod keys;
+
+use std::time::Duration;
+
+use crossterm::event::{Event, EventStream};
+use futures::StreamExt;
+use tokio::signal::unix::{SignalKind, signal};
+use tokio::time::{Instant, MissedTickBehavior};
+
+use crate::backends::local::{IndexStats, KbHandle, KbState};
+use crate::engine::{EngineConfig, Input};
+use crate::ui::{self, Theme, ViewState};
+use keys::Action;
+
+const FRAME: Duration = Duration::from_millis(16);
+
+/// How the TUI ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Exit {
+    Quit,
+    /// Ended by a signal (its number), after restoring the terminal.
+    Signal(i32),
+}
+
+/// Run the TUI until the user quits or a signal arrives. `started` is when
+/// the process started, for the first-frame measurement.
+pub async fn run(cfg: EngineConfig, started: std::time::Instant) -> anyhow::Result<Exit> {
+    let mut terminal = ratatui::try_init()?;
+    let result = run_inner(&mut terminal, cfg, started).await;
+    ratatui::restore();
+    result
+}
+
+async fn run_inner(
+    terminal: &mut ratatui::DefaultTerminal,
+    cfg: EngineConfig,
+    started: std::time::Instant,
+) -> anyhow::Result<Exit> {
+    let mut view = ViewState::new(Theme::from_env());
+    // The first frame goes out before any index work starts.
+    // Backends are plugged in right after it; no input is handled before.
+    let mut driver = crate::app::driver(cfg, crate::runtime::Backends::default());
+    terminal.draw(|frame| ui::draw(frame, &driver.engine, &view, Instant::now().into_std()))?;
+    let first_frame = started.elapsed();
+    tracing::info!(
+        first_frame_ms = first_frame.as_secs_f64() * 1e3,
+        "first frame drawn"
+    );
+
+    let index_started = Instant::now();
+    let kb = KbHandle::start_build(crate::kb::embedded_lore());
+    let backends = crate::app::default_backends(kb.clone())?;
+    driver.runtime.replace_backends(backends);
+    let mut kb_ready = Box::pin({
+        let kb = kb.clone();
+        async move { kb.wait_ready().await }
+    });
+    let mut kb_pending = true;
+
+    let mut events = EventStream::new();
+    let mut sigterm = signal(SignalKind::terminate())?;
+    let mut sighup = signal(SignalKind::hangup())?;
+    let mut tick = tokio::time::interval(Duration::from_millis(200));
+    tick.set_missed_tick_behavior(MissedTickBehavior::Skip);
+    let mut last_draw = Instant::now();
+    let mut dirty = false;
+
+    loop {
+        let busy = driver.engine.is_busy();
+        let frame_at = last_draw + FRAME;
+        tokio::select! {
+            event = events.next() => match event {
+                Some(Ok(Event::Key(key))) => {
+                    let actions = keys::on_key(key, &mut view, &driver.engine);
+                    for action in actions {
+                        match action {
+                            Action::Engine(command) => driver.apply(Input::Command(command)),
+                            Action::Notice(text, is_error) => driver.engine.set_notice(text, is_error),
+                            Action::Quit => return Ok(Exit::Quit),
+                        }
+                    }
+                    dirty = true;
+                }
+                Some(Ok(_)) => dirty = true,
+                Some(Err(error)) => return Err(error.into()),
+                // The terminal went away (SSH disconnect without SIGHUP).
+                None => return Ok(Exit::Signal(1)),
+            },
+            input = driver.next_input() => {
+                driver.apply(input);
+                dirty = true;
+            }
+            ready = &mut kb_ready, if kb_pending => {
+                kb_pending = false;
+                view.kb_status = match (ready, kb.state()) {
+                    (Ok(_), KbState::Ready(_, IndexStats { documents, chunks, build_time })) => {
+                        tracing::info!(
+                            index_ms = build_time.as_secs_f64() * 1e3,
+                            since_first_frame_ms = index_started.elapsed().as_secs_f64() * 1e3,
+                            documents, chunks, "knowledge base ready"
+                        );
+                        format!("kb {documents} docs · {} ms", build_time.as_millis())
+                    }
+                    (Err(error), _) => format!("kb failed: {}", crate::sanitize::one_line(&error)),
+                    _ => "kb ready".into(),
+                };
+                dirty = true;
+            }
+            _ = tick.tick(), if busy => dirty = true,
+            () = tokio::time::sleep_until(frame_at), if dirty => {}
+            _ = sigterm.recv() => return Ok(Exit::Signal(15)),
+            _ = sighup.recv() => return Ok(Exit::Signal(1)),
+        }
+        // Apply whatever else is already waiting before drawing once.
+        while let Some(input) = driver.try_next_input() {
+            driver.apply(input);
+            dirty = true;
+        }
+        if dirty && Instant::now() >= last_draw + FRAME {
+            terminal
+                .draw(|frame| ui::draw(frame, &driver.engine, &view, Instant::now().into_std()))?;
+            last_draw = Instant::now();
+            dirty = false;
+        }
+    }
+}

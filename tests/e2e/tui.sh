@@ -1,0 +1,109 @@
+#!/usr/bin/env bash
+# End-to-end: drive the real release binary in tmux at 120x40 as a person
+# would, read the screen with capture-pane, and check that quitting (q, and
+# SIGTERM) exits cleanly and leaves the terminal as it was (cooked mode).
+# Every wait is bounded. Usage: tests/e2e/tui.sh [path/to/loreweave]
+set -euo pipefail
+
+bin=${1:-target/release/loreweave}
+bin=$(realpath "$bin")
+work=$(mktemp -d)
+session="lw-e2e-$$"
+trap 'tmux kill-session -t "$session" 2>/dev/null || true; rm -rf "$work"' EXIT
+
+# Logs and data go to a scratch home, never the user's.
+export XDG_STATE_HOME="$work/state" XDG_DATA_HOME="$work/data" XDG_CONFIG_HOME="$work/config"
+
+fail() {
+  echo "e2e FAIL: $*" >&2
+  echo "--- screen ---" >&2
+  tmux capture-pane -p -t "$session" >&2 2>/dev/null || true
+  exit 1
+}
+
+# wait_for PATTERN [SECONDS]: poll the screen until grep -E matches.
+wait_for() {
+  local pattern=$1 limit=${2:-15} i
+  for ((i = 0; i < limit * 10; i++)); do
+    if tmux capture-pane -p -t "$session" | grep -Eq -- "$pattern"; then
+      return 0
+    fi
+    sleep 0.1
+  done
+  fail "no match for /$pattern/ within ${limit}s"
+}
+
+# wait_file FILE [SECONDS]
+wait_file() {
+  local file=$1 limit=${2:-15} i
+  for ((i = 0; i < limit * 10; i++)); do
+    [[ -s $file ]] && return 0
+    sleep 0.1
+  done
+  fail "$file did not appear within ${limit}s"
+}
+
+start() {
+  # The wrapper records the exit code and the terminal mode after exit.
+  tmux new-session -d -s "$session" -x 120 -y 40 \
+    "cd '$work' && '$bin'; echo \$? > '$work/exit'; stty -a > '$work/stty'; sleep 60"
+  wait_for "Request lifecycle" 10
+}
+
+# The headless scenario for the same prompt has the same title (same seed).
+title=$("$bin" scenario "the first encounter" | sed -n 's/^# //p' | head -1)
+[[ -n $title ]] || fail "headless scenario printed no title"
+
+echo "e2e: scenario and question in the TUI"
+start
+tmux send-keys -t "$session" -l "generate scenario for the first encounter"
+tmux send-keys -t "$session" Enter
+wait_for "$title" 15
+wait_for "scenario +pipeline +completed" 15
+wait_for "└ retrieve +local +completed" 5
+wait_for "└ generate +offline +completed" 5
+# Scroll the scenario to its end: Tab to the Scenarios pane, End.
+tmux send-keys -t "$session" Tab Tab
+sleep 0.2
+tmux send-keys -t "$session" End
+wait_for "Sources" 5
+wait_for "Reward" 5
+tmux send-keys -t "$session" Tab Tab   # lifecycle, then back to the input
+sleep 0.2
+
+tmux send-keys -t "$session" -l "who guards the waystone?"
+tmux send-keys -t "$session" Enter
+wait_for "Warden Tamsin Orrel" 15
+wait_for "\[1\]" 5
+wait_for "turn +pipeline +completed" 5
+
+echo "e2e: help overlay"
+tmux send-keys -t "$session" F1
+wait_for "Esc, q or \? closes this help" 5
+tmux send-keys -t "$session" Escape
+sleep 0.3
+
+echo "e2e: quit with q from a pane"
+tmux send-keys -t "$session" Tab
+sleep 0.2
+tmux send-keys -t "$session" q
+wait_file "$work/exit" 10
+[[ $(cat "$work/exit") == 0 ]] || fail "exit code $(cat "$work/exit"), expected 0"
+wait_file "$work/stty" 5
+grep -Eq '(^| )icanon( |$)' "$work/stty" || fail "terminal left in raw mode: $(cat "$work/stty")"
+grep -Eq '(^| )echo( |$)' "$work/stty" || fail "terminal left without echo"
+tmux kill-session -t "$session"
+rm -f "$work/exit" "$work/stty"
+
+echo "e2e: SIGTERM restores the terminal"
+start
+pid=$(pgrep -n -f "^$bin$" || true)
+[[ -n $pid ]] || fail "cannot find the loreweave process"
+kill -TERM "$pid"
+wait_file "$work/exit" 10
+[[ $(cat "$work/exit") == 143 ]] || fail "exit code $(cat "$work/exit") after SIGTERM, expected 143"
+wait_file "$work/stty" 5
+grep -Eq '(^| )icanon( |$)' "$work/stty" || fail "terminal left in raw mode after SIGTERM"
+tmux kill-session -t "$session"
+
+echo "e2e: all checks passed"

@@ -1,0 +1,183 @@
+//! The runtime under tokio's paused clock, with in-memory backends (never
+//! real sockets under a paused clock): deadlines fire exactly, hung tasks
+//! are aborted, and the pipeline goes on without lore.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::time::Duration;
+
+use futures::future::BoxFuture;
+use loreweave::backends::offline::{OfflineModel, Tables};
+use loreweave::backends::{RetrieveQuery, Retriever};
+use loreweave::domain::{BackendError, Passage};
+use loreweave::engine::request::{Kind, Outcome};
+use loreweave::engine::workspace::ScenarioStatus;
+use loreweave::engine::{Command, EngineConfig, Input};
+use loreweave::runtime::{Backends, Driver};
+
+/// Sets its flag when dropped: proves the task holding it was aborted.
+struct DropFlag(Arc<AtomicBool>);
+
+impl Drop for DropFlag {
+    fn drop(&mut self) {
+        self.0.store(true, Ordering::SeqCst);
+    }
+}
+
+/// A retriever that never answers.
+struct HungRetriever {
+    dropped: Arc<AtomicBool>,
+    calls: Arc<AtomicUsize>,
+}
+
+impl Retriever for HungRetriever {
+    fn retrieve(
+        &self,
+        _query: RetrieveQuery,
+    ) -> BoxFuture<'static, Result<Vec<Passage>, BackendError>> {
+        self.calls.fetch_add(1, Ordering::SeqCst);
+        let flag = DropFlag(self.dropped.clone());
+        Box::pin(async move {
+            let _flag = flag;
+            std::future::pending::<()>().await;
+            unreachable!("pending never resolves")
+        })
+    }
+}
+
+fn driver_with(retriever: Arc<dyn Retriever>, cfg: EngineConfig) -> Driver {
+    let mut backends = Backends::default();
+    backends.retrievers.insert("local".into(), retriever);
+    let tables = Arc::new(Tables::embedded().expect("embedded tables parse"));
+    backends
+        .models
+        .insert("offline".into(), Arc::new(OfflineModel::new(tables)));
+    loreweave::app::driver(cfg, backends)
+}
+
+#[tokio::test(start_paused = true)]
+async fn hung_retriever_times_out_at_its_deadline_is_aborted_and_generation_proceeds() {
+    let dropped = Arc::new(AtomicBool::new(false));
+    let calls = Arc::new(AtomicUsize::new(0));
+    let retriever = Arc::new(HungRetriever {
+        dropped: dropped.clone(),
+        calls: calls.clone(),
+    });
+    let mut driver = driver_with(retriever, EngineConfig::default());
+    let start = tokio::time::Instant::now();
+    driver.apply(Input::Command(Command::Scenario {
+        prompt: "the first encounter".into(),
+        seed: Some(3),
+    }));
+    driver.run_until(|engine| !engine.is_busy()).await;
+
+    assert_eq!(calls.load(Ordering::SeqCst), 1);
+    assert_eq!(
+        tokio::time::Instant::now() - start,
+        Duration::from_secs(10),
+        "the whole pipeline ends right at the retrieval deadline"
+    );
+    let engine = &driver.engine;
+    let all = engine.registry().all();
+    let retrieve = all
+        .iter()
+        .find(|r| r.kind == Kind::Retrieve)
+        .expect("retrieve request");
+    assert_eq!(retrieve.outcome(), Some(&Outcome::TimedOut));
+    assert_eq!(
+        retrieve
+            .ended
+            .map(|e| e - retrieve.dispatched.expect("dispatched")),
+        Some(Duration::from_secs(10)),
+        "timed out exactly at its deadline"
+    );
+    let generate = all
+        .iter()
+        .find(|r| r.kind == Kind::Generate)
+        .expect("generation ran");
+    assert_eq!(generate.outcome(), Some(&Outcome::Completed));
+    let scenario = &engine.scenarios()[0];
+    assert_eq!(scenario.status, ScenarioStatus::Done);
+    assert_eq!(
+        scenario.no_lore.as_deref(),
+        Some("retrieval timed out after 10 s")
+    );
+    assert!(
+        scenario.markdown.contains("No lore"),
+        "{}",
+        scenario.markdown
+    );
+
+    // Abort is delivered when the runtime next polls the task.
+    for _ in 0..10 {
+        if dropped.load(Ordering::SeqCst) {
+            break;
+        }
+        tokio::task::yield_now().await;
+    }
+    assert!(
+        dropped.load(Ordering::SeqCst),
+        "the hung retrieval task was aborted"
+    );
+    assert_eq!(driver.runtime.running_tasks(), 0);
+}
+
+#[tokio::test(start_paused = true)]
+async fn retrieval_deadline_follows_the_configured_timeout() {
+    let retriever = Arc::new(HungRetriever {
+        dropped: Arc::new(AtomicBool::new(false)),
+        calls: Arc::new(AtomicUsize::new(0)),
+    });
+    let cfg = EngineConfig {
+        retrieval_timeout: Duration::from_millis(250),
+        ..EngineConfig::default()
+    };
+    let mut driver = driver_with(retriever, cfg);
+    let start = tokio::time::Instant::now();
+    driver.apply(Input::Command(Command::Ask {
+        conversation: 0,
+        text: "who guards the waystone?".into(),
+    }));
+    driver.run_until(|engine| !engine.is_busy()).await;
+    assert_eq!(
+        tokio::time::Instant::now() - start,
+        Duration::from_millis(250)
+    );
+    let reply = driver.engine.conversations()[0]
+        .messages
+        .last()
+        .expect("a reply");
+    assert_eq!(
+        reply.no_lore.as_deref(),
+        Some("retrieval timed out after 250 ms")
+    );
+    assert!(reply.text.contains("No lore"), "{}", reply.text);
+}
+
+#[tokio::test(start_paused = true)]
+async fn embedded_defaults_answer_with_citations() {
+    let kb = loreweave::backends::local::KbHandle::start_build(loreweave::kb::embedded_lore());
+    let backends = loreweave::app::default_backends(kb).expect("backends");
+    let mut driver = loreweave::app::driver(EngineConfig::default(), backends);
+    driver.apply(Input::Command(Command::Ask {
+        conversation: 0,
+        text: "who guards the waystone?".into(),
+    }));
+    driver.run_until(|engine| !engine.is_busy()).await;
+    let reply = driver.engine.conversations()[0]
+        .messages
+        .last()
+        .expect("a reply");
+    assert!(reply.text.contains("[1]"), "{}", reply.text);
+    assert!(reply.text.contains("Warden Tamsin Orrel"), "{}", reply.text);
+    assert!(
+        reply.text.contains("shattered-waystone.md"),
+        "{}",
+        reply.text
+    );
+    assert!(
+        reply.text.to_lowercase().contains("offline"),
+        "offline answers are labelled"
+    );
+    assert_eq!(reply.no_lore, None);
+}
