@@ -64,29 +64,7 @@ fn after_help() -> String {
     )
 }
 
-/// `10s`, `1.5s`, `200ms`, `2m` or a bare number of seconds.
-pub fn parse_duration(text: &str) -> Result<Duration, String> {
-    let text = text.trim();
-    let (number, scale) = if let Some(n) = text.strip_suffix("ms") {
-        (n, 0.001)
-    } else if let Some(n) = text.strip_suffix('s') {
-        (n, 1.0)
-    } else if let Some(n) = text.strip_suffix('m') {
-        (n, 60.0)
-    } else {
-        (text, 1.0)
-    };
-    let value: f64 = number
-        .trim()
-        .parse()
-        .map_err(|_| format!("`{text}` is not a duration; try 10s, 1.5s or 200ms"))?;
-    if !value.is_finite() || value <= 0.0 || value * scale > 86_400.0 {
-        return Err(format!(
-            "`{text}` is out of range (more than 0, at most a day)"
-        ));
-    }
-    Ok(Duration::from_secs_f64(value * scale))
-}
+pub use crate::domain::parse_duration;
 
 #[cfg(test)]
 mod tests {

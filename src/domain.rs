@@ -146,3 +146,52 @@ pub fn seed_for_prompt(prompt: &str) -> u64 {
         .to_lowercase();
     stable_hash(&normalised)
 }
+
+/// Fault injection on a backend, for watching timeouts, retries, breakers
+/// and late drops happen on purpose.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ChaosMode {
+    /// Every call waits this long before it starts.
+    Latency(Duration),
+    /// This share of calls (0-100) fails at once with a transient error.
+    Fail { percent: u8 },
+    /// Calls never answer.
+    Hang,
+}
+
+impl fmt::Display for ChaosMode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ChaosMode::Latency(d) if d.as_millis() % 1000 == 0 => {
+                write!(f, "latency {}s", d.as_secs())
+            }
+            ChaosMode::Latency(d) => write!(f, "latency {}ms", d.as_millis()),
+            ChaosMode::Fail { percent } => write!(f, "fail {percent}%"),
+            ChaosMode::Hang => f.write_str("hang"),
+        }
+    }
+}
+
+/// `10s`, `1.5s`, `200ms`, `2m` or a bare number of seconds.
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
+    let text = text.trim();
+    let (number, scale) = if let Some(n) = text.strip_suffix("ms") {
+        (n, 0.001)
+    } else if let Some(n) = text.strip_suffix('s') {
+        (n, 1.0)
+    } else if let Some(n) = text.strip_suffix('m') {
+        (n, 60.0)
+    } else {
+        (text, 1.0)
+    };
+    let value: f64 = number
+        .trim()
+        .parse()
+        .map_err(|_| format!("`{text}` is not a duration; try 10s, 1.5s or 200ms"))?;
+    if !value.is_finite() || value <= 0.0 || value * scale > 86_400.0 {
+        return Err(format!(
+            "`{text}` is out of range (more than 0, at most a day)"
+        ));
+    }
+    Ok(Duration::from_secs_f64(value * scale))
+}

@@ -13,12 +13,14 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use futures::StreamExt;
+use rand::rngs::SmallRng;
+use rand::{Rng, SeedableRng};
 use tokio::sync::mpsc;
 use tokio::task::AbortHandle;
 use tokio::time::Instant;
 
 use crate::backends::{ChatModel, Retriever};
-use crate::domain::BackendError;
+use crate::domain::{BackendError, ChaosMode};
 use crate::engine::request::RequestId;
 use crate::engine::{Call, Effect, Engine, Input};
 
@@ -45,6 +47,9 @@ pub struct Runtime {
     tasks: HashMap<RequestId, AbortHandle>,
     /// Where exported files go.
     export_dir: PathBuf,
+    /// Fault injection by backend name (see `/chaos`).
+    chaos: HashMap<String, ChaosMode>,
+    rng: SmallRng,
 }
 
 impl Runtime {
@@ -56,6 +61,12 @@ impl Runtime {
                 tx,
                 tasks: HashMap::new(),
                 export_dir,
+                chaos: HashMap::new(),
+                rng: SmallRng::seed_from_u64(
+                    std::time::SystemTime::now()
+                        .duration_since(std::time::UNIX_EPOCH)
+                        .map_or(0, |d| d.as_nanos() as u64),
+                ),
             },
             rx,
         )
@@ -87,6 +98,14 @@ impl Runtime {
                     path_hint,
                     contents,
                 } => self.export(path_hint, contents),
+                Effect::Chaos { backend, mode } => match mode {
+                    Some(mode) => {
+                        self.chaos.insert(backend, mode);
+                    }
+                    None => {
+                        self.chaos.remove(&backend);
+                    }
+                },
             }
         }
     }
@@ -94,13 +113,15 @@ impl Runtime {
     fn dispatch(&mut self, id: RequestId, backend: String, call: Call) {
         self.tasks.retain(|_, handle| !handle.is_finished());
         let tx = self.tx.clone();
+        let chaos = Chaos::roll(self.chaos.get(&backend).copied(), &mut self.rng);
         let handle = match call {
             Call::Retrieve(query) => {
                 let retriever = self.backends.retrievers.get(&backend).cloned();
                 tokio::spawn(async move {
-                    let result = match retriever {
-                        Some(retriever) => retriever.retrieve(query).await,
-                        None => Err(BackendError::permanent(format!(
+                    let result = match (chaos.apply().await, retriever) {
+                        (Err(error), _) => Err(error),
+                        (Ok(()), Some(retriever)) => retriever.retrieve(query).await,
+                        (Ok(()), None) => Err(BackendError::permanent(format!(
                             "no retriever named `{backend}`"
                         ))),
                     };
@@ -114,6 +135,14 @@ impl Runtime {
             Call::Generate(task) => {
                 let model = self.backends.models.get(&backend).cloned();
                 tokio::spawn(async move {
+                    if let Err(error) = chaos.apply().await {
+                        let _ = tx.send(Input::Finished {
+                            id,
+                            backend,
+                            result: Err(error),
+                        });
+                        return;
+                    }
                     let Some(model) = model else {
                         let error =
                             BackendError::permanent(format!("no generator named `{backend}`"));
@@ -164,6 +193,44 @@ impl Runtime {
                 .map_err(|e| e.to_string());
             let _ = tx.send(Input::Exported { result });
         });
+    }
+}
+
+/// What fault injection does to one call, decided when it is dispatched.
+#[derive(Debug, Clone, Copy)]
+enum Chaos {
+    None,
+    Delay(std::time::Duration),
+    Fail,
+    Hang,
+}
+
+impl Chaos {
+    fn roll(mode: Option<ChaosMode>, rng: &mut SmallRng) -> Self {
+        match mode {
+            None => Chaos::None,
+            Some(ChaosMode::Latency(d)) => Chaos::Delay(d),
+            Some(ChaosMode::Hang) => Chaos::Hang,
+            Some(ChaosMode::Fail { percent }) => {
+                if rng.random_range(0..100u8) < percent {
+                    Chaos::Fail
+                } else {
+                    Chaos::None
+                }
+            }
+        }
+    }
+
+    async fn apply(self) -> Result<(), BackendError> {
+        match self {
+            Chaos::None => Ok(()),
+            Chaos::Delay(d) => {
+                tokio::time::sleep(d).await;
+                Ok(())
+            }
+            Chaos::Fail => Err(BackendError::transient("chaos: injected failure")),
+            Chaos::Hang => std::future::pending().await,
+        }
     }
 }
 

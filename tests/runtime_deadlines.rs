@@ -181,3 +181,131 @@ async fn embedded_defaults_answer_with_citations() {
     );
     assert_eq!(reply.no_lore, None);
 }
+
+/// Answers after a fixed delay, whatever the deadline.
+struct SlowRetriever(Duration);
+
+impl Retriever for SlowRetriever {
+    fn retrieve(
+        &self,
+        _query: RetrieveQuery,
+    ) -> BoxFuture<'static, Result<Vec<Passage>, BackendError>> {
+        let delay = self.0;
+        Box::pin(async move {
+            tokio::time::sleep(delay).await;
+            Ok(Vec::new())
+        })
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_result_arriving_at_the_deadline_is_a_counted_late_drop() {
+    let mut driver = driver_with(
+        Arc::new(SlowRetriever(Duration::from_secs(10))),
+        EngineConfig::default(),
+    );
+    driver.apply(Input::Command(Command::Scenario {
+        prompt: "the first encounter".into(),
+        seed: Some(1),
+    }));
+    // Let the retriever start, then finish at exactly the deadline and post
+    // its result before the engine hears of the time.
+    for _ in 0..10 {
+        tokio::task::yield_now().await;
+    }
+    tokio::time::advance(Duration::from_secs(10)).await;
+    for _ in 0..10 {
+        tokio::task::yield_now().await;
+    }
+    driver.run_until(|engine| !engine.is_busy()).await;
+    let engine = &driver.engine;
+    let retrieve = engine
+        .registry()
+        .all()
+        .into_iter()
+        .find(|r| r.kind == Kind::Retrieve)
+        .expect("retrieve");
+    assert_eq!(retrieve.outcome(), Some(&Outcome::TimedOut));
+    assert_eq!(retrieve.late_drops, 1, "{:?}", retrieve.timeline);
+    assert_eq!(engine.backends()["local"].metrics.late_drops, 1);
+    assert_eq!(engine.total_late_drops(), 1);
+    assert_eq!(
+        engine.scenarios()[0].no_lore.as_deref(),
+        Some("retrieval timed out after 10 s"),
+        "the late result was not applied"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn chaos_failures_are_retried_then_trip_the_breaker() {
+    let kb = loreweave::backends::local::KbHandle::start_build(loreweave::kb::embedded_lore());
+    let backends = loreweave::app::default_backends(kb).expect("backends");
+    let mut driver = loreweave::app::driver(EngineConfig::default(), backends);
+    driver.apply(Input::Command(Command::Chaos {
+        backend: Some("local".into()),
+        mode: Some(loreweave::domain::ChaosMode::Fail { percent: 100 }),
+    }));
+    for n in 0..2 {
+        driver.apply(Input::Command(Command::Scenario {
+            prompt: format!("prompt {n}"),
+            seed: Some(n),
+        }));
+        driver.run_until(|engine| !engine.is_busy()).await;
+    }
+    let engine = &driver.engine;
+    let local = &engine.backends()["local"];
+    // Two scenarios x three attempts = six failures: the breaker opened on
+    // the fifth, so the sixth attempt was short-circuited.
+    assert_eq!(local.metrics.retries, 4, "{:?}", local.metrics.snapshot());
+    assert_eq!(local.breaker.label(), "open");
+    assert_eq!(local.metrics.failed + local.metrics.short_circuited, 2);
+    for entry in engine.scenarios() {
+        assert!(entry.no_lore.is_some(), "fell back without lore");
+        assert_eq!(entry.status, ScenarioStatus::Done);
+    }
+    assert!(
+        engine
+            .registry()
+            .events()
+            .iter()
+            .any(|e| e.event.contains("closed -> open")),
+        "the transition is in the feed"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn chaos_hang_times_out_and_chaos_off_restores() {
+    let kb = loreweave::backends::local::KbHandle::start_build(loreweave::kb::embedded_lore());
+    let backends = loreweave::app::default_backends(kb).expect("backends");
+    let mut driver = loreweave::app::driver(EngineConfig::default(), backends);
+    driver.apply(Input::Command(Command::Chaos {
+        backend: Some("local".into()),
+        mode: Some(loreweave::domain::ChaosMode::Hang),
+    }));
+    let start = tokio::time::Instant::now();
+    driver.apply(Input::Command(Command::Ask {
+        conversation: 0,
+        text: "who guards the waystone?".into(),
+    }));
+    driver.run_until(|engine| !engine.is_busy()).await;
+    assert_eq!(tokio::time::Instant::now() - start, Duration::from_secs(10));
+    assert_eq!(
+        driver.runtime.running_tasks(),
+        0,
+        "the hung call was aborted"
+    );
+    driver.apply(Input::Command(Command::Chaos {
+        backend: None,
+        mode: None,
+    }));
+    driver.apply(Input::Command(Command::Ask {
+        conversation: 0,
+        text: "who guards the waystone?".into(),
+    }));
+    driver.run_until(|engine| !engine.is_busy()).await;
+    let reply = driver.engine.conversations()[0]
+        .messages
+        .last()
+        .expect("reply");
+    assert!(reply.text.contains("Warden Tamsin Orrel"), "{}", reply.text);
+}

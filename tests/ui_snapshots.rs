@@ -22,11 +22,15 @@ struct Scene {
 
 impl Scene {
     fn new() -> Self {
+        Self::with(EngineConfig::default())
+    }
+
+    fn with(cfg: EngineConfig) -> Self {
         let t0 = Instant::now();
         let mut view = ViewState::new(Theme::plain());
         view.kb_status = "kb 32 docs · 9 ms".into();
         Self {
-            engine: Engine::new(EngineConfig::default(), t0, SystemTime::UNIX_EPOCH, 42),
+            engine: Engine::new(cfg, t0, SystemTime::UNIX_EPOCH, 42),
             view,
             kb: KnowledgeBase::build(embedded_lore()).expect("kb builds"),
             model: OfflineModel::new(std::sync::Arc::new(Tables::embedded().expect("tables"))),
@@ -196,4 +200,88 @@ fn small_terminal_80x24() {
         100,
     );
     insta::assert_snapshot!(scene.draw(80, 24, 1_000));
+}
+
+#[test]
+fn lifecycle_header_shows_breakers_queue_depth_and_chaos() {
+    use loreweave::domain::{BackendError, ChaosMode};
+    use loreweave::engine::breaker::Force;
+    let mut cfg = EngineConfig::default();
+    cfg.retrieval_policy.concurrency = 1;
+    cfg.retrieval_policy.retry.max_retries = 0;
+    cfg.chat_policy.breaker_failures = 1;
+    let mut scene = Scene::with(cfg);
+    // One retrieval in flight, two waiting for the single slot.
+    let mut first = None;
+    for (n, prompt) in ["a ford at dusk", "a burning mill", "the last bridge"]
+        .iter()
+        .enumerate()
+    {
+        let fx = scene.engine.handle(
+            Input::Command(Command::Scenario {
+                prompt: (*prompt).into(),
+                seed: Some(n as u64),
+            }),
+            scene.at(n as u64 * 100),
+        );
+        if let Some(Effect::Dispatch { id, .. }) = fx.first() {
+            first.get_or_insert(*id);
+        }
+    }
+    // The generator fails once: its breaker (threshold 1) opens.
+    let fx = scene.engine.handle(
+        Input::Retrieved {
+            id: first.expect("one dispatched"),
+            backend: "local".into(),
+            result: Err(BackendError::transient("HTTP 503")),
+        },
+        scene.at(400),
+    );
+    for effect in fx {
+        if let Effect::Dispatch {
+            id,
+            call: Call::Generate(_),
+            ..
+        } = effect
+        {
+            scene.engine.handle(
+                Input::Finished {
+                    id,
+                    backend: "offline".into(),
+                    result: Err(BackendError::transient("model overloaded")),
+                },
+                scene.at(500),
+            );
+        }
+    }
+    scene.engine.handle(
+        Input::Command(Command::Chaos {
+            backend: Some("local".into()),
+            mode: Some(ChaosMode::Latency(Duration::from_secs(12))),
+        }),
+        scene.at(600),
+    );
+    scene.engine.handle(
+        Input::Command(Command::ForceBreaker {
+            backend: "local".into(),
+            force: Force::Closed,
+        }),
+        scene.at(700),
+    );
+    scene.engine.handle(
+        Input::Command(Command::Ask {
+            conversation: 0,
+            text: "who keeps the ford?".into(),
+        }),
+        scene.at(800),
+    );
+    scene.engine.handle(
+        Input::Command(Command::Ask {
+            conversation: 0,
+            text: "and the mill?".into(),
+        }),
+        scene.at(900),
+    );
+    scene.view.focus = Focus::Lifecycle;
+    insta::assert_snapshot!(scene.draw(120, 40, 1_500));
 }

@@ -2,6 +2,9 @@
 //! question, or a slash command. Pure; errors are messages for the status
 //! line.
 
+use super::breaker::Force;
+use crate::domain::{ChaosMode, parse_duration};
+
 /// What a typed line asks for.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Line {
@@ -19,6 +22,17 @@ pub enum Line {
     Cancel(Option<String>),
     /// Drop every queued message of the focused conversation.
     ClearQueue,
+    /// Drop one queued message by its number (`/cancel #3`).
+    CancelQueued(u64),
+    /// Fault injection: `backend: None, mode: None` is `/chaos off`.
+    Chaos {
+        backend: Option<String>,
+        mode: Option<ChaosMode>,
+    },
+    Breaker {
+        backend: String,
+        force: Force,
+    },
     Rag(bool),
     Help,
     Quit,
@@ -78,7 +92,15 @@ fn parse_slash(rest: &str) -> Result<Line, String> {
         "scenario" | "s" => parse_scenario_args(arg),
         "regen" | "regenerate" => Ok(Line::Regenerate),
         "export" => Ok(Line::Export),
-        "cancel" => Ok(Line::Cancel((!arg.is_empty()).then(|| arg.to_string()))),
+        "cancel" => match arg.strip_prefix('#') {
+            Some(number) => number
+                .parse()
+                .map(Line::CancelQueued)
+                .map_err(|_| format!("`#{number}` is not a queued message number")),
+            None => Ok(Line::Cancel((!arg.is_empty()).then(|| arg.to_string()))),
+        },
+        "chaos" => parse_chaos(arg),
+        "breaker" => parse_breaker(arg),
         "clear-queue" => Ok(Line::ClearQueue),
         "rag" => match arg.to_lowercase().as_str() {
             "on" => Ok(Line::Rag(true)),
@@ -93,6 +115,52 @@ fn parse_slash(rest: &str) -> Result<Line, String> {
             "unknown command /{other}; /help lists the commands"
         )),
     }
+}
+
+const CHAOS_USAGE: &str =
+    "usage: /chaos <backend> latency 12s | fail 50% | hang | off, or /chaos off";
+
+/// `/chaos <backend> latency 12s | fail 50% | hang | off`, `/chaos off`
+fn parse_chaos(arg: &str) -> Result<Line, String> {
+    let words: Vec<&str> = arg.split_whitespace().collect();
+    let (backend, mode) = match words.as_slice() {
+        ["off"] => (None, None),
+        [backend, "off"] => (Some(backend.to_string()), None),
+        [backend, "hang"] => (Some(backend.to_string()), Some(ChaosMode::Hang)),
+        [backend, "latency", duration] => (
+            Some(backend.to_string()),
+            Some(ChaosMode::Latency(parse_duration(duration)?)),
+        ),
+        [backend, "fail", percent] => {
+            let number = percent.trim_end_matches('%');
+            let percent: u8 = number
+                .parse()
+                .ok()
+                .filter(|p| *p <= 100)
+                .ok_or_else(|| format!("`{percent}` is not a percentage from 0 to 100"))?;
+            (Some(backend.to_string()), Some(ChaosMode::Fail { percent }))
+        }
+        _ => return Err(CHAOS_USAGE.into()),
+    };
+    Ok(Line::Chaos { backend, mode })
+}
+
+/// `/breaker open|close|auto <backend>`
+fn parse_breaker(arg: &str) -> Result<Line, String> {
+    let words: Vec<&str> = arg.split_whitespace().collect();
+    let [state, backend] = words.as_slice() else {
+        return Err("usage: /breaker open|close|auto <backend>".into());
+    };
+    let force = match state.to_lowercase().as_str() {
+        "open" => Force::Open,
+        "close" | "closed" => Force::Closed,
+        "auto" => Force::Auto,
+        _ => return Err("usage: /breaker open|close|auto <backend>".into()),
+    };
+    Ok(Line::Breaker {
+        backend: backend.to_string(),
+        force,
+    })
 }
 
 /// `/scenario [--seed N] PROMPT`
@@ -168,5 +236,49 @@ mod tests {
                 .contains("/frobnicate")
         );
         assert!(parse_line("/rag maybe").is_err());
+        assert_eq!(parse_line("/cancel #3"), Ok(Some(Line::CancelQueued(3))));
+        assert!(parse_line("/cancel #x").is_err());
+    }
+
+    #[test]
+    fn chaos_and_breaker_commands() {
+        use std::time::Duration;
+        let chaos = |b: &str, m| {
+            Ok(Some(Line::Chaos {
+                backend: Some(b.into()),
+                mode: m,
+            }))
+        };
+        assert_eq!(
+            parse_line("/chaos local latency 12s"),
+            chaos("local", Some(ChaosMode::Latency(Duration::from_secs(12))))
+        );
+        assert_eq!(
+            parse_line("/chaos offline fail 50%"),
+            chaos("offline", Some(ChaosMode::Fail { percent: 50 }))
+        );
+        assert_eq!(
+            parse_line("/chaos local hang"),
+            chaos("local", Some(ChaosMode::Hang))
+        );
+        assert_eq!(parse_line("/chaos local off"), chaos("local", None));
+        assert_eq!(
+            parse_line("/chaos off"),
+            Ok(Some(Line::Chaos {
+                backend: None,
+                mode: None
+            }))
+        );
+        assert!(parse_line("/chaos local fail 150%").is_err());
+        assert!(parse_line("/chaos local latency soon").is_err());
+        assert!(parse_line("/chaos").is_err());
+        assert_eq!(
+            parse_line("/breaker open local"),
+            Ok(Some(Line::Breaker {
+                backend: "local".into(),
+                force: Force::Open
+            }))
+        );
+        assert!(parse_line("/breaker sideways local").is_err());
     }
 }

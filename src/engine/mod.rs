@@ -9,10 +9,14 @@
 //! otherwise a counted late drop; a parent ends only after all its children
 //! have; expiry of a running request always comes with an `Abort` effect.
 
+pub mod breaker;
 pub mod command;
+mod flow;
+pub mod limits;
 pub mod metrics;
 pub mod registry;
 pub mod request;
+pub mod retry;
 pub mod workspace;
 
 use std::collections::{BTreeMap, HashMap};
@@ -20,14 +24,15 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
-use ulid::Ulid;
 
 use crate::domain::{
-    BackendError, ChatTurn, GenerationTask, Passage, RetrieveQuery, Role, TaskMode, seed_for_prompt,
+    BackendError, ChaosMode, ChatTurn, GenerationTask, Passage, RetrieveQuery, Role, TaskMode,
+    seed_for_prompt,
 };
-use metrics::BackendMetrics;
+use breaker::Force;
+use limits::{Backend, BackendPolicy};
 use registry::Registry;
-use request::{DeadlinePolicy, Kind, Outcome, Phase, Request, RequestId};
+use request::{DeadlinePolicy, Kind, Phase, RequestId};
 use workspace::{
     ChatMessage, Conversation, MessageStatus, QueuedMessage, ScenarioEntry, ScenarioStatus,
 };
@@ -46,6 +51,22 @@ pub struct EngineConfig {
     /// Earlier messages sent along with a chat question.
     pub chat_history_turns: usize,
     pub rag: bool,
+    /// Defaults for retrievers and for generators.
+    pub retrieval_policy: BackendPolicy,
+    pub chat_policy: BackendPolicy,
+    /// Per-backend settings that override the defaults, by backend name.
+    pub policies: BTreeMap<String, BackendPolicy>,
+}
+
+impl EngineConfig {
+    /// The policy of backend `name`.
+    pub fn policy_for(&self, name: &str) -> BackendPolicy {
+        match self.policies.get(name) {
+            Some(policy) => *policy,
+            None if name == self.retriever => self.retrieval_policy,
+            None => self.chat_policy,
+        }
+    }
 }
 
 impl Default for EngineConfig {
@@ -60,6 +81,9 @@ impl Default for EngineConfig {
             history_cap: 10_000,
             chat_history_turns: 10,
             rag: true,
+            retrieval_policy: BackendPolicy::retrieval(),
+            chat_policy: BackendPolicy::chat(),
+            policies: BTreeMap::new(),
         }
     }
 }
@@ -86,6 +110,11 @@ pub enum Effect {
     /// Write a file without overwriting one; the result comes back as
     /// [`Input::Exported`].
     Export { path_hint: String, contents: String },
+    /// Inject faults into calls to `backend` (`None`: stop).
+    Chaos {
+        backend: String,
+        mode: Option<ChaosMode>,
+    },
 }
 
 /// What the user asks the engine for.
@@ -116,7 +145,22 @@ pub enum Command {
     ClearQueue {
         conversation: usize,
     },
+    /// Drop one queued message by its number.
+    CancelQueued {
+        conversation: usize,
+        number: u64,
+    },
     SetRag(bool),
+    /// Fault injection on a backend; `backend: None` with `mode: None` stops
+    /// it everywhere.
+    Chaos {
+        backend: Option<String>,
+        mode: Option<ChaosMode>,
+    },
+    ForceBreaker {
+        backend: String,
+        force: Force,
+    },
 }
 
 /// Everything that can happen to the engine.
@@ -168,6 +212,42 @@ struct Job {
     no_lore: Option<String>,
 }
 
+/// Sizes of the engine's internal collections (see [`Engine::footprint`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Footprint {
+    pub live: usize,
+    pub history: usize,
+    pub events: usize,
+    pub jobs: usize,
+    pub calls: usize,
+    pub dedup: usize,
+    pub followers: usize,
+    pub waiting: usize,
+}
+
+/// What makes two retrievals identical.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+struct DedupKey {
+    backend: String,
+    query: String,
+    top_k: usize,
+}
+
+impl DedupKey {
+    fn new(backend: &str, query: &RetrieveQuery) -> Self {
+        Self {
+            backend: backend.to_string(),
+            query: query
+                .query
+                .split_whitespace()
+                .collect::<Vec<_>>()
+                .join(" ")
+                .to_lowercase(),
+            top_k: query.top_k,
+        }
+    }
+}
+
 #[derive(Debug)]
 pub struct Engine {
     cfg: EngineConfig,
@@ -177,8 +257,14 @@ pub struct Engine {
     wall_origin_ms: u64,
     /// Pipelines by parent id; removed when the parent ends.
     jobs: HashMap<RequestId, Job>,
-    /// For every live child, its parent (for routing results).
-    backends: BTreeMap<String, BackendMetrics>,
+    /// The call of every live backend request (re-sent on retry).
+    calls: HashMap<RequestId, Call>,
+    /// In-flight retrievals by what they ask, for de-duplication.
+    dedup: HashMap<DedupKey, RequestId>,
+    /// Requests joined onto a leader, by leader.
+    followers: HashMap<RequestId, Vec<RequestId>>,
+    backends: BTreeMap<String, Backend>,
+    chaos: BTreeMap<String, ChaosMode>,
     conversations: Vec<Conversation>,
     scenarios: Vec<ScenarioEntry>,
     notice: Option<Notice>,
@@ -195,8 +281,9 @@ impl Engine {
             .map(request::millis)
             .unwrap_or(0);
         let mut backends = BTreeMap::new();
-        backends.insert(cfg.retriever.clone(), BackendMetrics::default());
-        backends.insert(cfg.generator.clone(), BackendMetrics::default());
+        for name in [&cfg.retriever, &cfg.generator] {
+            backends.insert(name.clone(), Backend::new(cfg.policy_for(name)));
+        }
         Self {
             registry: Registry::new(origin, cfg.history_cap),
             cfg,
@@ -204,7 +291,11 @@ impl Engine {
             origin,
             wall_origin_ms,
             jobs: HashMap::new(),
+            calls: HashMap::new(),
+            dedup: HashMap::new(),
+            followers: HashMap::new(),
             backends,
+            chaos: BTreeMap::new(),
             conversations: vec![Conversation::new("default")],
             scenarios: Vec::new(),
             notice: None,
@@ -230,8 +321,28 @@ impl Engine {
         &self.scenarios
     }
 
-    pub fn backends(&self) -> &BTreeMap<String, BackendMetrics> {
+    pub fn backends(&self) -> &BTreeMap<String, Backend> {
         &self.backends
+    }
+
+    /// Fault injection now active, by backend.
+    pub fn chaos(&self) -> &BTreeMap<String, ChaosMode> {
+        &self.chaos
+    }
+
+    /// Sizes of every internal collection, for checking that they stay
+    /// bounded.
+    pub fn footprint(&self) -> Footprint {
+        Footprint {
+            live: self.registry.live_count(),
+            history: self.registry.history_len(),
+            events: self.registry.events_len(),
+            jobs: self.jobs.len(),
+            calls: self.calls.len(),
+            dedup: self.dedup.len(),
+            followers: self.followers.len(),
+            waiting: self.backends.values().map(|b| b.waiting.len()).sum(),
+        }
     }
 
     pub fn notice(&self) -> Option<&Notice> {
@@ -246,9 +357,30 @@ impl Engine {
         self.origin
     }
 
-    /// When the engine next needs a [`Input::Tick`], if ever.
+    /// When the engine next needs a [`Input::Tick`], if ever: a deadline, a
+    /// retry's backoff ending, a breaker's open period ending, or a rate
+    /// token for a waiting request.
     pub fn next_deadline(&self) -> Option<Instant> {
-        self.registry.next_deadline()
+        let retries = self.registry.live_requests().filter_map(|r| match r.phase {
+            Phase::Retrying { until } => Some(until),
+            _ => None,
+        });
+        let backends = self.backends.values().flat_map(|b| {
+            let token = if b.waiting.is_empty() || !b.has_slot() {
+                None
+            } else {
+                b.bucket
+                    .as_ref()
+                    .and_then(|bucket| bucket.next_token_time())
+            };
+            b.breaker.next_change().into_iter().chain(token)
+        });
+        self.registry
+            .next_deadline()
+            .into_iter()
+            .chain(retries)
+            .chain(backends)
+            .min()
     }
 
     /// Whether anything is in flight (the UI redraws elapsed times then).
@@ -269,6 +401,9 @@ impl Engine {
 
     pub fn handle(&mut self, input: Input, now: Instant) -> Vec<Effect> {
         let mut fx = Vec::new();
+        // Time first: a result that arrives at or after its deadline finds
+        // its request already expired, whatever order the runtime saw them.
+        self.advance(now, &mut fx);
         match input {
             Input::Command(command) => self.on_command(command, now, &mut fx),
             Input::Retrieved {
@@ -288,9 +423,7 @@ impl Engine {
             },
             Input::Tick => {}
         }
-        // Expire whatever is due, whatever the input was: a late Tick must
-        // not let a stale result through first.
-        self.expire(now, &mut fx);
+        self.advance(now, &mut fx);
         fx
     }
 
@@ -356,7 +489,96 @@ impl Engine {
                     false,
                 );
             }
+            Command::CancelQueued {
+                conversation,
+                number,
+            } => {
+                let removed = self
+                    .conversations
+                    .get_mut(conversation)
+                    .is_some_and(|conv| {
+                        let before = conv.queue.len();
+                        conv.queue.retain(|q| q.number != number);
+                        conv.queue.len() < before
+                    });
+                if removed {
+                    self.set_notice(format!("dropped queued message #{number}"), false);
+                } else {
+                    self.set_notice(format!("no queued message #{number}"), true);
+                }
+            }
+            Command::Chaos { backend, mode } => self.set_chaos(backend, mode, now, fx),
+            Command::ForceBreaker { backend, force } => {
+                let Some(b) = self.backends.get_mut(&backend) else {
+                    let known = self.backend_names();
+                    self.set_notice(format!("no backend `{backend}` (known: {known})"), true);
+                    return;
+                };
+                let transition = b.breaker.set_force(force);
+                let label = b.breaker.label();
+                match transition {
+                    Some(t) => {
+                        let text = t.to_string();
+                        self.registry.backend_event(&backend, now, text.clone());
+                        self.set_notice(format!("{backend}: {text}"), false);
+                    }
+                    None => self.set_notice(format!("{backend}: breaker already {label}"), false),
+                }
+                // A breaker forced closed lets waiting requests through.
+                self.pump(&backend, now, fx);
+            }
         }
+    }
+
+    fn backend_names(&self) -> String {
+        self.backends.keys().cloned().collect::<Vec<_>>().join(", ")
+    }
+
+    fn set_chaos(
+        &mut self,
+        backend: Option<String>,
+        mode: Option<ChaosMode>,
+        now: Instant,
+        fx: &mut Vec<Effect>,
+    ) {
+        let targets: Vec<String> = match &backend {
+            Some(name) if self.backends.contains_key(name) => vec![name.clone()],
+            Some(name) => {
+                let known = self.backend_names();
+                self.set_notice(format!("no backend `{name}` (known: {known})"), true);
+                return;
+            }
+            // Only "off" applies to every backend at once.
+            None if mode.is_none() => self.chaos.keys().cloned().collect(),
+            None => {
+                self.set_notice("say which backend: /chaos <backend> ...", true);
+                return;
+            }
+        };
+        for name in targets {
+            match mode {
+                Some(mode) => {
+                    self.chaos.insert(name.clone(), mode);
+                    self.registry
+                        .backend_event(&name, now, format!("chaos on: {mode}"));
+                }
+                None => {
+                    self.chaos.remove(&name);
+                    self.registry.backend_event(&name, now, "chaos off");
+                }
+            }
+            fx.push(Effect::Chaos {
+                backend: name,
+                mode,
+            });
+        }
+        let summary = if self.chaos.is_empty() {
+            "chaos off".to_string()
+        } else {
+            let active: Vec<String> = self.chaos.iter().map(|(b, m)| format!("{b} {m}")).collect();
+            format!("chaos: {}", active.join(", "))
+        };
+        self.set_notice(summary, !self.chaos.is_empty());
     }
 
     fn ask(&mut self, conversation: usize, text: String, now: Instant, fx: &mut Vec<Effect>) {
@@ -488,7 +710,7 @@ impl Engine {
                 query,
                 top_k: self.cfg.top_k,
             });
-            self.dispatch(id, call, now, fx);
+            self.submit(id, call, now, fx);
         } else {
             job.no_lore = Some("RAG is off".into());
             self.jobs.insert(parent, job);
@@ -520,381 +742,7 @@ impl Engine {
             idle: self.cfg.idle_timeout,
         };
         let id = self.new_request(kind, &backend, Some(parent), &label, policy, now);
-        self.dispatch(id, Call::Generate(task), now, fx);
-    }
-
-    // ----- results ---------------------------------------------------------
-
-    fn on_retrieved(
-        &mut self,
-        id: RequestId,
-        backend: &str,
-        result: Result<Vec<Passage>, BackendError>,
-        now: Instant,
-        fx: &mut Vec<Effect>,
-    ) {
-        if !self.registry.is_live(id) {
-            self.late_drop(id, backend, "retrieval result", now);
-            return;
-        }
-        let parent = self.registry.live(id).and_then(|r| r.parent);
-        match result {
-            Ok(passages) => {
-                self.registry
-                    .record(id, now, format!("{} passage(s) retrieved", passages.len()));
-                self.finish(id, Outcome::Completed, now, fx);
-                if let Some(job) = parent.and_then(|p| self.jobs.get_mut(&p)) {
-                    if passages.is_empty() {
-                        job.no_lore = Some("no lore matched".into());
-                    }
-                    job.passages = passages;
-                }
-            }
-            Err(error) => {
-                let reason = format!("retrieval failed: {}", error.message);
-                self.finish(id, Outcome::Failed(error.message), now, fx);
-                self.fallback(parent, reason, now);
-            }
-        }
-        if let Some(parent) = parent {
-            self.start_generation(parent, now, fx);
-        }
-    }
-
-    fn on_token(&mut self, id: RequestId, backend: &str, text: String, now: Instant) {
-        let Some(request) = self.registry.live_mut(id) else {
-            self.late_drop(id, backend, "token", now);
-            return;
-        };
-        let parent = request.parent;
-        if request.phase != Phase::Streaming {
-            request.phase = Phase::Streaming;
-            self.registry.record(id, now, "first token");
-        }
-        if let Some(request) = self.registry.live_mut(id)
-            && let DeadlinePolicy::Streaming { idle, .. } = request.policy
-        {
-            request.deadline = Some(now + idle);
-        }
-        let Some(target) = parent.and_then(|p| self.jobs.get(&p)).map(|j| j.target) else {
-            return;
-        };
-        match target {
-            Target::Scenario(index) => {
-                if let Some(entry) = self.scenarios.get_mut(index) {
-                    entry.markdown.push_str(&text);
-                }
-            }
-            Target::Turn {
-                conversation,
-                message,
-            } => {
-                if let Some(msg) = self
-                    .conversations
-                    .get_mut(conversation)
-                    .and_then(|c| c.messages.get_mut(message))
-                {
-                    msg.text.push_str(&text);
-                }
-            }
-        }
-    }
-
-    fn on_finished(
-        &mut self,
-        id: RequestId,
-        backend: &str,
-        result: Result<(), BackendError>,
-        now: Instant,
-        fx: &mut Vec<Effect>,
-    ) {
-        if !self.registry.is_live(id) {
-            self.late_drop(id, backend, "end of stream", now);
-            return;
-        }
-        let parent = self.registry.live(id).and_then(|r| r.parent);
-        let outcome = match result {
-            Ok(()) => Outcome::Completed,
-            Err(error) => Outcome::Failed(error.message),
-        };
-        self.finish(id, outcome, now, fx);
-        if let Some(parent) = parent {
-            self.settle_parent(parent, now, fx);
-        }
-    }
-
-    // ----- time ------------------------------------------------------------
-
-    fn expire(&mut self, now: Instant, fx: &mut Vec<Effect>) {
-        for id in self.registry.expired(now) {
-            let Some(request) = self.registry.live(id) else {
-                continue;
-            };
-            let kind = request.kind;
-            let parent = request.parent;
-            let waited = match request.policy {
-                DeadlinePolicy::Total(total) => total,
-                DeadlinePolicy::Streaming { first_token, idle } => {
-                    if request.phase == Phase::Streaming {
-                        idle
-                    } else {
-                        first_token
-                    }
-                }
-                DeadlinePolicy::Children => Duration::ZERO,
-            };
-            let streaming = request.phase == Phase::Streaming;
-            self.finish(id, Outcome::TimedOut, now, fx);
-            match kind {
-                Kind::Retrieve | Kind::Embed => {
-                    let reason = format!("retrieval timed out after {}", spoken_duration(waited));
-                    self.fallback(parent, reason, now);
-                    if let Some(parent) = parent {
-                        self.start_generation(parent, now, fx);
-                    }
-                }
-                Kind::Chat | Kind::Generate => {
-                    let what = if streaming {
-                        format!("no token for {}", spoken_duration(waited))
-                    } else {
-                        format!("no first token within {}", spoken_duration(waited))
-                    };
-                    if let Some(parent) = parent {
-                        self.registry
-                            .record(parent, now, format!("generation timed out: {what}"));
-                        self.settle_parent(parent, now, fx);
-                    }
-                }
-                Kind::Scenario | Kind::Turn => {}
-            }
-        }
-    }
-
-    // ----- helpers ---------------------------------------------------------
-
-    fn new_request(
-        &mut self,
-        kind: Kind,
-        backend: &str,
-        parent: Option<RequestId>,
-        label: &str,
-        policy: DeadlinePolicy,
-        now: Instant,
-    ) -> RequestId {
-        let wall_ms = self
-            .wall_origin_ms
-            .saturating_add(request::millis(now.saturating_duration_since(self.origin)));
-        let random = self.rng.random::<u128>() & ((1u128 << 80) - 1);
-        let id = RequestId(Ulid::from_parts(wall_ms, random));
-        let seq = self.registry.next_seq();
-        let mut request = Request {
-            id,
-            seq,
-            kind,
-            backend: backend.to_string(),
-            parent,
-            children: Vec::new(),
-            label: label.chars().take(200).collect(),
-            created: now,
-            dispatched: None,
-            ended: None,
-            policy,
-            deadline: None,
-            phase: Phase::Queued,
-            attempt: 0,
-            late_drops: 0,
-            timeline: Vec::new(),
-        };
-        request.note(now, "created");
-        tracing::info!(id = %id, kind = kind.label(), backend, parent = ?parent.map(|p| p.to_string()), "request created");
-        self.registry.insert(request);
-        id
-    }
-
-    /// Hand a request to the runtime and arm its deadline.
-    fn dispatch(&mut self, id: RequestId, call: Call, now: Instant, fx: &mut Vec<Effect>) {
-        let Some(request) = self.registry.live_mut(id) else {
-            return;
-        };
-        request.attempt += 1;
-        request.phase = Phase::Dispatched;
-        request.dispatched = Some(now);
-        request.deadline = match request.policy {
-            DeadlinePolicy::Total(total) => Some(now + total),
-            DeadlinePolicy::Streaming { first_token, .. } => Some(now + first_token),
-            DeadlinePolicy::Children => None,
-        };
-        let backend = request.backend.clone();
-        let attempt = request.attempt;
-        self.registry
-            .record(id, now, format!("dispatched (attempt {attempt})"));
-        self.backends.entry(backend.clone()).or_default().in_flight += 1;
-        fx.push(Effect::Dispatch { id, backend, call });
-    }
-
-    fn set_phase(&mut self, id: RequestId, phase: Phase, now: Instant) {
-        if let Some(request) = self.registry.live_mut(id) {
-            let label = phase.label();
-            if request.dispatched.is_none() {
-                request.dispatched = Some(now);
-            }
-            request.phase = phase;
-            self.registry.record(id, now, label);
-        }
-    }
-
-    /// End a live request: metrics, slot, abort of a still-running task.
-    fn finish(&mut self, id: RequestId, outcome: Outcome, now: Instant, fx: &mut Vec<Effect>) {
-        let abort = matches!(outcome, Outcome::TimedOut | Outcome::Cancelled);
-        let Some(request) = self.registry.finish(id, outcome, now) else {
-            return;
-        };
-        if request.kind == Kind::Scenario || request.kind == Kind::Turn {
-            return;
-        }
-        let backend = request.backend.clone();
-        let was_dispatched = request.dispatched.is_some();
-        let latency = request
-            .ended
-            .unwrap_or(now)
-            .saturating_duration_since(request.dispatched.unwrap_or(request.created));
-        let outcome = request.outcome().cloned().unwrap_or(Outcome::Cancelled);
-        let metrics = self.backends.entry(backend).or_default();
-        if was_dispatched {
-            metrics.in_flight = metrics.in_flight.saturating_sub(1);
-        }
-        metrics.record_outcome(&outcome, latency);
-        if abort && was_dispatched {
-            fx.push(Effect::Abort { id });
-        }
-    }
-
-    fn late_drop(&mut self, id: RequestId, backend: &str, what: &str, now: Instant) {
-        self.backends
-            .entry(backend.to_string())
-            .or_default()
-            .late_drops += 1;
-        self.total_late_drops += 1;
-        self.registry.late_drop(id, backend, what, now);
-    }
-
-    /// Retrieval gave nothing usable: generation goes on without lore.
-    fn fallback(&mut self, parent: Option<RequestId>, reason: String, now: Instant) {
-        let Some(parent) = parent else {
-            return;
-        };
-        self.registry
-            .record(parent, now, format!("fallback: no lore ({reason})"));
-        if let Some(job) = self.jobs.get_mut(&parent) {
-            job.passages.clear();
-            job.no_lore = Some(reason);
-        }
-    }
-
-    /// End a parent once every child has ended; its outcome follows the
-    /// generation child's.
-    fn settle_parent(&mut self, parent: RequestId, now: Instant, fx: &mut Vec<Effect>) {
-        let Some(request) = self.registry.live(parent) else {
-            return;
-        };
-        let children = request.children.clone();
-        if children.iter().any(|c| self.registry.is_live(*c)) {
-            return;
-        }
-        let generation = children
-            .iter()
-            .filter_map(|c| self.registry.get(*c))
-            .find(|c| matches!(c.kind, Kind::Chat | Kind::Generate));
-        let outcome = match generation.and_then(|g| g.outcome()) {
-            Some(Outcome::Completed) => Outcome::Completed,
-            Some(Outcome::TimedOut) => Outcome::TimedOut,
-            Some(Outcome::Cancelled) | None => Outcome::Cancelled,
-            Some(Outcome::Failed(reason)) => {
-                Outcome::Failed(format!("generation failed: {reason}"))
-            }
-            Some(Outcome::ShortCircuited) => Outcome::Failed("generator breaker open".into()),
-            Some(Outcome::Joined(_)) => Outcome::Completed,
-        };
-        self.finish(parent, outcome.clone(), now, fx);
-        let Some(job) = self.jobs.remove(&parent) else {
-            return;
-        };
-        match job.target {
-            Target::Scenario(index) => {
-                if let Some(entry) = self.scenarios.get_mut(index) {
-                    entry.status = match &outcome {
-                        Outcome::Completed => ScenarioStatus::Done,
-                        Outcome::Cancelled => ScenarioStatus::Cancelled,
-                        Outcome::TimedOut => ScenarioStatus::Failed("generation timed out".into()),
-                        Outcome::Failed(reason) => ScenarioStatus::Failed(reason.clone()),
-                        _ => ScenarioStatus::Failed(outcome.label().into()),
-                    };
-                    let notice = match &entry.status {
-                        ScenarioStatus::Done => {
-                            Some((format!("scenario ready: {}", entry.title()), false))
-                        }
-                        ScenarioStatus::Failed(reason) => {
-                            Some((format!("scenario failed: {reason}"), true))
-                        }
-                        _ => None,
-                    };
-                    if let Some((text, is_error)) = notice {
-                        self.set_notice(text, is_error);
-                    }
-                }
-            }
-            Target::Turn {
-                conversation,
-                message,
-            } => {
-                if let Some(conv) = self.conversations.get_mut(conversation) {
-                    if let Some(msg) = conv.messages.get_mut(message) {
-                        msg.status = match &outcome {
-                            Outcome::Completed => MessageStatus::Done,
-                            Outcome::Cancelled => MessageStatus::Cancelled,
-                            Outcome::TimedOut => {
-                                MessageStatus::Failed("generation timed out".into())
-                            }
-                            Outcome::Failed(reason) => MessageStatus::Failed(reason.clone()),
-                            _ => MessageStatus::Failed(outcome.label().into()),
-                        };
-                    }
-                    if conv.running == Some(parent) {
-                        conv.running = None;
-                    }
-                    // A failure never stops the queue: the next message starts.
-                    if conv.running.is_none()
-                        && let Some(next) = conv.queue.pop_front()
-                    {
-                        self.start_turn(conversation, next.text, now, fx);
-                    }
-                }
-            }
-        }
-    }
-
-    /// Cancel a request and everything under it; a parent's pipeline stops.
-    fn cancel_tree(&mut self, id: RequestId, now: Instant, fx: &mut Vec<Effect>) {
-        let root = match self.registry.live(id).and_then(|r| r.parent) {
-            Some(parent) if self.jobs.contains_key(&parent) => parent,
-            _ => id,
-        };
-        let children = self
-            .registry
-            .live(root)
-            .map(|r| r.children.clone())
-            .unwrap_or_default();
-        for child in children {
-            if self.registry.is_live(child) {
-                self.finish(child, Outcome::Cancelled, now, fx);
-            }
-        }
-        if self.jobs.contains_key(&root) {
-            self.settle_parent(root, now, fx);
-        } else if self.registry.is_live(root) {
-            self.finish(root, Outcome::Cancelled, now, fx);
-        }
-        self.set_notice(format!("cancelled {}", root.short()), false);
+        self.submit(id, Call::Generate(task), now, fx);
     }
 
     fn with_target(
@@ -954,5 +802,7 @@ pub fn slug(title: &str) -> String {
     }
 }
 
+#[cfg(test)]
+mod resilience_tests;
 #[cfg(test)]
 mod tests;

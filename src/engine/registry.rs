@@ -22,9 +22,10 @@ pub struct LifecycleEvent {
     pub at: Instant,
     /// Milliseconds since the engine started.
     pub t_ms: u64,
-    pub id: RequestId,
+    /// `None` for backend events (breaker transitions, chaos).
+    pub id: Option<RequestId>,
     pub parent: Option<RequestId>,
-    /// `None` only for a late result older than the history ring.
+    /// `None` for backend events and late results older than the history ring.
     pub kind: Option<Kind>,
     pub backend: String,
     /// What happened: "dispatched", "completed", "late drop: ...".
@@ -195,7 +196,7 @@ impl Registry {
                 let event = LifecycleEvent {
                     at: now,
                     t_ms: millis(now.saturating_duration_since(self.origin)),
-                    id,
+                    id: Some(id),
                     parent: None,
                     kind: None,
                     backend: backend.to_string(),
@@ -209,8 +210,23 @@ impl Registry {
         text
     }
 
+    /// An event about a backend rather than one request.
+    pub fn backend_event(&mut self, backend: &str, now: Instant, what: impl Into<String>) {
+        let what = what.into();
+        tracing::info!(backend, "{what}");
+        self.push_event(LifecycleEvent {
+            at: now,
+            t_ms: millis(now.saturating_duration_since(self.origin)),
+            id: None,
+            parent: None,
+            kind: None,
+            backend: backend.to_string(),
+            event: what,
+        });
+    }
+
     fn push_event(&mut self, event: LifecycleEvent) {
-        tracing::debug!(id = %event.id, kind = event.kind.map_or("?", Kind::label), backend = %event.backend, event = %event.event, "lifecycle");
+        tracing::debug!(id = ?event.id.map(|id| id.to_string()), kind = event.kind.map_or("?", Kind::label), backend = %event.backend, event = %event.event, "lifecycle");
         if self.events.len() == self.events_cap {
             self.events.pop_front();
         }
@@ -222,7 +238,7 @@ fn event_for(request: &Request, now: Instant, origin: Instant, event: String) ->
     LifecycleEvent {
         at: now,
         t_ms: millis(now.saturating_duration_since(origin)),
-        id: request.id,
+        id: Some(request.id),
         parent: request.parent,
         kind: Some(request.kind),
         backend: request.backend.clone(),

@@ -4,6 +4,8 @@ use std::time::{Duration, Instant, SystemTime};
 
 use super::*;
 use crate::domain::{BackendError, Passage};
+use crate::engine::request::{Outcome, Request};
+use ulid::Ulid;
 
 struct Harness {
     engine: Engine,
@@ -166,7 +168,7 @@ fn retrieval_timeout_falls_back_without_lore_exactly_at_the_deadline() {
         h.request(retrieve).ended,
         Some(h.t0 + Duration::from_secs(10))
     );
-    assert_eq!(h.engine.backends()["local"].timed_out, 1);
+    assert_eq!(h.engine.backends()["local"].metrics.timed_out, 1);
 }
 
 #[test]
@@ -191,7 +193,7 @@ fn retrieval_failure_falls_back_at_once() {
     assert!(
         matches!(h.request(retrieve).outcome(), Some(Outcome::Failed(m)) if m == "index is corrupt")
     );
-    assert_eq!(h.engine.backends()["local"].failed, 1);
+    assert_eq!(h.engine.backends()["local"].metrics.failed, 1);
     let reply = &h.engine.conversations()[0].messages[1];
     assert_eq!(
         reply.no_lore.as_deref(),
@@ -215,7 +217,7 @@ fn late_result_is_dropped_counted_and_never_applied() {
         result: Ok(vec![passage("Too Late")]),
     });
     assert!(fx.is_empty(), "a late result starts nothing");
-    assert_eq!(h.engine.backends()["local"].late_drops, 1);
+    assert_eq!(h.engine.backends()["local"].metrics.late_drops, 1);
     assert_eq!(h.request(retrieve).late_drops, 1);
     assert_eq!(
         h.request(retrieve).outcome(),
@@ -236,7 +238,7 @@ fn late_result_is_dropped_counted_and_never_applied() {
         backend: "offline".into(),
         text: "boo".into(),
     });
-    assert_eq!(h.engine.backends()["offline"].late_drops, 1);
+    assert_eq!(h.engine.backends()["offline"].metrics.late_drops, 1);
     assert_eq!(h.engine.total_late_drops(), 2);
     assert!(h.engine.registry().is_live(generate));
 }
@@ -265,7 +267,7 @@ fn expiry_produces_exactly_one_final_state() {
         })
         .count();
     assert_eq!(finals, 1, "{:?}", request.timeline);
-    assert_eq!(h.engine.backends()["local"].finished(), 1);
+    assert_eq!(h.engine.backends()["local"].metrics.finished(), 1);
 }
 
 #[test]
@@ -429,5 +431,5 @@ fn history_ring_stays_bounded() {
     }
     assert_eq!(engine.registry().live_count(), 0);
     assert_eq!(engine.registry().history_len(), 50);
-    assert_eq!(engine.backends()["offline"].ok, 500);
+    assert_eq!(engine.backends()["offline"].metrics.ok, 500);
 }

@@ -150,7 +150,7 @@ fn print_json(out: &mut impl Write, driver: &Driver, report: &Report) -> anyhow:
         .engine
         .backends()
         .iter()
-        .map(|(name, m)| Ok((name.clone(), serde_json::to_value(m.snapshot())?)))
+        .map(|(name, m)| Ok((name.clone(), serde_json::to_value(m.metrics.snapshot())?)))
         .collect::<Result<_, serde_json::Error>>()?;
     writeln!(
         out,

@@ -136,6 +136,14 @@ fn submit(view: &mut ViewState, engine: &Engine) -> Vec<Action> {
             conversation: CONVERSATION,
         }),
         Line::Rag(on) => Action::Engine(Command::SetRag(on)),
+        Line::CancelQueued(number) => Action::Engine(Command::CancelQueued {
+            conversation: CONVERSATION,
+            number,
+        }),
+        Line::Chaos { backend, mode } => Action::Engine(Command::Chaos { backend, mode }),
+        Line::Breaker { backend, force } => {
+            Action::Engine(Command::ForceBreaker { backend, force })
+        }
         Line::Help => {
             view.help = true;
             return Vec::new();

@@ -18,6 +18,8 @@ use ratatui::widgets::{Block, Borders, Clear, Paragraph, Wrap};
 use ratatui_textarea::TextArea;
 
 use crate::engine::Engine;
+use crate::engine::breaker::{BreakerState, Force};
+use crate::engine::limits::Backend;
 use crate::engine::request::{Kind, Request};
 pub use theme::Theme;
 
@@ -220,8 +222,22 @@ fn status_bar(frame: &mut Frame, area: Rect, engine: &Engine, view: &ViewState) 
         )),
         Span::raw("│ "),
     ];
-    for name in engine.backends().keys() {
-        spans.push(Span::raw(format!("{} ● ", crate::sanitize::one_line(name))));
+    for (name, backend) in engine.backends() {
+        let (symbol, style) = breaker_badge(backend, t);
+        spans.push(Span::raw(format!("{} ", crate::sanitize::one_line(name))));
+        spans.push(Span::styled(symbol, style));
+        spans.push(Span::raw(" "));
+    }
+    if !engine.chaos().is_empty() {
+        let active: Vec<String> = engine
+            .chaos()
+            .iter()
+            .map(|(b, m)| format!("{b} {m}"))
+            .collect();
+        spans.push(Span::styled(
+            format!("│ CHAOS {} ", active.join(", ")),
+            t.error,
+        ));
     }
     let queued = conv.queue.len();
     let running = if conv.running.is_some() {
@@ -272,7 +288,17 @@ pub const HELP: &[(&str, &[(&str, &str)])] = &[
                 "/cancel [id]  /clear-queue",
                 "cancel a request; drop queued messages",
             ),
+            ("/cancel #N", "drop queued message N"),
             ("/rag on|off  /quit", "retrieval on or off; quit"),
+            (
+                "/chaos <backend> latency 12s",
+                "inject faults: latency D, fail 50%, hang, off",
+            ),
+            ("/chaos off", "stop every fault injection"),
+            (
+                "/breaker open|close|auto <b>",
+                "force a backend's breaker, or back to auto",
+            ),
         ],
     ),
     (
@@ -280,7 +306,8 @@ pub const HELP: &[(&str, &[(&str, &str)])] = &[
         &[
             ("↑ ↓ / j k", "scroll, or select a lifecycle row"),
             ("PgUp PgDn / Home End", "scroll by a page / to either end"),
-            ("i or /", "back to the input"),
+            ("g / G", "to the top / bottom"),
+            ("i, / or Esc", "back to the input"),
             ("q", "quit"),
         ],
     ),
@@ -330,6 +357,18 @@ pub(crate) fn centered(area: Rect, width: u16, height: u16) -> Rect {
     let x = area.x + area.width.saturating_sub(width) / 2;
     let y = area.y + area.height.saturating_sub(height) / 2;
     Rect::new(x, y, width.min(area.width), height.min(area.height))
+}
+
+/// The breaker at a glance: ● closed, ◐ half-open, ○ open (forced states
+/// show as open/closed), with a colour where colours are on.
+pub(crate) fn breaker_badge(backend: &Backend, t: &Theme) -> (&'static str, Style) {
+    if backend.breaker.is_rejecting() {
+        return ("○", t.error);
+    }
+    match (backend.breaker.force(), backend.breaker.state()) {
+        (Force::Closed, _) | (Force::Auto, BreakerState::Closed { .. }) => ("●", t.ok),
+        _ => ("◐", t.warn),
+    }
 }
 
 /// "└ retrieve" for children, "scenario" for roots.

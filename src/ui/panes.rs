@@ -187,31 +187,45 @@ pub(super) fn lifecycle(
     .areas(inner);
 
     let mut header = Vec::new();
-    for (name, m) in backends {
-        let s = m.snapshot();
+    for (name, b) in backends {
+        let s = b.metrics.snapshot();
         let pct = |v: Option<u64>| {
             v.map_or("-".to_string(), |ms| {
                 format_duration(std::time::Duration::from_millis(ms))
             })
         };
-        let spans = vec![
+        let (symbol, style) = super::breaker_badge(b, t);
+        let mut spans = vec![
             Span::styled(format!("{:<9}", one_line(name)), t.title),
-            Span::styled(format!("ok {} ", s.ok), t.ok),
-            Span::styled(
-                format!("failed {} ", s.failed + s.timed_out),
-                if s.failed + s.timed_out > 0 {
-                    t.error
-                } else {
-                    t.dim
-                },
-            ),
-            Span::raw(format!("p50 {} p95 {} ", pct(s.p50_ms), pct(s.p95_ms))),
-            Span::styled(
-                format!("late {} ", s.late_drops),
-                if s.late_drops > 0 { t.warn } else { t.dim },
-            ),
-            Span::raw(format!("in flight {} queued {} ", s.in_flight, s.queued)),
+            Span::styled(format!("{symbol} {} ", b.breaker.label()), style),
+            Span::styled(format!("│ ok {} ", s.ok), t.ok),
         ];
+        // Only what happened: zero counters would drown the ones that matter.
+        for (label, n, style) in [
+            ("err", s.failed, t.error),
+            ("t/o", s.timed_out, t.error),
+            ("cxl", s.cancelled, t.warn),
+            ("sc", s.short_circuited, t.warn),
+            ("join", s.joined, t.ok),
+            ("retry", s.retries, t.warn),
+            ("late", s.late_drops, t.warn),
+        ] {
+            if n > 0 {
+                spans.push(Span::styled(format!("{label} {n} "), style));
+            }
+        }
+        spans.push(Span::raw(format!(
+            "│ flight {}/{} queued {} │ p50 {} p95 {} p99 {} ",
+            s.in_flight,
+            b.policy.concurrency,
+            s.queued,
+            pct(s.p50_ms),
+            pct(s.p95_ms),
+            pct(s.p99_ms)
+        )));
+        if let Some(mode) = engine.chaos().get(name) {
+            spans.push(Span::styled(format!("CHAOS {mode}"), t.error));
+        }
         header.push(Line::from(spans));
     }
     frame.render_widget(Paragraph::new(header), header_area);
@@ -301,8 +315,8 @@ pub(super) fn lifecycle(
                             "+{}",
                             format_duration(std::time::Duration::from_millis(e.t_ms))
                         ),
-                        e.id.short(),
-                        e.kind.map_or("?", |k| k.label()),
+                        e.id.map_or_else(|| "------".to_string(), |id| id.short()),
+                        e.kind.map_or(e.backend.as_str(), |k| k.label()),
                         one_line(&e.event)
                     ),
                     style,

@@ -1,0 +1,815 @@
+//! How a backend request moves: submission (de-duplication), admission
+//! (breaker, concurrency slot, rate token, else the FIFO), dispatch, results,
+//! retries, expiry, and its one final state; and how a child's end moves its
+//! parent's pipeline on.
+//!
+//! Invariants kept here: a request holds a slot exactly while it is
+//! `Dispatched` or `Streaming`; it is in its backend's `waiting` FIFO exactly
+//! while it is `Queued` for a slot or a token; `finish` is the only way out
+//! and releases both; a result is applied only to a live request.
+
+use std::time::{Duration, Instant};
+
+use rand::Rng;
+use ulid::Ulid;
+
+use super::breaker::{Admission, Transition};
+use super::request::{DeadlinePolicy, Kind, Outcome, Phase, Request, RequestId, millis};
+use super::retry::Decision;
+use super::workspace::{MessageStatus, ScenarioStatus};
+use super::{Call, DedupKey, Effect, Engine, Target, spoken_duration};
+use crate::domain::{BackendError, ErrorClass, Passage};
+
+impl Engine {
+    // ----- creation and admission -------------------------------------------
+
+    pub(super) fn new_request(
+        &mut self,
+        kind: Kind,
+        backend: &str,
+        parent: Option<RequestId>,
+        label: &str,
+        policy: DeadlinePolicy,
+        now: Instant,
+    ) -> RequestId {
+        let wall_ms = self
+            .wall_origin_ms
+            .saturating_add(millis(now.saturating_duration_since(self.origin)));
+        let random = self.rng.random::<u128>() & ((1u128 << 80) - 1);
+        let id = RequestId(Ulid::from_parts(wall_ms, random));
+        let seq = self.registry.next_seq();
+        // The deadline runs from submission: time spent queued for a slot or
+        // waiting between retries counts, so nothing waits forever.
+        let deadline = match policy {
+            DeadlinePolicy::Total(total) => Some(now + total),
+            DeadlinePolicy::Streaming { first_token, .. } => Some(now + first_token),
+            DeadlinePolicy::Children => None,
+        };
+        let mut request = Request {
+            id,
+            seq,
+            kind,
+            backend: backend.to_string(),
+            parent,
+            children: Vec::new(),
+            label: label.chars().take(200).collect(),
+            created: now,
+            dispatched: None,
+            ended: None,
+            policy,
+            deadline,
+            phase: Phase::Queued,
+            attempt: 0,
+            late_drops: 0,
+            timeline: Vec::new(),
+        };
+        request.note(now, "created");
+        tracing::info!(id = %id, kind = kind.label(), backend, parent = ?parent.map(|p| p.to_string()), "request created");
+        self.registry.insert(request);
+        if kind != Kind::Scenario && kind != Kind::Turn && !self.backends.contains_key(backend) {
+            let policy = self.cfg.policy_for(backend);
+            self.backends
+                .insert(backend.to_string(), super::limits::Backend::new(policy));
+        }
+        id
+    }
+
+    /// Start a backend request: join an identical in-flight retrieval, or
+    /// go through admission.
+    pub(super) fn submit(&mut self, id: RequestId, call: Call, now: Instant, fx: &mut Vec<Effect>) {
+        let Some(backend) = self.registry.live(id).map(|r| r.backend.clone()) else {
+            return;
+        };
+        if let Call::Retrieve(query) = &call {
+            let key = DedupKey::new(&backend, query);
+            match self.dedup.get(&key) {
+                Some(&leader) if self.registry.is_live(leader) => {
+                    self.followers.entry(leader).or_default().push(id);
+                    self.calls.insert(id, call);
+                    self.registry.record(
+                        id,
+                        now,
+                        format!("joined {}: identical retrieval in flight", leader.short()),
+                    );
+                    return;
+                }
+                _ => {
+                    self.dedup.insert(key, id);
+                }
+            }
+        }
+        self.calls.insert(id, call);
+        self.admit(id, false, now, fx);
+    }
+
+    /// Breaker, then slot and rate token; else wait in FIFO order.
+    /// `from_queue` is set when `pump` hands over the FIFO's head.
+    fn admit(&mut self, id: RequestId, from_queue: bool, now: Instant, fx: &mut Vec<Effect>) {
+        let Some(request) = self.registry.live(id) else {
+            return;
+        };
+        let backend = request.backend.clone();
+        // Past its deadline: expiry ends it in this same step; never start it.
+        let expired = request.deadline.is_some_and(|d| d <= now);
+        let Some(b) = self.backends.get_mut(&backend) else {
+            return;
+        };
+        if expired {
+            if from_queue {
+                b.waiting.push_front(id);
+                b.metrics.queued += 1;
+            }
+            return;
+        }
+        let transition = b.breaker.tick(now);
+        let rejecting = b.breaker.is_rejecting();
+        self.publish(&backend, transition, now);
+        if rejecting {
+            self.short_circuit(id, now, fx);
+            return;
+        }
+        let Some(b) = self.backends.get_mut(&backend) else {
+            return;
+        };
+        let behind_others = !from_queue && !b.waiting.is_empty();
+        let slot = b.has_slot();
+        let token =
+            slot && !behind_others && b.bucket.as_mut().is_none_or(|bucket| bucket.try_take(now));
+        if behind_others || !slot || !token {
+            let why = if !slot || behind_others {
+                format!(
+                    "queued: {} of {} slot(s) busy",
+                    b.metrics.in_flight, b.policy.concurrency
+                )
+            } else {
+                format!(
+                    "queued: rate limit {}/min",
+                    b.policy.rate_per_minute.unwrap_or_default()
+                )
+            };
+            if from_queue {
+                b.waiting.push_front(id);
+            } else {
+                b.waiting.push_back(id);
+            }
+            b.metrics.queued += 1;
+            if let Some(r) = self.registry.live_mut(id) {
+                r.phase = Phase::Queued;
+            }
+            if !from_queue {
+                self.registry.record(id, now, why);
+            }
+            return;
+        }
+        let (admission, transition) = b.breaker.admit(id, now);
+        self.publish(&backend, transition, now);
+        match admission {
+            Admission::Reject => self.short_circuit(id, now, fx),
+            Admission::Probe => {
+                self.registry.record(id, now, "half-open probe");
+                self.dispatch(id, now, fx);
+            }
+            Admission::Allow => self.dispatch(id, now, fx),
+        }
+    }
+
+    /// Hand free slots (and rate tokens) to the head of the FIFO.
+    pub(super) fn pump(&mut self, backend: &str, now: Instant, fx: &mut Vec<Effect>) {
+        loop {
+            let Some(b) = self.backends.get_mut(backend) else {
+                return;
+            };
+            let Some(&head) = b.waiting.front() else {
+                return;
+            };
+            if !self.registry.is_live(head) {
+                b.waiting.pop_front();
+                b.metrics.queued = b.metrics.queued.saturating_sub(1);
+                continue;
+            }
+            let rejecting = b.breaker.is_rejecting();
+            if !rejecting && !b.has_slot() {
+                return;
+            }
+            if !rejecting && b.bucket.as_mut().is_some_and(|bucket| !bucket.ready(now)) {
+                return;
+            }
+            b.waiting.pop_front();
+            b.metrics.queued = b.metrics.queued.saturating_sub(1);
+            self.admit(head, true, now, fx);
+            // admit put it back: no progress is possible now.
+            if self
+                .backends
+                .get(backend)
+                .is_some_and(|b| b.waiting.front() == Some(&head))
+            {
+                return;
+            }
+        }
+    }
+
+    fn dispatch(&mut self, id: RequestId, now: Instant, fx: &mut Vec<Effect>) {
+        let Some(call) = self.calls.get(&id).cloned() else {
+            return;
+        };
+        let Some(request) = self.registry.live_mut(id) else {
+            return;
+        };
+        request.attempt += 1;
+        request.phase = Phase::Dispatched;
+        request.dispatched.get_or_insert(now);
+        let backend = request.backend.clone();
+        let attempt = request.attempt;
+        self.registry
+            .record(id, now, format!("dispatched (attempt {attempt})"));
+        if let Some(b) = self.backends.get_mut(&backend) {
+            b.metrics.in_flight += 1;
+        }
+        fx.push(Effect::Dispatch { id, backend, call });
+    }
+
+    pub(super) fn set_phase(&mut self, id: RequestId, phase: Phase, now: Instant) {
+        if let Some(request) = self.registry.live_mut(id) {
+            let label = phase.label();
+            request.dispatched.get_or_insert(now);
+            request.phase = phase;
+            self.registry.record(id, now, label);
+        }
+    }
+
+    fn publish(&mut self, backend: &str, transition: Option<Transition>, now: Instant) {
+        if let Some(t) = transition {
+            self.registry.backend_event(backend, now, t.to_string());
+        }
+    }
+
+    // ----- results ------------------------------------------------------------
+
+    pub(super) fn on_retrieved(
+        &mut self,
+        id: RequestId,
+        backend: &str,
+        result: Result<Vec<Passage>, BackendError>,
+        now: Instant,
+        fx: &mut Vec<Effect>,
+    ) {
+        if !self.is_in_flight(id) {
+            self.late_drop(id, backend, "retrieval result", now);
+            return;
+        }
+        match result {
+            Ok(passages) => {
+                self.attempt_succeeded(id, now);
+                self.registry
+                    .record(id, now, format!("{} passage(s) retrieved", passages.len()));
+                self.finish(id, Outcome::Completed, now, fx);
+                let lore = if passages.is_empty() {
+                    Err("no lore matched".to_string())
+                } else {
+                    Ok(passages)
+                };
+                self.retrieval_ended(id, lore, now, fx);
+            }
+            Err(error) => self.attempt_failed(id, error, now, fx),
+        }
+    }
+
+    pub(super) fn on_token(&mut self, id: RequestId, backend: &str, text: String, now: Instant) {
+        if !self.is_in_flight(id) {
+            self.late_drop(id, backend, "token", now);
+            return;
+        }
+        let Some(request) = self.registry.live_mut(id) else {
+            return;
+        };
+        let parent = request.parent;
+        if let DeadlinePolicy::Streaming { idle, .. } = request.policy {
+            request.deadline = Some(now + idle);
+        }
+        if request.phase != Phase::Streaming {
+            request.phase = Phase::Streaming;
+            self.registry.record(id, now, "first token");
+        }
+        let Some(target) = parent.and_then(|p| self.jobs.get(&p)).map(|j| j.target) else {
+            return;
+        };
+        match target {
+            Target::Scenario(index) => {
+                if let Some(entry) = self.scenarios.get_mut(index) {
+                    entry.markdown.push_str(&text);
+                }
+            }
+            Target::Turn {
+                conversation,
+                message,
+            } => {
+                if let Some(msg) = self
+                    .conversations
+                    .get_mut(conversation)
+                    .and_then(|c| c.messages.get_mut(message))
+                {
+                    msg.text.push_str(&text);
+                }
+            }
+        }
+    }
+
+    pub(super) fn on_finished(
+        &mut self,
+        id: RequestId,
+        backend: &str,
+        result: Result<(), BackendError>,
+        now: Instant,
+        fx: &mut Vec<Effect>,
+    ) {
+        if !self.is_in_flight(id) {
+            self.late_drop(id, backend, "end of stream", now);
+            return;
+        }
+        match result {
+            Ok(()) => {
+                self.attempt_succeeded(id, now);
+                let parent = self.registry.live(id).and_then(|r| r.parent);
+                self.finish(id, Outcome::Completed, now, fx);
+                if let Some(parent) = parent {
+                    self.settle_parent(parent, now, fx);
+                }
+            }
+            Err(error) => self.attempt_failed(id, error, now, fx),
+        }
+    }
+
+    /// A result is wanted only from a request that has a call out: live and
+    /// dispatched or streaming (a retrying request's old attempt is over).
+    fn is_in_flight(&self, id: RequestId) -> bool {
+        self.registry
+            .live(id)
+            .is_some_and(|r| matches!(r.phase, Phase::Dispatched | Phase::Streaming))
+    }
+
+    fn attempt_succeeded(&mut self, id: RequestId, now: Instant) {
+        let Some(backend) = self.registry.live(id).map(|r| r.backend.clone()) else {
+            return;
+        };
+        if let Some(b) = self.backends.get_mut(&backend) {
+            let t = b.breaker.on_success(id);
+            self.publish(&backend, t, now);
+        }
+    }
+
+    /// One attempt failed: tell the breaker, then retry or give up.
+    fn attempt_failed(
+        &mut self,
+        id: RequestId,
+        error: BackendError,
+        now: Instant,
+        fx: &mut Vec<Effect>,
+    ) {
+        let Some(request) = self.registry.live(id) else {
+            return;
+        };
+        let backend = request.backend.clone();
+        let streamed = request.phase == Phase::Streaming;
+        let retries_done = request.attempt.saturating_sub(1);
+        let deadline = request.deadline.filter(|_| !streamed);
+        let message = crate::sanitize::one_line(&error.message);
+        let Some(b) = self.backends.get_mut(&backend) else {
+            return;
+        };
+        // Transient errors say the backend is unwell; a permanent one (a 4xx)
+        // is an answer, so the backend is up.
+        let t = match error.class {
+            ErrorClass::Transient => b.breaker.on_failure(id, now, &message),
+            ErrorClass::Permanent => b.breaker.on_success(id),
+        };
+        let policy = b.policy.retry;
+        self.publish(&backend, t, now);
+        let decision = if streamed {
+            // Tokens already reached the user: a retry would repeat them.
+            Decision::GiveUp(format!("{message} (after partial output)"))
+        } else {
+            let error = BackendError {
+                message: message.clone(),
+                ..error
+            };
+            policy.decide(&error, retries_done, now, deadline, &mut self.rng)
+        };
+        match decision {
+            Decision::RetryIn(delay) => {
+                self.release_slot(id);
+                let until = now + delay;
+                if let Some(r) = self.registry.live_mut(id) {
+                    r.phase = Phase::Retrying { until };
+                }
+                if let Some(b) = self.backends.get_mut(&backend) {
+                    b.metrics.retries += 1;
+                }
+                let next = retries_done + 2;
+                self.registry.record(
+                    id,
+                    now,
+                    format!(
+                        "retry {} in {}: {message}",
+                        next - 1,
+                        super::request::format_duration(delay)
+                    ),
+                );
+                self.pump(&backend, now, fx);
+            }
+            Decision::GiveUp(reason) => {
+                let kind = self.registry.live(id).map(|r| r.kind);
+                let parent = self.registry.live(id).and_then(|r| r.parent);
+                self.finish(id, Outcome::Failed(reason.clone()), now, fx);
+                match kind {
+                    Some(Kind::Retrieve) => self.retrieval_ended(
+                        id,
+                        Err(format!("retrieval failed: {reason}")),
+                        now,
+                        fx,
+                    ),
+                    _ => {
+                        if let Some(parent) = parent {
+                            self.settle_parent(parent, now, fx);
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    fn short_circuit(&mut self, id: RequestId, now: Instant, fx: &mut Vec<Effect>) {
+        let Some(request) = self.registry.live(id) else {
+            return;
+        };
+        let kind = request.kind;
+        let parent = request.parent;
+        let backend = request.backend.clone();
+        self.finish(id, Outcome::ShortCircuited, now, fx);
+        if kind == Kind::Retrieve {
+            self.retrieval_ended(
+                id,
+                Err(format!("retrieval skipped: breaker open on {backend}")),
+                now,
+                fx,
+            );
+        } else if let Some(parent) = parent {
+            self.settle_parent(parent, now, fx);
+        }
+    }
+
+    // ----- time -----------------------------------------------------------------
+
+    /// Everything time makes due: breakers leaving Open, deadlines, retries
+    /// whose backoff is over, rate tokens for waiting requests.
+    pub(super) fn advance(&mut self, now: Instant, fx: &mut Vec<Effect>) {
+        let names: Vec<String> = self.backends.keys().cloned().collect();
+        for name in &names {
+            if let Some(b) = self.backends.get_mut(name) {
+                let t = b.breaker.tick(now);
+                self.publish(name, t, now);
+            }
+        }
+        self.expire(now, fx);
+        let mut due: Vec<(u64, RequestId)> = self
+            .registry
+            .live_requests()
+            .filter(|r| matches!(r.phase, Phase::Retrying { until } if until <= now))
+            .map(|r| (r.seq, r.id))
+            .collect();
+        due.sort();
+        for (_, id) in due {
+            self.admit(id, false, now, fx);
+        }
+        for name in &names {
+            self.pump(name, now, fx);
+        }
+    }
+
+    fn expire(&mut self, now: Instant, fx: &mut Vec<Effect>) {
+        for id in self.registry.expired(now) {
+            let Some(request) = self.registry.live(id) else {
+                continue;
+            };
+            let kind = request.kind;
+            let parent = request.parent;
+            let backend = request.backend.clone();
+            let streaming = request.phase == Phase::Streaming;
+            let had_call = matches!(request.phase, Phase::Dispatched | Phase::Streaming);
+            let waited = match request.policy {
+                DeadlinePolicy::Total(total) => total,
+                DeadlinePolicy::Streaming { first_token, idle } => {
+                    if streaming {
+                        idle
+                    } else {
+                        first_token
+                    }
+                }
+                DeadlinePolicy::Children => Duration::ZERO,
+            };
+            if had_call && let Some(b) = self.backends.get_mut(&backend) {
+                let t = b.breaker.on_failure(id, now, "timed out");
+                self.publish(&backend, t, now);
+            }
+            self.finish(id, Outcome::TimedOut, now, fx);
+            match kind {
+                Kind::Retrieve | Kind::Embed => {
+                    let reason = format!("retrieval timed out after {}", spoken_duration(waited));
+                    self.retrieval_ended(id, Err(reason), now, fx);
+                }
+                Kind::Chat | Kind::Generate => {
+                    let what = if streaming {
+                        format!("no token for {}", spoken_duration(waited))
+                    } else {
+                        format!("no first token within {}", spoken_duration(waited))
+                    };
+                    if let Some(parent) = parent {
+                        self.registry
+                            .record(parent, now, format!("generation timed out: {what}"));
+                        self.settle_parent(parent, now, fx);
+                    }
+                }
+                Kind::Scenario | Kind::Turn => {}
+            }
+        }
+    }
+
+    // ----- endings ----------------------------------------------------------------
+
+    fn release_slot(&mut self, id: RequestId) {
+        let Some(request) = self.registry.live(id) else {
+            return;
+        };
+        if matches!(request.phase, Phase::Dispatched | Phase::Streaming)
+            && let Some(b) = self.backends.get_mut(&request.backend)
+        {
+            b.metrics.in_flight = b.metrics.in_flight.saturating_sub(1);
+        }
+    }
+
+    /// End a live request: its slot or queue place, breaker probe, metrics,
+    /// de-duplication entry, and an abort of a task still running. Frees
+    /// room for the next waiting request.
+    pub(super) fn finish(
+        &mut self,
+        id: RequestId,
+        outcome: Outcome,
+        now: Instant,
+        fx: &mut Vec<Effect>,
+    ) {
+        let Some(request) = self.registry.live(id) else {
+            return;
+        };
+        let phase = request.phase.clone();
+        let backend = request.backend.clone();
+        let kind = request.kind;
+        let running = matches!(phase, Phase::Dispatched | Phase::Streaming);
+        self.release_slot(id);
+        let abort = running && matches!(outcome, Outcome::TimedOut | Outcome::Cancelled);
+        let cancelled = outcome == Outcome::Cancelled;
+        let Some(done) = self.registry.finish(id, outcome, now) else {
+            return;
+        };
+        if kind == Kind::Scenario || kind == Kind::Turn {
+            return;
+        }
+        let latency = done
+            .ended
+            .unwrap_or(now)
+            .saturating_duration_since(done.dispatched.unwrap_or(done.created));
+        let outcome = done.outcome().cloned().unwrap_or(Outcome::Cancelled);
+        if let Some(b) = self.backends.get_mut(&backend) {
+            if phase == Phase::Queued
+                && let Some(pos) = b.waiting.iter().position(|w| *w == id)
+            {
+                b.waiting.remove(pos);
+                b.metrics.queued = b.metrics.queued.saturating_sub(1);
+            }
+            if cancelled {
+                b.breaker.on_abandon(id);
+            }
+            b.metrics.record_outcome(&outcome, latency);
+        }
+        if abort {
+            fx.push(Effect::Abort { id });
+        }
+        if let Some(Call::Retrieve(query)) = self.calls.remove(&id) {
+            let key = DedupKey::new(&backend, &query);
+            if self.dedup.get(&key) == Some(&id) {
+                self.dedup.remove(&key);
+            }
+        }
+        self.pump(&backend, now, fx);
+    }
+
+    pub(super) fn late_drop(&mut self, id: RequestId, backend: &str, what: &str, now: Instant) {
+        if let Some(b) = self.backends.get_mut(backend) {
+            b.metrics.late_drops += 1;
+        }
+        self.total_late_drops += 1;
+        self.registry.late_drop(id, backend, what, now);
+    }
+
+    /// A retrieval ended: its followers get the same lore (or the same
+    /// failure), then its parent's pipeline moves on to generation.
+    pub(super) fn retrieval_ended(
+        &mut self,
+        id: RequestId,
+        lore: Result<Vec<Passage>, String>,
+        now: Instant,
+        fx: &mut Vec<Effect>,
+    ) {
+        self.hand_over_followers(id, &lore, now, fx);
+        let Some(parent) = self.registry.get(id).and_then(|r| r.parent) else {
+            return;
+        };
+        let Some(job) = self.jobs.get_mut(&parent) else {
+            return;
+        };
+        match lore {
+            Ok(passages) => {
+                job.passages = passages;
+                job.no_lore = None;
+            }
+            Err(reason) => {
+                job.passages.clear();
+                if reason != "no lore matched" {
+                    self.registry
+                        .record(parent, now, format!("fallback: no lore ({reason})"));
+                }
+                if let Some(job) = self.jobs.get_mut(&parent) {
+                    job.no_lore = Some(reason);
+                }
+            }
+        }
+        self.start_generation(parent, now, fx);
+    }
+
+    /// Followers of an ended leader end as `joined` with its result; if the
+    /// leader was cancelled, the first live follower takes over the call.
+    fn hand_over_followers(
+        &mut self,
+        leader: RequestId,
+        lore: &Result<Vec<Passage>, String>,
+        now: Instant,
+        fx: &mut Vec<Effect>,
+    ) {
+        let Some(followers) = self.followers.remove(&leader) else {
+            return;
+        };
+        let mut live: Vec<RequestId> = followers
+            .into_iter()
+            .filter(|f| self.registry.is_live(*f))
+            .collect();
+        if live.is_empty() {
+            return;
+        }
+        let cancelled =
+            self.registry.get(leader).and_then(|r| r.outcome()) == Some(&Outcome::Cancelled);
+        if cancelled {
+            let heir = live.remove(0);
+            self.registry.record(
+                heir,
+                now,
+                format!("leader {} cancelled: taking over", leader.short()),
+            );
+            if let Some(Call::Retrieve(query)) = self.calls.get(&heir).cloned() {
+                let backend = self
+                    .registry
+                    .live(heir)
+                    .map(|r| r.backend.clone())
+                    .unwrap_or_default();
+                self.dedup.insert(DedupKey::new(&backend, &query), heir);
+            }
+            if !live.is_empty() {
+                self.followers.insert(heir, live);
+            }
+            self.admit(heir, false, now, fx);
+            return;
+        }
+        for follower in live {
+            self.finish(follower, Outcome::Joined(leader), now, fx);
+            let lore = match lore {
+                Ok(passages) => Ok(passages.clone()),
+                Err(reason) => Err(reason.clone()),
+            };
+            self.retrieval_ended(follower, lore, now, fx);
+        }
+    }
+
+    /// End a parent once every child has ended; its outcome follows the
+    /// generation child's.
+    pub(super) fn settle_parent(&mut self, parent: RequestId, now: Instant, fx: &mut Vec<Effect>) {
+        let Some(request) = self.registry.live(parent) else {
+            return;
+        };
+        let children = request.children.clone();
+        if children.iter().any(|c| self.registry.is_live(*c)) {
+            return;
+        }
+        let generation = children
+            .iter()
+            .filter_map(|c| self.registry.get(*c))
+            .find(|c| matches!(c.kind, Kind::Chat | Kind::Generate));
+        let outcome = match generation.and_then(|g| g.outcome()) {
+            Some(Outcome::Completed) | Some(Outcome::Joined(_)) => Outcome::Completed,
+            Some(Outcome::TimedOut) => Outcome::TimedOut,
+            Some(Outcome::Cancelled) | None => Outcome::Cancelled,
+            Some(Outcome::Failed(reason)) => {
+                Outcome::Failed(format!("generation failed: {reason}"))
+            }
+            Some(Outcome::ShortCircuited) => {
+                let backend = generation.map(|g| g.backend.clone()).unwrap_or_default();
+                Outcome::Failed(format!("generation skipped: breaker open on {backend}"))
+            }
+        };
+        self.finish(parent, outcome.clone(), now, fx);
+        let Some(job) = self.jobs.remove(&parent) else {
+            return;
+        };
+        match job.target {
+            Target::Scenario(index) => {
+                if let Some(entry) = self.scenarios.get_mut(index) {
+                    entry.status = match &outcome {
+                        Outcome::Completed => ScenarioStatus::Done,
+                        Outcome::Cancelled => ScenarioStatus::Cancelled,
+                        Outcome::TimedOut => ScenarioStatus::Failed("generation timed out".into()),
+                        Outcome::Failed(reason) => ScenarioStatus::Failed(reason.clone()),
+                        other => ScenarioStatus::Failed(other.label().into()),
+                    };
+                    let notice = match &entry.status {
+                        ScenarioStatus::Done => {
+                            Some((format!("scenario ready: {}", entry.title()), false))
+                        }
+                        ScenarioStatus::Failed(reason) => {
+                            Some((format!("scenario failed: {reason}"), true))
+                        }
+                        _ => None,
+                    };
+                    if let Some((text, is_error)) = notice {
+                        self.set_notice(text, is_error);
+                    }
+                }
+            }
+            Target::Turn {
+                conversation,
+                message,
+            } => {
+                if let Some(conv) = self.conversations.get_mut(conversation) {
+                    if let Some(msg) = conv.messages.get_mut(message) {
+                        msg.status = match &outcome {
+                            Outcome::Completed => MessageStatus::Done,
+                            Outcome::Cancelled => MessageStatus::Cancelled,
+                            Outcome::TimedOut => {
+                                MessageStatus::Failed("generation timed out".into())
+                            }
+                            Outcome::Failed(reason) => MessageStatus::Failed(reason.clone()),
+                            other => MessageStatus::Failed(other.label().into()),
+                        };
+                    }
+                    if conv.running == Some(parent) {
+                        conv.running = None;
+                    }
+                    // A failure never stops the queue: the next message starts.
+                    if conv.running.is_none()
+                        && let Some(next) = conv.queue.pop_front()
+                    {
+                        self.start_turn(conversation, next.text, now, fx);
+                    }
+                }
+            }
+        }
+    }
+
+    /// Cancel a request and everything under it; a parent's pipeline stops.
+    pub(super) fn cancel_tree(&mut self, id: RequestId, now: Instant, fx: &mut Vec<Effect>) {
+        let root = match self.registry.live(id).and_then(|r| r.parent) {
+            Some(parent) if self.jobs.contains_key(&parent) => parent,
+            _ => id,
+        };
+        let children = self
+            .registry
+            .live(root)
+            .map(|r| r.children.clone())
+            .unwrap_or_default();
+        for child in children {
+            if self.registry.is_live(child) {
+                let kind = self.registry.live(child).map(|r| r.kind);
+                self.finish(child, Outcome::Cancelled, now, fx);
+                if kind == Some(Kind::Retrieve) {
+                    // Others joined on this call keep going without it.
+                    self.hand_over_followers(child, &Err("cancelled".into()), now, fx);
+                }
+            }
+        }
+        if self.jobs.contains_key(&root) {
+            self.settle_parent(root, now, fx);
+        } else if self.registry.is_live(root) {
+            let kind = self.registry.live(root).map(|r| r.kind);
+            self.finish(root, Outcome::Cancelled, now, fx);
+            if kind == Some(Kind::Retrieve) {
+                self.hand_over_followers(root, &Err("cancelled".into()), now, fx);
+            }
+        }
+        self.set_notice(format!("cancelled {}", root.short()), false);
+    }
+}
