@@ -16,6 +16,8 @@ pub fn engine_config(args: &GlobalArgs) -> EngineConfig {
     EngineConfig {
         retrieval_timeout: args.retrieval_timeout,
         rag: !args.no_rag,
+        scenario_seed: args.seed,
+        history_cap: usize::try_from(args.history).unwrap_or(usize::MAX),
         ..EngineConfig::default()
     }
 }

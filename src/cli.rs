@@ -27,6 +27,9 @@ pub struct GlobalArgs {
     /// Seed for the offline generator (default: derived from the prompt).
     #[arg(long, global = true, value_name = "N")]
     pub seed: Option<u64>,
+    /// Finished requests kept for the lifecycle inspector.
+    #[arg(long, global = true, value_name = "N", default_value_t = 10_000, value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
+    pub history: u64,
     /// Answer and generate without retrieval (no lore).
     #[arg(long, global = true)]
     pub no_rag: bool,

@@ -108,6 +108,7 @@ fn parse_slash(rest: &str) -> Result<Line, String> {
             _ => Err("usage: /rag on|off".into()),
         },
         "ask" if !arg.is_empty() => Ok(Line::Ask(arg.to_string())),
+        "ask" => Err("usage: /ask QUESTION".into()),
         "help" | "?" => Ok(Line::Help),
         "quit" | "q" => Ok(Line::Quit),
         "" => Err("type a command after `/`; /help lists them".into()),

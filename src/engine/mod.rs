@@ -51,6 +51,8 @@ pub struct EngineConfig {
     /// Earlier messages sent along with a chat question.
     pub chat_history_turns: usize,
     pub rag: bool,
+    /// Seed for scenarios asked without one (else it derives from the prompt).
+    pub scenario_seed: Option<u64>,
     /// Defaults for retrievers and for generators.
     pub retrieval_policy: BackendPolicy,
     pub chat_policy: BackendPolicy,
@@ -81,6 +83,7 @@ impl Default for EngineConfig {
             history_cap: 10_000,
             chat_history_turns: 10,
             rag: true,
+            scenario_seed: None,
             retrieval_policy: BackendPolicy::retrieval(),
             chat_policy: BackendPolicy::chat(),
             policies: BTreeMap::new(),
@@ -433,7 +436,9 @@ impl Engine {
         match command {
             Command::Ask { conversation, text } => self.ask(conversation, text, now, fx),
             Command::Scenario { prompt, seed } => {
-                let seed = seed.unwrap_or_else(|| seed_for_prompt(&prompt));
+                let seed = seed
+                    .or(self.cfg.scenario_seed)
+                    .unwrap_or_else(|| seed_for_prompt(&prompt));
                 self.start_scenario(prompt, seed, now, fx);
             }
             Command::Regenerate { scenario } => match self.scenarios.get(scenario) {

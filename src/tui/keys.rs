@@ -4,6 +4,7 @@
 
 use crossterm::event::{KeyCode, KeyEvent, KeyEventKind, KeyModifiers};
 
+use crate::engine::breaker::Force;
 use crate::engine::command::{Line, parse_line};
 use crate::engine::{Command, Engine};
 use crate::ui::{Focus, ViewState, lifecycle_rows};
@@ -244,6 +245,27 @@ fn lifecycle_key(key: KeyEvent, view: &mut ViewState, engine: &Engine) -> Vec<Ac
     };
     match key.code {
         KeyCode::Enter if !rows.is_empty() => view.detail = true,
+        KeyCode::Char('b') => {
+            let Some(row) = rows.get(view.lifecycle_selected) else {
+                return Vec::new();
+            };
+            let Some(backend) = engine.backends().get(&row.backend) else {
+                return vec![Action::Notice(
+                    "select a row with a backend (not a pipeline)".into(),
+                    true,
+                )];
+            };
+            // auto -> forced open -> forced closed -> auto
+            let force = match backend.breaker.force() {
+                Force::Auto => Force::Open,
+                Force::Open => Force::Closed,
+                Force::Closed => Force::Auto,
+            };
+            return vec![Action::Engine(Command::ForceBreaker {
+                backend: row.backend.clone(),
+                force,
+            })];
+        }
         KeyCode::Char('c') => {
             return match rows.get(view.lifecycle_selected) {
                 Some(r) if !r.phase.is_final() => vec![Action::Engine(Command::Cancel {

@@ -66,7 +66,7 @@ pub struct ViewState {
     pub scenario_scroll: usize,
     /// Lifecycle: selected row (0 is the newest).
     pub lifecycle_selected: usize,
-    /// "kb: 32 docs, 120 chunks in 9 ms" or "kb: indexing...".
+    /// "kb 32 docs · 9 ms" once the index is built, "kb: indexing..." before.
     pub kb_status: String,
     pub theme: Theme,
     pub session: String,
@@ -251,7 +251,7 @@ fn status_bar(frame: &mut Frame, area: Rect, engine: &Engine, view: &ViewState) 
         Focus::Input => "Enter send · Tab panes · F1 help",
         Focus::Chat => "↑↓ scroll · ? help · q quit",
         Focus::Scenarios => "←→ pick · r regen · e export · q quit",
-        Focus::Lifecycle => "↑↓ select · Enter detail · c cancel",
+        Focus::Lifecycle => "Enter detail · c cancel · b breaker",
     };
     let left = Line::from(spans);
     let right_len = keys.chars().count() as u16 + 1;

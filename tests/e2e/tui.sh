@@ -46,7 +46,7 @@ wait_file() {
 start() {
   # The wrapper records the exit code and the terminal mode after exit.
   tmux new-session -d -s "$session" -x 120 -y 40 \
-    "cd '$work' && '$bin'; echo \$? > '$work/exit'; stty -a > '$work/stty'; sleep 60"
+    "cd '$work' && '$bin' $*; echo \$? > '$work/exit'; stty -a > '$work/stty'; sleep 60"
   wait_for "Request lifecycle" 10
 }
 
@@ -55,7 +55,7 @@ title=$("$bin" scenario "the first encounter" | sed -n 's/^# //p' | head -1)
 [[ -n $title ]] || fail "headless scenario printed no title"
 
 echo "e2e: scenario and question in the TUI"
-start
+start --retrieval-timeout 1s
 tmux send-keys -t "$session" -l "generate scenario for the first encounter"
 tmux send-keys -t "$session" Enter
 wait_for "$title" 15
@@ -77,6 +77,18 @@ wait_for "Warden Tamsin Orrel" 15
 wait_for "\[1\]" 5
 wait_for "turn +pipeline +completed" 5
 
+echo "e2e: chaos hang -> retrieval times out, the answer falls back, the UI stays alive"
+tmux send-keys -t "$session" -l "/chaos local hang"
+tmux send-keys -t "$session" Enter
+wait_for "CHAOS local hang" 5
+tmux send-keys -t "$session" -l "what lies beneath the mere?"
+tmux send-keys -t "$session" Enter
+wait_for "└ retrieve +local +timed out" 10
+wait_for "no lore: retrieval timed out after 1 s" 5
+tmux send-keys -t "$session" -l "/chaos off"
+tmux send-keys -t "$session" Enter
+wait_for "chaos off" 5
+
 echo "e2e: help overlay"
 tmux send-keys -t "$session" F1
 wait_for "Esc, q or \? closes this help" 5
@@ -95,9 +107,19 @@ grep -Eq '(^| )echo( |$)' "$work/stty" || fail "terminal left without echo"
 tmux kill-session -t "$session"
 rm -f "$work/exit" "$work/stty"
 
+echo "e2e: Ctrl-C twice quits"
+start
+tmux send-keys -t "$session" C-c
+wait_for "press Ctrl-C again to quit" 5
+tmux send-keys -t "$session" C-c
+wait_file "$work/exit" 10
+[[ $(cat "$work/exit") == 0 ]] || fail "exit code $(cat "$work/exit") after Ctrl-C twice, expected 0"
+tmux kill-session -t "$session"
+rm -f "$work/exit" "$work/stty"
+
 echo "e2e: SIGTERM restores the terminal"
 start
-pid=$(pgrep -n -f "^$bin$" || true)
+pid=$(pgrep -n -f "^$bin( |$)" || true)
 [[ -n $pid ]] || fail "cannot find the loreweave process"
 kill -TERM "$pid"
 wait_file "$work/exit" 10

@@ -613,16 +613,21 @@ pub fn write_scenario(
         };
         md.push_str(&format!("_None: {why}._\n"));
     } else {
-        for (k, index) in sources.iter().enumerate() {
+        // One line per document, with every citation number that points
+        // into it (several chunks of one document are often retrieved).
+        let mut documents: Vec<(String, String, Vec<usize>)> = Vec::new();
+        for index in sources.iter() {
             if let Some(passage) = lore.get(*index) {
-                md.push_str(&format!(
-                    "{}. [{}] {} ({})\n",
-                    k + 1,
-                    index + 1,
-                    one_line(&passage.title),
-                    one_line(&passage.source)
-                ));
+                let (title, source) = (one_line(&passage.title), one_line(&passage.source));
+                match documents.iter_mut().find(|(_, s, _)| *s == source) {
+                    Some((_, _, numbers)) => numbers.push(index + 1),
+                    None => documents.push((title, source, vec![index + 1])),
+                }
             }
+        }
+        for (title, source, numbers) in documents {
+            let cites: String = numbers.iter().map(|n| format!("[{n}]")).collect();
+            md.push_str(&format!("- {cites} {title} ({source})\n"));
         }
     }
 
@@ -960,20 +965,25 @@ mod tests {
                 .parse()
                 .unwrap();
             expected.insert(cited - 1);
-            let lines: Vec<&str> = sources.lines().collect();
-            assert_eq!(lines.len(), expected.len(), "{sources}");
-            for (k, (line, index)) in lines.iter().zip(&expected).enumerate() {
-                assert_eq!(
-                    *line,
-                    format!(
-                        "{}. [{}] {} ({})",
-                        k + 1,
-                        index + 1,
-                        passages[*index].title,
-                        passages[*index].source
-                    )
-                );
+            // Grouped by document, citation numbers ascending.
+            let mut want: Vec<(String, Vec<usize>)> = Vec::new();
+            for index in &expected {
+                let p = &passages[*index];
+                let line = format!("{} ({})", p.title, p.source);
+                match want.iter_mut().find(|(l, _)| *l == line) {
+                    Some((_, numbers)) => numbers.push(index + 1),
+                    None => want.push((line, vec![index + 1])),
+                }
             }
+            let want: Vec<String> = want
+                .into_iter()
+                .map(|(line, numbers)| {
+                    let cites: String = numbers.iter().map(|n| format!("[{n}]")).collect();
+                    format!("- {cites} {line}")
+                })
+                .collect();
+            let lines: Vec<&str> = sources.lines().collect();
+            assert_eq!(lines, want, "{sources}");
         }
     }
 
