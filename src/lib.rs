@@ -10,6 +10,7 @@ pub mod engine;
 pub mod headless;
 pub mod kb;
 pub mod logging;
+pub mod prompts;
 pub mod runtime;
 pub mod sanitize;
 pub mod tui;

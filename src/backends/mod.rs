@@ -3,8 +3,12 @@
 //! deadlines, retries or request ids (the engine's business) and imports
 //! neither the engine nor the UI.
 
+pub mod haystack;
+pub mod http;
 pub mod local;
 pub mod offline;
+pub mod ollama;
+pub mod openai;
 
 use futures::future::BoxFuture;
 use futures::stream::BoxStream;
@@ -18,6 +22,11 @@ pub trait Retriever: Send + Sync {
         &self,
         query: RetrieveQuery,
     ) -> BoxFuture<'static, Result<Vec<Passage>, BackendError>>;
+}
+
+/// Turns texts into vectors, one per text, in order.
+pub trait Embedder: Send + Sync {
+    fn embed(&self, texts: Vec<String>) -> BoxFuture<'static, Result<Vec<Vec<f32>>, BackendError>>;
 }
 
 /// Streams generated text for a task, chunk by chunk. The stream ends after
