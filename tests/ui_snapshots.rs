@@ -285,3 +285,27 @@ fn lifecycle_header_shows_breakers_queue_depth_and_chaos() {
     scene.view.focus = Focus::Lifecycle;
     insta::assert_snapshot!(scene.draw(120, 40, 1_500));
 }
+
+#[test]
+fn citation_overlay_opens_the_cited_passage() {
+    use crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
+    let mut scene = Scene::new();
+    scene.command(
+        Command::Ask {
+            conversation: 0,
+            text: "who guards the waystone?".into(),
+        },
+        100,
+    );
+    scene.view.focus = Focus::Chat;
+    let actions = loreweave::tui::keys::on_key(
+        KeyEvent::new(KeyCode::Char('1'), KeyModifiers::NONE),
+        &mut scene.view,
+        &scene.engine,
+    );
+    assert!(actions.is_empty());
+    assert!(scene.view.citation.is_some(), "digit 1 opens citation [1]");
+    let screen = scene.draw(120, 40, 1_000);
+    assert!(screen.contains("[1] The Shattered Waystone"), "{screen}");
+    insta::assert_snapshot!(screen);
+}

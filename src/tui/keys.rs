@@ -7,7 +7,7 @@ use crossterm::event::{KeyCode, KeyEvent, KeyEventKind, KeyModifiers};
 use crate::engine::breaker::Force;
 use crate::engine::command::{Line, parse_line};
 use crate::engine::{Command, Engine};
-use crate::ui::{Focus, ViewState, lifecycle_rows};
+use crate::ui::{Citation, CitedIn, Focus, ViewState, lifecycle_rows};
 
 /// What the loop must do after a key.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -42,6 +42,19 @@ pub fn on_key(key: KeyEvent, view: &mut ViewState, engine: &Engine) -> Vec<Actio
     if view.detail {
         if matches!(key.code, KeyCode::Esc | KeyCode::Char('q') | KeyCode::Enter) {
             view.detail = false;
+        }
+        return Vec::new();
+    }
+    if let Some(open) = view.citation {
+        match key.code {
+            KeyCode::Char(c @ '1'..='9') => {
+                view.citation = Some(Citation {
+                    number: c as usize - '0' as usize,
+                    ..open
+                });
+            }
+            KeyCode::Esc | KeyCode::Char('q') | KeyCode::Enter => view.citation = None,
+            _ => {}
         }
         return Vec::new();
     }
@@ -155,6 +168,31 @@ fn submit(view: &mut ViewState, engine: &Engine) -> Vec<Action> {
 }
 
 fn pane_key(key: KeyEvent, focus: Focus, view: &mut ViewState, engine: &Engine) -> Vec<Action> {
+    if let KeyCode::Char(c @ '1'..='9') = key.code {
+        let source = match focus {
+            // The newest reply that has passages to cite.
+            Focus::Chat => engine.conversations()[CONVERSATION]
+                .messages
+                .iter()
+                .rposition(|m| !m.passages.is_empty())
+                .map(CitedIn::Message),
+            Focus::Scenarios => view.current_scenario(engine).map(CitedIn::Scenario),
+            _ => None,
+        };
+        match source {
+            Some(source) => {
+                view.citation = Some(Citation {
+                    source,
+                    number: c as usize - '0' as usize,
+                });
+                return Vec::new();
+            }
+            None if focus != Focus::Lifecycle => {
+                return vec![Action::Notice("nothing here cites any lore".into(), true)];
+            }
+            None => {}
+        }
+    }
     match key.code {
         KeyCode::Char('q') => return vec![Action::Quit],
         KeyCode::Char('?') => {

@@ -51,6 +51,55 @@ impl Focus {
     }
 }
 
+/// Where a citation overlay's passages come from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CitedIn {
+    /// A chat message, by index in the conversation.
+    Message(usize),
+    /// A scenario, by index.
+    Scenario(usize),
+}
+
+/// Citation `[number]` of a reply or scenario, opened by its digit key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Citation {
+    pub source: CitedIn,
+    pub number: usize,
+}
+
+/// The passages a reply or scenario can cite, in citation order.
+pub fn cited_passages(engine: &Engine, source: CitedIn) -> &[crate::domain::Passage] {
+    match source {
+        CitedIn::Message(i) => engine.conversations()[0]
+            .messages
+            .get(i)
+            .map_or(&[][..], |m| &m.passages[..]),
+        CitedIn::Scenario(i) => engine
+            .scenarios()
+            .get(i)
+            .map_or(&[][..], |s| &s.passages[..]),
+    }
+}
+
+/// Citation numbers `[n]` that appear in `text` and point at one of
+/// `count` passages, ascending, each once.
+pub fn citations_in(text: &str, count: usize) -> Vec<usize> {
+    let mut found = std::collections::BTreeSet::new();
+    let mut rest = text;
+    while let Some(start) = rest.find('[') {
+        rest = &rest[start + 1..];
+        let digits: String = rest.chars().take_while(char::is_ascii_digit).collect();
+        if !digits.is_empty()
+            && rest[digits.len()..].starts_with(']')
+            && let Ok(n) = digits.parse::<usize>()
+            && (1..=count).contains(&n)
+        {
+            found.insert(n);
+        }
+    }
+    found.into_iter().collect()
+}
+
 /// Everything about the screen that is not the engine's business.
 #[derive(Debug)]
 pub struct ViewState {
@@ -59,6 +108,8 @@ pub struct ViewState {
     pub help: bool,
     /// The request detail overlay for the selected lifecycle row.
     pub detail: bool,
+    /// The passage overlay: citation `[n]` of a reply or a scenario.
+    pub citation: Option<Citation>,
     /// Chat: lines scrolled up from the newest.
     pub chat_scroll: usize,
     /// Scenarios: the one shown (`None` follows the newest).
@@ -86,6 +137,7 @@ impl ViewState {
             input: TextArea::default(),
             help: false,
             detail: false,
+            citation: None,
             chat_scroll: 0,
             scenario_selected: None,
             scenario_scroll: 0,
@@ -162,6 +214,9 @@ pub fn draw(frame: &mut Frame, engine: &Engine, view: &ViewState, now: Instant) 
 
     if view.detail {
         panes::detail(frame, area, engine, view, now);
+    }
+    if let Some(citation) = view.citation {
+        panes::citation(frame, area, engine, view, citation);
     }
     if view.help {
         help(frame, area, view);
@@ -249,8 +304,8 @@ fn status_bar(frame: &mut Frame, area: Rect, engine: &Engine, view: &ViewState) 
     spans.push(Span::raw(format!("│ {} ", view.kb_status)));
     let keys = match view.focus {
         Focus::Input => "Enter send · Tab panes · F1 help",
-        Focus::Chat => "↑↓ scroll · ? help · q quit",
-        Focus::Scenarios => "←→ pick · r regen · e export · q quit",
+        Focus::Chat => "↑↓ scroll · 1-9 open citation · q quit",
+        Focus::Scenarios => "←→ pick · r regen · e export · 1-9 cite",
         Focus::Lifecycle => "Enter detail · c cancel · b breaker",
     };
     let left = Line::from(spans);
@@ -307,6 +362,7 @@ pub const HELP: &[(&str, &[(&str, &str)])] = &[
             ("↑ ↓ / j k", "scroll, or select a lifecycle row"),
             ("PgUp PgDn / Home End", "scroll by a page / to either end"),
             ("g / G", "to the top / bottom"),
+            ("1 .. 9", "chat, scenarios: open the passage cited as [n]"),
             ("i, / or Esc", "back to the input"),
             ("q", "quit"),
         ],
@@ -382,4 +438,16 @@ pub(crate) fn kind_cell(request: &Request) -> String {
 
 pub(crate) fn is_generation(kind: Kind) -> bool {
     matches!(kind, Kind::Chat | Kind::Generate)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::citations_in;
+
+    #[test]
+    fn finds_in_range_citations_once_in_order() {
+        assert_eq!(citations_in("a [2] b [1][2] c [9] [x] [", 3), vec![1, 2]);
+        assert_eq!(citations_in("no cites", 3), Vec::<usize>::new());
+        assert_eq!(citations_in("[0] [4]", 3), Vec::<usize>::new());
+    }
 }

@@ -62,6 +62,7 @@ pub(super) fn chat(frame: &mut Frame, area: Rect, engine: &Engine, view: &ViewSt
                     ));
                 }
                 lines.extend(markdown::to_text(&message.text, t).lines);
+                lines.extend(sources_footer(&message.text, &message.passages, view));
             }
         }
         lines.push(Line::default());
@@ -80,6 +81,33 @@ pub(super) fn chat(frame: &mut Frame, area: Rect, engine: &Engine, view: &ViewSt
     }
     let max = render_scrolled_from_bottom(frame, area, block, lines, view.chat_scroll);
     view.chat_max_scroll.set(max);
+}
+
+/// "cited: [1] Title (source)" lines for the passages a text really cites,
+/// so a model's `[n]` can be checked against what was retrieved. Texts that
+/// list their sources themselves (the offline generator) get none.
+fn sources_footer(
+    text: &str,
+    passages: &[crate::domain::Passage],
+    view: &ViewState,
+) -> Vec<Line<'static>> {
+    let t = &view.theme;
+    if text.contains("Sources") {
+        return Vec::new();
+    }
+    let cited = super::citations_in(text, passages.len());
+    if cited.is_empty() {
+        return Vec::new();
+    }
+    let mut lines = vec![Line::styled("cited (press the number to open):", t.dim)];
+    for n in cited {
+        let p = &passages[n - 1];
+        lines.push(Line::from(vec![
+            Span::styled(format!("[{n}] "), t.citation),
+            Span::raw(format!("{} ({})", one_line(&p.title), one_line(&p.source))),
+        ]));
+    }
+    lines
 }
 
 /// Wrap, then show the bottom of the text, `up` lines scrolled back.
@@ -155,6 +183,7 @@ pub(super) fn scenarios(frame: &mut Frame, area: Rect, engine: &Engine, view: &V
         _ => {}
     }
     lines.extend(markdown::to_text(&entry.markdown, t).lines);
+    lines.extend(sources_footer(&entry.markdown, &entry.passages, view));
     let paragraph = Paragraph::new(lines).wrap(Wrap { trim: false });
     let max_top = paragraph
         .line_count(body_area.width)
@@ -404,6 +433,56 @@ pub(super) fn detail(
     frame.render_widget(
         Paragraph::new(lines)
             .block(pane_block("Request detail", true, t))
+            .wrap(Wrap { trim: false }),
+        popup,
+    );
+}
+
+/// The passage behind a citation, with where it comes from.
+pub(super) fn citation(
+    frame: &mut Frame,
+    area: Rect,
+    engine: &Engine,
+    view: &ViewState,
+    citation: super::Citation,
+) {
+    let t = &view.theme;
+    let passages = super::cited_passages(engine, citation.source);
+    let mut lines: Vec<Line<'static>> = Vec::new();
+    match passages.get(citation.number.wrapping_sub(1)) {
+        Some(p) => {
+            lines.push(Line::from(vec![
+                Span::styled(format!("[{}] ", citation.number), t.citation),
+                Span::styled(one_line(&p.title), t.h1),
+            ]));
+            let mut place = one_line(&p.source);
+            if let Some(heading) = &p.heading {
+                place.push_str(&format!(" · {}", one_line(heading)));
+            }
+            place.push_str(&format!(" · score {:.2}", p.score));
+            lines.push(Line::styled(place, t.dim));
+            lines.push(Line::default());
+            lines.extend(markdown::to_text(&p.text, t).lines);
+        }
+        None => lines.push(Line::styled(
+            format!("There is no passage [{}] here.", citation.number),
+            t.warn,
+        )),
+    }
+    lines.push(Line::default());
+    lines.push(Line::styled(
+        "Esc closes · another digit opens that citation",
+        t.dim,
+    ));
+    let popup = centered(
+        area,
+        area.width.saturating_sub(10).clamp(20, 100),
+        area.height.saturating_sub(6).max(6),
+    );
+    frame.render_widget(Clear, popup);
+    frame.render_widget(
+        Paragraph::new(lines)
+            .block(pane_block("Cited passage", true, t))
             .wrap(Wrap { trim: false }),
         popup,
     );
