@@ -1,40 +1,159 @@
-//! Assembles the embedded defaults: the `local` retriever over the sample
-//! lore and the `offline` generator, wired into an engine and a runtime.
+//! Assembles what the config chose (or the embedded defaults: the `local`
+//! retriever over the sample lore and the `offline` generator) into an
+//! engine and a runtime. Layering: config file < environment < flags.
 
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::SystemTime;
 
+use secrecy::ExposeSecret;
+
+use crate::backends::haystack::HayhooksRetriever;
+use crate::backends::http::{ApiKey, HttpOptions, build_client};
 use crate::backends::local::{KbHandle, LocalRetriever};
 use crate::backends::offline::{OfflineModel, Tables};
+use crate::backends::ollama::{OllamaChat, OllamaEmbedder};
+use crate::backends::openai::{GenParams, OpenAiChat, OpenAiEmbedder};
 use crate::cli::GlobalArgs;
+use crate::config::{Config, EmbeddingsProvider, LlmProvider, Overrides, RetrieverProvider};
 use crate::engine::{Engine, EngineConfig};
 use crate::runtime::{Backends, Driver, Runtime};
 
-/// The engine settings the command line chose.
-pub fn engine_config(args: &GlobalArgs) -> EngineConfig {
-    EngineConfig {
-        retrieval_timeout: args.retrieval_timeout,
-        rag: !args.no_rag,
-        scenario_seed: args.seed,
-        history_cap: usize::try_from(args.history).unwrap_or(usize::MAX),
-        ..EngineConfig::default()
-    }
+/// The config file, then the environment, then the flags.
+pub fn load_config(args: &GlobalArgs) -> anyhow::Result<Config> {
+    let explicit = args.config.is_some();
+    let path = crate::config::resolve_path(args.config.as_deref());
+    let mut config = crate::config::load(path.as_deref(), explicit)?;
+    let flags = Overrides {
+        llm: args.llm.clone(),
+        llm_url: args.llm_url.clone(),
+        retriever: args.retriever.clone(),
+        retriever_url: args.retriever_url.clone(),
+        embeddings: args.embeddings.clone(),
+        embeddings_url: args.embeddings_url.clone(),
+    };
+    config.apply(&flags.or(Overrides::from_env()))?;
+    Ok(config)
 }
 
-/// The built-in backends: `local` over `kb`, and `offline`.
+/// The engine settings: the config's, then the flags that tune the engine.
+pub fn engine_config(config: &Config, args: &GlobalArgs) -> EngineConfig {
+    let mut cfg = config.engine_config();
+    if let Some(timeout) = args.retrieval_timeout {
+        cfg.retrieval_timeout = timeout;
+    }
+    cfg.rag = !args.no_rag;
+    cfg.scenario_seed = args.seed;
+    cfg.history_cap = usize::try_from(args.history).unwrap_or(usize::MAX);
+    cfg
+}
+
+/// The embedded defaults, with nothing configured.
 pub fn default_backends(kb: KbHandle) -> anyhow::Result<Backends> {
-    let tables = Tables::embedded()
-        .map_err(|e| anyhow::anyhow!("the embedded scenario tables are broken: {e}"))?;
+    build_backends(&Config::default(), kb)
+}
+
+/// The backends the config names, under the names the engine uses.
+pub fn build_backends(config: &Config, kb: KbHandle) -> anyhow::Result<Backends> {
+    let http = HttpOptions::default();
     let mut backends = Backends::default();
+    let engine_cfg = config.engine_config();
+    let prompts = Arc::new(config.prompts()?);
+
+    // The key is read from the variable the config names, and only wrapped:
+    // it never reaches a log or a message.
+    let api_key =
+        |key: Option<secrecy::SecretString>| key.map(|k| ApiKey::new(k.expose_secret().to_owned()));
+
+    let llm = &config.llm;
+    let params = GenParams {
+        temperature: Some(llm.temperature),
+        max_tokens: llm.max_tokens,
+    };
+    let model: Arc<dyn crate::backends::ChatModel> = match llm.provider {
+        LlmProvider::Offline => {
+            let tables = Tables::embedded()
+                .map_err(|e| anyhow::anyhow!("the embedded scenario tables are broken: {e}"))?;
+            Arc::new(OfflineModel::new(Arc::new(tables)))
+        }
+        LlmProvider::OpenAi => Arc::new(backend(
+            OpenAiChat::new(
+                backend(build_client(&http), "HTTP client")?,
+                &llm.endpoint().unwrap_or_default(),
+                &llm.model,
+                api_key(llm.api_key()?),
+                params,
+                prompts.clone(),
+                http.max_body_bytes,
+            ),
+            "[llm]",
+        )?),
+        LlmProvider::Ollama => Arc::new(backend(
+            OllamaChat::new(
+                backend(build_client(&http), "HTTP client")?,
+                &llm.endpoint().unwrap_or_default(),
+                &llm.model,
+                params,
+                prompts.clone(),
+                http.max_body_bytes,
+            ),
+            "[llm]",
+        )?),
+    };
+    backends.models.insert(engine_cfg.generator.clone(), model);
+
+    let retriever: Arc<dyn crate::backends::Retriever> = match config.retriever.provider {
+        RetrieverProvider::Local => Arc::new(LocalRetriever::new(kb)),
+        RetrieverProvider::Hayhooks => Arc::new(backend(
+            HayhooksRetriever::new(
+                backend(build_client(&http), "HTTP client")?,
+                &config.retriever.url,
+                config.retriever.extra.clone(),
+                &config.retriever.source_meta_key,
+                http.max_body_bytes,
+            ),
+            "[retriever]",
+        )?),
+    };
     backends
         .retrievers
-        .insert("local".into(), Arc::new(LocalRetriever::new(kb)));
-    backends.models.insert(
-        "offline".into(),
-        Arc::new(OfflineModel::new(Arc::new(tables))),
-    );
+        .insert(engine_cfg.retriever.clone(), retriever);
+
+    let emb = &config.embeddings;
+    let embedder: Option<Arc<dyn crate::backends::Embedder>> = match emb.provider {
+        EmbeddingsProvider::None => None,
+        EmbeddingsProvider::OpenAi => Some(Arc::new(backend(
+            OpenAiEmbedder::new(
+                backend(build_client(&http), "HTTP client")?,
+                &emb.endpoint().unwrap_or_default(),
+                &emb.model,
+                api_key(emb.api_key()?),
+                emb.batch_size,
+                http.max_body_bytes,
+            ),
+            "[embeddings]",
+        )?)),
+        EmbeddingsProvider::Ollama => Some(Arc::new(backend(
+            OllamaEmbedder::new(
+                backend(build_client(&http), "HTTP client")?,
+                &emb.endpoint().unwrap_or_default(),
+                &emb.model,
+                emb.batch_size,
+                http.max_body_bytes,
+            ),
+            "[embeddings]",
+        )?)),
+    };
+    if let (Some(embedder), Some(name)) = (embedder, emb.name()) {
+        backends.embedders.insert(name.to_string(), embedder);
+    }
     Ok(backends)
+}
+
+/// A backend that could not be built, said with the config section it
+/// comes from.
+fn backend<T>(result: Result<T, crate::domain::BackendError>, what: &str) -> anyhow::Result<T> {
+    result.map_err(|e| anyhow::anyhow!("{what}: {}", e.message))
 }
 
 /// An engine and runtime ready to go. Must be called inside a tokio runtime.

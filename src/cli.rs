@@ -1,6 +1,10 @@
 //! Command-line interface (clap). With no subcommand, loreweave opens the
-//! TUI; `ask` and `scenario` do the same jobs headless.
+//! TUI; `ask` and `scenario` do the same jobs headless; `config` manages the
+//! config file. Backend flags override the config file and the environment
+//! (file < environment < flags). API keys are never accepted here: only the
+//! name of the environment variable that holds one, in the config file.
 
+use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
@@ -21,9 +25,30 @@ pub struct Cli {
 
 #[derive(Debug, Args, Clone)]
 pub struct GlobalArgs {
-    /// Retrieval deadline, e.g. `10s`, `1.5s` or `200ms` (a bare number is seconds).
-    #[arg(long, global = true, value_name = "DURATION", value_parser = parse_duration, default_value = "10s")]
-    pub retrieval_timeout: Duration,
+    /// Config file to read instead of the default ($XDG_CONFIG_HOME/loreweave/config.toml).
+    #[arg(long, global = true, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Chat model: offline, openai:MODEL or ollama:MODEL (env LOREWEAVE_LLM).
+    #[arg(long, global = true, value_name = "PROVIDER[:MODEL]")]
+    pub llm: Option<String>,
+    /// Base URL of the chat model's server (env LOREWEAVE_LLM_URL).
+    #[arg(long, global = true, value_name = "URL")]
+    pub llm_url: Option<String>,
+    /// Retriever: local or hayhooks (env LOREWEAVE_RETRIEVER).
+    #[arg(long, global = true, value_name = "PROVIDER")]
+    pub retriever: Option<String>,
+    /// URL of the Hayhooks pipeline's run endpoint (env LOREWEAVE_RETRIEVER_URL).
+    #[arg(long, global = true, value_name = "URL")]
+    pub retriever_url: Option<String>,
+    /// Embeddings: none, openai:MODEL or ollama:MODEL (env LOREWEAVE_EMBEDDINGS).
+    #[arg(long, global = true, value_name = "PROVIDER[:MODEL]")]
+    pub embeddings: Option<String>,
+    /// Base URL of the embeddings server (env LOREWEAVE_EMBEDDINGS_URL).
+    #[arg(long, global = true, value_name = "URL")]
+    pub embeddings_url: Option<String>,
+    /// Retrieval deadline, e.g. `10s`, `1.5s` or `200ms` (a bare number is seconds); default from the config (10 s).
+    #[arg(long, global = true, value_name = "DURATION", value_parser = parse_duration)]
+    pub retrieval_timeout: Option<Duration>,
     /// Seed for the offline generator (default: derived from the prompt).
     #[arg(long, global = true, value_name = "N")]
     pub seed: Option<u64>,
@@ -56,13 +81,37 @@ pub enum Cmd {
         #[arg(long)]
         json: bool,
     },
+    /// Manage the config file.
+    Config {
+        #[command(subcommand)]
+        action: ConfigCmd,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ConfigCmd {
+    /// Write a commented default config file (refuses to overwrite without --force).
+    Init {
+        /// Overwrite an existing file.
+        #[arg(long)]
+        force: bool,
+    },
+    /// Validate the config file: unknown keys, type errors and bad values, with line and column.
+    Check,
+    /// Print where the config file is read from.
+    Path,
 }
 
 fn after_help() -> String {
     format!(
-        "Logs go to {}/loreweave.log.<date> (never to the screen).\n\
+        "Config: {} (see `loreweave config init`).\n\
+         Logs go to {}/loreweave.log.<date> (never to the screen).\n\
          Set the level with --log-level or RUST_LOG.\n\n\
-         Exit codes: 0 done, 1 the request failed or timed out, 2 bad usage.",
+         Exit codes: 0 done, 1 the request failed or timed out, 2 bad usage or a bad config.",
+        crate::config::default_path().map_or_else(
+            || "(no config directory)".to_string(),
+            |p| p.display().to_string()
+        ),
         crate::logging::log_dir().display()
     )
 }

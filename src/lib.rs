@@ -5,6 +5,7 @@
 pub mod app;
 pub mod backends;
 pub mod cli;
+pub mod config;
 pub mod domain;
 pub mod engine;
 pub mod headless;

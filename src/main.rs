@@ -1,16 +1,44 @@
-//! The loreweave binary: command line -> logging -> TUI or a headless job.
+//! The loreweave binary: command line -> config -> logging -> TUI, a
+//! headless job, or a config command.
 
 use std::process::ExitCode;
 
 use clap::Parser;
-use loreweave::cli::{Cli, Cmd};
+use loreweave::cli::{Cli, Cmd, ConfigCmd};
 use loreweave::headless::{self, Job};
+use loreweave::sanitize::one_line;
 use loreweave::tui::{self, Exit};
-use loreweave::{app, logging};
+use loreweave::{app, config, logging};
+
+/// Bad usage or a bad config, as clap reports bad flags.
+const EXIT_USAGE: u8 = 2;
 
 fn main() -> ExitCode {
     let started = std::time::Instant::now();
     let cli = Cli::parse();
+    if let Some(Cmd::Config { action }) = &cli.command {
+        return config_command(action, &cli);
+    }
+    let config = match app::load_config(&cli.global) {
+        Ok(config) => config,
+        Err(error) => {
+            // Located problems are in the file; others (a bad flag or
+            // environment value) are not, so they get no file name.
+            let located = error
+                .downcast_ref::<config::ConfigError>()
+                .is_some_and(|e| !e.diagnostics().is_empty());
+            let path = config::resolve_path(cli.global.config.as_deref()).filter(|_| located);
+            let at = path
+                .map(|p| format!("{}: ", p.display()))
+                .unwrap_or_default();
+            eprintln!("loreweave: bad configuration:");
+            for line in format!("{error:#}").lines() {
+                eprintln!("  {at}{}", one_line(line));
+            }
+            eprintln!("(`loreweave config check` lists every problem)");
+            return ExitCode::from(EXIT_USAGE);
+        }
+    };
     let log_dir = logging::log_dir();
     // A log that cannot be opened must not stop the tool; say so on stderr
     // before any screen is drawn.
@@ -35,20 +63,23 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let cfg = app::engine_config(&cli.global);
+    let cfg = app::engine_config(&config, &cli.global);
     let result = runtime.block_on(async {
         match cli.command {
-            None => tui::run(cfg, started).await.map(|exit| match exit {
-                Exit::Quit => ExitCode::SUCCESS,
-                Exit::Signal(n) => ExitCode::from(128u8.saturating_add(n as u8)),
-            }),
+            None => tui::run(cfg, &config, started)
+                .await
+                .map(|exit| match exit {
+                    Exit::Quit => ExitCode::SUCCESS,
+                    Exit::Signal(n) => ExitCode::from(128u8.saturating_add(n as u8)),
+                }),
             Some(Cmd::Ask { question, json }) => {
-                headless::run(Job::Ask { question }, cfg, json).await
+                headless::run(Job::Ask { question }, cfg, &config, json).await
             }
             Some(Cmd::Scenario { prompt, json }) => {
                 let seed = cli.global.seed;
-                headless::run(Job::Scenario { prompt, seed }, cfg, json).await
+                headless::run(Job::Scenario { prompt, seed }, cfg, &config, json).await
             }
+            Some(Cmd::Config { .. }) => Ok(ExitCode::SUCCESS),
         }
     });
     // Don't wait for tasks still running (a hung backend): they are moot now.
@@ -56,11 +87,64 @@ fn main() -> ExitCode {
     match result {
         Ok(code) => code,
         Err(error) => {
-            eprintln!(
-                "loreweave: {}",
-                loreweave::sanitize::one_line(&format!("{error:#}"))
-            );
+            eprintln!("loreweave: {}", one_line(&format!("{error:#}")));
             ExitCode::FAILURE
+        }
+    }
+}
+
+/// `loreweave config init|check|path`.
+fn config_command(action: &ConfigCmd, cli: &Cli) -> ExitCode {
+    let Some(path) = config::resolve_path(cli.global.config.as_deref()) else {
+        eprintln!("loreweave: no config directory on this system; pass --config FILE");
+        return ExitCode::from(EXIT_USAGE);
+    };
+    match action {
+        ConfigCmd::Path => {
+            let state = if path.exists() {
+                ""
+            } else {
+                " (not created yet: `loreweave config init`)"
+            };
+            println!("{}{state}", path.display());
+            ExitCode::SUCCESS
+        }
+        ConfigCmd::Init { force } => match config::init(&path, *force) {
+            Ok(path) => {
+                println!("wrote {}", path.display());
+                ExitCode::SUCCESS
+            }
+            Err(error) => {
+                eprintln!("loreweave: {}", one_line(&error.to_string()));
+                ExitCode::from(EXIT_USAGE)
+            }
+        },
+        ConfigCmd::Check => {
+            let text = match std::fs::read_to_string(&path) {
+                Ok(text) => text,
+                Err(error)
+                    if error.kind() == std::io::ErrorKind::NotFound
+                        && cli.global.config.is_none() =>
+                {
+                    println!("{}: no file; the built-in defaults apply", path.display());
+                    return ExitCode::SUCCESS;
+                }
+                Err(error) => {
+                    eprintln!("loreweave: cannot read {}: {error}", path.display());
+                    return ExitCode::from(EXIT_USAGE);
+                }
+            };
+            let problems = config::check_report(&text);
+            if problems.is_empty() {
+                println!("{}: OK", path.display());
+                ExitCode::SUCCESS
+            } else {
+                for problem in &problems {
+                    eprintln!("{}: {}", path.display(), one_line(&problem.to_string()));
+                }
+                eprintln!("{} problem(s)", problems.len());
+                ExitCode::from(EXIT_USAGE)
+            }
         }
     }
 }

@@ -139,7 +139,10 @@ mod tests {
         let m = Prompts::default().messages(&task);
         let roles: Vec<&str> = m.iter().map(|m| m.role).collect();
         assert_eq!(roles, ["system", "user", "assistant", "user"]);
-        assert!(m[0].content.contains("[1] Title 1 (doc1.md)\nThe Name 1 text."));
+        assert!(
+            m[0].content
+                .contains("[1] Title 1 (doc1.md)\nThe Name 1 text.")
+        );
         assert!(m[0].content.contains("[2] Title 2 (doc2.md)"));
         assert!(!m[0].content.contains("{passages}"));
         assert_eq!(m[3].content, "who?");
@@ -158,6 +161,9 @@ mod tests {
         let m = Prompts::default().messages(&task);
         assert_eq!(m.len(), 1);
         assert!(m[0].content.contains("Write one scenario about: the ford"));
-        assert!(m[0].content.contains("none: retrieval timed out after 10 s"));
+        assert!(
+            m[0].content
+                .contains("none: retrieval timed out after 10 s")
+        );
     }
 }

@@ -19,7 +19,7 @@ use tokio::sync::mpsc;
 use tokio::task::AbortHandle;
 use tokio::time::Instant;
 
-use crate::backends::{ChatModel, Retriever};
+use crate::backends::{ChatModel, Embedder, Retriever};
 use crate::domain::{BackendError, ChaosMode};
 use crate::engine::request::RequestId;
 use crate::engine::{Call, Effect, Engine, Input};
@@ -29,6 +29,7 @@ use crate::engine::{Call, Effect, Engine, Input};
 pub struct Backends {
     pub retrievers: HashMap<String, Arc<dyn Retriever>>,
     pub models: HashMap<String, Arc<dyn ChatModel>>,
+    pub embedders: HashMap<String, Arc<dyn Embedder>>,
 }
 
 impl std::fmt::Debug for Backends {
@@ -36,6 +37,7 @@ impl std::fmt::Debug for Backends {
         f.debug_struct("Backends")
             .field("retrievers", &self.retrievers.keys().collect::<Vec<_>>())
             .field("models", &self.models.keys().collect::<Vec<_>>())
+            .field("embedders", &self.embedders.keys().collect::<Vec<_>>())
             .finish()
     }
 }

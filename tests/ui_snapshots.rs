@@ -174,6 +174,31 @@ fn help_overlay() {
 }
 
 #[test]
+fn help_overlay_scrolls_on_a_small_terminal() {
+    let mut scene = Scene::new();
+    scene.view.help = true;
+    let top = scene.draw(80, 24, 0);
+    assert!(top.contains("Anywhere"), "{top}");
+    scene.view.help_scroll = 1_000; // clamped to the end
+    let bottom = scene.draw(80, 24, 0);
+    assert!(bottom.contains("breaker"), "{bottom}");
+    insta::assert_snapshot!(bottom);
+}
+
+#[test]
+fn help_overlay_wide_uses_two_columns() {
+    let mut scene = Scene::new();
+    scene.view.help = true;
+    let screen = scene.draw(160, 48, 0);
+    let row = screen
+        .lines()
+        .find(|l| l.contains("Anywhere"))
+        .expect("a help row");
+    assert!(row.contains("Panes"), "groups side by side: {row}");
+    insta::assert_snapshot!(screen);
+}
+
+#[test]
 fn request_detail_overlay() {
     let mut scene = Scene::new();
     scene.command(

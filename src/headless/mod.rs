@@ -9,6 +9,7 @@ use std::process::ExitCode;
 use serde_json::json;
 
 use crate::backends::local::KbHandle;
+use crate::config::Config;
 use crate::engine::workspace::{MessageStatus, ScenarioStatus};
 use crate::engine::{Command, EngineConfig, Input};
 use crate::runtime::Driver;
@@ -23,9 +24,14 @@ pub enum Job {
 
 /// Run one job to its end and print it. Exit code 0 when it completed, 1
 /// when it failed, timed out or was cancelled.
-pub async fn run(job: Job, cfg: EngineConfig, json: bool) -> anyhow::Result<ExitCode> {
+pub async fn run(
+    job: Job,
+    cfg: EngineConfig,
+    config: &Config,
+    json: bool,
+) -> anyhow::Result<ExitCode> {
     let kb = KbHandle::start_build(crate::kb::embedded_lore());
-    let backends = crate::app::default_backends(kb)?;
+    let backends = crate::app::build_backends(config, kb)?;
     let mut driver = crate::app::driver(cfg, backends);
     let command = match &job {
         Job::Ask { question } => Command::Ask {

@@ -31,11 +31,25 @@ pub fn on_key(key: KeyEvent, view: &mut ViewState, engine: &Engine) -> Vec<Actio
     }
     view.quit_armed = false;
     if view.help {
-        if matches!(
-            key.code,
-            KeyCode::Esc | KeyCode::Char('q') | KeyCode::Char('?') | KeyCode::F(1) | KeyCode::Enter
-        ) {
-            view.help = false;
+        let max = view.help_max_scroll.get();
+        match key.code {
+            KeyCode::Esc
+            | KeyCode::Char('q')
+            | KeyCode::Char('?')
+            | KeyCode::F(1)
+            | KeyCode::Enter => {
+                view.help = false;
+                view.help_scroll = 0;
+            }
+            KeyCode::Down | KeyCode::Char('j') => {
+                view.help_scroll = (view.help_scroll + 1).min(max)
+            }
+            KeyCode::Up | KeyCode::Char('k') => {
+                view.help_scroll = view.help_scroll.saturating_sub(1)
+            }
+            KeyCode::PageDown => view.help_scroll = (view.help_scroll + PAGE).min(max),
+            KeyCode::PageUp => view.help_scroll = view.help_scroll.saturating_sub(PAGE),
+            _ => {}
         }
         return Vec::new();
     }

@@ -18,6 +18,7 @@ use tokio::signal::unix::{SignalKind, signal};
 use tokio::time::{Instant, MissedTickBehavior};
 
 use crate::backends::local::{IndexStats, KbHandle, KbState};
+use crate::config::Config;
 use crate::engine::{EngineConfig, Input};
 use crate::ui::{self, Theme, ViewState};
 use keys::Action;
@@ -34,9 +35,13 @@ pub enum Exit {
 
 /// Run the TUI until the user quits or a signal arrives. `started` is when
 /// the process started, for the first-frame measurement.
-pub async fn run(cfg: EngineConfig, started: std::time::Instant) -> anyhow::Result<Exit> {
+pub async fn run(
+    cfg: EngineConfig,
+    config: &Config,
+    started: std::time::Instant,
+) -> anyhow::Result<Exit> {
     let mut terminal = ratatui::try_init()?;
-    let result = run_inner(&mut terminal, cfg, started).await;
+    let result = run_inner(&mut terminal, cfg, config, started).await;
     ratatui::restore();
     result
 }
@@ -44,6 +49,7 @@ pub async fn run(cfg: EngineConfig, started: std::time::Instant) -> anyhow::Resu
 async fn run_inner(
     terminal: &mut ratatui::DefaultTerminal,
     cfg: EngineConfig,
+    config: &Config,
     started: std::time::Instant,
 ) -> anyhow::Result<Exit> {
     let mut view = ViewState::new(Theme::from_env());
@@ -59,7 +65,7 @@ async fn run_inner(
 
     let index_started = Instant::now();
     let kb = KbHandle::start_build(crate::kb::embedded_lore());
-    let backends = crate::app::default_backends(kb.clone())?;
+    let backends = crate::app::build_backends(config, kb.clone())?;
     driver.runtime.replace_backends(backends);
     let mut kb_ready = Box::pin({
         let kb = kb.clone();

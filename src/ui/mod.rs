@@ -106,6 +106,9 @@ pub struct ViewState {
     pub focus: Focus,
     pub input: TextArea<'static>,
     pub help: bool,
+    /// Help overlay: lines scrolled down, and how far it can go.
+    pub help_scroll: usize,
+    pub help_max_scroll: Cell<usize>,
     /// The request detail overlay for the selected lifecycle row.
     pub detail: bool,
     /// The passage overlay: citation `[n]` of a reply or a scenario.
@@ -136,6 +139,8 @@ impl ViewState {
             focus: Focus::Input,
             input: TextArea::default(),
             help: false,
+            help_scroll: 0,
+            help_max_scroll: Cell::new(0),
             detail: false,
             citation: None,
             chat_scroll: 0,
@@ -383,30 +388,70 @@ pub const HELP: &[(&str, &[(&str, &str)])] = &[
     ),
 ];
 
-fn help(frame: &mut Frame, area: Rect, view: &ViewState) {
-    let t = &view.theme;
+fn help_lines(
+    groups: &[(&'static str, &'static [(&'static str, &'static str)])],
+    t: &Theme,
+) -> Vec<Line<'static>> {
+    let key_width = groups
+        .iter()
+        .flat_map(|(_, keys)| keys.iter().map(|(k, _)| k.chars().count()))
+        .max()
+        .unwrap_or(0)
+        + 2;
     let mut lines = Vec::new();
-    for (group, keys) in HELP {
+    for (group, keys) in groups {
         lines.push(Line::styled(*group, t.h2));
         for (key, what) in *keys {
             lines.push(Line::from(vec![
-                Span::styled(format!("  {key:<28}"), t.key),
+                Span::styled(format!("  {key:<key_width$}"), t.key),
                 Span::raw(*what),
             ]));
         }
         lines.push(Line::default());
     }
-    lines.push(Line::styled("Esc, q or ? closes this help.", t.dim));
-    let height = (lines.len() as u16 + 2).min(area.height);
-    let width = 86.min(area.width);
+    lines
+}
+
+/// Two columns when the terminal is wide enough, one otherwise; scrolls
+/// (↑ ↓ PgUp PgDn) when it does not fit.
+fn help(frame: &mut Frame, area: Rect, view: &ViewState) {
+    let t = &view.theme;
+    let footer = Line::styled("↑ ↓ scroll · Esc, q or ? closes this help", t.dim);
+    let two_columns = area.width >= 150;
+    let columns: Vec<Vec<Line<'static>>> = if two_columns {
+        let split = 2;
+        vec![help_lines(&HELP[..split], t), help_lines(&HELP[split..], t)]
+    } else {
+        vec![help_lines(HELP, t)]
+    };
+    let content_height = columns.iter().map(Vec::len).max().unwrap_or(0) as u16 + 1;
+    let width = if two_columns { 148 } else { 96 }.min(area.width);
+    let height = (content_height + 2).min(area.height);
     let popup = centered(area, width, height);
     frame.render_widget(Clear, popup);
-    frame.render_widget(
-        Paragraph::new(lines)
-            .block(pane_block("Keys", true, t))
-            .wrap(Wrap { trim: false }),
-        popup,
-    );
+    let block = pane_block("Keys", true, t);
+    let inner = block.inner(popup);
+    frame.render_widget(block, popup);
+    let [body, foot] = Layout::vertical([Constraint::Min(1), Constraint::Length(1)]).areas(inner);
+    let max_scroll = content_height.saturating_sub(1).saturating_sub(body.height);
+    view.help_max_scroll.set(usize::from(max_scroll));
+    let scroll = u16::try_from(view.help_scroll)
+        .unwrap_or(u16::MAX)
+        .min(max_scroll);
+    let areas = Layout::horizontal(vec![
+        Constraint::Ratio(1, columns.len() as u32);
+        columns.len()
+    ])
+    .split(body);
+    for (lines, column) in columns.into_iter().zip(areas.iter()) {
+        frame.render_widget(
+            Paragraph::new(lines)
+                .wrap(Wrap { trim: false })
+                .scroll((scroll, 0)),
+            *column,
+        );
+    }
+    frame.render_widget(Paragraph::new(footer), foot);
 }
 
 pub(crate) fn centered(area: Rect, width: u16, height: u16) -> Rect {

@@ -1,0 +1,171 @@
+//! Prints speed figures for the parts of loreweave that must stay fast:
+//! the pure engine, the knowledge base, the offline generator and a full
+//! frame. A plain `harness = false` bench: run `cargo bench --bench figures`.
+//! Figures are medians over repeated runs on the same machine; compare
+//! ratios measured in one run, not absolute numbers across machines.
+
+use std::hint::black_box;
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
+
+use loreweave::backends::offline::{OfflineModel, Tables};
+use loreweave::domain::{GenerationTask, TaskMode};
+use loreweave::engine::{Command, Effect, Engine, EngineConfig, Input};
+use loreweave::kb::{KnowledgeBase, embedded_lore};
+use loreweave::ui::{self, Theme, ViewState};
+use ratatui::Terminal;
+use ratatui::backend::TestBackend;
+
+fn median(mut samples: Vec<Duration>) -> Duration {
+    samples.sort();
+    samples[samples.len() / 2]
+}
+
+fn time<T>(runs: usize, mut f: impl FnMut() -> T) -> Duration {
+    median(
+        (0..runs)
+            .map(|_| {
+                let start = Instant::now();
+                black_box(f());
+                start.elapsed()
+            })
+            .collect(),
+    )
+}
+
+fn main() {
+    // Engine: a scenario pipeline (parent + generation) per iteration.
+    let n = 100_000u64;
+    let engine_time = time(5, || {
+        let t0 = Instant::now();
+        let cfg = EngineConfig {
+            rag: false,
+            ..EngineConfig::default()
+        };
+        let mut engine = Engine::new(cfg, t0, SystemTime::UNIX_EPOCH, 1);
+        for i in 0..n {
+            let now = t0 + Duration::from_micros(i);
+            let fx = engine.handle(
+                Input::Command(Command::Scenario {
+                    prompt: String::new(),
+                    seed: Some(i),
+                }),
+                now,
+            );
+            if let Some(Effect::Dispatch { id, backend, .. }) = fx.into_iter().next() {
+                engine.handle(
+                    Input::Finished {
+                        id,
+                        backend,
+                        result: Ok(()),
+                    },
+                    now,
+                );
+            }
+        }
+        engine
+    });
+    let per_request = engine_time / (2 * n as u32);
+    println!(
+        "engine: {} requests in {:.1} ms, {:.2} µs per request ({:.0} requests/s)",
+        2 * n,
+        engine_time.as_secs_f64() * 1e3,
+        per_request.as_secs_f64() * 1e6,
+        (2 * n) as f64 / engine_time.as_secs_f64()
+    );
+
+    let docs = embedded_lore();
+    let build = time(9, || {
+        KnowledgeBase::build(docs.clone()).expect("index builds")
+    });
+    let kb = KnowledgeBase::build(docs.clone()).expect("index builds");
+    println!(
+        "kb: index of {} documents / {} chunks built in {:.2} ms",
+        kb.document_count(),
+        kb.chunk_count(),
+        build.as_secs_f64() * 1e3
+    );
+    let queries = [
+        "who guards the waystone?",
+        "the first encounter",
+        "glass desert gold",
+        "an ambush at the bridge",
+    ];
+    let search = time(201, || {
+        for q in queries {
+            black_box(kb.search(q, 5).expect("search"));
+        }
+    }) / queries.len() as u32;
+    println!("kb: search (top 5) {:.1} µs", search.as_secs_f64() * 1e6);
+
+    let model = OfflineModel::new(Arc::new(Tables::embedded().expect("tables")));
+    let passages = kb.search("the first encounter", 5).expect("search");
+    let task = GenerationTask {
+        mode: TaskMode::Scenario {
+            prompt: "the first encounter".into(),
+            seed: 7,
+        },
+        passages,
+        no_lore_reason: None,
+    };
+    let scenario = time(201, || model.render(&task));
+    println!(
+        "offline: scenario written in {:.1} µs",
+        scenario.as_secs_f64() * 1e6
+    );
+
+    // A full 120x40 frame after a scenario and a question.
+    let t0 = Instant::now();
+    let mut engine = Engine::new(EngineConfig::default(), t0, SystemTime::UNIX_EPOCH, 1);
+    let view = ViewState::new(Theme::colour());
+    for command in [
+        Command::Scenario {
+            prompt: "the first encounter".into(),
+            seed: None,
+        },
+        Command::Ask {
+            conversation: 0,
+            text: "who guards the waystone?".into(),
+        },
+    ] {
+        let mut queue = engine.handle(Input::Command(command), t0);
+        while let Some(effect) = queue.pop() {
+            if let Effect::Dispatch { id, backend, call } = effect {
+                let input = match call {
+                    loreweave::engine::Call::Retrieve(q) => Input::Retrieved {
+                        id,
+                        backend,
+                        result: Ok(kb.search(&q.query, q.top_k).expect("search")),
+                    },
+                    loreweave::engine::Call::Generate(task) => {
+                        engine.handle(
+                            Input::Token {
+                                id,
+                                backend: backend.clone(),
+                                text: model.render(&task),
+                            },
+                            t0,
+                        );
+                        Input::Finished {
+                            id,
+                            backend,
+                            result: Ok(()),
+                        }
+                    }
+                };
+                queue.extend(engine.handle(input, t0));
+            }
+        }
+    }
+    let mut terminal = Terminal::new(TestBackend::new(120, 40)).expect("terminal");
+    let frame = time(101, || {
+        terminal
+            .draw(|f| ui::draw(f, &engine, &view, t0))
+            .map(|_| ())
+            .expect("draw")
+    });
+    println!(
+        "ui: full 120x40 frame drawn in {:.0} µs",
+        frame.as_secs_f64() * 1e6
+    );
+}
