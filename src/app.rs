@@ -102,23 +102,6 @@ pub fn build_backends(config: &Config, kb: KbHandle) -> anyhow::Result<Backends>
     };
     backends.models.insert(engine_cfg.generator.clone(), model);
 
-    let retriever: Arc<dyn crate::backends::Retriever> = match config.retriever.provider {
-        RetrieverProvider::Local => Arc::new(LocalRetriever::new(kb)),
-        RetrieverProvider::Hayhooks => Arc::new(backend(
-            HayhooksRetriever::new(
-                backend(build_client(&http), "HTTP client")?,
-                &config.retriever.url,
-                config.retriever.extra.clone(),
-                &config.retriever.source_meta_key,
-                http.max_body_bytes,
-            ),
-            "[retriever]",
-        )?),
-    };
-    backends
-        .retrievers
-        .insert(engine_cfg.retriever.clone(), retriever);
-
     let emb = &config.embeddings;
     let embedder: Option<Arc<dyn crate::backends::Embedder>> = match emb.provider {
         EmbeddingsProvider::None => None,
@@ -144,6 +127,32 @@ pub fn build_backends(config: &Config, kb: KbHandle) -> anyhow::Result<Backends>
             "[embeddings]",
         )?)),
     };
+    let retriever: Arc<dyn crate::backends::Retriever> = match config.retriever.provider {
+        RetrieverProvider::Local => match (&embedder, config.query_embedder()) {
+            // Hybrid: chunks are embedded in the background; queries are
+            // embedded by the engine's embed step.
+            (Some(embedder), Some(_)) => Arc::new(LocalRetriever::with_embeddings(
+                kb,
+                embedder.clone(),
+                emb.batch_size,
+            )),
+            _ => Arc::new(LocalRetriever::new(kb)),
+        },
+        RetrieverProvider::Hayhooks => Arc::new(backend(
+            HayhooksRetriever::new(
+                backend(build_client(&http), "HTTP client")?,
+                &config.retriever.url,
+                config.retriever.extra.clone(),
+                &config.retriever.source_meta_key,
+                http.max_body_bytes,
+            ),
+            "[retriever]",
+        )?),
+    };
+    backends
+        .retrievers
+        .insert(engine_cfg.retriever.clone(), retriever);
+
     if let (Some(embedder), Some(name)) = (embedder, emb.name()) {
         backends.embedders.insert(name.to_string(), embedder);
     }

@@ -783,7 +783,18 @@ impl Config {
             retrieval_policy: self.retriever.policy(),
             chat_policy: self.llm.policy(),
             policies,
+            embedder: self.query_embedder().map(str::to_string),
+            embed_timeout: self.embeddings.timeout,
             ..EngineConfig::default()
+        }
+    }
+
+    /// The embeddings backend that embeds queries: only with the local
+    /// retriever (a Hayhooks pipeline embeds queries itself).
+    pub fn query_embedder(&self) -> Option<&'static str> {
+        match self.retriever.provider {
+            RetrieverProvider::Local => self.embeddings.name(),
+            RetrieverProvider::Hayhooks => None,
         }
     }
 

@@ -30,10 +30,13 @@ pub struct Passage {
 }
 
 /// A retrieval query as the engine sends it.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct RetrieveQuery {
     pub query: String,
     pub top_k: usize,
+    /// The query's embedding, when an embeddings backend is configured and
+    /// answered in time: the retriever may rank by meaning as well as words.
+    pub vector: Option<Vec<f32>>,
 }
 
 /// A proper name found in the lore, with the kind of thing it names.

@@ -134,6 +134,23 @@ impl Runtime {
                     });
                 })
             }
+            Call::Embed(texts) => {
+                let embedder = self.backends.embedders.get(&backend).cloned();
+                tokio::spawn(async move {
+                    let result = match (chaos.apply().await, embedder) {
+                        (Err(error), _) => Err(error),
+                        (Ok(()), Some(embedder)) => embedder.embed(texts).await,
+                        (Ok(()), None) => Err(BackendError::permanent(format!(
+                            "no embeddings backend named `{backend}`"
+                        ))),
+                    };
+                    let _ = tx.send(Input::Embedded {
+                        id,
+                        backend,
+                        result,
+                    });
+                })
+            }
             Call::Generate(task) => {
                 let model = self.backends.models.get(&backend).cloned();
                 tokio::spawn(async move {

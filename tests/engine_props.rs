@@ -49,7 +49,7 @@ struct World {
 }
 
 impl World {
-    fn new() -> Self {
+    fn new(embed: bool) -> Self {
         let mut cfg = EngineConfig {
             history_cap: 100_000,
             ..EngineConfig::default()
@@ -58,7 +58,13 @@ impl World {
         cfg.retrieval_policy.breaker_failures = 3;
         cfg.retrieval_policy.breaker_open = Duration::from_secs(20);
         cfg.chat_policy.concurrency = 1;
-        let concurrency = HashMap::from([("local".to_string(), 2), ("offline".to_string(), 1)]);
+        // Half the worlds embed their queries first.
+        cfg.embedder = embed.then(|| "embed".to_string());
+        let concurrency = HashMap::from([
+            ("local".to_string(), 2),
+            ("offline".to_string(), 1),
+            ("embed".to_string(), 4),
+        ]);
         let now = Instant::now();
         Self {
             engine: Engine::new(cfg, now, SystemTime::UNIX_EPOCH, 5),
@@ -109,6 +115,14 @@ impl World {
                         result: match error {
                             Some(e) => Err(e),
                             None => Ok(vec![passage()]),
+                        },
+                    },
+                    Call::Embed(_) => Input::Embedded {
+                        id,
+                        backend,
+                        result: match error {
+                            Some(e) => Err(e),
+                            None => Ok(vec![vec![0.6, 0.8]]),
                         },
                     },
                     Call::Generate(_) => Input::Finished {
@@ -248,8 +262,8 @@ proptest! {
     #![proptest_config(ProptestConfig { cases: 200, ..ProptestConfig::default() })]
 
     #[test]
-    fn lifecycle_invariants_hold_under_any_interleaving(steps in prop::collection::vec(step(), 1..80)) {
-        let mut world = World::new();
+    fn lifecycle_invariants_hold_under_any_interleaving(embed in any::<bool>(), steps in prop::collection::vec(step(), 1..80)) {
+        let mut world = World::new(embed);
         for step in steps {
             world.step(step);
         }

@@ -914,6 +914,7 @@ async fn ollama_embeddings_come_back_in_order() {
 
 fn query(text: &str, top_k: usize) -> RetrieveQuery {
     RetrieveQuery {
+        vector: None,
         query: text.into(),
         top_k,
     }

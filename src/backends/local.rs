@@ -14,8 +14,9 @@ use futures::FutureExt;
 use futures::future::BoxFuture;
 use tokio::sync::watch;
 
-use crate::backends::{RetrieveQuery, Retriever};
+use crate::backends::{Embedder, RetrieveQuery, Retriever};
 use crate::domain::{BackendError, Passage};
+use crate::kb::vectors::{VectorIndex, embedding_text, fuse};
 use crate::kb::{Document, KbError, KnowledgeBase};
 
 /// Where the background index build stands.
@@ -127,16 +128,89 @@ fn log_ready(stats: &IndexStats) {
     );
 }
 
-/// Retrieves passages from the built-in knowledge base.
+/// Where the chunk embeddings for hybrid retrieval stand.
+#[derive(Debug, Clone)]
+pub enum VectorState {
+    /// No embeddings backend: keyword (BM25) retrieval only.
+    Off,
+    Building,
+    Ready(Arc<VectorIndex>),
+    Failed(String),
+}
+
+/// Retrieves passages from the built-in knowledge base: by keywords (BM25),
+/// or, when an embeddings backend is configured and the query comes with a
+/// vector, by keywords and meaning fused (reciprocal-rank fusion).
 #[derive(Debug, Clone)]
 pub struct LocalRetriever {
     kb: KbHandle,
+    vectors: watch::Receiver<VectorState>,
 }
 
 impl LocalRetriever {
     pub fn new(kb: KbHandle) -> Self {
-        Self { kb }
+        let (_, vectors) = watch::channel(VectorState::Off);
+        Self { kb, vectors }
     }
+
+    /// Also embed every chunk with `embedder`, in the background once the
+    /// index is built, in batches of `batch_size`. Until the vectors are
+    /// there (or if embedding fails), retrieval is by keywords alone.
+    ///
+    /// # Panics
+    /// When called outside a tokio runtime.
+    pub fn with_embeddings(kb: KbHandle, embedder: Arc<dyn Embedder>, batch_size: usize) -> Self {
+        let (tx, vectors) = watch::channel(VectorState::Building);
+        let handle = kb.clone();
+        tokio::spawn(async move {
+            let state = match embed_chunks(&handle, embedder.as_ref(), batch_size.max(1)).await {
+                Ok(index) => {
+                    tracing::info!(
+                        chunks = index.len(),
+                        dimension = index.dimension(),
+                        "chunk embeddings ready"
+                    );
+                    VectorState::Ready(Arc::new(index))
+                }
+                Err(error) => {
+                    let error = crate::sanitize::one_line(&error);
+                    tracing::warn!(%error, "chunk embeddings failed: keyword retrieval only");
+                    VectorState::Failed(error)
+                }
+            };
+            let _ = tx.send(state);
+        });
+        Self { kb, vectors }
+    }
+
+    pub fn vector_state(&self) -> VectorState {
+        self.vectors.borrow().clone()
+    }
+}
+
+async fn embed_chunks(
+    kb: &KbHandle,
+    embedder: &dyn Embedder,
+    batch_size: usize,
+) -> Result<VectorIndex, String> {
+    let kb = kb.wait_ready().await?;
+    let texts: Vec<String> = kb.passages().iter().map(embedding_text).collect();
+    let mut rows = Vec::with_capacity(texts.len());
+    for batch in texts.chunks(batch_size) {
+        let vectors = embedder
+            .embed(batch.to_vec())
+            .await
+            .map_err(|e| e.message)?;
+        if vectors.len() != batch.len() {
+            return Err(format!(
+                "{} vectors for {} texts",
+                vectors.len(),
+                batch.len()
+            ));
+        }
+        rows.extend(vectors);
+    }
+    VectorIndex::new(rows)
 }
 
 impl Retriever for LocalRetriever {
@@ -145,17 +219,35 @@ impl Retriever for LocalRetriever {
         query: RetrieveQuery,
     ) -> BoxFuture<'static, Result<Vec<Passage>, BackendError>> {
         let handle = self.kb.clone();
+        let vectors = match &*self.vectors.borrow() {
+            VectorState::Ready(index) => Some(index.clone()),
+            _ => None,
+        };
         async move {
             let kb = handle.wait_ready().await.map_err(|message| {
                 BackendError::permanent(format!("the local index is unavailable: {message}"))
             })?;
-            let RetrieveQuery { query, top_k } = query;
-            tokio::task::spawn_blocking(move || kb.search(&query, top_k))
-                .await
-                .map_err(|error| {
-                    BackendError::permanent(format!("local search task failed: {error}"))
-                })?
-                .map_err(|error| BackendError::permanent(format!("local search failed: {error}")))
+            let RetrieveQuery {
+                query,
+                top_k,
+                vector,
+            } = query;
+            tokio::task::spawn_blocking(move || match (vector, vectors) {
+                (Some(vector), Some(index)) if vector.len() == index.dimension() => {
+                    // Both rankings go deeper than top_k so that fusion has
+                    // something to agree on.
+                    let depth = (top_k * 4).max(20);
+                    let keyword = kb.search(&query, depth)?;
+                    let semantic = index.nearest(&vector, depth);
+                    Ok(fuse(&keyword, &semantic, kb.passages(), top_k))
+                }
+                _ => kb.search(&query, top_k),
+            })
+            .await
+            .map_err(|error| BackendError::permanent(format!("local search task failed: {error}")))?
+            .map_err(|error: KbError| {
+                BackendError::permanent(format!("local search failed: {error}"))
+            })
         }
         .boxed()
     }
@@ -184,6 +276,7 @@ mod tests {
         RetrieveQuery {
             query: text.to_owned(),
             top_k,
+            vector: None,
         }
     }
 
@@ -239,5 +332,131 @@ mod tests {
         drop(tx);
         let handle = KbHandle { state: rx };
         assert!(handle.wait_ready().await.is_err());
+    }
+}
+
+#[cfg(test)]
+mod hybrid_tests {
+    use super::*;
+    use crate::kb::parse_markdown;
+
+    /// A toy embedder: one dimension per concept, counting its words. Enough
+    /// to find a passage by meaning that shares no word with the query.
+    struct ConceptEmbedder;
+
+    const CONCEPTS: &[&[&str]] = &[
+        &[
+            "guard", "guarded", "guards", "keeper", "watch", "vigil", "sentinel",
+        ],
+        &["bridge", "river", "ford", "crossing"],
+        &["gold", "coin", "treasure", "riches"],
+    ];
+
+    impl Embedder for ConceptEmbedder {
+        fn embed(
+            &self,
+            texts: Vec<String>,
+        ) -> BoxFuture<'static, Result<Vec<Vec<f32>>, BackendError>> {
+            let vectors = texts
+                .iter()
+                .map(|t| {
+                    let lower = t.to_lowercase();
+                    let words: Vec<&str> = lower.split(|c: char| !c.is_alphanumeric()).collect();
+                    let mut v: Vec<f32> = CONCEPTS
+                        .iter()
+                        .map(|c| words.iter().filter(|w| c.contains(w)).count() as f32)
+                        .collect();
+                    v.push(0.01); // never a zero vector
+                    v
+                })
+                .collect();
+            async move { Ok(vectors) }.boxed()
+        }
+    }
+
+    fn docs() -> Vec<Document> {
+        vec![
+            parse_markdown(
+                "stone.md",
+                "# The Old Stone\n\nA sentinel keeps a vigil here, night and day.\n",
+            ),
+            parse_markdown(
+                "bridge.md",
+                "# The Bridge\n\nThe river crossing is a ford in summer.\n",
+            ),
+            parse_markdown(
+                "hoard.md",
+                "# The Hoard\n\nCoin and treasure lie under the hill.\n",
+            ),
+        ]
+    }
+
+    #[tokio::test]
+    async fn hybrid_retrieval_finds_by_meaning_when_words_do_not_match() {
+        let kb = KbHandle::start_build(docs());
+        let retriever = LocalRetriever::with_embeddings(kb, Arc::new(ConceptEmbedder), 2);
+        let mut state = retriever.vectors.clone();
+        let ready = tokio::time::timeout(
+            Duration::from_secs(5),
+            state.wait_for(|s| !matches!(s, VectorState::Building)),
+        )
+        .await
+        .expect("vectors within 5 s")
+        .map(|s| s.clone())
+        .expect("state");
+        assert!(
+            matches!(ready, VectorState::Ready(ref index) if index.len() == 3),
+            "{ready:?}"
+        );
+
+        // "guard duty" shares no indexed word with any document.
+        let words_only = retriever
+            .retrieve(RetrieveQuery {
+                query: "guard duty".into(),
+                top_k: 1,
+                vector: None,
+            })
+            .await
+            .expect("keyword retrieve");
+        assert!(
+            words_only.iter().all(|p| p.source != "stone.md"),
+            "{words_only:?}"
+        );
+        let vector = ConceptEmbedder
+            .embed(vec!["guard duty".into()])
+            .await
+            .expect("embed")
+            .remove(0);
+        let hybrid = retriever
+            .retrieve(RetrieveQuery {
+                query: "guard duty".into(),
+                top_k: 1,
+                vector: Some(vector),
+            })
+            .await
+            .expect("hybrid retrieve");
+        assert_eq!(hybrid.len(), 1);
+        assert_eq!(hybrid[0].source, "stone.md", "found by meaning");
+    }
+
+    #[tokio::test]
+    async fn a_vector_of_the_wrong_size_falls_back_to_keywords() {
+        let kb = KbHandle::start_build(docs());
+        let retriever = LocalRetriever::with_embeddings(kb, Arc::new(ConceptEmbedder), 8);
+        let mut state = retriever.vectors.clone();
+        let _ = tokio::time::timeout(
+            Duration::from_secs(5),
+            state.wait_for(|s| !matches!(s, VectorState::Building)),
+        )
+        .await;
+        let passages = retriever
+            .retrieve(RetrieveQuery {
+                query: "river ford".into(),
+                top_k: 2,
+                vector: Some(vec![1.0; 7]),
+            })
+            .await
+            .expect("retrieve");
+        assert_eq!(passages[0].source, "bridge.md");
     }
 }

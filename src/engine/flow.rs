@@ -274,6 +274,62 @@ impl Engine {
         }
     }
 
+    pub(super) fn on_embedded(
+        &mut self,
+        id: RequestId,
+        backend: &str,
+        result: Result<Vec<Vec<f32>>, BackendError>,
+        now: Instant,
+        fx: &mut Vec<Effect>,
+    ) {
+        if !self.is_in_flight(id) {
+            self.late_drop(id, backend, "embedding", now);
+            return;
+        }
+        match result {
+            Ok(mut vectors) if vectors.len() == 1 => {
+                self.attempt_succeeded(id, now);
+                let vector = vectors.pop().unwrap_or_default();
+                self.registry
+                    .record(id, now, format!("embedded ({} dimensions)", vector.len()));
+                self.finish(id, Outcome::Completed, now, fx);
+                self.embed_ended(id, Ok(vector), now, fx);
+            }
+            Ok(vectors) => {
+                let error =
+                    BackendError::permanent(format!("{} vectors for 1 text", vectors.len()));
+                self.attempt_failed(id, error, now, fx);
+            }
+            Err(error) => self.attempt_failed(id, error, now, fx),
+        }
+    }
+
+    /// The query's embedding step ended: retrieval goes on, by meaning and
+    /// words when there is a vector, by words alone when there is not.
+    fn embed_ended(
+        &mut self,
+        id: RequestId,
+        vector: Result<Vec<f32>, String>,
+        now: Instant,
+        fx: &mut Vec<Effect>,
+    ) {
+        let Some(parent) = self.registry.get(id).and_then(|r| r.parent) else {
+            return;
+        };
+        let Some(job) = self.jobs.get_mut(&parent) else {
+            return;
+        };
+        match vector {
+            Ok(vector) => job.vector = Some(vector),
+            Err(reason) => {
+                job.vector = None;
+                self.registry
+                    .record(parent, now, format!("keyword retrieval only ({reason})"));
+            }
+        }
+        self.start_retrieval(parent, now, fx);
+    }
+
     pub(super) fn on_token(&mut self, id: RequestId, backend: &str, text: String, now: Instant) {
         if !self.is_in_flight(id) {
             self.late_drop(id, backend, "token", now);
@@ -427,6 +483,9 @@ impl Engine {
                         now,
                         fx,
                     ),
+                    Some(Kind::Embed) => {
+                        self.embed_ended(id, Err(format!("embedding failed: {reason}")), now, fx)
+                    }
                     _ => {
                         if let Some(parent) = parent {
                             self.settle_parent(parent, now, fx);
@@ -452,6 +511,8 @@ impl Engine {
                 now,
                 fx,
             );
+        } else if kind == Kind::Embed {
+            self.embed_ended(id, Err(format!("breaker open on {backend}")), now, fx);
         } else if let Some(parent) = parent {
             self.settle_parent(parent, now, fx);
         }
@@ -512,9 +573,13 @@ impl Engine {
             }
             self.finish(id, Outcome::TimedOut, now, fx);
             match kind {
-                Kind::Retrieve | Kind::Embed => {
+                Kind::Retrieve => {
                     let reason = format!("retrieval timed out after {}", spoken_duration(waited));
                     self.retrieval_ended(id, Err(reason), now, fx);
+                }
+                Kind::Embed => {
+                    let reason = format!("embedding timed out after {}", spoken_duration(waited));
+                    self.embed_ended(id, Err(reason), now, fx);
                 }
                 Kind::Chat | Kind::Generate => {
                     let what = if streaming {

@@ -51,6 +51,10 @@ pub struct EngineConfig {
     /// Earlier messages sent along with a chat question.
     pub chat_history_turns: usize,
     pub rag: bool,
+    /// The embeddings backend that embeds queries before retrieval (semantic
+    /// and hybrid retrieval), if any.
+    pub embedder: Option<String>,
+    pub embed_timeout: Duration,
     /// Seed for scenarios asked without one (else it derives from the prompt).
     pub scenario_seed: Option<u64>,
     /// Defaults for retrievers and for generators.
@@ -66,6 +70,7 @@ impl EngineConfig {
         match self.policies.get(name) {
             Some(policy) => *policy,
             None if name == self.retriever => self.retrieval_policy,
+            None if self.embedder.as_deref() == Some(name) => BackendPolicy::embeddings(),
             None => self.chat_policy,
         }
     }
@@ -84,6 +89,8 @@ impl Default for EngineConfig {
             chat_history_turns: 10,
             rag: true,
             scenario_seed: None,
+            embedder: None,
+            embed_timeout: Duration::from_secs(30),
             retrieval_policy: BackendPolicy::retrieval(),
             chat_policy: BackendPolicy::chat(),
             policies: BTreeMap::new(),
@@ -95,6 +102,8 @@ impl Default for EngineConfig {
 #[derive(Debug, Clone, PartialEq)]
 pub enum Call {
     Retrieve(RetrieveQuery),
+    /// Embed these texts (one vector each, in order).
+    Embed(Vec<String>),
     Generate(GenerationTask),
 }
 
@@ -180,6 +189,11 @@ pub enum Input {
         backend: String,
         text: String,
     },
+    Embedded {
+        id: RequestId,
+        backend: String,
+        result: Result<Vec<Vec<f32>>, BackendError>,
+    },
     /// A generation stream ended, cleanly or with an error.
     Finished {
         id: RequestId,
@@ -213,6 +227,8 @@ struct Job {
     mode: TaskMode,
     passages: Vec<Passage>,
     no_lore: Option<String>,
+    /// The query's embedding, once the embed step answered.
+    vector: Option<Vec<f32>>,
 }
 
 /// Sizes of the engine's internal collections (see [`Engine::footprint`]).
@@ -284,7 +300,14 @@ impl Engine {
             .map(request::millis)
             .unwrap_or(0);
         let mut backends = BTreeMap::new();
-        for name in [&cfg.retriever, &cfg.generator] {
+        for name in [
+            Some(&cfg.retriever),
+            Some(&cfg.generator),
+            cfg.embedder.as_ref(),
+        ]
+        .into_iter()
+        .flatten()
+        {
             backends.insert(name.clone(), Backend::new(cfg.policy_for(name)));
         }
         Self {
@@ -415,6 +438,11 @@ impl Engine {
                 result,
             } => self.on_retrieved(id, &backend, result, now, &mut fx),
             Input::Token { id, backend, text } => self.on_token(id, &backend, text, now),
+            Input::Embedded {
+                id,
+                backend,
+                result,
+            } => self.on_embedded(id, &backend, result, now, &mut fx),
             Input::Finished {
                 id,
                 backend,
@@ -666,6 +694,7 @@ impl Engine {
             mode: TaskMode::Chat { question, history },
             passages: Vec::new(),
             no_lore: None,
+            vector: None,
         };
         self.start_job(parent, job, now, fx);
     }
@@ -695,32 +724,49 @@ impl Engine {
             mode: TaskMode::Scenario { prompt, seed },
             passages: Vec::new(),
             no_lore: None,
+            vector: None,
         };
         self.start_job(parent, job, now, fx);
     }
 
-    /// Retrieval first when RAG is on, else straight to generation.
+    /// Retrieval first when RAG is on (after embedding the query, when an
+    /// embeddings backend is set), else straight to generation.
     fn start_job(&mut self, parent: RequestId, mut job: Job, now: Instant, fx: &mut Vec<Effect>) {
         self.set_phase(parent, Phase::Dispatched, now);
-        if self.cfg.rag {
-            let query = match &job.mode {
-                TaskMode::Chat { question, .. } => question.clone(),
-                TaskMode::Scenario { prompt, .. } => prompt.clone(),
-            };
-            self.jobs.insert(parent, job);
-            let backend = self.cfg.retriever.clone();
-            let policy = DeadlinePolicy::Total(self.cfg.retrieval_timeout);
-            let id = self.new_request(Kind::Retrieve, &backend, Some(parent), &query, policy, now);
-            let call = Call::Retrieve(RetrieveQuery {
-                query,
-                top_k: self.cfg.top_k,
-            });
-            self.submit(id, call, now, fx);
-        } else {
+        if !self.cfg.rag {
             job.no_lore = Some("RAG is off".into());
             self.jobs.insert(parent, job);
             self.start_generation(parent, now, fx);
+            return;
         }
+        let query = job_query(&job);
+        self.jobs.insert(parent, job);
+        match self.cfg.embedder.clone() {
+            Some(embedder) => {
+                let policy = DeadlinePolicy::Total(self.cfg.embed_timeout);
+                let id =
+                    self.new_request(Kind::Embed, &embedder, Some(parent), &query, policy, now);
+                self.submit(id, Call::Embed(vec![query]), now, fx);
+            }
+            None => self.start_retrieval(parent, now, fx),
+        }
+    }
+
+    fn start_retrieval(&mut self, parent: RequestId, now: Instant, fx: &mut Vec<Effect>) {
+        let Some(job) = self.jobs.get(&parent) else {
+            return;
+        };
+        let query = job_query(job);
+        let vector = job.vector.clone();
+        let backend = self.cfg.retriever.clone();
+        let policy = DeadlinePolicy::Total(self.cfg.retrieval_timeout);
+        let id = self.new_request(Kind::Retrieve, &backend, Some(parent), &query, policy, now);
+        let call = Call::Retrieve(RetrieveQuery {
+            query,
+            top_k: self.cfg.top_k,
+            vector,
+        });
+        self.submit(id, call, now, fx);
     }
 
     fn start_generation(&mut self, parent: RequestId, now: Instant, fx: &mut Vec<Effect>) {
@@ -774,6 +820,14 @@ impl Engine {
                 }
             }
         }
+    }
+}
+
+/// What a job retrieves for: the question or the prompt.
+fn job_query(job: &Job) -> String {
+    match &job.mode {
+        TaskMode::Chat { question, .. } => question.clone(),
+        TaskMode::Scenario { prompt, .. } => prompt.clone(),
     }
 }
 

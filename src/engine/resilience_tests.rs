@@ -632,3 +632,97 @@ fn a_million_requests_leave_every_collection_at_its_bound() {
     let m = &engine.backends()["offline"].metrics;
     assert_eq!(m.finished(), 500_000, "every generation counted once");
 }
+
+fn with_embedder() -> EngineConfig {
+    EngineConfig {
+        embedder: Some("ollama-embed".into()),
+        ..EngineConfig::default()
+    }
+}
+
+#[test]
+fn queries_are_embedded_before_retrieval_and_the_vector_is_passed_on() {
+    let mut h = H::with(with_embedder());
+    let fx = h.scenario("the first encounter");
+    let [
+        Effect::Dispatch {
+            id: embed,
+            backend,
+            call: Call::Embed(texts),
+        },
+    ] = &fx[..]
+    else {
+        panic!("the embed step goes first: {fx:?}")
+    };
+    assert_eq!(backend, "ollama-embed");
+    assert_eq!(texts, &vec!["the first encounter".to_string()]);
+    assert_eq!(h.request(*embed).kind, Kind::Embed);
+    let fx = h.send(Input::Embedded {
+        id: *embed,
+        backend: "ollama-embed".into(),
+        result: Ok(vec![vec![0.1, 0.2, 0.3]]),
+    });
+    let [
+        Effect::Dispatch {
+            call: Call::Retrieve(query),
+            ..
+        },
+    ] = &fx[..]
+    else {
+        panic!("then retrieval: {fx:?}")
+    };
+    assert_eq!(query.vector, Some(vec![0.1, 0.2, 0.3]));
+    assert_eq!(h.engine.backends()["ollama-embed"].metrics.ok, 1);
+    assert_eq!(
+        h.engine.backends()["ollama-embed"].policy.concurrency,
+        4,
+        "embeddings default to 4 slots"
+    );
+}
+
+#[test]
+fn a_failed_or_slow_embedding_falls_back_to_keyword_retrieval() {
+    let mut cfg = with_embedder();
+    cfg.embed_timeout = Duration::from_secs(2);
+    let mut h = H::with(cfg);
+    let fx = h.scenario("q");
+    let [Effect::Dispatch { id: embed, .. }] = &fx[..] else {
+        panic!()
+    };
+    let embed = *embed;
+    h.at(2.0);
+    let fx = h.tick();
+    assert!(fx.contains(&Effect::Abort { id: embed }));
+    let Some(Effect::Dispatch {
+        call: Call::Retrieve(query),
+        ..
+    }) = fx.iter().find(|e| matches!(e, Effect::Dispatch { .. }))
+    else {
+        panic!("retrieval goes on: {fx:?}")
+    };
+    assert_eq!(query.vector, None);
+    let parent = h.request(embed).parent.expect("parent");
+    assert!(
+        h.request(parent)
+            .timeline
+            .iter()
+            .any(|e| e.what == "keyword retrieval only (embedding timed out after 2 s)"),
+        "{:?}",
+        h.request(parent).timeline
+    );
+
+    // A permanent error does the same at once.
+    let mut h = H::with(with_embedder());
+    let fx = h.scenario("q");
+    let [Effect::Dispatch { id: embed, .. }] = &fx[..] else {
+        panic!()
+    };
+    let fx = h.send(Input::Embedded {
+        id: *embed,
+        backend: "ollama-embed".into(),
+        result: Err(BackendError::permanent("model not found")),
+    });
+    assert!(
+        matches!(&fx[..], [Effect::Dispatch { call: Call::Retrieve(q), .. }] if q.vector.is_none())
+    );
+}

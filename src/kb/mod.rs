@@ -18,6 +18,7 @@
 
 mod chunking;
 mod markdown;
+pub mod vectors;
 
 use std::collections::{HashMap, HashSet};
 use std::fmt;
@@ -359,6 +360,12 @@ impl KnowledgeBase {
     /// Number of indexed chunks.
     pub fn chunk_count(&self) -> usize {
         self.passages.len()
+    }
+
+    /// Every chunk as a passage (score 0), in ordinal order: the rows of a
+    /// [`vectors::VectorIndex`] line up with these.
+    pub fn passages(&self) -> &[Passage] {
+        &self.passages
     }
 }
 
