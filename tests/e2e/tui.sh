@@ -107,6 +107,52 @@ grep -Eq '(^| )echo( |$)' "$work/stty" || fail "terminal left without echo"
 tmux kill-session -t "$session"
 rm -f "$work/exit" "$work/stty"
 
+echo "e2e: a model server that never answers: the UI stays alive, the chat times out"
+# A loopback server that accepts connections and never answers (bounded: 60 s).
+python3 - "$work/hang.port" <<'PY' &
+import socket, sys, time
+s = socket.socket()
+s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+s.bind(("127.0.0.1", 0))
+s.listen(16)
+s.settimeout(0.2)
+open(sys.argv[1], "w").write(str(s.getsockname()[1]))
+held, end = [], time.time() + 60
+while time.time() < end:
+    try:
+        held.append(s.accept()[0])
+    except socket.timeout:
+        pass
+PY
+hang_pid=$!
+wait_file "$work/hang.port" 10
+cat > "$work/hang.toml" <<TOML
+[llm]
+provider = "openai"
+base_url = "http://127.0.0.1:$(cat "$work/hang.port")/v1"
+model = "m"
+first_token_timeout = "3s"
+retries = 0
+TOML
+start --config "$work/hang.toml"
+tmux send-keys -t "$session" -l "who guards the waystone?"
+tmux send-keys -t "$session" Enter
+wait_for "└ chat +openai +dispatched" 10
+# While the call hangs, the UI answers keys at once.
+tmux send-keys -t "$session" F1
+wait_for "Esc, q or \? closes this help" 2
+tmux send-keys -t "$session" Escape
+wait_for "└ chat +openai +timed out" 10
+wait_for "incomplete: generation timed out" 5
+tmux send-keys -t "$session" Tab
+sleep 0.2
+tmux send-keys -t "$session" q
+wait_file "$work/exit" 10
+[[ $(cat "$work/exit") == 0 ]] || fail "exit code $(cat "$work/exit"), expected 0"
+kill "$hang_pid" 2>/dev/null || true
+tmux kill-session -t "$session"
+rm -f "$work/exit" "$work/stty"
+
 echo "e2e: Ctrl-C twice quits"
 start
 tmux send-keys -t "$session" C-c
