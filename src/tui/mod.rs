@@ -71,7 +71,12 @@ async fn run_inner(
         let kb = kb.clone();
         async move { kb.wait_ready().await }
     });
-    let mut kb_pending = true;
+    // The built-in index only matters to the local retriever.
+    let local = config.retriever.provider == crate::config::RetrieverProvider::Local;
+    let mut kb_pending = local;
+    if !local {
+        view.kb_status = format!("lore from {}", config.retriever.name());
+    }
 
     let mut events = EventStream::new();
     let mut sigterm = signal(SignalKind::terminate())?;
