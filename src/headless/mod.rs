@@ -96,7 +96,7 @@ fn report(driver: &Driver, job: &Job) -> Report {
                     status,
                     error,
                     no_lore: entry.no_lore.clone(),
-                    sources: entry.passages.iter().map(|p| p.source.clone()).collect(),
+                    sources: distinct_sources(&entry.passages),
                 }
             }
             None => missing(),
@@ -114,12 +114,22 @@ fn report(driver: &Driver, job: &Job) -> Report {
                     status,
                     error,
                     no_lore: message.no_lore.clone(),
-                    sources: message.passages.iter().map(|p| p.source.clone()).collect(),
+                    sources: distinct_sources(&message.passages),
                 }
             }
             None => missing(),
         },
     }
+}
+
+/// Each source document once, in citation order.
+fn distinct_sources(passages: &[crate::domain::Passage]) -> Vec<String> {
+    let mut seen = std::collections::HashSet::new();
+    passages
+        .iter()
+        .filter(|p| seen.insert(p.source.as_str()))
+        .map(|p| p.source.clone())
+        .collect()
 }
 
 fn missing() -> Report {

@@ -137,6 +137,9 @@ struct Fields {
     ord: Field,
 }
 
+/// Most chunks of one document a search returns.
+pub const MAX_CHUNKS_PER_DOCUMENT: usize = 3;
+
 /// An immutable in-memory BM25 index over the chunks of a set of documents.
 pub struct KnowledgeBase {
     searcher: Searcher,
@@ -326,6 +329,14 @@ impl KnowledgeBase {
             scored.push((score, passage));
         }
         scored.sort_by(|(sa, pa), (sb, pb)| sb.total_cmp(sa).then_with(|| pa.id.cmp(&pb.id)));
+        // At most a few chunks of one document, so that the lore handed to
+        // a generator spans several documents (names, places, factions).
+        let mut per_source: HashMap<&str, usize> = HashMap::new();
+        scored.retain(|(_, passage)| {
+            let n = per_source.entry(passage.source.as_str()).or_insert(0);
+            *n += 1;
+            *n <= MAX_CHUNKS_PER_DOCUMENT
+        });
         scored.truncate(top_k);
 
         Ok(scored
@@ -546,6 +557,20 @@ mod tests {
         assert!(kb.search("", 5).expect("search").is_empty());
         assert!(kb.search("  ?!... ()\" ", 5).expect("search").is_empty());
         assert!(kb.search("waystone", 0).expect("search").is_empty());
+    }
+
+    #[test]
+    fn one_document_fills_at_most_its_share_of_places() {
+        let long = parse_markdown(
+            "long.md",
+            "# Ember Notes\n\n## One\n\nEmber ember ember.\n\n## Two\n\nEmber ember.\n\n## Three\n\nEmber.\n\n## Four\n\nEmber again.\n\n## Five\n\nAn ember.\n",
+        );
+        let other = parse_markdown("other.md", "# Other\n\nOne ember here.\n");
+        let kb = KnowledgeBase::build(vec![long, other]).expect("build");
+        let hits = kb.search("ember", 5).expect("search");
+        let from_long = hits.iter().filter(|p| p.source == "long.md").count();
+        assert_eq!(from_long, MAX_CHUNKS_PER_DOCUMENT, "{hits:?}");
+        assert!(hits.iter().any(|p| p.source == "other.md"), "{hits:?}");
     }
 
     #[test]
