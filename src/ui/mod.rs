@@ -273,55 +273,104 @@ fn input(frame: &mut Frame, area: Rect, engine: &Engine, view: &ViewState) {
 fn status_bar(frame: &mut Frame, area: Rect, engine: &Engine, view: &ViewState) {
     let t = &view.theme;
     let conv = &engine.conversations()[0];
-    let mut spans = vec![
-        Span::raw(" loreweave "),
-        Span::raw(format!("│ {} ", view.session)),
-        Span::raw(format!(
-            "│ RAG {} ",
-            if engine.config().rag { "on" } else { "off" }
-        )),
-        Span::raw("│ "),
+    // Segments in display order, each with a priority (lower is kept
+    // longer): on a narrow terminal the least useful ones go first, so the
+    // breakers, chaos and the queue stay visible.
+    let mut segments: Vec<(u8, Vec<Span<'static>>)> = vec![
+        (0, vec![Span::raw(" loreweave ")]),
+        (5, vec![Span::raw(format!("│ {} ", view.session))]),
+        (
+            2,
+            vec![Span::raw(format!(
+                "│ RAG {} ",
+                if engine.config().rag { "on" } else { "off" }
+            ))],
+        ),
     ];
+    let mut backends = vec![Span::raw("│ ")];
     for (name, backend) in engine.backends() {
         let (symbol, style) = breaker_badge(backend, t);
-        spans.push(Span::raw(format!("{} ", crate::sanitize::one_line(name))));
-        spans.push(Span::styled(symbol, style));
-        spans.push(Span::raw(" "));
+        backends.push(Span::raw(format!("{} ", crate::sanitize::one_line(name))));
+        backends.push(Span::styled(symbol, style));
+        backends.push(Span::raw(" "));
     }
+    segments.push((0, backends));
     if !engine.chaos().is_empty() {
         let active: Vec<String> = engine
             .chaos()
             .iter()
             .map(|(b, m)| format!("{b} {m}"))
             .collect();
-        spans.push(Span::styled(
-            format!("│ CHAOS {} ", active.join(", ")),
-            t.error,
+        segments.push((
+            0,
+            vec![Span::styled(
+                format!("│ CHAOS {} ", active.join(", ")),
+                t.error,
+            )],
         ));
     }
-    let queued = conv.queue.len();
     let running = if conv.running.is_some() {
         "+1 running "
     } else {
         ""
     };
-    spans.push(Span::raw(format!("│ queue {queued} {running}")));
-    spans.push(Span::raw(format!("│ {} ", view.kb_status)));
+    segments.push((
+        1,
+        vec![Span::raw(format!("│ queue {} {running}", conv.queue.len()))],
+    ));
+    segments.push((4, vec![Span::raw(format!("│ {} ", view.kb_status))]));
     let keys = match view.focus {
         Focus::Input => "Enter send · Tab panes · F1 help",
         Focus::Chat => "↑↓ scroll · 1-9 open citation · q quit",
         Focus::Scenarios => "←→ pick · r regen · e export · 1-9 cite",
         Focus::Lifecycle => "Enter detail · c cancel · b breaker",
     };
-    let left = Line::from(spans);
-    let right_len = keys.chars().count() as u16 + 1;
+    let keys_len = keys.chars().count() + 1;
+    let width = |spans: &[Span<'_>]| {
+        spans
+            .iter()
+            .map(|s| s.content.chars().count())
+            .sum::<usize>()
+    };
+    let room = usize::from(area.width);
+    // Drop the lowest-priority segments until everything fits; the keys go
+    // last, before the essentials.
+    let mut show_keys = true;
+    loop {
+        let used: usize = segments.iter().map(|(_, s)| width(s)).sum::<usize>()
+            + if show_keys { keys_len } else { 0 };
+        if used <= room {
+            break;
+        }
+        let worst = segments
+            .iter()
+            .enumerate()
+            .filter(|(_, (p, _))| *p > 0)
+            .max_by_key(|(i, (p, _))| (*p, *i));
+        match worst {
+            Some((i, _)) => {
+                segments.remove(i);
+            }
+            None if show_keys => show_keys = false,
+            None => break,
+        }
+    }
+    let left = Line::from(
+        segments
+            .into_iter()
+            .flat_map(|(_, s)| s)
+            .collect::<Vec<_>>(),
+    );
+    let right_len = if show_keys { keys_len as u16 } else { 0 };
     let [left_area, right_area] =
         Layout::horizontal([Constraint::Min(0), Constraint::Length(right_len)]).areas(area);
     frame.render_widget(Paragraph::new(left).style(t.status_bar), left_area);
-    frame.render_widget(
-        Paragraph::new(Line::from(format!("{keys} "))).style(t.status_bar),
-        right_area,
-    );
+    if show_keys {
+        frame.render_widget(
+            Paragraph::new(Line::from(format!("{keys} "))).style(t.status_bar),
+            right_area,
+        );
+    }
 }
 
 /// Every key, grouped by where it works.
