@@ -34,9 +34,13 @@ fn time<T>(runs: usize, mut f: impl FnMut() -> T) -> Duration {
 }
 
 fn main() {
+    // `cargo bench` passes --bench; under `cargo test` this is a quick smoke
+    // run of the same code paths (debug build, small counts).
+    let full = std::env::args().any(|a| a == "--bench");
+    let scale = |n: usize| if full { n } else { 1 };
     // Engine: a scenario pipeline (parent + generation) per iteration.
-    let n = 100_000u64;
-    let engine_time = time(5, || {
+    let n: u64 = if full { 100_000 } else { 1_000 };
+    let engine_time = time(scale(5), || {
         let t0 = Instant::now();
         let cfg = EngineConfig {
             rag: false,
@@ -75,7 +79,7 @@ fn main() {
     );
 
     let docs = embedded_lore();
-    let build = time(9, || {
+    let build = time(scale(9), || {
         KnowledgeBase::build(docs.clone()).expect("index builds")
     });
     let kb = KnowledgeBase::build(docs.clone()).expect("index builds");
@@ -91,7 +95,7 @@ fn main() {
         "glass desert gold",
         "an ambush at the bridge",
     ];
-    let search = time(201, || {
+    let search = time(scale(201), || {
         for q in queries {
             black_box(kb.search(q, 5).expect("search"));
         }
@@ -108,7 +112,7 @@ fn main() {
         passages,
         no_lore_reason: None,
     };
-    let scenario = time(201, || model.render(&task));
+    let scenario = time(scale(201), || model.render(&task));
     println!(
         "offline: scenario written in {:.1} µs",
         scenario.as_secs_f64() * 1e6
@@ -159,7 +163,7 @@ fn main() {
         }
     }
     let mut terminal = Terminal::new(TestBackend::new(120, 40)).expect("terminal");
-    let frame = time(101, || {
+    let frame = time(scale(101), || {
         terminal
             .draw(|f| ui::draw(f, &engine, &view, t0))
             .map(|_| ())
