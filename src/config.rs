@@ -557,21 +557,15 @@ impl Config {
         };
 
         let llm = &self.llm;
-        if llm.provider != LlmProvider::Offline && llm.model.trim().is_empty() {
-            let p = llm.provider;
-            add(
-                "llm",
-                "model",
-                format!(
-                    "provider \"{p}\" needs a model; set model = \"...\" or use --llm {p}:MODEL"
-                ),
-            );
-        }
-        if let Err(e) = check_url(&llm.base_url) {
-            add("llm", "base_url", e);
-        }
-        if let Err(e) = check_env_name(&llm.api_key_env) {
-            add("llm", "api_key_env", e);
+        for (key, message) in server_problems(
+            "--llm",
+            &llm.provider,
+            llm.provider != LlmProvider::Offline,
+            &llm.model,
+            &llm.base_url,
+            &llm.api_key_env,
+        ) {
+            add("llm", key, message);
         }
         if !(llm.temperature.is_finite() && (0.0..=2.0).contains(&llm.temperature)) {
             add(
@@ -601,21 +595,15 @@ impl Config {
         }
 
         let emb = &self.embeddings;
-        if emb.provider != EmbeddingsProvider::None && emb.model.trim().is_empty() {
-            let p = emb.provider;
-            add(
-                "embeddings",
-                "model",
-                format!(
-                    "provider \"{p}\" needs a model; set model = \"...\" or use --embeddings {p}:MODEL"
-                ),
-            );
-        }
-        if let Err(e) = check_url(&emb.base_url) {
-            add("embeddings", "base_url", e);
-        }
-        if let Err(e) = check_env_name(&emb.api_key_env) {
-            add("embeddings", "api_key_env", e);
+        for (key, message) in server_problems(
+            "--embeddings",
+            &emb.provider,
+            emb.provider != EmbeddingsProvider::None,
+            &emb.model,
+            &emb.base_url,
+            &emb.api_key_env,
+        ) {
+            add("embeddings", key, message);
         }
         if emb.batch_size == 0 {
             add("embeddings", "batch_size", "must be at least 1".into());
@@ -810,6 +798,33 @@ impl Config {
         }
         Ok(prompts)
     }
+}
+
+/// The checks shared by the sections that talk to a model server: a
+/// provider other than none/offline needs a model; the URL and the key's
+/// variable name must be well formed.
+fn server_problems(
+    flag: &str,
+    provider: &dyn fmt::Display,
+    remote: bool,
+    model: &str,
+    base_url: &str,
+    api_key_env: &str,
+) -> Vec<(&'static str, String)> {
+    let mut out = Vec::new();
+    if remote && model.trim().is_empty() {
+        out.push((
+            "model",
+            format!("provider \"{provider}\" needs a model; set model = \"...\" or use {flag} {provider}:MODEL"),
+        ));
+    }
+    if let Err(e) = check_url(base_url) {
+        out.push(("base_url", e));
+    }
+    if let Err(e) = check_env_name(api_key_env) {
+        out.push(("api_key_env", e));
+    }
+    out
 }
 
 fn limit_problems(
