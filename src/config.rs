@@ -669,28 +669,16 @@ impl Config {
     /// one server is never sent to another. `--embeddings` works the same.
     pub fn apply(&mut self, o: &Overrides) -> Result<(), ConfigError> {
         if let Some(spec) = &o.llm {
-            let (provider, model) = split_spec(spec);
-            let provider: LlmProvider = provider.parse().map_err(|e| {
-                ConfigError::Invalid(format!(
-                    "--llm (or LOREWEAVE_LLM) wants PROVIDER[:MODEL], e.g. ollama:llama3.2: {e}"
-                ))
-            })?;
-            let old = self.llm.provider;
-            if provider != old {
-                self.llm.base_url.clear();
-                self.llm.model.clear();
-                if old != LlmProvider::Offline {
-                    self.llm.api_key_env.clear();
-                }
-            }
-            self.llm.provider = provider;
+            let llm = &mut self.llm;
+            let model = switch_provider(
+                spec,
+                "--llm (or LOREWEAVE_LLM)",
+                "ollama:llama3.2",
+                &mut llm.provider,
+                [&mut llm.base_url, &mut llm.model, &mut llm.api_key_env],
+            )?;
             if let Some(model) = model {
-                if model.is_empty() {
-                    return Err(ConfigError::Invalid(
-                        "--llm (or LOREWEAVE_LLM) wants PROVIDER[:MODEL], e.g. ollama:llama3.2: the model after `:` is empty".into(),
-                    ));
-                }
-                self.llm.model = model.to_string();
+                llm.model = model.to_string();
             }
         }
         if let Some(url) = &o.llm_url {
@@ -698,33 +686,21 @@ impl Config {
         }
 
         if let Some(spec) = &o.embeddings {
-            let (provider, model) = split_spec(spec);
-            let provider: EmbeddingsProvider = provider.parse().map_err(|e| {
-                ConfigError::Invalid(format!(
-                    "--embeddings (or LOREWEAVE_EMBEDDINGS) wants PROVIDER[:MODEL], e.g. ollama:nomic-embed-text: {e}"
-                ))
-            })?;
-            let old = self.embeddings.provider;
-            if provider != old {
-                self.embeddings.base_url.clear();
-                self.embeddings.model.clear();
-                if old != EmbeddingsProvider::None {
-                    self.embeddings.api_key_env.clear();
-                }
-            }
-            self.embeddings.provider = provider;
+            let emb = &mut self.embeddings;
+            let model = switch_provider(
+                spec,
+                "--embeddings (or LOREWEAVE_EMBEDDINGS)",
+                "ollama:nomic-embed-text",
+                &mut emb.provider,
+                [&mut emb.base_url, &mut emb.model, &mut emb.api_key_env],
+            )?;
             match model {
-                Some("") => {
-                    return Err(ConfigError::Invalid(
-                        "--embeddings (or LOREWEAVE_EMBEDDINGS) wants PROVIDER[:MODEL], e.g. ollama:nomic-embed-text: the model after `:` is empty".into(),
-                    ));
-                }
-                Some(_) if provider == EmbeddingsProvider::None => {
+                Some(_) if emb.provider == EmbeddingsProvider::None => {
                     return Err(ConfigError::Invalid(
                         "--embeddings none takes no model".into(),
                     ));
                 }
-                Some(model) => self.embeddings.model = model.to_string(),
+                Some(model) => emb.model = model.to_string(),
                 None => {}
             }
         }
@@ -945,6 +921,44 @@ fn or_list(items: &[&str]) -> String {
 
 /// "ollama:llama3.2:1b" -> ("ollama", Some("llama3.2:1b")): the model may
 /// itself contain ':'.
+/// `--llm` / `--embeddings`: parse `PROVIDER[:MODEL]` into the section's
+/// provider and return the model, if one was given. Switching to another
+/// provider drops the section's `base_url` and `model`, and its
+/// `api_key_env` when leaving a network provider (the default, first
+/// variant is the local one), so a key meant for one server is never sent
+/// to another.
+fn switch_provider<'s, P>(
+    spec: &'s str,
+    flag: &str,
+    example: &str,
+    provider: &mut P,
+    [base_url, model, api_key_env]: [&mut String; 3],
+) -> Result<Option<&'s str>, ConfigError>
+where
+    P: FromStr<Err = String> + PartialEq + Copy + Default,
+{
+    let wants = || format!("{flag} wants PROVIDER[:MODEL], e.g. {example}");
+    let (name, given) = split_spec(spec);
+    let new: P = name
+        .parse()
+        .map_err(|e| ConfigError::Invalid(format!("{}: {e}", wants())))?;
+    if new != *provider {
+        base_url.clear();
+        model.clear();
+        if *provider != P::default() {
+            api_key_env.clear();
+        }
+    }
+    *provider = new;
+    if given == Some("") {
+        return Err(ConfigError::Invalid(format!(
+            "{}: the model after `:` is empty",
+            wants()
+        )));
+    }
+    Ok(given)
+}
+
 fn split_spec(spec: &str) -> (&str, Option<&str>) {
     match spec.trim().split_once(':') {
         Some((provider, model)) => (provider.trim(), Some(model.trim())),
