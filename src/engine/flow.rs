@@ -346,27 +346,9 @@ impl Engine {
             request.phase = Phase::Streaming;
             self.registry.record(id, now, "first token");
         }
-        let Some(target) = parent.and_then(|p| self.jobs.get(&p)).map(|j| j.target) else {
-            return;
-        };
-        match target {
-            Target::Scenario(index) => {
-                if let Some(entry) = self.scenarios.get_mut(index) {
-                    entry.markdown.push_str(&text);
-                }
-            }
-            Target::Turn {
-                conversation,
-                message,
-            } => {
-                if let Some(msg) = self
-                    .conversations
-                    .get_mut(conversation)
-                    .and_then(|c| c.messages.get_mut(message))
-                {
-                    msg.text.push_str(&text);
-                }
-            }
+        let target = parent.and_then(|p| self.jobs.get(&p)).map(|j| j.target);
+        if let Some(t) = target.and_then(|t| self.target_mut(t)) {
+            t.text.push_str(&text);
         }
     }
 

@@ -214,6 +214,13 @@ pub struct Notice {
     pub is_error: bool,
 }
 
+/// Mutable views of a pipeline's target (see `Engine::target_mut`).
+struct TargetMut<'a> {
+    text: &'a mut String,
+    passages: &'a mut Vec<Passage>,
+    no_lore: &'a mut Option<String>,
+}
+
 /// What a parent request's pipeline is producing.
 #[derive(Debug, Clone, Copy)]
 enum Target {
@@ -783,10 +790,10 @@ impl Engine {
             no_lore_reason: job.no_lore.clone(),
         };
         let target = job.target;
-        self.with_target(target, |passages, no_lore| {
-            *passages = task.passages.clone();
-            *no_lore = task.no_lore_reason.clone();
-        });
+        if let Some(t) = self.target_mut(target) {
+            *t.passages = task.passages.clone();
+            *t.no_lore = task.no_lore_reason.clone();
+        }
         let backend = self.cfg.generator.clone();
         let policy = DeadlinePolicy::Streaming {
             first_token: self.cfg.first_token_timeout,
@@ -796,29 +803,26 @@ impl Engine {
         self.submit(id, Call::Generate(task), now, fx);
     }
 
-    fn with_target(
-        &mut self,
-        target: Target,
-        f: impl FnOnce(&mut Vec<Passage>, &mut Option<String>),
-    ) {
+    /// The reply or scenario a pipeline writes into.
+    fn target_mut(&mut self, target: Target) -> Option<TargetMut<'_>> {
         match target {
-            Target::Scenario(index) => {
-                if let Some(entry) = self.scenarios.get_mut(index) {
-                    f(&mut entry.passages, &mut entry.no_lore);
-                }
-            }
+            Target::Scenario(index) => self.scenarios.get_mut(index).map(|e| TargetMut {
+                text: &mut e.markdown,
+                passages: &mut e.passages,
+                no_lore: &mut e.no_lore,
+            }),
             Target::Turn {
                 conversation,
                 message,
-            } => {
-                if let Some(msg) = self
-                    .conversations
-                    .get_mut(conversation)
-                    .and_then(|c| c.messages.get_mut(message))
-                {
-                    f(&mut msg.passages, &mut msg.no_lore);
-                }
-            }
+            } => self
+                .conversations
+                .get_mut(conversation)
+                .and_then(|c| c.messages.get_mut(message))
+                .map(|m| TargetMut {
+                    text: &mut m.text,
+                    passages: &mut m.passages,
+                    no_lore: &mut m.no_lore,
+                }),
         }
     }
 }
