@@ -27,6 +27,44 @@ pub struct Passage {
     /// Named entities the retriever recognised in the chunk, with their kind.
     #[serde(default)]
     pub entities: Vec<Entity>,
+    /// Where in its source the chunk sits (heading trail, line range), when known.
+    #[serde(default, skip_serializing_if = "Location::is_unknown")]
+    pub location: Location,
+}
+
+/// Where a passage sits inside its source document.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Location {
+    /// Enclosing headings, outermost first (the document title excluded).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub trail: Vec<String>,
+    /// 1-based inclusive line range in the source text.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lines: Option<(usize, usize)>,
+}
+
+impl Location {
+    pub fn is_unknown(&self) -> bool {
+        self.trail.is_empty() && self.lines.is_none()
+    }
+}
+
+impl fmt::Display for Location {
+    /// `History › The Founding · lines 12-18`.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.trail.join(" › "))?;
+        if let Some((start, end)) = self.lines {
+            if !self.trail.is_empty() {
+                f.write_str(" · ")?;
+            }
+            if start == end {
+                write!(f, "line {start}")?;
+            } else {
+                write!(f, "lines {start}-{end}")?;
+            }
+        }
+        Ok(())
+    }
 }
 
 /// A retrieval query as the engine sends it.

@@ -106,6 +106,7 @@ mod tests {
 
     fn passage(n: usize) -> Passage {
         Passage {
+            location: Default::default(),
             id: format!("p{n}"),
             title: format!("Title {n}"),
             source: format!("doc{n}.md"),

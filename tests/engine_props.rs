@@ -247,6 +247,7 @@ impl World {
 
 fn passage() -> Passage {
     Passage {
+        location: Default::default(),
         id: "a#0".into(),
         title: "A".into(),
         source: "a.md".into(),

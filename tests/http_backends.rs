@@ -54,6 +54,7 @@ fn task() -> GenerationTask {
             history: vec![],
         },
         passages: vec![Passage {
+            location: Default::default(),
             id: "p1".into(),
             title: "The Waystone".into(),
             source: "waystone.md".into(),

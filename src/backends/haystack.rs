@@ -161,6 +161,7 @@ fn passage(doc: &Value, n: usize, source_key: &str) -> Option<Passage> {
     let id = id.unwrap_or_else(|| format!("{source}#{n}"));
     let title = meta_str(meta, "title").unwrap_or(&source).to_string();
     Some(Passage {
+        location: Default::default(),
         id,
         title,
         kind: meta_str(meta, "kind").map(str::to_string),

@@ -134,8 +134,15 @@ pub enum VectorState {
     /// No embeddings backend: keyword (BM25) retrieval only.
     Off,
     Building,
-    Ready(Arc<VectorIndex>),
+    Ready(Arc<Embedded>),
     Failed(String),
+}
+
+/// Chunk vectors and the passages their rows stand for.
+#[derive(Debug)]
+pub struct Embedded {
+    pub index: VectorIndex,
+    pub passages: Vec<Passage>,
 }
 
 /// Retrieves passages from the built-in knowledge base: by keywords (BM25),
@@ -164,13 +171,13 @@ impl LocalRetriever {
         let handle = kb.clone();
         tokio::spawn(async move {
             let state = match embed_chunks(&handle, embedder.as_ref(), batch_size.max(1)).await {
-                Ok(index) => {
+                Ok(embedded) => {
                     tracing::info!(
-                        chunks = index.len(),
-                        dimension = index.dimension(),
+                        chunks = embedded.index.len(),
+                        dimension = embedded.index.dimension(),
                         "chunk embeddings ready"
                     );
-                    VectorState::Ready(Arc::new(index))
+                    VectorState::Ready(Arc::new(embedded))
                 }
                 Err(error) => {
                     let error = crate::sanitize::one_line(&error);
@@ -192,9 +199,10 @@ async fn embed_chunks(
     kb: &KbHandle,
     embedder: &dyn Embedder,
     batch_size: usize,
-) -> Result<VectorIndex, String> {
+) -> Result<Embedded, String> {
     let kb = kb.wait_ready().await?;
-    let texts: Vec<String> = kb.passages().iter().map(embedding_text).collect();
+    let passages = kb.passages().map_err(|e| e.to_string())?;
+    let texts: Vec<String> = passages.iter().map(embedding_text).collect();
     let mut rows = Vec::with_capacity(texts.len());
     for batch in texts.chunks(batch_size) {
         let vectors = embedder
@@ -210,7 +218,10 @@ async fn embed_chunks(
         }
         rows.extend(vectors);
     }
-    VectorIndex::new(rows)
+    Ok(Embedded {
+        index: VectorIndex::new(rows)?,
+        passages,
+    })
 }
 
 impl Retriever for LocalRetriever {
@@ -233,13 +244,13 @@ impl Retriever for LocalRetriever {
                 vector,
             } = query;
             tokio::task::spawn_blocking(move || match (vector, vectors) {
-                (Some(vector), Some(index)) if vector.len() == index.dimension() => {
+                (Some(vector), Some(embedded)) if vector.len() == embedded.index.dimension() => {
                     // Both rankings go deeper than top_k so that fusion has
                     // something to agree on.
                     let depth = (top_k * 4).max(20);
                     let keyword = kb.search(&query, depth)?;
-                    let semantic = index.nearest(&vector, depth);
-                    Ok(fuse(&keyword, &semantic, kb.passages(), top_k))
+                    let semantic = embedded.index.nearest(&vector, depth);
+                    Ok(fuse(&keyword, &semantic, &embedded.passages, top_k))
                 }
                 _ => kb.search(&query, top_k),
             })
@@ -405,7 +416,7 @@ mod hybrid_tests {
         .map(|s| s.clone())
         .expect("state");
         assert!(
-            matches!(ready, VectorState::Ready(ref index) if index.len() == 3),
+            matches!(ready, VectorState::Ready(ref index) if index.index.len() == 3),
             "{ready:?}"
         );
 

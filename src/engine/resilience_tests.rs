@@ -96,6 +96,7 @@ fn retrieves(fx: &[Effect]) -> Vec<RequestId> {
 
 fn p(title: &str) -> Passage {
     Passage {
+        location: Default::default(),
         id: format!("{title}#0"),
         title: title.into(),
         source: format!("{title}.md"),

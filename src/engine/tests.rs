@@ -71,6 +71,7 @@ fn aborted(fx: &[Effect]) -> Vec<RequestId> {
 
 fn passage(title: &str) -> Passage {
     Passage {
+        location: Default::default(),
         id: format!("{title}#0"),
         title: title.into(),
         source: format!("{title}.md"),

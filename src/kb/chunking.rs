@@ -64,6 +64,8 @@ pub fn chunk(doc: &Document) -> Vec<Chunk> {
                 kind: doc.kind.clone(),
                 heading: section.heading.clone(),
                 text,
+                trail: section.heading.clone().into_iter().collect(),
+                lines: (0, 0),
             });
         }
     }

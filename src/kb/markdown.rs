@@ -48,6 +48,7 @@ pub fn parse_markdown(source: &str, text: &str) -> Document {
         kind,
         tags,
         body,
+        body_line: 1,
     }
 }
 

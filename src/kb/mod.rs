@@ -1,7 +1,7 @@
-//! The built-in knowledge base: parsing lore markdown into [`Document`]s,
-//! splitting documents into [`Chunk`]s, and a BM25 index over the chunks
-//! ([`KnowledgeBase`]) that answers free-text queries with
-//! [`Passage`]s.
+//! Knowledge bases: parsing documents into [`Document`]s, splitting them
+//! into [`Chunk`]s, a BM25 index over the chunks ([`KnowledgeBase`], in
+//! `index`), the on-disk knowledge bases a user fills with `kb add`
+//! ([`store`]), and vectors for hybrid retrieval ([`vectors`]).
 //!
 //! Invariants:
 //! - Parsing never fails: any text yields a document (front matter, title and
@@ -9,35 +9,21 @@
 //! - Chunks never cross a heading, are never empty, and stay within
 //!   [`MAX_CHUNK_CHARS`] characters unless a single word is longer. Chunk ids
 //!   are `<source>#<n>`, numbered from 0 in document order.
-//! - The index lives in RAM, is built once and never changes, so a
-//!   [`KnowledgeBase`] is immutable, `Send + Sync` and cheap to search from
-//!   many threads.
-//! - Search never fails on user syntax: the query is tokenised with the same
-//!   analyzer as the index and turned into an OR of term queries. Results are
-//!   deterministic: best score first, ties broken by chunk id.
+//! - The built-in sample lore is indexed in RAM and never changes; a user's
+//!   knowledge base lives on disk and changes only through [`store`]'s
+//!   single writer.
 
 mod chunking;
+mod index;
+pub mod loaders;
 mod markdown;
+pub mod store;
 pub mod vectors;
 
-use std::collections::{HashMap, HashSet};
-use std::fmt;
-
 use include_dir::{Dir, include_dir};
-use tantivy::collector::TopDocs;
-use tantivy::merge_policy::NoMergePolicy;
-use tantivy::query::{BooleanQuery, BoostQuery, Occur, Query, TermQuery};
-use tantivy::schema::{
-    FAST, Field, IndexRecordOption, STORED, STRING, Schema, TextFieldIndexing, TextOptions,
-};
-use tantivy::tokenizer::{
-    Language, LowerCaser, RemoveLongFilter, SimpleTokenizer, Stemmer, TextAnalyzer, TokenStream,
-};
-use tantivy::{Index, IndexWriter, ReloadPolicy, Searcher, TantivyDocument, Term};
-
-use crate::domain::{Entity, Passage};
 
 pub use chunking::{MAX_CHUNK_CHARS, chunk};
+pub use index::{DocRecord, KnowledgeBase, MAX_CHUNKS_PER_DOCUMENT, shortest_unambiguous};
 pub use markdown::parse_markdown;
 
 /// One lore document, as parsed from a markdown file.
@@ -53,6 +39,8 @@ pub struct Document {
     pub tags: Vec<String>,
     /// Everything after the title line (markdown).
     pub body: String,
+    /// 1-based line number, in the source text, where `body` starts.
+    pub body_line: usize,
 }
 
 /// A piece of a document small enough to retrieve and cite.
@@ -67,6 +55,10 @@ pub struct Chunk {
     pub heading: Option<String>,
     /// The chunk's markdown text (without its heading line).
     pub text: String,
+    /// Every enclosing heading inside the body, outermost first.
+    pub trail: Vec<String>,
+    /// 1-based inclusive line range of the chunk's text in the source text.
+    pub lines: (usize, usize),
 }
 
 /// Why building or searching the index failed.
@@ -78,6 +70,8 @@ pub enum KbError {
     Search(#[source] tantivy::TantivyError),
     #[error("knowledge-base index is inconsistent: {0}")]
     Inconsistent(String),
+    #[error("could not write to the knowledge-base index: {0}")]
+    Write(#[source] tantivy::TantivyError),
 }
 
 /// The sample lore shipped inside the binary.
@@ -118,360 +112,10 @@ fn collect_markdown_files<'a>(dir: &'a Dir<'a>, out: &mut Vec<&'a include_dir::F
     }
 }
 
-/// Name of the analyzer registered on the index and used for queries.
-const ANALYZER: &str = "lore_en";
-/// Heap of the (single-threaded) index writer: tantivy's minimum.
-const WRITER_HEAP_BYTES: usize = 15_000_000;
-/// Query-time boost of the title field.
-const TITLE_BOOST: f32 = 2.0;
-
-#[derive(Clone, Copy)]
-struct Fields {
-    id: Field,
-    source: Field,
-    kind: Field,
-    title: Field,
-    heading: Field,
-    body: Field,
-    /// Position of the chunk in `KnowledgeBase::passages` (fast field).
-    ord: Field,
-}
-
-/// Most chunks of one document a search returns.
-pub const MAX_CHUNKS_PER_DOCUMENT: usize = 3;
-
-/// An immutable in-memory BM25 index over the chunks of a set of documents.
-pub struct KnowledgeBase {
-    searcher: Searcher,
-    fields: Fields,
-    analyzer: TextAnalyzer,
-    /// One passage per chunk (score 0, entities filled), indexed by `ord`.
-    passages: Vec<Passage>,
-    /// `[segment_ord][doc_id]` -> `ord`.
-    doc_map: Vec<Vec<Option<usize>>>,
-    documents: usize,
-}
-
-impl fmt::Debug for KnowledgeBase {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("KnowledgeBase")
-            .field("documents", &self.documents)
-            .field("chunks", &self.passages.len())
-            .finish_non_exhaustive()
-    }
-}
-
-fn analyzer() -> TextAnalyzer {
-    TextAnalyzer::builder(SimpleTokenizer::default())
-        .filter(RemoveLongFilter::limit(40))
-        .filter(LowerCaser)
-        .filter(Stemmer::new(Language::English))
-        .build()
-}
-
-fn schema() -> (Schema, Fields) {
-    let mut builder = Schema::builder();
-    let text = TextOptions::default()
-        .set_indexing_options(
-            TextFieldIndexing::default()
-                .set_tokenizer(ANALYZER)
-                .set_index_option(IndexRecordOption::WithFreqs),
-        )
-        .set_stored();
-    let fields = Fields {
-        id: builder.add_text_field("id", STRING | STORED),
-        source: builder.add_text_field("source", STRING | STORED),
-        kind: builder.add_text_field("kind", STRING | STORED),
-        title: builder.add_text_field("title", text.clone()),
-        heading: builder.add_text_field("heading", text.clone()),
-        body: builder.add_text_field("body", text),
-        ord: builder.add_u64_field("ord", FAST),
-    };
-    (builder.build(), fields)
-}
-
-impl KnowledgeBase {
-    /// Build an in-memory index of all chunks of `docs`.
-    pub fn build(docs: Vec<Document>) -> Result<KnowledgeBase, KbError> {
-        let titles = TitleIndex::new(&docs);
-        let chunks: Vec<Chunk> = docs.iter().flat_map(chunk).collect();
-
-        let (schema, fields) = schema();
-        let index = Index::create_in_ram(schema);
-        let analyzer = analyzer();
-        index.tokenizers().register(ANALYZER, analyzer.clone());
-
-        let mut writer: IndexWriter<TantivyDocument> = index
-            .writer_with_num_threads(1, WRITER_HEAP_BYTES)
-            .map_err(KbError::Build)?;
-        writer.set_merge_policy(Box::new(NoMergePolicy));
-        for (ord, chunk) in chunks.iter().enumerate() {
-            let mut doc = TantivyDocument::default();
-            doc.add_text(fields.id, &chunk.id);
-            doc.add_text(fields.source, &chunk.source);
-            if let Some(kind) = &chunk.kind {
-                doc.add_text(fields.kind, kind);
-            }
-            doc.add_text(fields.title, &chunk.title);
-            if let Some(heading) = &chunk.heading {
-                doc.add_text(fields.heading, heading);
-            }
-            doc.add_text(fields.body, &chunk.text);
-            doc.add_u64(fields.ord, ord as u64);
-            writer.add_document(doc).map_err(KbError::Build)?;
-        }
-        writer.commit().map_err(KbError::Build)?;
-        writer.wait_merging_threads().map_err(KbError::Build)?;
-
-        let reader = index
-            .reader_builder()
-            .reload_policy(ReloadPolicy::Manual)
-            .try_into()
-            .map_err(KbError::Build)?;
-        let searcher = reader.searcher();
-
-        let mut doc_map = Vec::with_capacity(searcher.segment_readers().len());
-        for segment in searcher.segment_readers() {
-            let column = segment.fast_fields().u64("ord").map_err(KbError::Build)?;
-            let ords = (0..segment.max_doc())
-                .map(|doc| column.first(doc).and_then(|ord| usize::try_from(ord).ok()))
-                .collect();
-            doc_map.push(ords);
-        }
-
-        let passages = chunks
-            .into_iter()
-            .map(|chunk| {
-                let entities = titles.entities_for(&chunk);
-                Passage {
-                    id: chunk.id,
-                    title: chunk.title,
-                    source: chunk.source,
-                    kind: chunk.kind,
-                    heading: chunk.heading,
-                    text: chunk.text,
-                    score: 0.0,
-                    entities,
-                }
-            })
-            .collect();
-
-        Ok(KnowledgeBase {
-            searcher,
-            fields,
-            analyzer,
-            passages,
-            doc_map,
-            documents: docs.len(),
-        })
-    }
-
-    /// BM25 search with OR semantics over title (boosted), heading and body.
-    /// Returns at most `top_k` passages, best first, all with a positive
-    /// score. A query with no searchable words returns no passages.
-    pub fn search(&self, query: &str, top_k: usize) -> Result<Vec<Passage>, KbError> {
-        if top_k == 0 || self.passages.is_empty() {
-            return Ok(Vec::new());
-        }
-        let terms = self.query_terms(query);
-        if terms.is_empty() {
-            return Ok(Vec::new());
-        }
-
-        let mut clauses: Vec<(Occur, Box<dyn Query>)> = Vec::new();
-        for term in &terms {
-            for (field, boost) in [
-                (self.fields.title, TITLE_BOOST),
-                (self.fields.heading, 1.0),
-                (self.fields.body, 1.0),
-            ] {
-                let term_query: Box<dyn Query> = Box::new(TermQuery::new(
-                    Term::from_field_text(field, term),
-                    IndexRecordOption::WithFreqs,
-                ));
-                let clause: Box<dyn Query> = if boost == 1.0 {
-                    term_query
-                } else {
-                    Box::new(BoostQuery::new(term_query, boost))
-                };
-                clauses.push((Occur::Should, clause));
-            }
-        }
-        let query = BooleanQuery::new(clauses);
-
-        // Collect every match (the corpus is small) so that ties at the
-        // `top_k` boundary are broken by chunk id, not by index order.
-        let hits = self
-            .searcher
-            .search(&query, &TopDocs::with_limit(self.passages.len()))
-            .map_err(KbError::Search)?;
-
-        let mut scored = Vec::with_capacity(hits.len());
-        for (score, address) in hits {
-            if score.is_nan() || score <= 0.0 {
-                continue;
-            }
-            let ord = self
-                .doc_map
-                .get(address.segment_ord as usize)
-                .and_then(|segment| segment.get(address.doc_id as usize))
-                .copied()
-                .flatten()
-                .ok_or_else(|| {
-                    KbError::Inconsistent(format!(
-                        "no chunk for document {} of segment {}",
-                        address.doc_id, address.segment_ord
-                    ))
-                })?;
-            let passage = self.passages.get(ord).ok_or_else(|| {
-                KbError::Inconsistent(format!("chunk ordinal {ord} out of range"))
-            })?;
-            scored.push((score, passage));
-        }
-        scored.sort_by(|(sa, pa), (sb, pb)| sb.total_cmp(sa).then_with(|| pa.id.cmp(&pb.id)));
-        // At most a few chunks of one document, so that the lore handed to
-        // a generator spans several documents (names, places, factions).
-        let mut per_source: HashMap<&str, usize> = HashMap::new();
-        scored.retain(|(_, passage)| {
-            let n = per_source.entry(passage.source.as_str()).or_insert(0);
-            *n += 1;
-            *n <= MAX_CHUNKS_PER_DOCUMENT
-        });
-        scored.truncate(top_k);
-
-        Ok(scored
-            .into_iter()
-            .map(|(score, passage)| Passage {
-                score,
-                ..passage.clone()
-            })
-            .collect())
-    }
-
-    /// The distinct analyzed terms of a query, in order of first appearance.
-    fn query_terms(&self, query: &str) -> Vec<String> {
-        let mut analyzer = self.analyzer.clone();
-        let mut stream = analyzer.token_stream(query);
-        let mut seen = HashSet::new();
-        let mut terms = Vec::new();
-        while stream.advance() {
-            let text = &stream.token().text;
-            if !text.is_empty() && seen.insert(text.clone()) {
-                terms.push(text.clone());
-            }
-        }
-        terms
-    }
-
-    /// Number of documents the index was built from.
-    pub fn document_count(&self) -> usize {
-        self.documents
-    }
-
-    /// Number of indexed chunks.
-    pub fn chunk_count(&self) -> usize {
-        self.passages.len()
-    }
-
-    /// Every chunk as a passage (score 0), in ordinal order: the rows of a
-    /// [`vectors::VectorIndex`] line up with these.
-    pub fn passages(&self) -> &[Passage] {
-        &self.passages
-    }
-}
-
-/// Document titles by normalised name, for recognising bold names.
-struct TitleIndex {
-    /// normalised title -> entity (display name, kind); first document wins.
-    by_key: HashMap<String, Entity>,
-}
-
-impl TitleIndex {
-    fn new(docs: &[Document]) -> Self {
-        let mut by_key = HashMap::new();
-        for doc in docs {
-            let Some(kind) = &doc.kind else { continue };
-            let key = entity_key(&doc.title);
-            if key.is_empty() {
-                continue;
-            }
-            by_key.entry(key).or_insert_with(|| Entity {
-                name: entity_name(&doc.title),
-                kind: kind.clone(),
-            });
-        }
-        Self { by_key }
-    }
-
-    /// The chunk's own document (when it has a kind), then every bold name
-    /// that matches a document title, in order of appearance, deduplicated.
-    fn entities_for(&self, chunk: &Chunk) -> Vec<Entity> {
-        let mut entities: Vec<Entity> = Vec::new();
-        let mut push = |entity: Entity| {
-            if !entities.iter().any(|e| e.name == entity.name) {
-                entities.push(entity);
-            }
-        };
-        if let Some(kind) = &chunk.kind {
-            push(Entity {
-                name: entity_name(&chunk.title),
-                kind: kind.clone(),
-            });
-        }
-        for name in bold_spans(&chunk.text) {
-            if let Some(entity) = self.by_key.get(&entity_key(name)) {
-                push(entity.clone());
-            }
-        }
-        entities
-    }
-}
-
-/// Lowercase, whitespace-normalised, without a leading "the " and without
-/// trailing punctuation: the form in which bold names and titles are compared.
-fn entity_key(name: &str) -> String {
-    let normalised = name
-        .split_whitespace()
-        .collect::<Vec<_>>()
-        .join(" ")
-        .to_lowercase();
-    let trimmed = normalised.trim_end_matches(['.', ',', ';', ':', '!', '?']);
-    trimmed
-        .strip_prefix("the ")
-        .unwrap_or(trimmed)
-        .trim()
-        .to_owned()
-}
-
-/// A title as an entity name: as written, except that a leading "The "
-/// becomes "the " so it reads well mid-sentence.
-fn entity_name(title: &str) -> String {
-    let title = title.trim();
-    match title.strip_prefix("The ") {
-        Some(rest) => format!("the {rest}"),
-        None => title.to_owned(),
-    }
-}
-
-/// The contents of every `**...**` span in `text`, in order.
-fn bold_spans(text: &str) -> Vec<&str> {
-    let mut spans = Vec::new();
-    let mut rest = text;
-    while let Some(start) = rest.find("**") {
-        let after = &rest[start + 2..];
-        let Some(end) = after.find("**") else { break };
-        let inner = after[..end].trim();
-        if !inner.is_empty() {
-            spans.push(inner);
-        }
-        rest = &after[end + 2..];
-    }
-    spans
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::domain::Entity;
 
     fn doc(source: &str, text: &str) -> Document {
         parse_markdown(source, text)
@@ -596,15 +240,26 @@ mod tests {
     }
 
     #[test]
-    fn ties_are_broken_by_chunk_id() {
+    fn ties_are_broken_the_same_way_whatever_the_input_order() {
         let docs = ["b.md", "a.md", "c.md"]
             .iter()
             .map(|s| doc(s, "# Same\n\nIdentical text about owls.\n"))
             .collect();
         let kb = KnowledgeBase::build(docs).expect("build");
-        let hits = kb.search("owls", 2).expect("search");
+        let hits = kb.search("owls", 3).expect("search");
         let ids: Vec<_> = hits.iter().map(|p| p.id.as_str()).collect();
-        assert_eq!(ids, ["a.md#0", "b.md#0"]);
+        assert_eq!(ids.len(), 3);
+        // The same order every time, whatever order the documents came in.
+        for order in [["c.md", "b.md", "a.md"], ["a.md", "c.md", "b.md"]] {
+            let docs = order
+                .iter()
+                .map(|s| doc(s, "# Same\n\nIdentical text about owls.\n"))
+                .collect();
+            let again = KnowledgeBase::build(docs).expect("build");
+            let hits = again.search("owls", 3).expect("search");
+            let same: Vec<_> = hits.iter().map(|p| p.id.as_str()).collect();
+            assert_eq!(same, ids);
+        }
     }
 
     #[test]
@@ -651,15 +306,6 @@ mod tests {
         let hits = kb.search("spring flood", 1).expect("search");
         assert_eq!(hits[0].source, "notes.md");
         assert!(hits[0].entities.is_empty());
-    }
-
-    #[test]
-    fn bold_spans_are_found() {
-        assert_eq!(bold_spans("a **B c** d **e** **unclosed"), vec!["B c", "e"]);
-        assert_eq!(
-            entity_key("The  Shattered\nWaystone."),
-            "shattered waystone"
-        );
     }
 
     #[test]

@@ -138,6 +138,7 @@ mod tests {
 
     fn p(id: &str) -> Passage {
         Passage {
+            location: Default::default(),
             id: id.into(),
             title: id.into(),
             source: format!("{id}.md"),

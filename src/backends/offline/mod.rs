@@ -100,6 +100,7 @@ pub(crate) mod tests {
         entities: &[(&str, &str)],
     ) -> Passage {
         Passage {
+            location: Default::default(),
             id: format!("{source}#0"),
             title: title.to_owned(),
             source: source.to_owned(),
