@@ -15,6 +15,7 @@ use crate::backends::offline::{OfflineModel, Tables};
 use crate::backends::ollama::{OllamaChat, OllamaEmbedder};
 use crate::backends::openai::{GenParams, OpenAiChat, OpenAiEmbedder};
 use crate::cli::GlobalArgs;
+use crate::headless::kb::KbContext;
 use crate::config::{Config, EmbeddingsProvider, LlmProvider, Overrides, RetrieverProvider};
 use crate::engine::{Engine, EngineConfig};
 use crate::runtime::{Backends, Driver, Runtime};
@@ -34,6 +35,69 @@ pub fn load_config(args: &GlobalArgs) -> anyhow::Result<Config> {
     };
     config.apply(&flags.or(Overrides::from_env()))?;
     Ok(config)
+}
+
+/// The knowledge base the flags, the environment and the config name
+/// (`--kb` > `LOREWEAVE_KB` > `[kb] name` > `default`).
+pub fn kb_name(config: &Config, args: &GlobalArgs) -> String {
+    let _ = config;
+    args.kb
+        .clone()
+        .or_else(|| std::env::var("LOREWEAVE_KB").ok().filter(|v| !v.is_empty()))
+        .unwrap_or_else(|| crate::kb::store::DEFAULT.to_owned())
+}
+
+/// What the `kb` commands need.
+pub fn kb_context(config: &Config, args: &GlobalArgs) -> anyhow::Result<KbContext> {
+    Ok(KbContext {
+        home: crate::kb::store::home()?,
+        name: kb_name(config, args),
+        max_file_size: 50_000_000,
+        fetch_timeout: std::time::Duration::from_secs(20),
+        max_fetch_size: 10_000_000,
+    })
+}
+
+/// Refuse, before any screen is drawn, a knowledge base that cannot be
+/// used: a bad name, one that does not exist (with a "did you mean"), or
+/// any name with the Hayhooks retriever, whose knowledge base lives in the
+/// pipeline. Cheap: a few `stat` calls.
+pub fn check_kb(config: &Config, args: &GlobalArgs) -> anyhow::Result<()> {
+    let named = args.kb.is_some() || std::env::var("LOREWEAVE_KB").is_ok_and(|v| !v.is_empty());
+    if config.retriever.provider == RetrieverProvider::Hayhooks {
+        if named {
+            anyhow::bail!(
+                "--kb/LOREWEAVE_KB name a local knowledge base, but the retriever is hayhooks: the knowledge base lives in the Haystack pipeline"
+            );
+        }
+        return Ok(());
+    }
+    let name = kb_name(config, args);
+    crate::kb::store::check_name(&name)?;
+    if name != crate::kb::store::DEFAULT && name != crate::kb::store::SAMPLE {
+        let home = crate::kb::store::home()?;
+        if !crate::kb::store::exists(&home, &name) {
+            crate::kb::store::open(&home, &name)?;
+        }
+    }
+    Ok(())
+}
+
+/// Open the knowledge base the local retriever searches, on the blocking
+/// pool: the one named, or the sample lore while `default` is empty.
+///
+/// # Panics
+/// When called outside a tokio runtime.
+pub fn open_kb(config: &Config, args: &GlobalArgs) -> KbHandle {
+    if config.retriever.provider == RetrieverProvider::Hayhooks {
+        return KbHandle::start_open(|| Err("the retriever is hayhooks".into()));
+    }
+    let name = kb_name(config, args);
+    KbHandle::start_open(move || {
+        let home = crate::kb::store::home().map_err(|e| e.to_string())?;
+        let selection = crate::headless::kb::select(&home, &name).map_err(|e| e.to_string())?;
+        crate::headless::kb::open_selection(&home, &selection).map_err(|e| format!("{e:#}"))
+    })
 }
 
 /// The engine settings: the config's, then the flags that tune the engine.

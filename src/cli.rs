@@ -58,6 +58,9 @@ pub struct GlobalArgs {
     /// Answer and generate without retrieval (no lore).
     #[arg(long, global = true)]
     pub no_rag: bool,
+    /// Knowledge base to use (env LOREWEAVE_KB; default `default`, or the built-in `sample` lore while `default` is empty).
+    #[arg(long, global = true, value_name = "NAME")]
+    pub kb: Option<String>,
     /// Log level for the log file: error, warn, info, debug or trace (RUST_LOG wins when set).
     #[arg(long, global = true, value_name = "LEVEL", default_value = "info", value_parser = ["error", "warn", "info", "debug", "trace"])]
     pub log_level: String,
@@ -81,6 +84,11 @@ pub enum Cmd {
         #[arg(long)]
         json: bool,
     },
+    /// Manage knowledge bases: add your documents, search, list, sync, evaluate.
+    Kb {
+        #[command(subcommand)]
+        action: KbCmd,
+    },
     /// Manage the config file.
     Config {
         #[command(subcommand)]
@@ -100,6 +108,69 @@ pub enum ConfigCmd {
     Check,
     /// Print where the config file is read from.
     Path,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum KbCmd {
+    /// Ingest files, folders (recursively, honouring .gitignore/.ignore) and web pages (URLs); creates the knowledge base if needed.
+    Add {
+        /// Files, folders or http(s) URLs.
+        #[arg(required = true, value_name = "PATH|URL")]
+        paths: Vec<String>,
+        /// Also walk into hidden files and folders.
+        #[arg(long)]
+        hidden: bool,
+        /// Print the summary as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Re-check every added folder, file and URL: index what changed, drop files that were deleted.
+    Sync {
+        /// Print the summary as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Drop documents: a file, a whole folder, or a path as `kb list` shows it.
+    Remove {
+        #[arg(required = true, value_name = "PATH")]
+        paths: Vec<String>,
+    },
+    /// List the documents: path, title, chunks, bytes, when indexed.
+    List {
+        /// One JSON object per line.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Search the knowledge base (BM25) and show the passages found.
+    Search {
+        query: String,
+        /// How many passages to show.
+        #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u64).range(1..=1000))]
+        top_k: u64,
+        /// One JSON object per line.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Re-read and re-index every document from its source, then compact the index.
+    Rebuild,
+    /// Documents, chunks, bytes on disk, embedded chunks.
+    Stats {
+        #[arg(long)]
+        json: bool,
+    },
+    /// List the knowledge bases.
+    Bases {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Retrieval quality on a JSON Lines file of {"question": ..., "expect": ["source.md", ...]}: recall@k and MRR.
+    Eval {
+        file: PathBuf,
+        #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u64).range(1..=1000))]
+        top_k: u64,
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 fn after_help() -> String {

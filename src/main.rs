@@ -64,21 +64,41 @@ fn main() -> ExitCode {
         }
     };
     let cfg = app::engine_config(&config, &cli.global);
+    if !matches!(cli.command, Some(Cmd::Kb { .. }))
+        && let Err(error) = app::check_kb(&config, &cli.global)
+    {
+        eprintln!("loreweave: {}", one_line(&format!("{error:#}")));
+        return ExitCode::from(EXIT_USAGE);
+    }
+    let kb_context = match app::kb_context(&config, &cli.global) {
+        Ok(ctx) => ctx,
+        Err(error) => {
+            eprintln!("loreweave: {}", one_line(&format!("{error:#}")));
+            return ExitCode::from(EXIT_USAGE);
+        }
+    };
     let result = runtime.block_on(async {
         match cli.command {
-            None => tui::run(cfg, &config, started)
+            None => {
+                let (config_for_kb, args) = (config.clone(), cli.global.clone());
+                let open: tui::KbOpener = Box::new(move || app::open_kb(&config_for_kb, &args));
+                tui::run(cfg, &config, open, started)
                 .await
                 .map(|exit| match exit {
                     Exit::Quit => ExitCode::SUCCESS,
                     Exit::Signal(n) => ExitCode::from(128u8.saturating_add(n as u8)),
-                }),
+                    })
+            }
             Some(Cmd::Ask { question, json }) => {
-                headless::run(Job::Ask { question }, cfg, &config, json).await
+                let kb = app::open_kb(&config, &cli.global);
+                headless::run(Job::Ask { question }, cfg, &config, kb, json).await
             }
             Some(Cmd::Scenario { prompt, json }) => {
                 let seed = cli.global.seed;
-                headless::run(Job::Scenario { prompt, seed }, cfg, &config, json).await
+                let kb = app::open_kb(&config, &cli.global);
+                headless::run(Job::Scenario { prompt, seed }, cfg, &config, kb, json).await
             }
+            Some(Cmd::Kb { action }) => headless::kb::run(action, kb_context).await,
             Some(Cmd::Config { .. }) => Ok(ExitCode::SUCCESS),
         }
     });

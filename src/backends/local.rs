@@ -70,6 +70,43 @@ impl KbHandle {
         KbHandle { state: rx }
     }
 
+    /// Open (or build) a knowledge base on tokio's blocking pool with
+    /// `open`, and return at once.
+    ///
+    /// # Panics
+    /// When called outside a tokio runtime.
+    pub fn start_open<F>(open: F) -> KbHandle
+    where
+        F: FnOnce() -> Result<KnowledgeBase, String> + Send + 'static,
+    {
+        let (tx, rx) = watch::channel(KbState::Building);
+        tokio::task::spawn_blocking(move || {
+            let started = Instant::now();
+            let opened = std::panic::catch_unwind(std::panic::AssertUnwindSafe(open));
+            let state = match opened {
+                Ok(Ok(kb)) => {
+                    let stats = IndexStats {
+                        documents: kb.document_count(),
+                        chunks: kb.chunk_count(),
+                        build_time: started.elapsed(),
+                    };
+                    log_ready(&stats);
+                    KbState::Ready(Arc::new(kb), stats)
+                }
+                Ok(Err(error)) => {
+                    tracing::error!(%error, "knowledge base could not be opened");
+                    KbState::Failed(error)
+                }
+                Err(_) => {
+                    tracing::error!("opening the knowledge base panicked");
+                    KbState::Failed("opening the knowledge base panicked".to_owned())
+                }
+            };
+            tx.send_replace(state);
+        });
+        KbHandle { state: rx }
+    }
+
     /// A handle that is already ready.
     pub fn ready(kb: KnowledgeBase, stats: IndexStats) -> KbHandle {
         log_ready(&stats);

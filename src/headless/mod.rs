@@ -3,6 +3,8 @@
 //! (sanitised, never ANSI); `--json` prints JSON Lines instead: every
 //! lifecycle event, then the result, then per-backend metrics.
 
+pub mod kb;
+
 use std::io::Write;
 use std::process::ExitCode;
 
@@ -28,9 +30,9 @@ pub async fn run(
     job: Job,
     cfg: EngineConfig,
     config: &Config,
+    kb: KbHandle,
     json: bool,
 ) -> anyhow::Result<ExitCode> {
-    let kb = KbHandle::start_build(crate::kb::embedded_lore());
     let backends = crate::app::build_backends(config, kb)?;
     let mut driver = crate::app::driver(cfg, backends);
     let command = match &job {

@@ -266,6 +266,8 @@ pub struct KnowledgeBase {
     analyzer: TextAnalyzer,
     /// Per searcher generation: what the documents are called.
     catalog: Mutex<Option<(u64, Arc<Catalog>)>>,
+    /// The knowledge base's name, for status lines.
+    name: String,
 }
 
 impl fmt::Debug for KnowledgeBase {
@@ -324,7 +326,19 @@ impl KnowledgeBase {
             fields,
             analyzer: analyzer(),
             catalog: Mutex::new(None),
+            name: String::new(),
         })
+    }
+
+    /// The same knowledge base, known by `name`.
+    pub fn named(mut self, name: &str) -> Self {
+        self.name = name.to_owned();
+        self
+    }
+
+    /// The knowledge base's name (empty for an unnamed one).
+    pub fn name(&self) -> &str {
+        &self.name
     }
 
     /// Load the latest commit now (after this process wrote one).

@@ -15,6 +15,7 @@
 
 mod chunking;
 mod index;
+pub mod eval;
 pub mod loaders;
 mod markdown;
 pub mod store;

@@ -33,15 +33,19 @@ pub enum Exit {
     Signal(i32),
 }
 
+/// Opens the knowledge base in the background; called after the first frame.
+pub type KbOpener = Box<dyn FnOnce() -> KbHandle + Send>;
+
 /// Run the TUI until the user quits or a signal arrives. `started` is when
 /// the process started, for the first-frame measurement.
 pub async fn run(
     cfg: EngineConfig,
     config: &Config,
+    open_kb: KbOpener,
     started: std::time::Instant,
 ) -> anyhow::Result<Exit> {
     let mut terminal = ratatui::try_init()?;
-    let result = run_inner(&mut terminal, cfg, config, started).await;
+    let result = run_inner(&mut terminal, cfg, config, open_kb, started).await;
     ratatui::restore();
     result
 }
@@ -50,6 +54,7 @@ async fn run_inner(
     terminal: &mut ratatui::DefaultTerminal,
     cfg: EngineConfig,
     config: &Config,
+    open_kb: KbOpener,
     started: std::time::Instant,
 ) -> anyhow::Result<Exit> {
     let mut view = ViewState::new(Theme::from_env());
@@ -64,7 +69,7 @@ async fn run_inner(
     );
 
     let index_started = Instant::now();
-    let kb = KbHandle::start_build(crate::kb::embedded_lore());
+    let kb = open_kb();
     let backends = crate::app::build_backends(config, kb.clone())?;
     driver.runtime.replace_backends(backends);
     let mut kb_ready = Box::pin({
@@ -114,13 +119,13 @@ async fn run_inner(
             ready = &mut kb_ready, if kb_pending => {
                 kb_pending = false;
                 view.kb_status = match (ready, kb.state()) {
-                    (Ok(_), KbState::Ready(_, IndexStats { documents, chunks, build_time })) => {
+                    (Ok(_), KbState::Ready(base, IndexStats { documents, chunks, build_time })) => {
                         tracing::info!(
                             index_ms = build_time.as_secs_f64() * 1e3,
                             since_first_frame_ms = index_started.elapsed().as_secs_f64() * 1e3,
                             documents, chunks, "knowledge base ready"
                         );
-                        format!("kb {documents} docs · {} ms", build_time.as_millis())
+                        format!("kb {} · {documents} docs", crate::sanitize::one_line(base.name()))
                     }
                     (Err(error), _) => format!("kb failed: {}", crate::sanitize::one_line(&error)),
                     _ => "kb ready".into(),

@@ -1,0 +1,135 @@
+//! `kb eval`: retrieval quality on a set of questions with the sources
+//! that should answer them. recall@k is, per question, the share of its
+//! expected sources found in the top k (averaged); MRR is the mean of
+//! 1 / rank of the first expected source (0 when none is found); hit rate
+//! is the share of questions with at least one expected source in the top k.
+//!
+//! An expected source matches a passage when it equals the passage's shown
+//! source or is a `/`-aligned suffix of its full path (so `ash.md` matches
+//! `/home/me/notes/ash.md`).
+
+use crate::domain::Passage;
+
+use super::{KbError, KnowledgeBase};
+
+#[derive(Debug, Clone, PartialEq, serde::Deserialize)]
+pub struct Case {
+    pub question: String,
+    pub expect: Vec<String>,
+}
+
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Report {
+    pub questions: usize,
+    pub top_k: usize,
+    pub recall: f64,
+    pub mrr: f64,
+    pub hit_rate: f64,
+    /// Questions none of whose expected sources came back.
+    pub misses: Vec<String>,
+}
+
+/// Parse JSON Lines of cases; blank lines are skipped; errors name the line.
+pub fn parse_cases(text: &str) -> Result<Vec<Case>, String> {
+    let mut cases = Vec::new();
+    for (n, line) in text.lines().enumerate() {
+        if line.trim().is_empty() {
+            continue;
+        }
+        let case: Case =
+            serde_json::from_str(line).map_err(|e| format!("line {}: {e}", n + 1))?;
+        if case.expect.is_empty() {
+            return Err(format!("line {}: \"expect\" is empty", n + 1));
+        }
+        cases.push(case);
+    }
+    if cases.is_empty() {
+        return Err("no questions".into());
+    }
+    Ok(cases)
+}
+
+fn path_of(passage: &Passage) -> &str {
+    passage
+        .id
+        .rsplit_once('#')
+        .map_or(passage.id.as_str(), |(path, _)| path)
+}
+
+fn matches(expected: &str, passage: &Passage) -> bool {
+    let path = path_of(passage);
+    passage.source == expected
+        || path == expected
+        || path.ends_with(&format!("/{expected}"))
+}
+
+/// Run every case through `search` (BM25, or a hybrid ranking).
+pub fn evaluate(
+    kb: &KnowledgeBase,
+    cases: &[Case],
+    top_k: usize,
+    search: Option<&dyn Fn(&str, usize) -> Result<Vec<Passage>, KbError>>,
+) -> Result<Report, KbError> {
+    let mut recall = 0.0;
+    let mut mrr = 0.0;
+    let mut hits = 0usize;
+    let mut misses = Vec::new();
+    for case in cases {
+        let passages = match search {
+            Some(search) => search(&case.question, top_k)?,
+            None => kb.search(&case.question, top_k)?,
+        };
+        let found = case
+            .expect
+            .iter()
+            .filter(|e| passages.iter().any(|p| matches(e, p)))
+            .count();
+        recall += found as f64 / case.expect.len() as f64;
+        if let Some(rank) = passages
+            .iter()
+            .position(|p| case.expect.iter().any(|e| matches(e, p)))
+        {
+            mrr += 1.0 / (rank as f64 + 1.0);
+            hits += 1;
+        } else {
+            misses.push(case.question.clone());
+        }
+    }
+    let n = cases.len().max(1) as f64;
+    Ok(Report {
+        questions: cases.len(),
+        top_k,
+        recall: recall / n,
+        mrr: mrr / n,
+        hit_rate: hits as f64 / n,
+        misses,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cases_parse_with_line_numbers_on_errors() {
+        let cases = parse_cases("{\"question\":\"q\",\"expect\":[\"a.md\"]}\n\n").expect("ok");
+        assert_eq!(cases.len(), 1);
+        let err = parse_cases("{\"question\":\"q\",\"expect\":[\"a.md\"]}\n{oops}\n")
+            .expect_err("bad");
+        assert!(err.starts_with("line 2:"), "{err}");
+        assert!(parse_cases("{\"question\":\"q\",\"expect\":[]}").is_err());
+    }
+
+    #[test]
+    fn shipped_questions_score_well_on_the_sample_lore() {
+        let kb = KnowledgeBase::build(crate::kb::embedded_lore()).expect("build");
+        let cases = parse_cases(include_str!("../../assets/eval/sample.jsonl")).expect("cases");
+        assert!(cases.len() >= 20, "{} questions", cases.len());
+        let report = evaluate(&kb, &cases, 5, None).expect("eval");
+        eprintln!(
+            "sample eval: recall@5 {:.3}, MRR {:.3}, misses {:?}",
+            report.recall, report.mrr, report.misses
+        );
+        assert!(report.recall >= 0.8, "recall@5 {:.3}", report.recall);
+    }
+}
