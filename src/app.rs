@@ -100,6 +100,33 @@ pub fn open_kb(config: &Config, args: &GlobalArgs) -> KbHandle {
     })
 }
 
+/// Open a knowledge base by name for `/kb use` (the sample lore by
+/// `sample`, the default falling back to it while empty).
+pub fn open_named_kb(name: &str) -> Result<crate::kb::KnowledgeBase, String> {
+    let home = crate::kb::store::home().map_err(|e| e.to_string())?;
+    let selection = crate::headless::kb::select(&home, name).map_err(|e| e.to_string())?;
+    crate::headless::kb::open_selection(&home, &selection).map_err(|e| format!("{e:#}"))
+}
+
+/// The `/kb add` ingester, with the local retriever only.
+pub fn ingester(
+    config: &Config,
+    kb: &KbHandle,
+) -> Option<Arc<dyn crate::backends::Ingester>> {
+    if config.retriever.provider != RetrieverProvider::Local {
+        return None;
+    }
+    let home = crate::kb::store::home().ok()?;
+    Some(Arc::new(crate::backends::local::LocalIngester {
+        home,
+        kb: kb.clone(),
+        opts: crate::kb::store::IngestOptions::default(),
+        fetch_timeout: std::time::Duration::from_secs(20),
+        max_fetch_size: 10_000_000,
+        cwd: std::env::current_dir().unwrap_or_else(|_| PathBuf::from(".")),
+    }))
+}
+
 /// The engine settings: the config's, then the flags that tune the engine.
 pub fn engine_config(config: &Config, args: &GlobalArgs) -> EngineConfig {
     let mut cfg = config.engine_config();

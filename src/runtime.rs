@@ -11,6 +11,7 @@
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use futures::StreamExt;
 use rand::rngs::SmallRng;
@@ -19,7 +20,7 @@ use tokio::sync::mpsc;
 use tokio::task::AbortHandle;
 use tokio::time::Instant;
 
-use crate::backends::{ChatModel, Embedder, Retriever};
+use crate::backends::{ChatModel, Embedder, Ingester, Retriever};
 use crate::domain::{BackendError, ChaosMode};
 use crate::engine::request::RequestId;
 use crate::engine::{Call, Effect, Engine, Input};
@@ -30,6 +31,8 @@ pub struct Backends {
     pub retrievers: HashMap<String, Arc<dyn Retriever>>,
     pub models: HashMap<String, Arc<dyn ChatModel>>,
     pub embedders: HashMap<String, Arc<dyn Embedder>>,
+    /// Adds documents to the knowledge base in use (`/kb add`).
+    pub ingester: Option<Arc<dyn Ingester>>,
 }
 
 impl std::fmt::Debug for Backends {
@@ -38,6 +41,7 @@ impl std::fmt::Debug for Backends {
             .field("retrievers", &self.retrievers.keys().collect::<Vec<_>>())
             .field("models", &self.models.keys().collect::<Vec<_>>())
             .field("embedders", &self.embedders.keys().collect::<Vec<_>>())
+            .field("ingester", &self.ingester.is_some())
             .finish()
     }
 }
@@ -47,6 +51,9 @@ pub struct Runtime {
     backends: Backends,
     tx: mpsc::UnboundedSender<Input>,
     tasks: HashMap<RequestId, AbortHandle>,
+    /// Ingests run on the blocking pool, where aborting the task does not
+    /// stop them: they stop at this flag, between two files.
+    cancels: HashMap<RequestId, Arc<AtomicBool>>,
     /// Where exported files go.
     export_dir: PathBuf,
     /// Fault injection by backend name (see `/chaos`).
@@ -62,6 +69,7 @@ impl Runtime {
                 backends,
                 tx,
                 tasks: HashMap::new(),
+                cancels: HashMap::new(),
                 export_dir,
                 chaos: HashMap::new(),
                 rng: SmallRng::seed_from_u64(
@@ -91,6 +99,9 @@ impl Runtime {
             match effect {
                 Effect::Dispatch { id, backend, call } => self.dispatch(id, backend, call),
                 Effect::Abort { id } => {
+                    if let Some(cancel) = self.cancels.remove(&id) {
+                        cancel.store(true, Ordering::Relaxed);
+                    }
                     if let Some(handle) = self.tasks.remove(&id) {
                         handle.abort();
                         tracing::debug!(id = %id, "task aborted");
@@ -114,6 +125,7 @@ impl Runtime {
 
     fn dispatch(&mut self, id: RequestId, backend: String, call: Call) {
         self.tasks.retain(|_, handle| !handle.is_finished());
+        self.cancels.retain(|id, _| self.tasks.contains_key(id));
         let tx = self.tx.clone();
         let chaos = Chaos::roll(self.chaos.get(&backend).copied(), &mut self.rng);
         let handle = match call {
@@ -145,6 +157,48 @@ impl Runtime {
                         ))),
                     };
                     let _ = tx.send(Input::Embedded {
+                        id,
+                        backend,
+                        result,
+                    });
+                })
+            }
+            Call::Ingest(paths) => {
+                let ingester = self.backends.ingester.clone();
+                let cancel = Arc::new(AtomicBool::new(false));
+                self.cancels.insert(id, cancel.clone());
+                tokio::spawn(async move {
+                    let Some(ingester) = ingester else {
+                        let _ = tx.send(Input::Ingested {
+                            id,
+                            backend,
+                            result: Err("this retriever has no local knowledge base".into()),
+                        });
+                        return;
+                    };
+                    let progress_tx = tx.clone();
+                    let work = tokio::task::spawn_blocking(move || {
+                        // At most a few progress updates a second reach the engine.
+                        let mut last: Option<std::time::Instant> = None;
+                        let mut progress = |p: crate::kb::store::Progress| {
+                            let due = last.is_none_or(|t| t.elapsed().as_millis() >= 200)
+                                || p.files_done == p.files_total;
+                            if due {
+                                last = Some(std::time::Instant::now());
+                                let _ = progress_tx.send(Input::IngestProgress {
+                                    id,
+                                    files_done: p.files_done,
+                                    files_total: p.files_total,
+                                    chunks: p.chunks,
+                                });
+                            }
+                        };
+                        ingester.ingest(paths, &mut progress, &cancel)
+                    });
+                    let result = work
+                        .await
+                        .unwrap_or_else(|e| Err(format!("the ingest task failed: {e}")));
+                    let _ = tx.send(Input::Ingested {
                         id,
                         backend,
                         result,

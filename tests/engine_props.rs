@@ -130,6 +130,11 @@ impl World {
                         backend,
                         result: error.map_or(Ok(()), Err),
                     },
+                    Call::Ingest(_) => Input::Ingested {
+                        id,
+                        backend,
+                        result: error.map_or(Ok("done".into()), |e| Err(e.message)),
+                    },
                 };
                 self.apply(input);
             }

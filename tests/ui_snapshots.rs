@@ -55,7 +55,7 @@ impl Scene {
                         result: Ok(self.kb.search(&q.query, q.top_k).expect("search")),
                     },
                     // No embeddings backend in these scenes.
-                    Call::Embed(_) => continue,
+                    Call::Embed(_) | Call::Ingest(_) => continue,
                     Call::Generate(task) => {
                         let text = self.model.render(&task);
                         let now = self.at(ms);

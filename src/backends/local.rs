@@ -39,6 +39,8 @@ pub struct IndexStats {
 #[derive(Debug, Clone)]
 pub struct KbHandle {
     state: watch::Receiver<KbState>,
+    /// Present on handles that can be switched to another knowledge base.
+    tx: Option<Arc<watch::Sender<KbState>>>,
 }
 
 impl KbHandle {
@@ -67,7 +69,7 @@ impl KbHandle {
             };
             tx.send_replace(state);
         });
-        KbHandle { state: rx }
+        KbHandle { state: rx, tx: None }
     }
 
     /// Open (or build) a knowledge base on tokio's blocking pool with
@@ -80,6 +82,29 @@ impl KbHandle {
         F: FnOnce() -> Result<KnowledgeBase, String> + Send + 'static,
     {
         let (tx, rx) = watch::channel(KbState::Building);
+        let handle = KbHandle {
+            state: rx,
+            tx: Some(Arc::new(tx)),
+        };
+        handle.switch(open);
+        handle
+    }
+
+    /// Replace the knowledge base every clone of this handle searches with
+    /// what `open` returns, opened on the blocking pool (`/kb use`, or the
+    /// first `/kb add` while the sample lore is in use). Searches issued
+    /// meanwhile wait for it.
+    ///
+    /// # Panics
+    /// When called outside a tokio runtime.
+    pub fn switch<F>(&self, open: F)
+    where
+        F: FnOnce() -> Result<KnowledgeBase, String> + Send + 'static,
+    {
+        let Some(tx) = self.tx.clone() else {
+            return;
+        };
+        tx.send_replace(KbState::Building);
         tokio::task::spawn_blocking(move || {
             let started = Instant::now();
             let opened = std::panic::catch_unwind(std::panic::AssertUnwindSafe(open));
@@ -104,14 +129,36 @@ impl KbHandle {
             };
             tx.send_replace(state);
         });
-        KbHandle { state: rx }
+    }
+
+    /// A receiver that wakes on every change of state (ready, switched).
+    pub fn subscribe(&self) -> watch::Receiver<KbState> {
+        self.state.clone()
+    }
+
+    /// Recount documents and chunks after this process committed to the
+    /// knowledge base in use, so status lines are current.
+    pub fn refresh(&self) {
+        let Some(tx) = &self.tx else { return };
+        if let KbState::Ready(kb, stats) = self.state() {
+            let _ = kb.reload();
+            let stats = IndexStats {
+                documents: kb.document_count(),
+                chunks: kb.chunk_count(),
+                ..stats
+            };
+            tx.send_replace(KbState::Ready(kb, stats));
+        }
     }
 
     /// A handle that is already ready.
     pub fn ready(kb: KnowledgeBase, stats: IndexStats) -> KbHandle {
         log_ready(&stats);
-        let (_tx, rx) = watch::channel(KbState::Ready(Arc::new(kb), stats));
-        KbHandle { state: rx }
+        let (tx, rx) = watch::channel(KbState::Ready(Arc::new(kb), stats));
+        KbHandle {
+            state: rx,
+            tx: Some(Arc::new(tx)),
+        }
     }
 
     /// Build the index synchronously, on the calling thread, and return a
@@ -301,6 +348,93 @@ impl Retriever for LocalRetriever {
     }
 }
 
+/// Adds documents to the knowledge base the TUI searches (`/kb add`).
+/// While the sample lore is in use, documents go to `default`, which then
+/// replaces the sample lore.
+#[derive(Debug, Clone)]
+pub struct LocalIngester {
+    pub home: std::path::PathBuf,
+    pub kb: KbHandle,
+    pub opts: crate::kb::store::IngestOptions,
+    pub fetch_timeout: Duration,
+    pub max_fetch_size: u64,
+    /// Where relative paths are taken from.
+    pub cwd: std::path::PathBuf,
+}
+
+impl crate::backends::Ingester for LocalIngester {
+    fn ingest(
+        &self,
+        paths: Vec<String>,
+        progress: &mut dyn FnMut(crate::kb::store::Progress),
+        cancel: &std::sync::atomic::AtomicBool,
+    ) -> Result<String, String> {
+        use crate::kb::store::{self, Input, Writer};
+        let in_use = match self.kb.state() {
+            KbState::Ready(kb, _) => kb.name().to_owned(),
+            KbState::Building => return Err("the knowledge base is still opening".into()),
+            KbState::Failed(error) => return Err(error),
+        };
+        let target = if in_use == store::SAMPLE || in_use.is_empty() {
+            store::DEFAULT.to_owned()
+        } else {
+            in_use.clone()
+        };
+        let runtime = tokio::runtime::Handle::try_current().map_err(|e| e.to_string())?;
+        let mut inputs = Vec::new();
+        for path in &paths {
+            if path.starts_with("http://") || path.starts_with("https://") {
+                inputs.push(runtime.block_on(crate::kb::fetch::fetch_page(
+                    path,
+                    self.fetch_timeout,
+                    self.max_fetch_size,
+                )));
+            } else {
+                let expanded = match path.strip_prefix("~/") {
+                    Some(rest) => std::env::var_os("HOME")
+                        .map(|home| std::path::PathBuf::from(home).join(rest))
+                        .unwrap_or_else(|| self.cwd.join(path)),
+                    None => self.cwd.join(path),
+                };
+                let absolute = std::path::absolute(&expanded).map_err(|e| e.to_string())?;
+                inputs.push(Input::Path(absolute));
+            }
+        }
+        let mut writer = Writer::open(&self.home, &target, true).map_err(|e| e.to_string())?;
+        let summary = writer
+            .ingest(&inputs, &self.opts, progress, cancel)
+            .map_err(|e| e.to_string())?;
+        writer.close().map_err(|e| e.to_string())?;
+        if target != in_use {
+            let home = self.home.clone();
+            let name = target.clone();
+            self.kb.switch(move || {
+                store::open(&home, &name)
+                    .map(|kb| kb.named(&name))
+                    .map_err(|e| e.to_string())
+            });
+        } else {
+            self.kb.refresh();
+        }
+        let mut line = summary.line(&target);
+        if let Some(first) = summary.skipped.first() {
+            line.push_str(&format!(
+                " (first skip: {}: {})",
+                crate::sanitize::one_line(&first.path),
+                first.reason
+            ));
+        }
+        if let Some(kept) = summary.kept.first() {
+            line.push_str(&format!(
+                " ({}: {})",
+                crate::sanitize::one_line(&kept.path),
+                kept.reason
+            ));
+        }
+        Ok(line)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -365,7 +499,7 @@ mod tests {
     #[tokio::test]
     async fn failed_build_is_a_permanent_error() {
         let (_tx, rx) = watch::channel(KbState::Failed("disk on fire".to_owned()));
-        let retriever = LocalRetriever::new(KbHandle { state: rx });
+        let retriever = LocalRetriever::new(KbHandle { state: rx, tx: None });
         let error = retriever
             .retrieve(query("waystone", 3))
             .await
@@ -378,7 +512,7 @@ mod tests {
     async fn abandoned_build_does_not_hang() {
         let (tx, rx) = watch::channel(KbState::Building);
         drop(tx);
-        let handle = KbHandle { state: rx };
+        let handle = KbHandle { state: rx, tx: None };
         assert!(handle.wait_ready().await.is_err());
     }
 }

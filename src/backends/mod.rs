@@ -29,6 +29,20 @@ pub trait Embedder: Send + Sync {
     fn embed(&self, texts: Vec<String>) -> BoxFuture<'static, Result<Vec<Vec<f32>>, BackendError>>;
 }
 
+/// Adds documents to a knowledge base. Blocking (parsing and index writes):
+/// the runtime calls it on the blocking pool, never on the UI loop.
+pub trait Ingester: Send + Sync {
+    /// Ingest `paths` (as the user typed them: files, folders or URLs),
+    /// reporting progress, stopping between files once `cancel` is set
+    /// (what was committed stays). A one-line summary, or why it failed.
+    fn ingest(
+        &self,
+        paths: Vec<String>,
+        progress: &mut dyn FnMut(crate::kb::store::Progress),
+        cancel: &std::sync::atomic::AtomicBool,
+    ) -> Result<String, String>;
+}
+
 /// Streams generated text for a task, chunk by chunk. The stream ends after
 /// the last chunk; an `Err` item ends it with an error.
 pub trait ChatModel: Send + Sync {

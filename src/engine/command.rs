@@ -34,8 +34,28 @@ pub enum Line {
         force: Force,
     },
     Rag(bool),
+    /// `/kb add PATH...`: ingest into the knowledge base in use.
+    KbAdd(Vec<String>),
+    /// `/kb use NAME`: search another knowledge base.
+    KbUse(String),
     Help,
     Quit,
+}
+
+const KB_USAGE: &str = "usage: /kb add PATH... | /kb use NAME";
+
+fn parse_kb(arg: &str) -> Result<Line, String> {
+    let (sub, rest) = arg.split_once(char::is_whitespace).unwrap_or((arg, ""));
+    let rest = rest.trim();
+    match sub {
+        "add" if !rest.is_empty() => Ok(Line::KbAdd(
+            rest.split_whitespace().map(str::to_owned).collect(),
+        )),
+        "use" if !rest.is_empty() && !rest.contains(char::is_whitespace) => {
+            Ok(Line::KbUse(rest.to_owned()))
+        }
+        _ => Err(KB_USAGE.into()),
+    }
 }
 
 const SCENARIO_PHRASES: &[&str] = &[
@@ -107,6 +127,7 @@ fn parse_slash(rest: &str) -> Result<Line, String> {
             "off" => Ok(Line::Rag(false)),
             _ => Err("usage: /rag on|off".into()),
         },
+        "kb" => parse_kb(arg),
         "ask" if !arg.is_empty() => Ok(Line::Ask(arg.to_string())),
         "ask" => Err("usage: /ask QUESTION".into()),
         "help" | "?" => Ok(Line::Help),

@@ -43,7 +43,7 @@ impl Engine {
         let deadline = match policy {
             DeadlinePolicy::Total(total) => Some(now + total),
             DeadlinePolicy::Streaming { first_token, .. } => Some(now + first_token),
-            DeadlinePolicy::Children => None,
+            DeadlinePolicy::Children | DeadlinePolicy::Unbounded => None,
         };
         let mut request = Request {
             id,
@@ -62,6 +62,7 @@ impl Engine {
             attempt: 0,
             late_drops: 0,
             timeline: Vec::new(),
+            progress: None,
         };
         request.note(now, "created");
         tracing::info!(id = %id, kind = kind.label(), backend, parent = ?parent.map(|p| p.to_string()), "request created");
@@ -271,6 +272,40 @@ impl Engine {
                 self.retrieval_ended(id, lore, now, fx);
             }
             Err(error) => self.attempt_failed(id, error, now, fx),
+        }
+    }
+
+    /// An ingest reported progress: shown in its row and detail.
+    pub(super) fn on_ingest_progress(&mut self, id: RequestId, progress: String) {
+        if let Some(request) = self.registry.live_mut(id) {
+            request.progress = Some(progress);
+        }
+    }
+
+    /// An ingest ended. A failure is the ingest's own (bad path, locked
+    /// knowledge base): no retry, no breaker.
+    pub(super) fn on_ingested(
+        &mut self,
+        id: RequestId,
+        backend: &str,
+        result: Result<String, String>,
+        now: Instant,
+        fx: &mut Vec<Effect>,
+    ) {
+        if !self.is_in_flight(id) {
+            self.late_drop(id, backend, "ingest result", now);
+            return;
+        }
+        match result {
+            Ok(summary) => {
+                self.registry.record(id, now, summary.clone());
+                self.finish(id, Outcome::Completed, now, fx);
+                self.set_notice(summary, false);
+            }
+            Err(error) => {
+                self.finish(id, Outcome::Failed(error.clone()), now, fx);
+                self.set_notice(format!("kb add failed: {error}"), true);
+            }
         }
     }
 
@@ -547,7 +582,7 @@ impl Engine {
                         first_token
                     }
                 }
-                DeadlinePolicy::Children => Duration::ZERO,
+                DeadlinePolicy::Children | DeadlinePolicy::Unbounded => Duration::ZERO,
             };
             if had_call && let Some(b) = self.backends.get_mut(&backend) {
                 let t = b.breaker.on_failure(id, now, "timed out");
@@ -575,7 +610,7 @@ impl Engine {
                         self.settle_parent(parent, now, fx);
                     }
                 }
-                Kind::Scenario | Kind::Turn => {}
+                Kind::Scenario | Kind::Turn | Kind::Ingest => {}
             }
         }
     }

@@ -44,6 +44,14 @@ impl BackendPolicy {
     pub fn embeddings() -> Self {
         Self::with_concurrency(4)
     }
+
+    /// The knowledge base's writer: one ingest at a time (more wait in
+    /// order, shown as queued), never retried.
+    pub fn ingest() -> Self {
+        let mut policy = Self::with_concurrency(1);
+        policy.retry.max_retries = 0;
+        policy
+    }
 }
 
 /// Tokens refill continuously at `rate_per_minute / 60` per second, up to a

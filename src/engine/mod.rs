@@ -64,11 +64,15 @@ pub struct EngineConfig {
     pub policies: BTreeMap<String, BackendPolicy>,
 }
 
+/// The backend name of knowledge-base ingests in the lifecycle pane.
+pub const KB_BACKEND: &str = "kb";
+
 impl EngineConfig {
     /// The policy of backend `name`.
     pub fn policy_for(&self, name: &str) -> BackendPolicy {
         match self.policies.get(name) {
             Some(policy) => *policy,
+            None if name == KB_BACKEND => BackendPolicy::ingest(),
             None if name == self.retriever => self.retrieval_policy,
             None if self.embedder.as_deref() == Some(name) => BackendPolicy::embeddings(),
             None => self.chat_policy,
@@ -105,6 +109,8 @@ pub enum Call {
     /// Embed these texts (one vector each, in order).
     Embed(Vec<String>),
     Generate(GenerationTask),
+    /// Add these paths (as typed) to the knowledge base in use.
+    Ingest(Vec<String>),
 }
 
 /// What the runtime must do. Effects are data: the engine decides, the
@@ -163,6 +169,10 @@ pub enum Command {
         number: u64,
     },
     SetRag(bool),
+    /// Add files, folders or URLs to the knowledge base in use.
+    KbAdd {
+        paths: Vec<String>,
+    },
     /// Fault injection on a backend; `backend: None` with `mode: None` stops
     /// it everywhere.
     Chaos {
@@ -201,6 +211,19 @@ pub enum Input {
         result: Result<(), BackendError>,
     },
     Exported {
+        result: Result<String, String>,
+    },
+    /// An ingest's progress (files done / total, chunks written).
+    IngestProgress {
+        id: RequestId,
+        files_done: usize,
+        files_total: usize,
+        chunks: usize,
+    },
+    /// An ingest ended: its summary, or why it failed.
+    Ingested {
+        id: RequestId,
+        backend: String,
         result: Result<String, String>,
     },
     /// Time passed: expire what is due.
@@ -459,6 +482,20 @@ impl Engine {
                 Ok(path) => self.set_notice(format!("exported to {path}"), false),
                 Err(error) => self.set_notice(format!("export failed: {error}"), true),
             },
+            Input::IngestProgress {
+                id,
+                files_done,
+                files_total,
+                chunks,
+            } => self.on_ingest_progress(
+                id,
+                format!("{files_done}/{files_total} files · {chunks} chunks"),
+            ),
+            Input::Ingested {
+                id,
+                backend,
+                result,
+            } => self.on_ingested(id, &backend, result, now, &mut fx),
             Input::Tick => {}
         }
         self.advance(now, &mut fx);
@@ -517,6 +554,22 @@ impl Engine {
                     conv.queue.clear();
                     self.set_notice(format!("dropped {n} queued message(s)"), false);
                 }
+            }
+            Command::KbAdd { paths } => {
+                if paths.is_empty() {
+                    self.set_notice("usage: /kb add PATH...", true);
+                    return;
+                }
+                let label = format!("add {}", paths.join(" "));
+                let id = self.new_request(
+                    Kind::Ingest,
+                    KB_BACKEND,
+                    None,
+                    &label,
+                    DeadlinePolicy::Unbounded,
+                    now,
+                );
+                self.submit(id, Call::Ingest(paths), now, fx);
             }
             Command::SetRag(on) => {
                 self.cfg.rag = on;

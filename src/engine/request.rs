@@ -53,6 +53,8 @@ pub enum Kind {
     Embed,
     Chat,
     Generate,
+    /// Documents added to a knowledge base (`/kb add`).
+    Ingest,
 }
 
 impl Kind {
@@ -64,6 +66,7 @@ impl Kind {
             Kind::Embed => "embed",
             Kind::Chat => "chat",
             Kind::Generate => "generate",
+            Kind::Ingest => "ingest",
         }
     }
 }
@@ -141,6 +144,8 @@ pub enum DeadlinePolicy {
     /// Parents: no deadline of their own; they end when their children do,
     /// and every child has one.
     Children,
+    /// No deadline: work that ends when it is done or cancelled (ingest).
+    Unbounded,
 }
 
 /// One thing that happened to a request, for its timeline and the trace.
@@ -176,6 +181,8 @@ pub struct Request {
     /// Results that arrived after this request ended and were dropped.
     pub late_drops: u32,
     pub timeline: Vec<TimelineEntry>,
+    /// Where long work stands ("12/40 files · 57 chunks"), while it runs.
+    pub progress: Option<String>,
 }
 
 impl Request {
@@ -201,7 +208,7 @@ impl Request {
                 Phase::Streaming => format!("idle {}", format_duration(idle)),
                 _ => format!("ft {}", format_duration(first_token)),
             },
-            DeadlinePolicy::Children => "-".to_string(),
+            DeadlinePolicy::Children | DeadlinePolicy::Unbounded => "-".to_string(),
         }
     }
 

@@ -12,11 +12,11 @@ use std::sync::atomic::AtomicBool;
 use std::time::Duration;
 
 use anyhow::Context;
-use futures::StreamExt;
 use serde_json::json;
 
 use crate::cli::KbCmd;
-use crate::kb::loaders::{Format, LoadOptions};
+use crate::kb::fetch::fetch_page;
+use crate::kb::loaders::LoadOptions;
 use crate::kb::store::{self, IngestOptions, Input, StoreError, Summary, Writer};
 use crate::kb::{DocRecord, KnowledgeBase};
 use crate::sanitize::one_line;
@@ -117,7 +117,7 @@ async fn run_inner(cmd: KbCmd, ctx: &KbContext) -> anyhow::Result<ExitCode> {
             let mut inputs = Vec::new();
             for arg in &paths {
                 if is_url(arg) {
-                    inputs.push(fetch_page(arg, ctx).await);
+                    inputs.push(fetch_page(arg, ctx.fetch_timeout, ctx.max_fetch_size).await);
                 } else {
                     let path = std::path::absolute(cwd.join(arg))
                         .with_context(|| format!("bad path {}", one_line(arg)))?;
@@ -138,7 +138,7 @@ async fn run_inner(cmd: KbCmd, ctx: &KbContext) -> anyhow::Result<ExitCode> {
             let mut inputs = Vec::new();
             for root in kb.roots()? {
                 if is_url(&root) {
-                    inputs.push(fetch_page(&root, ctx).await);
+                    inputs.push(fetch_page(&root, ctx.fetch_timeout, ctx.max_fetch_size).await);
                 } else {
                     inputs.push(Input::Path(PathBuf::from(root)));
                 }
@@ -158,7 +158,7 @@ async fn run_inner(cmd: KbCmd, ctx: &KbContext) -> anyhow::Result<ExitCode> {
             let mut inputs = Vec::new();
             for root in kb.roots()? {
                 if is_url(&root) {
-                    inputs.push(fetch_page(&root, ctx).await);
+                    inputs.push(fetch_page(&root, ctx.fetch_timeout, ctx.max_fetch_size).await);
                 } else {
                     inputs.push(Input::Path(PathBuf::from(root)));
                 }
@@ -472,23 +472,7 @@ fn print_summary(
             one_line(&kept.reason)
         )?;
     }
-    let removed = if summary.removed > 0 {
-        format!(", {} removed", summary.removed)
-    } else {
-        String::new()
-    };
-    writeln!(
-        out,
-        "kb '{name}': {} changed ({} added, {} updated{removed}), {} unchanged, {} skipped; {} chunks written in {:.2} s{}",
-        summary.changed(),
-        summary.added,
-        summary.updated,
-        summary.unchanged,
-        summary.skipped.len(),
-        summary.chunks_written,
-        summary.elapsed.as_secs_f64(),
-        if summary.cancelled { " (cancelled)" } else { "" },
-    )?;
+    writeln!(out, "{}", summary.line(name))?;
     Ok(())
 }
 
@@ -571,18 +555,7 @@ fn snippet(kb: &KnowledgeBase, text: &str, terms: &[String], tty: bool) -> Strin
     shown
 }
 
-pub fn human_bytes(bytes: u64) -> String {
-    let b = bytes as f64;
-    if b >= 1e9 {
-        format!("{:.1} GB", b / 1e9)
-    } else if b >= 1e6 {
-        format!("{:.1} MB", b / 1e6)
-    } else if b >= 1e3 {
-        format!("{:.1} KB", b / 1e3)
-    } else {
-        format!("{bytes} B")
-    }
-}
+pub use crate::kb::fetch::human_bytes;
 
 /// `2026-11-30 12:01 UTC` from seconds since the epoch.
 pub fn utc_time(secs: u64) -> String {
@@ -604,70 +577,6 @@ pub fn utc_time(secs: u64) -> String {
         rem / 3600,
         (rem % 3600) / 60
     )
-}
-
-/// Fetch one web page with the pooled client, a deadline and a size cap.
-async fn fetch_page(url: &str, ctx: &KbContext) -> Input {
-    let fetched = tokio::time::timeout(ctx.fetch_timeout, fetch(url, ctx.max_fetch_size))
-        .await
-        .unwrap_or_else(|_| {
-            Err(format!(
-                "timed out after {}",
-                crate::engine::request::format_duration(ctx.fetch_timeout)
-            ))
-        });
-    Input::Page {
-        url: url.to_owned(),
-        fetched,
-    }
-}
-
-async fn fetch(url: &str, max: u64) -> Result<(Format, Vec<u8>), String> {
-    let client = crate::backends::http::build_client(&crate::backends::http::HttpOptions {
-        max_body_bytes: max,
-        ..Default::default()
-    })
-    .map_err(|e| e.message)?;
-    let response = client
-        .get(url)
-        .send()
-        .await
-        .map_err(|e| one_line(&format!("fetch failed: {e}")))?;
-    let status = response.status();
-    if !status.is_success() {
-        return Err(format!("HTTP {status}"));
-    }
-    let content_type = response
-        .headers()
-        .get(reqwest::header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("text/html")
-        .to_ascii_lowercase();
-    let format = if content_type.contains("html") {
-        Format::Html
-    } else if content_type.contains("markdown") {
-        Format::Markdown
-    } else if content_type.starts_with("text/") {
-        Format::Text
-    } else {
-        return Err(format!(
-            "unsupported content type ({})",
-            one_line(&content_type)
-        ));
-    };
-    if response.content_length().is_some_and(|len| len > max) {
-        return Err(format!("over the {} size cap", human_bytes(max)));
-    }
-    let mut body = Vec::new();
-    let mut stream = response.bytes_stream();
-    while let Some(chunk) = stream.next().await {
-        let chunk = chunk.map_err(|e| one_line(&format!("fetch failed: {e}")))?;
-        if (body.len() + chunk.len()) as u64 > max {
-            return Err(format!("over the {} size cap", human_bytes(max)));
-        }
-        body.extend_from_slice(&chunk);
-    }
-    Ok((format, body))
 }
 
 #[cfg(test)]

@@ -16,6 +16,7 @@
 mod chunking;
 mod index;
 pub mod eval;
+pub mod fetch;
 pub mod loaders;
 mod markdown;
 pub mod store;

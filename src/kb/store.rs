@@ -277,6 +277,26 @@ impl Summary {
     pub fn changed(&self) -> usize {
         self.added + self.updated + self.removed
     }
+
+    /// `kb 'notes': 2 changed (1 added, 1 updated), 40 unchanged, 1 skipped; 9 chunks written in 0.31 s`.
+    pub fn line(&self, name: &str) -> String {
+        let removed = if self.removed > 0 {
+            format!(", {} removed", self.removed)
+        } else {
+            String::new()
+        };
+        format!(
+            "kb '{name}': {} changed ({} added, {} updated{removed}), {} unchanged, {} skipped; {} chunks written in {:.2} s{}",
+            self.changed(),
+            self.added,
+            self.updated,
+            self.unchanged,
+            self.skipped.len(),
+            self.chunks_written,
+            self.elapsed.as_secs_f64(),
+            if self.cancelled { " (cancelled)" } else { "" },
+        )
+    }
 }
 
 /// Where an ingest stands, for a progress bar or the lifecycle pane.

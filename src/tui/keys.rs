@@ -15,6 +15,8 @@ pub enum Action {
     Engine(Command),
     /// A message for the status line.
     Notice(String, bool),
+    /// Switch the knowledge base the local retriever searches.
+    KbUse(String),
     Quit,
 }
 
@@ -164,6 +166,8 @@ fn submit(view: &mut ViewState, engine: &Engine) -> Vec<Action> {
             conversation: CONVERSATION,
         }),
         Line::Rag(on) => Action::Engine(Command::SetRag(on)),
+        Line::KbAdd(paths) => Action::Engine(Command::KbAdd { paths }),
+        Line::KbUse(name) => Action::KbUse(name),
         Line::CancelQueued(number) => Action::Engine(Command::CancelQueued {
             conversation: CONVERSATION,
             number,

@@ -70,12 +70,10 @@ async fn run_inner(
 
     let index_started = Instant::now();
     let kb = open_kb();
-    let backends = crate::app::build_backends(config, kb.clone())?;
+    let mut backends = crate::app::build_backends(config, kb.clone())?;
+    backends.ingester = crate::app::ingester(config, &kb);
     driver.runtime.replace_backends(backends);
-    let mut kb_ready = Box::pin({
-        let kb = kb.clone();
-        async move { kb.wait_ready().await }
-    });
+    let mut kb_rx = kb.subscribe();
     // The built-in index only matters to the local retriever.
     let local = config.retriever.provider == crate::config::RetrieverProvider::Local;
     let mut kb_pending = local;
@@ -102,6 +100,14 @@ async fn run_inner(
                         match action {
                             Action::Engine(command) => driver.apply(Input::Command(command)),
                             Action::Notice(text, is_error) => driver.engine.set_notice(text, is_error),
+                            Action::KbUse(name) => {
+                                if local {
+                                    kb.switch(move || crate::app::open_named_kb(&name));
+                                    view.kb_status = "kb: opening...".into();
+                                } else {
+                                    driver.engine.set_notice("the retriever is not local: its knowledge base lives in the pipeline", true);
+                                }
+                            }
                             Action::Quit => return Ok(Exit::Quit),
                         }
                     }
@@ -116,10 +122,12 @@ async fn run_inner(
                 driver.apply(input);
                 dirty = true;
             }
-            ready = &mut kb_ready, if kb_pending => {
-                kb_pending = false;
-                view.kb_status = match (ready, kb.state()) {
-                    (Ok(_), KbState::Ready(base, IndexStats { documents, chunks, build_time })) => {
+            changed = kb_rx.changed(), if kb_pending => {
+                if changed.is_err() {
+                    kb_pending = false;
+                }
+                view.kb_status = match kb.state() {
+                    KbState::Ready(base, IndexStats { documents, chunks, build_time }) => {
                         tracing::info!(
                             index_ms = build_time.as_secs_f64() * 1e3,
                             since_first_frame_ms = index_started.elapsed().as_secs_f64() * 1e3,
@@ -127,8 +135,8 @@ async fn run_inner(
                         );
                         format!("kb {} · {documents} docs", crate::sanitize::one_line(base.name()))
                     }
-                    (Err(error), _) => format!("kb failed: {}", crate::sanitize::one_line(&error)),
-                    _ => "kb ready".into(),
+                    KbState::Failed(error) => format!("kb failed: {}", crate::sanitize::one_line(&error)),
+                    KbState::Building => "kb: opening...".into(),
                 };
                 dirty = true;
             }

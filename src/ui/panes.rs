@@ -364,6 +364,9 @@ fn row_state(r: &Request, view: &ViewState) -> (Style, String) {
         Phase::Done(Outcome::Joined(leader)) => format!("joined {}", leader.short()),
         _ => one_line(&r.label),
     };
+    if let (Some(progress), None) = (&r.progress, r.outcome()) {
+        info = format!("{} · {info}", one_line(progress));
+    }
     if r.late_drops > 0 {
         info = format!("late drop ×{} · {info}", r.late_drops);
     }
@@ -404,6 +407,9 @@ pub(super) fn detail(
             )),
         ]));
         lines.push(Line::styled(format!("  {}", one_line(&r.label)), t.dim));
+        if let Some(progress) = &r.progress {
+            lines.push(Line::raw(format!("  progress: {}", one_line(progress))));
+        }
         for entry in &r.timeline {
             lines.push(Line::raw(format!(
                 "  +{:<8} {}",
