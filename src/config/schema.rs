@@ -1,0 +1,628 @@
+//! The configuration's shape: one serde struct per section (`[llm]`,
+//! `[embeddings]`, `[retriever]`, `[prompts]`), the provider enums, the
+//! defaults, the keys as the file spells them, and what the rest of the
+//! crate reads from a `Config`: backend names, endpoints, API keys, the
+//! engine's settings and each backend's policy.
+//!
+//! Invariants: each struct's `Default` is what assets/config.toml says, and
+//! `SECTIONS` lists exactly the structs' fields (tests keep both in step).
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::str::FromStr;
+use std::time::Duration;
+
+use secrecy::SecretString;
+use serde::{Deserialize, Serialize};
+
+use super::ConfigError;
+use crate::engine::EngineConfig;
+use crate::engine::limits::BackendPolicy;
+use crate::engine::retry::RetryPolicy;
+
+// ----- providers -------------------------------------------------------------
+
+macro_rules! provider_enum {
+    ($(#[$meta:meta])* $name:ident { $($variant:ident => $text:literal),+ $(,)? }) => {
+        $(#[$meta])*
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
+        #[serde(rename_all = "lowercase")]
+        pub enum $name {
+            #[default]
+            $($variant),+
+        }
+
+        impl $name {
+            /// Every value, as written in the file.
+            pub const ALL: &'static [&'static str] = &[$($text),+];
+
+            /// As written in the file.
+            pub fn as_str(self) -> &'static str {
+                match self {
+                    $($name::$variant => $text),+
+                }
+            }
+        }
+
+        impl FromStr for $name {
+            type Err = String;
+
+            fn from_str(s: &str) -> Result<Self, String> {
+                match s.trim().to_ascii_lowercase().as_str() {
+                    $($text => Ok($name::$variant),)+
+                    _ => Err(format!("unknown provider `{}`; choose {}", s.trim(), or_list(Self::ALL))),
+                }
+            }
+        }
+
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(self.as_str())
+            }
+        }
+    };
+}
+
+// The first variant is the default (the macro puts `#[default]` on it).
+provider_enum!(
+    /// Which language model answers and writes scenarios.
+    LlmProvider { Offline => "offline", OpenAi => "openai", Ollama => "ollama" }
+);
+provider_enum!(
+    /// Which service computes embeddings, if any.
+    EmbeddingsProvider { None => "none", OpenAi => "openai", Ollama => "ollama" }
+);
+provider_enum!(
+    /// Where lore is retrieved from.
+    RetrieverProvider { Local => "local", Hayhooks => "hayhooks" }
+);
+
+const OPENAI_DEFAULT_URL: &str = "http://127.0.0.1:8080/v1";
+const OLLAMA_DEFAULT_URL: &str = "http://127.0.0.1:11434";
+
+impl LlmProvider {
+    /// The server address used when `base_url` is empty.
+    pub fn default_base_url(self) -> Option<&'static str> {
+        match self {
+            LlmProvider::Offline => None,
+            LlmProvider::OpenAi => Some(OPENAI_DEFAULT_URL),
+            LlmProvider::Ollama => Some(OLLAMA_DEFAULT_URL),
+        }
+    }
+}
+
+impl EmbeddingsProvider {
+    /// The server address used when `base_url` is empty.
+    pub fn default_base_url(self) -> Option<&'static str> {
+        match self {
+            EmbeddingsProvider::None => None,
+            EmbeddingsProvider::OpenAi => Some(OPENAI_DEFAULT_URL),
+            EmbeddingsProvider::Ollama => Some(OLLAMA_DEFAULT_URL),
+        }
+    }
+}
+
+// ----- the configuration -----------------------------------------------------
+
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    pub llm: LlmConfig,
+    pub embeddings: EmbeddingsConfig,
+    pub retriever: RetrieverConfig,
+    pub prompts: PromptsConfig,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LlmConfig {
+    pub provider: LlmProvider,
+    /// "" means the provider's default (see [`LlmConfig::endpoint`]).
+    pub base_url: String,
+    pub model: String,
+    /// The name of the environment variable holding the API key.
+    pub api_key_env: String,
+    pub temperature: f32,
+    pub max_tokens: u32,
+    #[serde(with = "duration_text")]
+    pub first_token_timeout: Duration,
+    #[serde(with = "duration_text")]
+    pub idle_timeout: Duration,
+    pub retries: u32,
+    pub breaker_failures: u32,
+    pub breaker_open_secs: u64,
+    pub concurrency: usize,
+    /// 0 means no limit.
+    pub rate_per_minute: u32,
+}
+
+impl Default for LlmConfig {
+    fn default() -> Self {
+        Self {
+            provider: LlmProvider::Offline,
+            base_url: String::new(),
+            model: String::new(),
+            api_key_env: String::new(),
+            temperature: 0.7,
+            max_tokens: 512,
+            first_token_timeout: Duration::from_secs(60),
+            idle_timeout: Duration::from_secs(30),
+            retries: 2,
+            breaker_failures: 5,
+            breaker_open_secs: 60,
+            concurrency: 2,
+            rate_per_minute: 0,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct EmbeddingsConfig {
+    pub provider: EmbeddingsProvider,
+    pub base_url: String,
+    pub model: String,
+    pub api_key_env: String,
+    pub batch_size: usize,
+    #[serde(with = "duration_text")]
+    pub timeout: Duration,
+    pub retries: u32,
+    pub breaker_failures: u32,
+    pub breaker_open_secs: u64,
+    pub concurrency: usize,
+    pub rate_per_minute: u32,
+}
+
+impl Default for EmbeddingsConfig {
+    fn default() -> Self {
+        Self {
+            provider: EmbeddingsProvider::None,
+            base_url: String::new(),
+            model: String::new(),
+            api_key_env: String::new(),
+            batch_size: 32,
+            timeout: Duration::from_secs(30),
+            retries: 2,
+            breaker_failures: 5,
+            breaker_open_secs: 60,
+            concurrency: 4,
+            rate_per_minute: 0,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RetrieverConfig {
+    pub provider: RetrieverProvider,
+    /// The Hayhooks pipeline endpoint, e.g. `http://127.0.0.1:1416/lore/run`.
+    pub url: String,
+    pub top_k: usize,
+    #[serde(with = "duration_text")]
+    pub timeout: Duration,
+    /// The metadata field of a retrieved document that names its source.
+    pub source_meta_key: String,
+    /// Extra JSON parameters sent to Hayhooks with every query.
+    pub extra: serde_json::Map<String, serde_json::Value>,
+    pub retries: u32,
+    pub breaker_failures: u32,
+    pub breaker_open_secs: u64,
+    pub concurrency: usize,
+    pub rate_per_minute: u32,
+}
+
+impl Default for RetrieverConfig {
+    fn default() -> Self {
+        Self {
+            provider: RetrieverProvider::Local,
+            url: String::new(),
+            top_k: 5,
+            timeout: Duration::from_secs(10),
+            source_meta_key: "source".into(),
+            extra: serde_json::Map::new(),
+            retries: 2,
+            breaker_failures: 5,
+            breaker_open_secs: 60,
+            concurrency: 8,
+            rate_per_minute: 0,
+        }
+    }
+}
+
+/// Template files overriding the built-in prompts; "" means built-in.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PromptsConfig {
+    pub chat: String,
+    pub scenario: String,
+}
+
+/// The keys of each section, as the file spells them. A test keeps these in
+/// step with the structs.
+pub(super) const SECTIONS: &[(&str, &[&str])] = &[
+    (
+        "llm",
+        &[
+            "provider",
+            "base_url",
+            "model",
+            "api_key_env",
+            "temperature",
+            "max_tokens",
+            "first_token_timeout",
+            "idle_timeout",
+            "retries",
+            "breaker_failures",
+            "breaker_open_secs",
+            "concurrency",
+            "rate_per_minute",
+        ],
+    ),
+    (
+        "embeddings",
+        &[
+            "provider",
+            "base_url",
+            "model",
+            "api_key_env",
+            "batch_size",
+            "timeout",
+            "retries",
+            "breaker_failures",
+            "breaker_open_secs",
+            "concurrency",
+            "rate_per_minute",
+        ],
+    ),
+    (
+        "retriever",
+        &[
+            "provider",
+            "url",
+            "top_k",
+            "timeout",
+            "source_meta_key",
+            "extra",
+            "retries",
+            "breaker_failures",
+            "breaker_open_secs",
+            "concurrency",
+            "rate_per_minute",
+        ],
+    ),
+    ("prompts", &["chat", "scenario"]),
+];
+
+/// The names the lifecycle pane and the engine use for the backends.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BackendNames {
+    pub llm: &'static str,
+    pub retriever: &'static str,
+    /// `None` when embeddings are off.
+    pub embeddings: Option<&'static str>,
+}
+
+impl LlmConfig {
+    /// The backend name: "offline", "openai" or "ollama".
+    pub fn name(&self) -> &'static str {
+        self.provider.as_str()
+    }
+
+    /// `base_url`, or the provider's default when it is empty.
+    pub fn endpoint(&self) -> Option<String> {
+        endpoint(&self.base_url, self.provider.default_base_url())
+    }
+
+    /// The API key from the variable named by `api_key_env` (`None` when no
+    /// variable is named).
+    pub fn api_key(&self) -> Result<Option<SecretString>, ConfigError> {
+        api_key("llm", &self.api_key_env, |name| std::env::var(name).ok())
+    }
+
+    pub fn policy(&self) -> BackendPolicy {
+        policy(
+            self.retries,
+            self.breaker_failures,
+            self.breaker_open_secs,
+            self.concurrency,
+            self.rate_per_minute,
+        )
+    }
+}
+
+impl EmbeddingsConfig {
+    /// The backend name: "openai-embed" or "ollama-embed"; `None` when off.
+    pub fn name(&self) -> Option<&'static str> {
+        match self.provider {
+            EmbeddingsProvider::None => None,
+            EmbeddingsProvider::OpenAi => Some("openai-embed"),
+            EmbeddingsProvider::Ollama => Some("ollama-embed"),
+        }
+    }
+
+    pub fn endpoint(&self) -> Option<String> {
+        endpoint(&self.base_url, self.provider.default_base_url())
+    }
+
+    pub fn api_key(&self) -> Result<Option<SecretString>, ConfigError> {
+        api_key("embeddings", &self.api_key_env, |name| {
+            std::env::var(name).ok()
+        })
+    }
+
+    pub fn policy(&self) -> BackendPolicy {
+        policy(
+            self.retries,
+            self.breaker_failures,
+            self.breaker_open_secs,
+            self.concurrency,
+            self.rate_per_minute,
+        )
+    }
+}
+
+impl RetrieverConfig {
+    /// The backend name: "local" or "hayhooks".
+    pub fn name(&self) -> &'static str {
+        self.provider.as_str()
+    }
+
+    pub fn policy(&self) -> BackendPolicy {
+        policy(
+            self.retries,
+            self.breaker_failures,
+            self.breaker_open_secs,
+            self.concurrency,
+            self.rate_per_minute,
+        )
+    }
+}
+
+fn endpoint(base_url: &str, default: Option<&str>) -> Option<String> {
+    let base = base_url.trim();
+    if base.is_empty() {
+        default.map(str::to_string)
+    } else {
+        Some(base.trim_end_matches('/').to_string())
+    }
+}
+
+fn api_key(
+    section: &'static str,
+    var: &str,
+    lookup: impl Fn(&str) -> Option<String>,
+) -> Result<Option<SecretString>, ConfigError> {
+    let var = var.trim();
+    if var.is_empty() {
+        return Ok(None);
+    }
+    match lookup(var) {
+        Some(key) if !key.trim().is_empty() => Ok(Some(SecretString::from(key.trim()))),
+        _ => Err(ConfigError::MissingKey {
+            section,
+            var: var.to_string(),
+        }),
+    }
+}
+
+fn policy(
+    retries: u32,
+    breaker_failures: u32,
+    breaker_open_secs: u64,
+    concurrency: usize,
+    rate_per_minute: u32,
+) -> BackendPolicy {
+    BackendPolicy {
+        concurrency,
+        rate_per_minute: (rate_per_minute > 0).then_some(rate_per_minute),
+        retry: RetryPolicy {
+            max_retries: retries,
+            ..RetryPolicy::default()
+        },
+        breaker_failures,
+        breaker_open: Duration::from_secs(breaker_open_secs),
+    }
+}
+
+impl Config {
+    pub fn backend_names(&self) -> BackendNames {
+        BackendNames {
+            llm: self.llm.name(),
+            retriever: self.retriever.name(),
+            embeddings: self.embeddings.name(),
+        }
+    }
+
+    /// The engine settings: backend names, deadlines, `top_k`, and a policy
+    /// per backend name.
+    pub fn engine_config(&self) -> EngineConfig {
+        let mut policies = BTreeMap::new();
+        policies.insert(self.llm.name().to_string(), self.llm.policy());
+        policies.insert(self.retriever.name().to_string(), self.retriever.policy());
+        if let Some(name) = self.embeddings.name() {
+            policies.insert(name.to_string(), self.embeddings.policy());
+        }
+        EngineConfig {
+            retriever: self.retriever.name().to_string(),
+            generator: self.llm.name().to_string(),
+            retrieval_timeout: self.retriever.timeout,
+            first_token_timeout: self.llm.first_token_timeout,
+            idle_timeout: self.llm.idle_timeout,
+            top_k: self.retriever.top_k,
+            retrieval_policy: self.retriever.policy(),
+            chat_policy: self.llm.policy(),
+            policies,
+            embedder: self.query_embedder().map(str::to_string),
+            embed_timeout: self.embeddings.timeout,
+            ..EngineConfig::default()
+        }
+    }
+
+    /// The embeddings backend that embeds queries: only with the local
+    /// retriever (a Hayhooks pipeline embeds queries itself).
+    pub fn query_embedder(&self) -> Option<&'static str> {
+        match self.retriever.provider {
+            RetrieverProvider::Local => self.embeddings.name(),
+            RetrieverProvider::Hayhooks => None,
+        }
+    }
+}
+
+pub(super) fn or_list(items: &[&str]) -> String {
+    let quoted: Vec<String> = items.iter().map(|s| format!("`{s}`")).collect();
+    match quoted.split_last() {
+        None => String::new(),
+        Some((last, [])) => last.clone(),
+        Some((last, rest)) => format!("{} or {last}", rest.join(", ")),
+    }
+}
+
+// ----- durations ---------------------------------------------------------------
+
+/// Durations are written as "60s", "1.5s", "200ms" or "2m", or as a number of
+/// seconds.
+mod duration_text {
+    use std::fmt;
+    use std::time::Duration;
+
+    use serde::de::{self, Visitor};
+    use serde::{Deserializer, Serializer};
+
+    use crate::domain::parse_duration;
+
+    pub fn serialize<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&super::format_duration(*d))
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+        d.deserialize_any(DurationVisitor)
+    }
+
+    struct DurationVisitor;
+
+    impl Visitor<'_> for DurationVisitor {
+        type Value = Duration;
+
+        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str("a duration such as \"10s\", \"1.5s\" or \"200ms\", or a number of seconds")
+        }
+
+        fn visit_str<E: de::Error>(self, v: &str) -> Result<Duration, E> {
+            parse_duration(v).map_err(E::custom)
+        }
+
+        fn visit_i64<E: de::Error>(self, v: i64) -> Result<Duration, E> {
+            parse_duration(&format!("{v}s")).map_err(E::custom)
+        }
+
+        fn visit_u64<E: de::Error>(self, v: u64) -> Result<Duration, E> {
+            parse_duration(&format!("{v}s")).map_err(E::custom)
+        }
+
+        fn visit_f64<E: de::Error>(self, v: f64) -> Result<Duration, E> {
+            if !v.is_finite() {
+                return Err(E::custom(format!("{v} is not a duration")));
+            }
+            parse_duration(&format!("{v}s")).map_err(E::custom)
+        }
+    }
+}
+
+/// "60s", "1500ms": how a duration is written back.
+fn format_duration(d: Duration) -> String {
+    let ms = d.as_millis();
+    if ms.is_multiple_of(1_000) {
+        format!("{}s", ms / 1_000)
+    } else {
+        format!("{ms}ms")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::{DEFAULT_TOML, parse};
+
+    #[test]
+    fn known_keys_match_the_structs_and_the_asset() {
+        let serialized = toml::Value::try_from(Config::default()).unwrap();
+        let asset: toml::Table = toml::from_str(DEFAULT_TOML).unwrap();
+        let table = serialized.as_table().unwrap();
+        assert_eq!(table.len(), SECTIONS.len());
+        for (section, fields) in SECTIONS {
+            let mut want: Vec<&str> = fields.to_vec();
+            want.sort_unstable();
+            for source in [table, &asset] {
+                let mut got: Vec<&str> = source[*section]
+                    .as_table()
+                    .unwrap()
+                    .keys()
+                    .map(String::as_str)
+                    .collect();
+                got.sort_unstable();
+                assert_eq!(got, want, "[{section}]");
+            }
+        }
+        // The asset keeps the documented order of sections.
+        let order: Vec<usize> = ["[llm]", "[embeddings]", "[retriever]", "[prompts]"]
+            .iter()
+            .map(|h| DEFAULT_TOML.find(&format!("\n{h}\n")).unwrap())
+            .collect();
+        assert!(order.is_sorted());
+    }
+
+    #[test]
+    fn api_key_is_read_from_the_named_variable_only() {
+        let k = api_key("llm", "MY_KEY", |n| {
+            (n == "MY_KEY").then(|| "s3cret".into())
+        })
+        .unwrap();
+        assert!(k.is_some());
+        assert!(api_key("llm", "", |_| Some("x".into())).unwrap().is_none());
+        let e = api_key("llm", "MISSING", |_| None).unwrap_err();
+        assert!(e.to_string().contains("MISSING"));
+    }
+
+    #[test]
+    fn engine_config_maps_names_deadlines_and_policies() {
+        let c = parse(
+            "[llm]\nprovider = \"ollama\"\nmodel = \"m\"\nretries = 0\nrate_per_minute = 30\nfirst_token_timeout = \"5s\"\n\
+             [retriever]\nprovider = \"hayhooks\"\nurl = \"http://127.0.0.1:1416/lore/run\"\nconcurrency = 3\ntop_k = 7\ntimeout = \"2s\"\n\
+             [embeddings]\nprovider = \"openai\"\nmodel = \"e\"\nbreaker_failures = 9\n",
+        )
+        .unwrap();
+        let e = c.engine_config();
+        assert_eq!(
+            (e.retriever.as_str(), e.generator.as_str()),
+            ("hayhooks", "ollama")
+        );
+        assert_eq!(e.top_k, 7);
+        assert_eq!(e.retrieval_timeout, Duration::from_secs(2));
+        assert_eq!(e.first_token_timeout, Duration::from_secs(5));
+        assert_eq!(e.policy_for("hayhooks").concurrency, 3);
+        let llm = e.policy_for("ollama");
+        assert_eq!(llm.retry.max_retries, 0);
+        assert_eq!(llm.rate_per_minute, Some(30));
+        assert_eq!(llm.retry.base, Duration::from_secs(1));
+        assert_eq!(llm.retry.cap, Duration::from_secs(8));
+        assert_eq!(e.policy_for("openai-embed").breaker_failures, 9);
+        assert_eq!(e.policy_for("openai-embed").concurrency, 4);
+        assert_eq!(
+            c.backend_names(),
+            BackendNames {
+                llm: "ollama",
+                retriever: "hayhooks",
+                embeddings: Some("openai-embed")
+            }
+        );
+
+        let d = Config::default().engine_config();
+        assert_eq!(
+            (d.retriever.as_str(), d.generator.as_str()),
+            ("local", "offline")
+        );
+        assert_eq!(d.policy_for("local"), BackendPolicy::retrieval());
+        assert_eq!(d.policy_for("offline"), BackendPolicy::chat());
+        assert_eq!(Config::default().backend_names().embeddings, None);
+    }
+}
