@@ -32,8 +32,8 @@ pub use load::{DEFAULT_TOML, FILE_NAME, default_path, init, load, resolve_path};
 pub use overrides::Overrides;
 pub use parse::{check_report, parse};
 pub use schema::{
-    BackendNames, Config, EmbeddingsConfig, EmbeddingsProvider, LlmConfig, LlmProvider,
-    PromptsConfig, RetrieverConfig, RetrieverProvider,
+    BackendNames, Config, EmbeddingsConfig, EmbeddingsProvider, LimitsConfig, LlmConfig,
+    LlmProvider, PromptsConfig, RetrieverConfig, RetrieverProvider,
 };
 
 // ----- errors and diagnostics ----------------------------------------------

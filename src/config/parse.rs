@@ -4,19 +4,26 @@
 //! and the semantic problems that validation finds, each located at its
 //! line and column.
 //!
+//! The limit keys that `[llm]`, `[embeddings]` and `[retriever]` share are
+//! split off each section's table and read into its `LimitsConfig` apart
+//! (`with_limits`), so that both parts keep `deny_unknown_fields` and every
+//! value's location, which `#[serde(flatten)]` would lose.
+//!
 //! Invariants: the diagnostics come sorted by position; a key whose value
 //! was refused (or a misspelt key's intended name) is not judged again by
 //! the semantic checks; a string given where a number was expected is never
 //! repeated (it might be a secret put in the wrong place).
 
 use std::collections::HashMap;
+use std::fmt;
 use std::ops::Range;
 
 use serde::Deserialize;
+use serde::de::{self, DeserializeOwned, DeserializeSeed, Deserializer, MapAccess, Visitor};
 use toml::de::{DeTable, DeValue, ValueDeserializer};
 
 use super::schema::{
-    Config, EmbeddingsConfig, LlmConfig, PromptsConfig, RetrieverConfig, SECTIONS,
+    Config, EmbeddingsConfig, LimitsConfig, LlmConfig, PromptsConfig, RetrieverConfig, SECTIONS,
 };
 use super::{ConfigError, Diagnostic};
 
@@ -128,18 +135,93 @@ fn unknown_key_message(section: &str, key: &str, known: &[&str]) -> String {
     }
 }
 
+/// Reads one section's `table` (its unknown keys already removed) into
+/// `config`; serde stops at the first wrong value.
 fn deserialize_section(
     config: &mut Config,
     section: &str,
-    value: ValueDeserializer<'_>,
+    table: &DeTable<'_>,
+    span: &Range<usize>,
 ) -> Result<(), toml::de::Error> {
     match section {
-        "llm" => config.llm = LlmConfig::deserialize(value)?,
-        "embeddings" => config.embeddings = EmbeddingsConfig::deserialize(value)?,
-        "retriever" => config.retriever = RetrieverConfig::deserialize(value)?,
-        _ => config.prompts = PromptsConfig::deserialize(value)?,
+        "llm" => config.llm = with_limits(table, span, |s: &mut LlmConfig| &mut s.limits)?,
+        "embeddings" => {
+            config.embeddings = with_limits(table, span, |s: &mut EmbeddingsConfig| &mut s.limits)?;
+        }
+        "retriever" => {
+            config.retriever = with_limits(table, span, |s: &mut RetrieverConfig| &mut s.limits)?;
+        }
+        _ => config.prompts = PromptsConfig::deserialize(part(table, span, |_| true))?,
     }
     Ok(())
+}
+
+/// A section that embeds [`LimitsConfig`]: its own keys are read by its
+/// derived `Deserialize` (which skips `limits`, so they keep the section's
+/// defaults), then the limit keys over those defaults. Both parts keep
+/// `deny_unknown_fields` and the values' spans, which `#[serde(flatten)]`
+/// would lose.
+fn with_limits<T: DeserializeOwned>(
+    table: &DeTable<'_>,
+    span: &Range<usize>,
+    limits: impl Fn(&mut T) -> &mut LimitsConfig,
+) -> Result<T, toml::de::Error> {
+    let is_limit = |key: &str| LimitsConfig::KEYS.contains(&key);
+    let mut section = T::deserialize(part(table, span, |k| !is_limit(k)))?;
+    let slot = limits(&mut section);
+    *slot = LimitsOver(*slot).deserialize(part(table, span, is_limit))?;
+    Ok(section)
+}
+
+/// The keys of `table` that `keep` keeps, as a table spanning `span`.
+fn part<'i>(
+    table: &DeTable<'i>,
+    span: &Range<usize>,
+    keep: impl Fn(&str) -> bool,
+) -> ValueDeserializer<'i> {
+    let part: DeTable<'i> = table
+        .iter()
+        .filter(|(k, _)| keep(k.get_ref()))
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
+    ValueDeserializer::from(toml::Spanned::new(span.clone(), DeValue::Table(part)))
+}
+
+/// Reads limit keys over `.0`: a key that is absent keeps its value there
+/// (the section's default), an unknown key is refused as with
+/// `deny_unknown_fields`. Each value is read as a derived `Deserialize`
+/// would read it, so type errors say the same.
+struct LimitsOver(LimitsConfig);
+
+impl<'de> DeserializeSeed<'de> for LimitsOver {
+    type Value = LimitsConfig;
+
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<LimitsConfig, D::Error> {
+        d.deserialize_struct("LimitsConfig", LimitsConfig::KEYS, self)
+    }
+}
+
+impl<'de> Visitor<'de> for LimitsOver {
+    type Value = LimitsConfig;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a table of limits")
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<LimitsConfig, A::Error> {
+        let mut limits = self.0;
+        while let Some(key) = map.next_key::<String>()? {
+            match key.as_str() {
+                "retries" => limits.retries = map.next_value()?,
+                "breaker_failures" => limits.breaker_failures = map.next_value()?,
+                "breaker_open_secs" => limits.breaker_open_secs = map.next_value()?,
+                "concurrency" => limits.concurrency = map.next_value()?,
+                "rate_per_minute" => limits.rate_per_minute = map.next_value()?,
+                other => return Err(de::Error::unknown_field(other, LimitsConfig::KEYS)),
+            }
+        }
+        Ok(limits)
+    }
 }
 
 /// Parses a configuration text. Every problem is reported with its line and
@@ -159,11 +241,11 @@ pub fn parse(text: &str) -> Result<Config, ConfigError> {
     let mut at = Locations::default();
     let mut refused: Vec<(&str, &str)> = Vec::new();
     let mut config = Config::default();
-    let section_names: Vec<&str> = SECTIONS.iter().map(|(s, _)| *s).collect();
+    let section_names: Vec<&str> = SECTIONS.iter().map(|s| s.name).collect();
 
     for (key, value) in root.into_inner() {
         let name = key.get_ref().as_ref();
-        let Some(&(section, fields)) = SECTIONS.iter().find(|(s, _)| *s == name) else {
+        let Some(section) = SECTIONS.iter().find(|s| s.name == name) else {
             let hint = match suggestion(name, &section_names) {
                 Some(s) => format!("did you mean [{s}]?"),
                 None => "sections are [llm], [embeddings], [retriever] and [prompts]".into(),
@@ -180,6 +262,7 @@ pub fn parse(text: &str) -> Result<Config, ConfigError> {
             ));
             continue;
         };
+        let (section, fields) = (section.name, section.all_keys());
         at.sections.insert(section.to_string(), key.span());
         let span = value.span();
         let DeValue::Table(mut table) = value.into_inner() else {
@@ -201,13 +284,13 @@ pub fn parse(text: &str) -> Result<Config, ConfigError> {
                 unknown.push(k_name.to_string());
                 // A misspelt key: what it was meant to set is not judged
                 // again ("needs a model" under `modle = ...` says nothing new).
-                if let Some(meant) = suggestion(k_name, fields) {
+                if let Some(meant) = suggestion(k_name, &fields) {
                     refused.push((section, meant));
                 }
                 diagnostics.push(diagnostic(
                     text,
                     k.span().start,
-                    unknown_key_message(section, k_name, fields),
+                    unknown_key_message(section, k_name, &fields),
                 ));
             }
         }
@@ -218,11 +301,7 @@ pub fn parse(text: &str) -> Result<Config, ConfigError> {
         // serde stops at the first wrong value; drop it and go on, so every
         // wrong value in the section is reported at once.
         for _ in 0..=fields.len() {
-            let value = ValueDeserializer::from(toml::Spanned::new(
-                span.clone(),
-                DeValue::Table(table.clone()),
-            ));
-            let Err(e) = deserialize_section(&mut config, section, value) else {
+            let Err(e) = deserialize_section(&mut config, section, &table, &span) else {
                 break;
             };
             let culprit = e.span().and_then(|s| {
@@ -385,6 +464,69 @@ mod tests {
         assert!(d[0].message.contains("out of range"), "{}", d[0].message);
         let d = diags("[embeddings]\ntimeout = \"-1s\"\n");
         assert_eq!(d[0].line, 2);
+    }
+
+    #[test]
+    fn limits_are_read_over_each_sections_defaults() {
+        let c = parse("[embeddings]\nretries = 0\n[retriever]\nrate_per_minute = 60\n").unwrap();
+        assert_eq!(
+            c.embeddings.limits,
+            LimitsConfig {
+                retries: 0,
+                ..LimitsConfig::with_concurrency(4)
+            }
+        );
+        assert_eq!(
+            c.retriever.limits,
+            LimitsConfig {
+                rate_per_minute: 60,
+                ..LimitsConfig::with_concurrency(8)
+            }
+        );
+        assert_eq!(c.llm.limits, LimitsConfig::with_concurrency(2));
+        assert_eq!(c, {
+            let mut want = Config::default();
+            want.embeddings.limits.retries = 0;
+            want.retriever.limits.rate_per_minute = 60;
+            want
+        });
+    }
+
+    #[test]
+    fn a_config_written_back_parses_to_itself() {
+        let mut c = Config::default();
+        c.llm.provider = crate::config::LlmProvider::Ollama;
+        c.llm.model = "m".into();
+        c.llm.first_token_timeout = Duration::from_millis(1500);
+        for (i, limits) in [
+            &mut c.llm.limits,
+            &mut c.embeddings.limits,
+            &mut c.retriever.limits,
+        ]
+        .into_iter()
+        .enumerate()
+        {
+            let i = i as u32;
+            *limits = LimitsConfig {
+                retries: 3 + i,
+                breaker_failures: 7 + i,
+                breaker_open_secs: 90 + u64::from(i),
+                concurrency: 11 + i as usize,
+                rate_per_minute: 13 + i,
+            };
+        }
+        let text = toml::to_string(&c).unwrap();
+        assert!(text.contains("breaker_open_secs = 91"), "{text}");
+        assert_eq!(parse(&text).unwrap(), c);
+    }
+
+    #[test]
+    fn limits_refuse_an_unknown_key_like_deny_unknown_fields() {
+        let table: toml::Table = toml::from_str("retries = 1\nretires = 2\n").unwrap();
+        let e = LimitsOver(LimitsConfig::with_concurrency(1))
+            .deserialize(toml::Value::Table(table))
+            .unwrap_err();
+        assert!(e.to_string().contains("unknown field `retires`"), "{e}");
     }
 
     #[test]

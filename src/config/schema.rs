@@ -1,5 +1,6 @@
 //! The configuration's shape: one serde struct per section (`[llm]`,
-//! `[embeddings]`, `[retriever]`, `[prompts]`), the provider enums, the
+//! `[embeddings]`, `[retriever]`, `[prompts]`), the limits the backend
+//! sections share (`LimitsConfig`, one per section), the provider enums, the
 //! defaults, the keys as the file spells them, and what the rest of the
 //! crate reads from a `Config`: backend names, endpoints, API keys, the
 //! engine's settings and each backend's policy.
@@ -128,12 +129,10 @@ pub struct LlmConfig {
     pub first_token_timeout: Duration,
     #[serde(with = "duration_text")]
     pub idle_timeout: Duration,
-    pub retries: u32,
-    pub breaker_failures: u32,
-    pub breaker_open_secs: u64,
-    pub concurrency: usize,
-    /// 0 means no limit.
-    pub rate_per_minute: u32,
+    /// Retries, breaker, concurrency and rate; in the file, keys of this
+    /// section (see [`LimitsConfig`]).
+    #[serde(flatten, skip_deserializing)]
+    pub limits: LimitsConfig,
 }
 
 impl Default for LlmConfig {
@@ -147,11 +146,7 @@ impl Default for LlmConfig {
             max_tokens: 512,
             first_token_timeout: Duration::from_secs(60),
             idle_timeout: Duration::from_secs(30),
-            retries: 2,
-            breaker_failures: 5,
-            breaker_open_secs: 60,
-            concurrency: 2,
-            rate_per_minute: 0,
+            limits: LimitsConfig::with_concurrency(2),
         }
     }
 }
@@ -166,11 +161,10 @@ pub struct EmbeddingsConfig {
     pub batch_size: usize,
     #[serde(with = "duration_text")]
     pub timeout: Duration,
-    pub retries: u32,
-    pub breaker_failures: u32,
-    pub breaker_open_secs: u64,
-    pub concurrency: usize,
-    pub rate_per_minute: u32,
+    /// Retries, breaker, concurrency and rate; in the file, keys of this
+    /// section (see [`LimitsConfig`]).
+    #[serde(flatten, skip_deserializing)]
+    pub limits: LimitsConfig,
 }
 
 impl Default for EmbeddingsConfig {
@@ -182,11 +176,7 @@ impl Default for EmbeddingsConfig {
             api_key_env: String::new(),
             batch_size: 32,
             timeout: Duration::from_secs(30),
-            retries: 2,
-            breaker_failures: 5,
-            breaker_open_secs: 60,
-            concurrency: 4,
-            rate_per_minute: 0,
+            limits: LimitsConfig::with_concurrency(4),
         }
     }
 }
@@ -204,11 +194,10 @@ pub struct RetrieverConfig {
     pub source_meta_key: String,
     /// Extra JSON parameters sent to Hayhooks with every query.
     pub extra: serde_json::Map<String, serde_json::Value>,
-    pub retries: u32,
-    pub breaker_failures: u32,
-    pub breaker_open_secs: u64,
-    pub concurrency: usize,
-    pub rate_per_minute: u32,
+    /// Retries, breaker, concurrency and rate; in the file, keys of this
+    /// section (see [`LimitsConfig`]).
+    #[serde(flatten, skip_deserializing)]
+    pub limits: LimitsConfig,
 }
 
 impl Default for RetrieverConfig {
@@ -220,11 +209,7 @@ impl Default for RetrieverConfig {
             timeout: Duration::from_secs(10),
             source_meta_key: "source".into(),
             extra: serde_json::Map::new(),
-            retries: 2,
-            breaker_failures: 5,
-            breaker_open_secs: 60,
-            concurrency: 8,
-            rate_per_minute: 0,
+            limits: LimitsConfig::with_concurrency(8),
         }
     }
 }
@@ -237,12 +222,87 @@ pub struct PromptsConfig {
     pub scenario: String,
 }
 
-/// The keys of each section, as the file spells them. A test keeps these in
-/// step with the structs.
-pub(super) const SECTIONS: &[(&str, &[&str])] = &[
-    (
-        "llm",
-        &[
+/// The limits that `[llm]`, `[embeddings]` and `[retriever]` share: retries,
+/// the circuit breaker, concurrency and rate. In the file they are keys of
+/// the section itself. serde's `flatten` cannot read them so (it loses
+/// `deny_unknown_fields` and the values' locations), so the sections skip
+/// this field when deserializing and the parser reads these keys apart, over
+/// the section's defaults.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct LimitsConfig {
+    /// Retries after a transient failure.
+    pub retries: u32,
+    /// Consecutive failures that open the circuit breaker.
+    pub breaker_failures: u32,
+    /// Seconds the breaker stays open before one probe is let through.
+    pub breaker_open_secs: u64,
+    /// Requests in flight at once.
+    pub concurrency: usize,
+    /// Requests per minute; 0 means no limit.
+    pub rate_per_minute: u32,
+}
+
+impl LimitsConfig {
+    /// The keys, as the file spells them, in the order the file lists them.
+    pub const KEYS: &'static [&'static str] = &[
+        "retries",
+        "breaker_failures",
+        "breaker_open_secs",
+        "concurrency",
+        "rate_per_minute",
+    ];
+
+    /// The defaults every section shares, with `concurrency` requests in
+    /// flight (the one default that differs between sections).
+    pub const fn with_concurrency(concurrency: usize) -> Self {
+        Self {
+            retries: 2,
+            breaker_failures: 5,
+            breaker_open_secs: 60,
+            concurrency,
+            rate_per_minute: 0,
+        }
+    }
+
+    /// The engine's policy for the backend of the section.
+    pub fn policy(&self) -> BackendPolicy {
+        BackendPolicy {
+            concurrency: self.concurrency,
+            rate_per_minute: (self.rate_per_minute > 0).then_some(self.rate_per_minute),
+            retry: RetryPolicy {
+                max_retries: self.retries,
+                ..RetryPolicy::default()
+            },
+            breaker_failures: self.breaker_failures,
+            breaker_open: Duration::from_secs(self.breaker_open_secs),
+        }
+    }
+}
+
+/// A section of the file, with its keys as the file spells them.
+#[derive(Debug)]
+pub(super) struct Section {
+    pub(super) name: &'static str,
+    /// The section's own keys, in the file's order.
+    pub(super) keys: &'static [&'static str],
+    /// Whether the section also has the [`LimitsConfig::KEYS`].
+    pub(super) limits: bool,
+}
+
+impl Section {
+    /// Every key of the section: its own, then the limits'.
+    pub(super) fn all_keys(&self) -> Vec<&'static str> {
+        let limits = if self.limits { LimitsConfig::KEYS } else { &[] };
+        self.keys.iter().chain(limits).copied().collect()
+    }
+}
+
+/// The sections, in the file's order. A test keeps these in step with the
+/// structs and the shipped default.
+pub(super) const SECTIONS: &[Section] = &[
+    Section {
+        name: "llm",
+        keys: &[
             "provider",
             "base_url",
             "model",
@@ -251,46 +311,38 @@ pub(super) const SECTIONS: &[(&str, &[&str])] = &[
             "max_tokens",
             "first_token_timeout",
             "idle_timeout",
-            "retries",
-            "breaker_failures",
-            "breaker_open_secs",
-            "concurrency",
-            "rate_per_minute",
         ],
-    ),
-    (
-        "embeddings",
-        &[
+        limits: true,
+    },
+    Section {
+        name: "embeddings",
+        keys: &[
             "provider",
             "base_url",
             "model",
             "api_key_env",
             "batch_size",
             "timeout",
-            "retries",
-            "breaker_failures",
-            "breaker_open_secs",
-            "concurrency",
-            "rate_per_minute",
         ],
-    ),
-    (
-        "retriever",
-        &[
+        limits: true,
+    },
+    Section {
+        name: "retriever",
+        keys: &[
             "provider",
             "url",
             "top_k",
             "timeout",
             "source_meta_key",
             "extra",
-            "retries",
-            "breaker_failures",
-            "breaker_open_secs",
-            "concurrency",
-            "rate_per_minute",
         ],
-    ),
-    ("prompts", &["chat", "scenario"]),
+        limits: true,
+    },
+    Section {
+        name: "prompts",
+        keys: &["chat", "scenario"],
+        limits: false,
+    },
 ];
 
 /// The names the lifecycle pane and the engine use for the backends.
@@ -318,16 +370,6 @@ impl LlmConfig {
     pub fn api_key(&self) -> Result<Option<SecretString>, ConfigError> {
         api_key("llm", &self.api_key_env, |name| std::env::var(name).ok())
     }
-
-    pub fn policy(&self) -> BackendPolicy {
-        policy(
-            self.retries,
-            self.breaker_failures,
-            self.breaker_open_secs,
-            self.concurrency,
-            self.rate_per_minute,
-        )
-    }
 }
 
 impl EmbeddingsConfig {
@@ -349,32 +391,12 @@ impl EmbeddingsConfig {
             std::env::var(name).ok()
         })
     }
-
-    pub fn policy(&self) -> BackendPolicy {
-        policy(
-            self.retries,
-            self.breaker_failures,
-            self.breaker_open_secs,
-            self.concurrency,
-            self.rate_per_minute,
-        )
-    }
 }
 
 impl RetrieverConfig {
     /// The backend name: "local" or "hayhooks".
     pub fn name(&self) -> &'static str {
         self.provider.as_str()
-    }
-
-    pub fn policy(&self) -> BackendPolicy {
-        policy(
-            self.retries,
-            self.breaker_failures,
-            self.breaker_open_secs,
-            self.concurrency,
-            self.rate_per_minute,
-        )
     }
 }
 
@@ -405,25 +427,6 @@ fn api_key(
     }
 }
 
-fn policy(
-    retries: u32,
-    breaker_failures: u32,
-    breaker_open_secs: u64,
-    concurrency: usize,
-    rate_per_minute: u32,
-) -> BackendPolicy {
-    BackendPolicy {
-        concurrency,
-        rate_per_minute: (rate_per_minute > 0).then_some(rate_per_minute),
-        retry: RetryPolicy {
-            max_retries: retries,
-            ..RetryPolicy::default()
-        },
-        breaker_failures,
-        breaker_open: Duration::from_secs(breaker_open_secs),
-    }
-}
-
 impl Config {
     pub fn backend_names(&self) -> BackendNames {
         BackendNames {
@@ -437,10 +440,13 @@ impl Config {
     /// per backend name.
     pub fn engine_config(&self) -> EngineConfig {
         let mut policies = BTreeMap::new();
-        policies.insert(self.llm.name().to_string(), self.llm.policy());
-        policies.insert(self.retriever.name().to_string(), self.retriever.policy());
+        policies.insert(self.llm.name().to_string(), self.llm.limits.policy());
+        policies.insert(
+            self.retriever.name().to_string(),
+            self.retriever.limits.policy(),
+        );
         if let Some(name) = self.embeddings.name() {
-            policies.insert(name.to_string(), self.embeddings.policy());
+            policies.insert(name.to_string(), self.embeddings.limits.policy());
         }
         EngineConfig {
             retriever: self.retriever.name().to_string(),
@@ -449,8 +455,8 @@ impl Config {
             first_token_timeout: self.llm.first_token_timeout,
             idle_timeout: self.llm.idle_timeout,
             top_k: self.retriever.top_k,
-            retrieval_policy: self.retriever.policy(),
-            chat_policy: self.llm.policy(),
+            retrieval_policy: self.retriever.limits.policy(),
+            chat_policy: self.llm.limits.policy(),
             policies,
             embedder: self.query_embedder().map(str::to_string),
             embed_timeout: self.embeddings.timeout,
@@ -549,11 +555,12 @@ mod tests {
         let asset: toml::Table = toml::from_str(DEFAULT_TOML).unwrap();
         let table = serialized.as_table().unwrap();
         assert_eq!(table.len(), SECTIONS.len());
-        for (section, fields) in SECTIONS {
-            let mut want: Vec<&str> = fields.to_vec();
+        for section in SECTIONS {
+            let mut want = section.all_keys();
             want.sort_unstable();
+            let section = section.name;
             for source in [table, &asset] {
-                let mut got: Vec<&str> = source[*section]
+                let mut got: Vec<&str> = source[section]
                     .as_table()
                     .unwrap()
                     .keys()

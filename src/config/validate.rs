@@ -9,7 +9,7 @@
 use std::fmt;
 
 use super::ConfigError;
-use super::schema::{Config, EmbeddingsProvider, LlmProvider, RetrieverProvider};
+use super::schema::{Config, EmbeddingsProvider, LimitsConfig, LlmProvider, RetrieverProvider};
 
 /// A semantic problem: which key, and what is wrong with it.
 #[derive(Debug, Clone)]
@@ -76,12 +76,7 @@ impl Config {
                 add("llm", key, "must be more than 0".into());
             }
         }
-        for (key, message) in limit_problems(
-            llm.retries,
-            llm.breaker_failures,
-            llm.breaker_open_secs,
-            llm.concurrency,
-        ) {
+        for (key, message) in llm.limits.problems() {
             add("llm", key, message);
         }
 
@@ -102,12 +97,7 @@ impl Config {
         if emb.timeout.is_zero() {
             add("embeddings", "timeout", "must be more than 0".into());
         }
-        for (key, message) in limit_problems(
-            emb.retries,
-            emb.breaker_failures,
-            emb.breaker_open_secs,
-            emb.concurrency,
-        ) {
+        for (key, message) in emb.limits.problems() {
             add("embeddings", key, message);
         }
 
@@ -139,12 +129,7 @@ impl Config {
                 "must name a metadata field, e.g. \"source\"".into(),
             );
         }
-        for (key, message) in limit_problems(
-            ret.retries,
-            ret.breaker_failures,
-            ret.breaker_open_secs,
-            ret.concurrency,
-        ) {
+        for (key, message) in ret.limits.problems() {
             add("retriever", key, message);
         }
         out
@@ -178,29 +163,34 @@ fn server_problems(
     out
 }
 
-fn limit_problems(
-    retries: u32,
-    breaker_failures: u32,
-    breaker_open_secs: u64,
-    concurrency: usize,
-) -> Vec<(&'static str, String)> {
-    let mut out = Vec::new();
-    if retries > 10 {
-        out.push(("retries", format!("{retries} is too many; use 0 to 10")));
+impl LimitsConfig {
+    /// What is wrong with the limits, as (key, message).
+    fn problems(&self) -> Vec<(&'static str, String)> {
+        let LimitsConfig {
+            retries,
+            breaker_failures,
+            breaker_open_secs,
+            concurrency,
+            rate_per_minute: _,
+        } = *self;
+        let mut out = Vec::new();
+        if retries > 10 {
+            out.push(("retries", format!("{retries} is too many; use 0 to 10")));
+        }
+        if breaker_failures == 0 {
+            out.push(("breaker_failures", "must be at least 1".into()));
+        }
+        if !(1..=86_400).contains(&breaker_open_secs) {
+            out.push((
+                "breaker_open_secs",
+                format!("{breaker_open_secs} is out of range; use 1 to 86400"),
+            ));
+        }
+        if concurrency == 0 {
+            out.push(("concurrency", "must be at least 1".into()));
+        }
+        out
     }
-    if breaker_failures == 0 {
-        out.push(("breaker_failures", "must be at least 1".into()));
-    }
-    if !(1..=86_400).contains(&breaker_open_secs) {
-        out.push((
-            "breaker_open_secs",
-            format!("{breaker_open_secs} is out of range; use 1 to 86400"),
-        ));
-    }
-    if concurrency == 0 {
-        out.push(("concurrency", "must be at least 1".into()));
-    }
-    out
 }
 
 /// Empty is fine (the provider's default); otherwise an http(s) URL with a
