@@ -114,6 +114,16 @@ check_cases!(
     syntax_error,
     duplicate_key,
     unicode_columns,
+    kb_good,
+    kb_good_units,
+    kb_bad_name,
+    kb_bad_name_hidden,
+    kb_bad_name_dots,
+    kb_bad_name_long,
+    kb_bad_name_empty,
+    kb_bad_size,
+    kb_bad_values,
+    kb_zero_sizes,
 );
 
 #[test]
@@ -261,4 +271,13 @@ fn a_command_with_bad_overrides() {
     insta::assert_snapshot!("load_hayhooks_without_url", retriever);
     insta::assert_snapshot!("load_url_with_credentials", url);
     insta::assert_snapshot!("load_embeddings_none_with_model", embeddings);
+}
+
+#[test]
+fn a_command_with_a_bad_kb_name_in_the_environment() {
+    let out = Home::new().run(
+        &["--config", &fixture("good_minimal"), "ask", "who?"],
+        &[("LOREWEAVE_KB", ".hidden")],
+    );
+    insta::assert_snapshot!("load_bad_kb_env", out);
 }

@@ -32,9 +32,10 @@ pub use load::{DEFAULT_TOML, FILE_NAME, default_path, init, load, resolve_path};
 pub use overrides::Overrides;
 pub use parse::{check_report, parse};
 pub use schema::{
-    BackendNames, Config, EmbeddingsConfig, EmbeddingsProvider, LimitsConfig, LlmConfig,
+    BackendNames, Config, EmbeddingsConfig, EmbeddingsProvider, KbConfig, LimitsConfig, LlmConfig,
     LlmProvider, PromptsConfig, RetrieverConfig, RetrieverProvider,
 };
+pub use validate::validate_kb_name;
 
 // ----- errors and diagnostics ----------------------------------------------
 

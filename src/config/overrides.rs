@@ -10,6 +10,7 @@ use std::str::FromStr;
 
 use super::ConfigError;
 use super::schema::{Config, EmbeddingsProvider, RetrieverProvider, or_list};
+use super::validate::validate_kb_name;
 
 /// Settings from the environment or the command line; `None` leaves the file's
 /// value. Layered file < environment < flags: `flags.or(env)`, then
@@ -25,12 +26,14 @@ pub struct Overrides {
     /// `PROVIDER[:MODEL]`, e.g. `ollama:nomic-embed-text`.
     pub embeddings: Option<String>,
     pub embeddings_url: Option<String>,
+    /// The knowledge base's name (`[kb] name`).
+    pub kb: Option<String>,
 }
 
 impl Overrides {
     /// `LOREWEAVE_LLM`, `LOREWEAVE_LLM_URL`, `LOREWEAVE_RETRIEVER`,
     /// `LOREWEAVE_RETRIEVER_URL`, `LOREWEAVE_EMBEDDINGS`,
-    /// `LOREWEAVE_EMBEDDINGS_URL`; empty values are ignored.
+    /// `LOREWEAVE_EMBEDDINGS_URL`, `LOREWEAVE_KB`; empty values are ignored.
     pub fn from_env() -> Overrides {
         Self::from_lookup(|name| std::env::var(name).ok())
     }
@@ -49,6 +52,7 @@ impl Overrides {
             retriever_url: get("LOREWEAVE_RETRIEVER_URL"),
             embeddings: get("LOREWEAVE_EMBEDDINGS"),
             embeddings_url: get("LOREWEAVE_EMBEDDINGS_URL"),
+            kb: get("LOREWEAVE_KB"),
         }
     }
 
@@ -61,6 +65,7 @@ impl Overrides {
             retriever_url: self.retriever_url.or(lower.retriever_url),
             embeddings: self.embeddings.or(lower.embeddings),
             embeddings_url: self.embeddings_url.or(lower.embeddings_url),
+            kb: self.kb.or(lower.kb),
         }
     }
 }
@@ -74,6 +79,8 @@ impl Config {
     /// default and clears the model unless one is given; switching between
     /// two network providers also clears `api_key_env`, so a key meant for
     /// one server is never sent to another. `--embeddings` works the same.
+    /// `--kb NAME` (or `LOREWEAVE_KB`) names the knowledge base; a name that
+    /// [`validate_kb_name`] refuses is an error.
     pub fn apply(&mut self, o: &Overrides) -> Result<(), ConfigError> {
         if let Some(spec) = &o.llm {
             let llm = &mut self.llm;
@@ -131,6 +138,15 @@ impl Config {
         }
         if let Some(url) = &o.retriever_url {
             self.retriever.url = url.trim().to_string();
+        }
+        if let Some(name) = &o.kb {
+            let name = name.trim();
+            validate_kb_name(name).map_err(|e| {
+                ConfigError::Invalid(format!(
+                    "--kb (or LOREWEAVE_KB) wants a knowledge base NAME: {e}"
+                ))
+            })?;
+            self.kb.name = name.to_string();
         }
         self.validate()
     }
@@ -290,5 +306,38 @@ mod tests {
             ..Overrides::default()
         });
         assert!(e.contains("base_url"), "{e}");
+    }
+
+    #[test]
+    fn the_kb_name_comes_from_the_environment_or_a_flag_and_is_checked() {
+        let environment = env(&[("LOREWEAVE_KB", " lore-2 ")]);
+        assert_eq!(environment.kb.as_deref(), Some("lore-2"));
+
+        let mut c = Config::default();
+        c.apply(&Overrides::default().or(environment.clone()))
+            .unwrap();
+        assert_eq!(c.kb.name, "lore-2");
+
+        let flags = Overrides {
+            kb: Some("campaign".into()),
+            ..Overrides::default()
+        };
+        let mut c = Config::default();
+        c.apply(&flags.or(environment)).unwrap();
+        assert_eq!(c.kb.name, "campaign", "a flag wins over the environment");
+
+        let mut c = Config::default();
+        let e = c
+            .apply(&Overrides {
+                kb: Some("../other".into()),
+                ..Overrides::default()
+            })
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("--kb (or LOREWEAVE_KB)") && e.contains("'/'"),
+            "{e}"
+        );
+        assert_eq!(c.kb.name, "default", "a refused name is not taken");
     }
 }

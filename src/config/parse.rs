@@ -23,7 +23,8 @@ use serde::de::{self, DeserializeOwned, DeserializeSeed, Deserializer, MapAccess
 use toml::de::{DeTable, DeValue, ValueDeserializer};
 
 use super::schema::{
-    Config, EmbeddingsConfig, LimitsConfig, LlmConfig, PromptsConfig, RetrieverConfig, SECTIONS,
+    Config, EmbeddingsConfig, KbConfig, LimitsConfig, LlmConfig, PromptsConfig, RetrieverConfig,
+    SECTIONS,
 };
 use super::{ConfigError, Diagnostic};
 
@@ -92,6 +93,15 @@ fn humanize(message: &str) -> String {
     m
 }
 
+/// "[a], [b] and [c]".
+fn section_list(names: &[&str]) -> String {
+    let names: Vec<String> = names.iter().map(|n| format!("[{n}]")).collect();
+    match names.split_last() {
+        Some((last, rest)) if !rest.is_empty() => format!("{} and {last}", rest.join(", ")),
+        _ => names.concat(),
+    }
+}
+
 /// The closest known name, for "did you mean".
 fn suggestion<'a>(unknown: &str, known: &[&'a str]) -> Option<&'a str> {
     known
@@ -151,7 +161,8 @@ fn deserialize_section(
         "retriever" => {
             config.retriever = with_limits(table, span, |s: &mut RetrieverConfig| &mut s.limits)?;
         }
-        _ => config.prompts = PromptsConfig::deserialize(part(table, span, |_| true))?,
+        "prompts" => config.prompts = PromptsConfig::deserialize(part(table, span, |_| true))?,
+        _ => config.kb = KbConfig::deserialize(part(table, span, |_| true))?,
     }
     Ok(())
 }
@@ -248,7 +259,7 @@ pub fn parse(text: &str) -> Result<Config, ConfigError> {
         let Some(section) = SECTIONS.iter().find(|s| s.name == name) else {
             let hint = match suggestion(name, &section_names) {
                 Some(s) => format!("did you mean [{s}]?"),
-                None => "sections are [llm], [embeddings], [retriever] and [prompts]".into(),
+                None => format!("sections are {}", section_list(&section_names)),
             };
             let what = if value.get_ref().is_table() {
                 format!("unknown section [{name}]")

@@ -1,9 +1,12 @@
 //! The configuration's shape: one serde struct per section (`[llm]`,
-//! `[embeddings]`, `[retriever]`, `[prompts]`), the limits the backend
+//! `[embeddings]`, `[retriever]`, `[prompts]`, `[kb]`), the limits the backend
 //! sections share (`LimitsConfig`, one per section), the provider enums, the
 //! defaults, the keys as the file spells them, and what the rest of the
 //! crate reads from a `Config`: backend names, endpoints, API keys, the
 //! engine's settings and each backend's policy.
+//!
+//! Durations and sizes are written as text ("20s", "50MB") and read back
+//! from text or a bare number (seconds, bytes).
 //!
 //! Invariants: each struct's `Default` is what assets/config.toml says, and
 //! `SECTIONS` lists exactly the structs' fields (tests keep both in step).
@@ -112,6 +115,7 @@ pub struct Config {
     pub embeddings: EmbeddingsConfig,
     pub retriever: RetrieverConfig,
     pub prompts: PromptsConfig,
+    pub kb: KbConfig,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -220,6 +224,35 @@ impl Default for RetrieverConfig {
 pub struct PromptsConfig {
     pub chat: String,
     pub scenario: String,
+}
+
+/// The knowledge base in use, and the limits of adding to it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct KbConfig {
+    /// Which knowledge base; see [`validate_kb_name`](super::validate_kb_name)
+    /// for what a name may be.
+    pub name: String,
+    /// Files larger than this many bytes are skipped at ingest.
+    #[serde(with = "size_text")]
+    pub max_file_size: u64,
+    /// The deadline of `kb add URL`.
+    #[serde(with = "duration_text")]
+    pub fetch_timeout: Duration,
+    /// The largest page, in bytes, that `kb add URL` fetches.
+    #[serde(with = "size_text")]
+    pub max_fetch_size: u64,
+}
+
+impl Default for KbConfig {
+    fn default() -> Self {
+        Self {
+            name: "default".into(),
+            max_file_size: 50_000_000,
+            fetch_timeout: Duration::from_secs(20),
+            max_fetch_size: 10_000_000,
+        }
+    }
 }
 
 /// The limits that `[llm]`, `[embeddings]` and `[retriever]` share: retries,
@@ -341,6 +374,11 @@ pub(super) const SECTIONS: &[Section] = &[
     Section {
         name: "prompts",
         keys: &["chat", "scenario"],
+        limits: false,
+    },
+    Section {
+        name: "kb",
+        keys: &["name", "max_file_size", "fetch_timeout", "max_fetch_size"],
         limits: false,
     },
 ];
@@ -544,6 +582,126 @@ fn format_duration(d: Duration) -> String {
     }
 }
 
+// ----- sizes -----------------------------------------------------------------
+
+/// Sizes are written as "50MB", "512KB", "1.5GB" or "64KiB", or as a whole
+/// number of bytes.
+mod size_text {
+    use std::fmt;
+
+    use serde::de::{self, Visitor};
+    use serde::{Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(bytes: &u64, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&super::format_size(*bytes))
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<u64, D::Error> {
+        d.deserialize_any(SizeVisitor)
+    }
+
+    struct SizeVisitor;
+
+    impl Visitor<'_> for SizeVisitor {
+        type Value = u64;
+
+        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str(
+                "a size such as \"50MB\", \"512KB\" or \"1.5GB\", or a whole number of bytes",
+            )
+        }
+
+        fn visit_str<E: de::Error>(self, v: &str) -> Result<u64, E> {
+            super::parse_size(v).map_err(E::custom)
+        }
+
+        fn visit_u64<E: de::Error>(self, v: u64) -> Result<u64, E> {
+            Ok(v)
+        }
+
+        fn visit_i64<E: de::Error>(self, v: i64) -> Result<u64, E> {
+            // Only a negative number fails here; parse_size refuses it in
+            // the same words as a string.
+            u64::try_from(v).or_else(|_| super::parse_size(&v.to_string()).map_err(E::custom))
+        }
+    }
+}
+
+/// The units a size may have, case aside: decimal (KB = 1000 bytes) and
+/// binary (KiB = 1024 bytes).
+const SIZE_UNITS: &[(&str, u64)] = &[
+    ("b", 1),
+    ("kb", 1_000),
+    ("mb", 1_000_000),
+    ("gb", 1_000_000_000),
+    ("kib", 1 << 10),
+    ("mib", 1 << 20),
+    ("gib", 1 << 30),
+];
+
+/// "50MB" -> 50_000_000: a number (a fraction is allowed) and an optional
+/// unit of [`SIZE_UNITS`]; no unit means bytes. A fraction of a byte is
+/// dropped ("0.5KiB" is 512, "1.5B" is 1).
+pub(super) fn parse_size(text: &str) -> Result<u64, String> {
+    let text = text.trim();
+    let not_a_size =
+        || format!("`{text}` is not a size; try 50MB, 512KB, 1.5GB or a number of bytes");
+    let split = text
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(text.len());
+    let (number, unit) = text.split_at(split);
+    let unit = unit.trim().to_ascii_lowercase();
+    let scale = if unit.is_empty() {
+        1
+    } else {
+        SIZE_UNITS
+            .iter()
+            .find(|(name, _)| *name == unit)
+            .map(|(_, scale)| *scale)
+            .ok_or_else(not_a_size)?
+    };
+    let (whole, fraction) = number.split_once('.').unwrap_or((number, ""));
+    if (whole.is_empty() && fraction.is_empty()) || fraction.contains('.') {
+        return Err(not_a_size());
+    }
+    // Exact decimal arithmetic: whole.fraction * scale, in u128.
+    let digits = |s: &str| -> Result<u128, String> {
+        if s.is_empty() {
+            Ok(0)
+        } else {
+            s.parse::<u128>().map_err(|_| not_a_size())
+        }
+    };
+    let too_large = || format!("`{text}` is too large");
+    let ten_pow = u32::try_from(fraction.len())
+        .ok()
+        .and_then(|n| 10u128.checked_pow(n))
+        .ok_or_else(not_a_size)?;
+    let scale = u128::from(scale);
+    let (whole, fraction) = (digits(whole)?, digits(fraction)?);
+    let bytes = whole
+        .checked_mul(scale)
+        .zip(fraction.checked_mul(scale))
+        .and_then(|(whole, fraction)| whole.checked_add(fraction / ten_pow))
+        .ok_or_else(too_large)?;
+    u64::try_from(bytes).map_err(|_| too_large())
+}
+
+/// "50MB", "64KiB", "1234B": how a size is written back.
+fn format_size(bytes: u64) -> String {
+    SIZE_UNITS
+        .iter()
+        .filter(|(_, scale)| *scale > 1 && bytes > 0 && bytes.is_multiple_of(*scale))
+        .max_by_key(|(_, scale)| *scale)
+        .map_or_else(
+            || format!("{bytes}B"),
+            |(unit, scale)| {
+                let unit = unit.to_ascii_uppercase().replace('I', "i");
+                format!("{}{unit}", bytes / scale)
+            },
+        )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -571,9 +729,9 @@ mod tests {
             }
         }
         // The asset keeps the documented order of sections.
-        let order: Vec<usize> = ["[llm]", "[embeddings]", "[retriever]", "[prompts]"]
+        let order: Vec<usize> = SECTIONS
             .iter()
-            .map(|h| DEFAULT_TOML.find(&format!("\n{h}\n")).unwrap())
+            .map(|s| DEFAULT_TOML.find(&format!("\n[{}]\n", s.name)).unwrap())
             .collect();
         assert!(order.is_sorted());
     }
@@ -631,5 +789,80 @@ mod tests {
         assert_eq!(d.policy_for("local"), BackendPolicy::retrieval());
         assert_eq!(d.policy_for("offline"), BackendPolicy::chat());
         assert_eq!(Config::default().backend_names().embeddings, None);
+    }
+
+    #[test]
+    fn sizes_take_decimal_and_binary_units() {
+        for (text, bytes) in [
+            ("50MB", 50_000_000),
+            ("512KB", 512_000),
+            ("1.5GB", 1_500_000_000),
+            ("1234", 1234),
+            ("0", 0),
+            ("7B", 7),
+            (" 10 mb ", 10_000_000),
+            ("64KiB", 65_536),
+            ("1.5MiB", 1_572_864),
+            ("2gib", 2_147_483_648),
+            (".5KB", 500),
+            ("5.", 5),
+            ("0.3KiB", 307),
+            ("1.5B", 1),
+            ("18446744073709551615", u64::MAX),
+        ] {
+            assert_eq!(parse_size(text), Ok(bytes), "{text}");
+        }
+    }
+
+    #[test]
+    fn bad_sizes_say_why() {
+        for text in [
+            "", "MB", ".", "-1MB", "50 megs", "1.2.3MB", "1e6", "5 M B", "0x10", "½MB",
+        ] {
+            let e = parse_size(text).unwrap_err();
+            assert!(e.contains("is not a size"), "{text}: {e}");
+        }
+        for text in ["18446744073709551616", "99999999999GB", "20000000000GiB"] {
+            let e = parse_size(text).unwrap_err();
+            assert!(e.contains("too large"), "{text}: {e}");
+        }
+    }
+
+    #[test]
+    fn sizes_are_written_back_in_the_largest_whole_unit() {
+        for (bytes, text) in [
+            (50_000_000, "50MB"),
+            (10_000_000, "10MB"),
+            (1_500_000_000, "1500MB"),
+            (65_536, "64KiB"),
+            (1 << 30, "1GiB"),
+            (1_024_000_000, "1024MB"),
+            (1234, "1234B"),
+            (0, "0B"),
+        ] {
+            assert_eq!(format_size(bytes), text);
+            assert_eq!(parse_size(text), Ok(bytes), "{text} parses back");
+        }
+    }
+
+    #[test]
+    fn the_kb_section_takes_sizes_durations_and_a_name() {
+        let c = parse(
+            "[kb]\nname = \"campaign-2.v1_x\"\nmax_file_size = \"1.5GB\"\nfetch_timeout = \"1.5s\"\nmax_fetch_size = 1048576\n",
+        )
+        .unwrap();
+        assert_eq!(
+            c.kb,
+            KbConfig {
+                name: "campaign-2.v1_x".into(),
+                max_file_size: 1_500_000_000,
+                fetch_timeout: Duration::from_millis(1500),
+                max_fetch_size: 1 << 20,
+            }
+        );
+        assert_eq!(parse("[kb]\n").unwrap().kb, KbConfig::default());
+        assert_eq!(KbConfig::default().max_file_size, 50_000_000);
+        assert_eq!(KbConfig::default().max_fetch_size, 10_000_000);
+        assert_eq!(KbConfig::default().fetch_timeout, Duration::from_secs(20));
     }
 }

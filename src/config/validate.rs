@@ -132,6 +132,22 @@ impl Config {
         for (key, message) in ret.limits.problems() {
             add("retriever", key, message);
         }
+
+        let kb = &self.kb;
+        if let Err(e) = validate_kb_name(&kb.name) {
+            add("kb", "name", e);
+        }
+        for (key, bytes) in [
+            ("max_file_size", kb.max_file_size),
+            ("max_fetch_size", kb.max_fetch_size),
+        ] {
+            if bytes == 0 {
+                add("kb", key, "must be more than 0 bytes".into());
+            }
+        }
+        if kb.fetch_timeout.is_zero() {
+            add("kb", "fetch_timeout", "must be more than 0".into());
+        }
         out
     }
 }
@@ -191,6 +207,34 @@ impl LimitsConfig {
         }
         out
     }
+}
+
+/// Whether `name` may name a knowledge base: 1 to 64 ASCII letters, digits,
+/// `_`, `-` or `.`, not starting with `.` and without `..` (a name becomes a
+/// directory name, so it must never climb out of its parent or hide). The
+/// error says what is wrong; it shows the offending character, never the
+/// whole name.
+pub fn validate_kb_name(name: &str) -> Result<(), String> {
+    const RULE: &str = "use 1 to 64 letters, digits, `_`, `-` or `.`";
+    if name.is_empty() {
+        return Err(format!("is empty; {RULE}"));
+    }
+    if let Some(c) = name
+        .chars()
+        .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.')))
+    {
+        return Err(format!("{c:?} is not allowed; {RULE}"));
+    }
+    if name.len() > 64 {
+        return Err(format!("is {} characters long; {RULE}", name.len()));
+    }
+    if name.starts_with('.') {
+        return Err("must not start with `.`".into());
+    }
+    if name.contains("..") {
+        return Err("must not contain `..`".into());
+    }
+    Ok(())
 }
 
 /// Empty is fine (the provider's default); otherwise an http(s) URL with a
@@ -305,5 +349,43 @@ mod tests {
         assert!(!e.contains("hunter2"));
         assert!(check_url("http://127.0.0.1:11434").is_ok());
         assert!(check_url("localhost:11434").is_err());
+    }
+
+    #[test]
+    fn kb_names_are_checked_and_the_reason_given() {
+        for good in ["default", "a", "campaign-2.v1_x", "A.b", &"x".repeat(64)] {
+            assert_eq!(validate_kb_name(good), Ok(()), "{good}");
+        }
+        for (bad, why) in [
+            ("", "is empty"),
+            ("../etc", "'/' is not allowed"),
+            ("my kb", "' ' is not allowed"),
+            ("caf\u{e9}", "'\u{e9}' is not allowed"),
+            ("a\nb", "'\\n' is not allowed"),
+            (&"x".repeat(65), "is 65 characters long"),
+            (".hidden", "must not start with `.`"),
+            ("..", "must not start with `.`"),
+            ("a..b", "must not contain `..`"),
+        ] {
+            let e = validate_kb_name(bad).unwrap_err();
+            assert!(e.contains(why), "{bad:?}: {e}");
+        }
+    }
+
+    #[test]
+    fn kb_problems_point_at_their_key() {
+        let d = diags("[kb]\nname = \"../x\"\nmax_file_size = 0\nmax_fetch_size = \"0MB\"\n");
+        let at: Vec<(usize, &str)> = d.iter().map(|d| (d.line, d.message.as_str())).collect();
+        assert_eq!(
+            at,
+            [
+                (
+                    2,
+                    "[kb] name: '/' is not allowed; use 1 to 64 letters, digits, `_`, `-` or `.`"
+                ),
+                (3, "[kb] max_file_size: must be more than 0 bytes"),
+                (4, "[kb] max_fetch_size: must be more than 0 bytes"),
+            ]
+        );
     }
 }
