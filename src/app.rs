@@ -32,6 +32,7 @@ pub fn load_config(args: &GlobalArgs) -> anyhow::Result<Config> {
         retriever_url: args.retriever_url.clone(),
         embeddings: args.embeddings.clone(),
         embeddings_url: args.embeddings_url.clone(),
+        kb: None,
     };
     config.apply(&flags.or(Overrides::from_env()))?;
     Ok(config)
