@@ -32,7 +32,7 @@ pub fn load_config(args: &GlobalArgs) -> anyhow::Result<Config> {
         retriever_url: args.retriever_url.clone(),
         embeddings: args.embeddings.clone(),
         embeddings_url: args.embeddings_url.clone(),
-        kb: None,
+        kb: args.kb.clone(),
     };
     config.apply(&flags.or(Overrides::from_env()))?;
     Ok(config)
@@ -41,11 +41,13 @@ pub fn load_config(args: &GlobalArgs) -> anyhow::Result<Config> {
 /// The knowledge base the flags, the environment and the config name
 /// (`--kb` > `LOREWEAVE_KB` > `[kb] name` > `default`).
 pub fn kb_name(config: &Config, args: &GlobalArgs) -> String {
-    let _ = config;
-    args.kb
-        .clone()
-        .or_else(|| std::env::var("LOREWEAVE_KB").ok().filter(|v| !v.is_empty()))
-        .unwrap_or_else(|| crate::kb::store::DEFAULT.to_owned())
+    // The environment is already folded into `config.kb.name`.
+    args.kb.clone().unwrap_or_else(|| config.kb.name.clone())
+}
+
+/// Did the user name a knowledge base (flag, environment or config)?
+fn kb_named(config: &Config, args: &GlobalArgs) -> bool {
+    args.kb.is_some() || config.kb.name != crate::kb::store::DEFAULT
 }
 
 /// What the `kb` commands need.
@@ -53,9 +55,9 @@ pub fn kb_context(config: &Config, args: &GlobalArgs) -> anyhow::Result<KbContex
     Ok(KbContext {
         home: crate::kb::store::home()?,
         name: kb_name(config, args),
-        max_file_size: 50_000_000,
-        fetch_timeout: std::time::Duration::from_secs(20),
-        max_fetch_size: 10_000_000,
+        max_file_size: config.kb.max_file_size,
+        fetch_timeout: config.kb.fetch_timeout,
+        max_fetch_size: config.kb.max_fetch_size,
     })
 }
 
@@ -64,11 +66,10 @@ pub fn kb_context(config: &Config, args: &GlobalArgs) -> anyhow::Result<KbContex
 /// any name with the Hayhooks retriever, whose knowledge base lives in the
 /// pipeline. Cheap: a few `stat` calls.
 pub fn check_kb(config: &Config, args: &GlobalArgs) -> anyhow::Result<()> {
-    let named = args.kb.is_some() || std::env::var("LOREWEAVE_KB").is_ok_and(|v| !v.is_empty());
     if config.retriever.provider == RetrieverProvider::Hayhooks {
-        if named {
+        if kb_named(config, args) {
             anyhow::bail!(
-                "--kb/LOREWEAVE_KB name a local knowledge base, but the retriever is hayhooks: the knowledge base lives in the Haystack pipeline"
+                "--kb, LOREWEAVE_KB and [kb] name a local knowledge base, but the retriever is hayhooks: the knowledge base lives in the Haystack pipeline"
             );
         }
         return Ok(());
@@ -121,9 +122,15 @@ pub fn ingester(
     Some(Arc::new(crate::backends::local::LocalIngester {
         home,
         kb: kb.clone(),
-        opts: crate::kb::store::IngestOptions::default(),
-        fetch_timeout: std::time::Duration::from_secs(20),
-        max_fetch_size: 10_000_000,
+        opts: crate::kb::store::IngestOptions {
+            load: crate::kb::loaders::LoadOptions {
+                max_file_size: config.kb.max_file_size,
+                ..Default::default()
+            },
+            ..Default::default()
+        },
+        fetch_timeout: config.kb.fetch_timeout,
+        max_fetch_size: config.kb.max_fetch_size,
         cwd: std::env::current_dir().unwrap_or_else(|_| PathBuf::from(".")),
     }))
 }

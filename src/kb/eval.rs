@@ -12,6 +12,9 @@ use crate::domain::Passage;
 
 use super::{KbError, KnowledgeBase};
 
+/// Another ranking to evaluate instead of BM25 (hybrid).
+pub type SearchFn<'a> = &'a dyn Fn(&str, usize) -> Result<Vec<Passage>, KbError>;
+
 #[derive(Debug, Clone, PartialEq, serde::Deserialize)]
 pub struct Case {
     pub question: String,
@@ -68,7 +71,7 @@ pub fn evaluate(
     kb: &KnowledgeBase,
     cases: &[Case],
     top_k: usize,
-    search: Option<&dyn Fn(&str, usize) -> Result<Vec<Passage>, KbError>>,
+    search: Option<SearchFn<'_>>,
 ) -> Result<Report, KbError> {
     let mut recall = 0.0;
     let mut mrr = 0.0;

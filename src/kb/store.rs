@@ -222,6 +222,9 @@ pub fn base_dir(home: &Path, name: &str) -> PathBuf {
     home.join(name)
 }
 
+/// A fetched page (its format and bytes), or why it could not be fetched.
+pub type Fetched = Result<(Format, Vec<u8>), String>;
+
 /// One thing given to `kb add`.
 #[derive(Debug, Clone)]
 pub enum Input {
@@ -230,7 +233,7 @@ pub enum Input {
     /// A web page already fetched (or the reason it could not be).
     Page {
         url: String,
-        fetched: Result<(Format, Vec<u8>), String>,
+        fetched: Fetched,
     },
 }
 
@@ -381,7 +384,7 @@ impl Writer {
             .writer_with_num_threads(1, WRITER_HEAP_BYTES)
             .map_err(index_error)?;
         // Files a killed writer left half-written are not in any commit.
-        let _ = writer.garbage_collect_files();
+        let _ = futures::executor::block_on(writer.garbage_collect_files());
         let reader =
             KnowledgeBase::from_index(&index, fields, ReloadPolicy::Manual).map_err(|source| {
                 StoreError::Index {
@@ -450,7 +453,7 @@ impl Writer {
         let mut summary = Summary::default();
         // Expand every input into the files to look at, each with its root.
         let mut files: Vec<(PathBuf, String)> = Vec::new();
-        let mut pages: Vec<(&str, &Result<(Format, Vec<u8>), String>)> = Vec::new();
+        let mut pages: Vec<(&str, &Fetched)> = Vec::new();
         let mut walked_roots: Vec<String> = Vec::new();
         for input in inputs {
             match input {
@@ -729,7 +732,7 @@ enum Work<'a> {
     },
     Page {
         url: &'a str,
-        fetched: &'a Result<(Format, Vec<u8>), String>,
+        fetched: &'a Fetched,
     },
 }
 
