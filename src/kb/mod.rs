@@ -17,6 +17,7 @@
 //!   deterministic: best score first, ties broken by chunk id.
 
 mod chunking;
+pub mod loaders;
 mod markdown;
 pub mod vectors;
 
@@ -40,10 +41,12 @@ use crate::domain::{Entity, Passage};
 pub use chunking::{MAX_CHUNK_CHARS, chunk};
 pub use markdown::parse_markdown;
 
-/// One lore document, as parsed from a markdown file.
+/// One document, as parsed from a markdown file or produced by a
+/// [`loaders`] function from text, HTML or PDF.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Document {
-    /// Where the document comes from (a file name for the embedded lore).
+    /// Where the document comes from (a file name for the embedded lore, an
+    /// absolute path or a URL for the on-disk knowledge base).
     pub source: String,
     /// The first `# ` heading, or the source name without its extension.
     pub title: String,
@@ -51,8 +54,14 @@ pub struct Document {
     pub kind: Option<String>,
     /// `tags:` from the front matter.
     pub tags: Vec<String>,
-    /// Everything after the title line (markdown).
+    /// Everything after the front matter, without the title line and without
+    /// leading and trailing blank lines (markdown, `\n` line ends). Line `i`
+    /// (0-based) of the body is line `body_line + i` of the source text.
     pub body: String,
+    /// 1-based line number, in the source text, of the body's first line.
+    /// For HTML and PDF the "source text" is the extracted text (see
+    /// [`loaders`]).
+    pub body_line: usize,
 }
 
 /// A piece of a document small enough to retrieve and cite.
@@ -63,8 +72,15 @@ pub struct Chunk {
     pub source: String,
     pub title: String,
     pub kind: Option<String>,
-    /// The nearest `##`/`###` heading above the chunk, if any.
+    /// The nearest heading above the chunk, if any: the last element of
+    /// `trail`.
     pub heading: Option<String>,
+    /// Every enclosing heading inside the body, outermost first (e.g.
+    /// `["History", "The Founding"]`); the document title is not in it.
+    pub trail: Vec<String>,
+    /// 1-based inclusive range of the source lines the chunk's text comes
+    /// from (its heading line excluded).
+    pub lines: (usize, usize),
     /// The chunk's markdown text (without its heading line).
     pub text: String,
 }

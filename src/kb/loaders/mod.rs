@@ -1,0 +1,1 @@
+//! File loaders (markdown, text, HTML, PDF): filled in by the next commit.
