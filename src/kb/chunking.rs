@@ -43,7 +43,10 @@ pub fn chunk(doc: &Document) -> Vec<Chunk> {
         }
         if let Some((level, heading)) = heading_of(line) {
             flush(&mut paragraph, &mut sections);
-            while open.last().is_some_and(|(open_level, _)| *open_level >= level) {
+            while open
+                .last()
+                .is_some_and(|(open_level, _)| *open_level >= level)
+            {
                 open.pop();
             }
             // An empty heading closes deeper sections but names nothing.
@@ -153,6 +156,12 @@ fn flush(paragraph: &mut Vec<(usize, &str)>, sections: &mut [Section]) {
     if let Some(section) = sections.last_mut() {
         section.paragraphs.push(Paragraph { text, first });
     }
+}
+
+/// Whether [`chunk`] reads `line` as a heading or as a code fence marker.
+pub(super) fn is_markup_line(line: &str) -> bool {
+    let trimmed = line.trim_start();
+    heading_of(line).is_some() || trimmed.starts_with("```") || trimmed.starts_with("~~~")
 }
 
 /// The level and text of an ATX heading (`## Sub` is level 2), if `line` is
@@ -463,7 +472,11 @@ mod tests {
         vec![
             (vec![], (7, 8), "Intro line o".into()),
             (vec!["History"], (12, 12), "Old times.".into()),
-            (vec!["History", "The Founding"], (16, 16), "Founders cam".into()),
+            (
+                vec!["History", "The Founding"],
+                (16, 16),
+                "Founders cam".into(),
+            ),
             (
                 vec!["History", "The Founding", "Details"],
                 (20, 24),
@@ -515,7 +528,7 @@ mod tests {
         let long: Vec<String> = (0..20).map(line_sentence).collect();
         // 25 lines of nine 9-letter words without a sentence end: 90 words
         // fill a chunk (90 * 9 + 89 = 899), so 10 + 10 + 5 lines.
-        let line = vec!["abcdefghi"; 9].join(" ");
+        let line = ["abcdefghi"; 9].join(" ");
         let endless = vec![line.as_str(); 25].join("\n");
         let text = format!(
             "---\nkind: place\n---\n# Long\n\n## Sentences\n\n{}\n\n## Words\n\n{endless}\n",

@@ -203,7 +203,9 @@ pub(super) fn strip_closing_hashes(text: &str) -> &str {
     }
 }
 
-fn fallback_title(source: &str) -> String {
+/// The source name without directory and extension (the title of a
+/// document without one).
+pub(super) fn fallback_title(source: &str) -> String {
     let stem = Path::new(source)
         .file_stem()
         .map(|stem| stem.to_string_lossy().into_owned())
@@ -306,7 +308,10 @@ mod tests {
         // Text before the title is kept; the title line is blanked.
         let doc = parse_markdown("t.md", "Preface.\n# Title\nAfter.");
         assert_eq!(doc.title, "Title");
-        assert_eq!((doc.body.as_str(), doc.body_line), ("Preface.\n\nAfter.", 1));
+        assert_eq!(
+            (doc.body.as_str(), doc.body_line),
+            ("Preface.\n\nAfter.", 1)
+        );
         // A title-only document has an empty body.
         let doc = parse_markdown("t.md", "# Only\n");
         assert_eq!((doc.title.as_str(), doc.body.as_str()), ("Only", ""));
