@@ -94,6 +94,16 @@ pub enum Cmd {
         #[command(subcommand)]
         action: ConfigCmd,
     },
+    /// Internal: extract a PDF's text to stdout (the knowledge base runs
+    /// this in a child process; see `kb::loaders`).
+    #[command(hide = true, name = "__extract-pdf")]
+    ExtractPdf {
+        /// The PDF, or `-` for stdin.
+        path: PathBuf,
+        /// Cap the address space at this many bytes.
+        #[arg(long, value_name = "BYTES")]
+        max_memory: Option<u64>,
+    },
 }
 
 #[derive(Debug, Subcommand)]

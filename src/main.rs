@@ -16,6 +16,10 @@ const EXIT_USAGE: u8 = 2;
 fn main() -> ExitCode {
     let started = std::time::Instant::now();
     let cli = Cli::parse();
+    // The PDF extractor child: before config and logging, which it needs not.
+    if let Some(Cmd::ExtractPdf { path, max_memory }) = &cli.command {
+        return loreweave::kb::loaders::extract_pdf_command(path, *max_memory);
+    }
     if let Some(Cmd::Config { action }) = &cli.command {
         return config_command(action, &cli);
     }
@@ -99,7 +103,7 @@ fn main() -> ExitCode {
                 headless::run(Job::Scenario { prompt, seed }, cfg, &config, kb, json).await
             }
             Some(Cmd::Kb { action }) => headless::kb::run(action, kb_context).await,
-            Some(Cmd::Config { .. }) => Ok(ExitCode::SUCCESS),
+            Some(Cmd::Config { .. } | Cmd::ExtractPdf { .. }) => Ok(ExitCode::SUCCESS),
         }
     });
     // Don't wait for tasks still running (a hung backend): they are moot now.

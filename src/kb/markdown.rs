@@ -2,9 +2,12 @@
 //! matter (only `kind` and `tags` are read), the first `# ` heading as the
 //! title, the rest as the body.
 //!
-//! Invariant: parsing is total. Malformed front matter is treated as body
+//! Invariants: parsing is total. Malformed front matter is treated as body
 //! text, a missing title falls back to the source name, CRLF and a leading
-//! byte-order mark are accepted.
+//! byte-order mark are accepted. Lines are counted as an editor does: `\n`,
+//! `\r\n` and a lone `\r` each end a line. The body is a contiguous run of
+//! source lines starting at [`Document::body_line`]: the title line, when
+//! text precedes it, stays in the body as a blank line.
 
 use std::path::Path;
 
@@ -17,46 +20,64 @@ pub fn parse_markdown(source: &str, text: &str) -> Document {
     let text = text.replace("\r\n", "\n").replace('\r', "\n");
     let lines: Vec<&str> = text.split('\n').collect();
 
-    let (front, content) = split_front_matter(&lines);
+    let (front, content_at) = split_front_matter(&lines);
     let (kind, tags) = front.map(parse_front_matter).unwrap_or_default();
 
-    let title_at = content.iter().position(|line| title_of(line).is_some());
-    let (title, body_lines): (String, Vec<&str>) = match title_at {
-        Some(at) => {
-            let title = content
-                .get(at)
-                .and_then(|line| title_of(line))
-                .unwrap_or_default()
-                .to_owned();
-            // Anything before the title is kept, so no text is ever lost.
-            let before = content[..at].iter().copied();
-            let after = content[at + 1..].iter().copied();
-            (title, before.chain(after).collect())
-        }
-        None => (fallback_title(source), content.to_vec()),
-    };
-    let title = if title.is_empty() {
-        fallback_title(source)
-    } else {
-        title
-    };
+    let content = lines.get(content_at..).unwrap_or_default();
+    let title_at = find_title(content);
+    let title = title_at
+        .and_then(|at| content.get(at))
+        .and_then(|line| title_of(line))
+        .filter(|title| !title.is_empty())
+        .map_or_else(|| fallback_title(source), str::to_owned);
+    // The title line becomes a blank line, so that body lines keep their
+    // distance from each other and anything before the title is kept.
+    let body_lines: Vec<&str> = content
+        .iter()
+        .enumerate()
+        .map(|(at, line)| if Some(at) == title_at { "" } else { *line })
+        .collect();
+    let (skipped, body_lines) = trim_blank_lines(&body_lines);
+    let body_line = content_at + skipped + 1;
 
-    let body = trim_blank_lines(&body_lines).join("\n");
     Document {
         source: source.to_owned(),
         title,
         kind,
         tags,
-        body,
-        body_line: 1,
+        body: body_lines.join("\n"),
+        body_line,
     }
 }
 
+/// Index of the first `# ` heading outside fenced code, if any.
+fn find_title(lines: &[&str]) -> Option<usize> {
+    let mut fence: Option<&str> = None;
+    for (at, line) in lines.iter().enumerate() {
+        let trimmed = line.trim_start();
+        if let Some(marker) = fence {
+            if trimmed.starts_with(marker) {
+                fence = None;
+            }
+            continue;
+        }
+        if let Some(marker) = ["```", "~~~"].into_iter().find(|m| trimmed.starts_with(m)) {
+            fence = Some(marker);
+            continue;
+        }
+        if title_of(line).is_some() {
+            return Some(at);
+        }
+    }
+    None
+}
+
 /// Splits off front matter: a first line `---` up to a closing `---` or `...`.
-/// Without a closing line there is no front matter.
-fn split_front_matter<'a, 'b>(lines: &'b [&'a str]) -> (Option<&'b [&'a str]>, &'b [&'a str]) {
+/// Without a closing line there is no front matter. Returns the front
+/// matter's lines and the index of the first line after it.
+fn split_front_matter<'a, 'b>(lines: &'b [&'a str]) -> (Option<&'b [&'a str]>, usize) {
     if lines.first().map(|line| line.trim_end()) != Some("---") {
-        return (None, lines);
+        return (None, 0);
     }
     let close = lines
         .iter()
@@ -65,9 +86,9 @@ fn split_front_matter<'a, 'b>(lines: &'b [&'a str]) -> (Option<&'b [&'a str]>, &
     match close {
         Some(offset) => {
             let end = offset + 1;
-            (Some(&lines[1..end]), &lines[end + 1..])
+            (lines.get(1..end), end + 1)
         }
-        None => (None, lines),
+        None => (None, 0),
     }
 }
 
@@ -182,7 +203,9 @@ pub(super) fn strip_closing_hashes(text: &str) -> &str {
     }
 }
 
-fn fallback_title(source: &str) -> String {
+/// The source name without directory and extension (the title of a
+/// document without one).
+pub(super) fn fallback_title(source: &str) -> String {
     let stem = Path::new(source)
         .file_stem()
         .map(|stem| stem.to_string_lossy().into_owned())
@@ -194,7 +217,9 @@ fn fallback_title(source: &str) -> String {
     }
 }
 
-fn trim_blank_lines<'a, 'b>(lines: &'b [&'a str]) -> &'b [&'a str] {
+/// The lines without leading and trailing blank lines, and how many leading
+/// lines were dropped.
+fn trim_blank_lines<'a, 'b>(lines: &'b [&'a str]) -> (usize, &'b [&'a str]) {
     let start = lines
         .iter()
         .position(|line| !line.trim().is_empty())
@@ -203,7 +228,7 @@ fn trim_blank_lines<'a, 'b>(lines: &'b [&'a str]) -> &'b [&'a str] {
         .iter()
         .rposition(|line| !line.trim().is_empty())
         .map_or(start, |at| at + 1);
-    &lines[start..end]
+    (start, &lines[start..end])
 }
 
 #[cfg(test)]
@@ -263,7 +288,50 @@ mod tests {
         let doc = parse_markdown("a.md", "---\nkind: place\n# Title\nbody");
         assert_eq!(doc.kind, None);
         assert_eq!(doc.title, "Title");
-        assert_eq!(doc.body, "---\nkind: place\nbody");
+        // The title line stays as a blank line, so body lines map 1:1 onto
+        // source lines.
+        assert_eq!(doc.body, "---\nkind: place\n\nbody");
+        assert_eq!(doc.body_line, 1);
+    }
+
+    #[test]
+    fn body_line_counts_front_matter_title_and_blank_lines() {
+        let text = "---\nkind: place\n---\n\n# Title\n\n\nFirst.\n\nSecond.\n\n";
+        let doc = parse_markdown("t.md", text);
+        assert_eq!(doc.title, "Title");
+        assert_eq!(doc.body, "First.\n\nSecond.");
+        assert_eq!(doc.body_line, 8);
+        // Without front matter or title the body starts at its first
+        // non-blank line.
+        let doc = parse_markdown("t.md", "\n\nJust text.\n");
+        assert_eq!((doc.body.as_str(), doc.body_line), ("Just text.", 3));
+        // Text before the title is kept; the title line is blanked.
+        let doc = parse_markdown("t.md", "Preface.\n# Title\nAfter.");
+        assert_eq!(doc.title, "Title");
+        assert_eq!(
+            (doc.body.as_str(), doc.body_line),
+            ("Preface.\n\nAfter.", 1)
+        );
+        // A title-only document has an empty body.
+        let doc = parse_markdown("t.md", "# Only\n");
+        assert_eq!((doc.title.as_str(), doc.body.as_str()), ("Only", ""));
+    }
+
+    #[test]
+    fn line_ends_count_as_an_editor_counts_them() {
+        // CRLF and lone CR each end one line.
+        let doc = parse_markdown("t.md", "---\r\nkind: npc\r\n---\r\n# T\r\n\r\nBody.\r\n");
+        assert_eq!((doc.body.as_str(), doc.body_line), ("Body.", 6));
+        let doc = parse_markdown("t.md", "# T\r\rBody.\r");
+        assert_eq!((doc.body.as_str(), doc.body_line), ("Body.", 3));
+    }
+
+    #[test]
+    fn a_hash_line_in_fenced_code_is_not_the_title() {
+        let doc = parse_markdown("t.md", "```sh\n# comment\n```\n# Real\nText.");
+        assert_eq!(doc.title, "Real");
+        assert_eq!(doc.body, "```sh\n# comment\n```\n\nText.");
+        assert_eq!(doc.body_line, 1);
     }
 
     #[test]
@@ -274,6 +342,7 @@ mod tests {
         assert_eq!(doc.tags, ["a", "b"]);
         assert_eq!(doc.title, "Warden Ilsa Marrow");
         assert_eq!(doc.body, "Line one.\n\nLine two.");
+        assert_eq!(doc.body_line, 7);
         assert!(!doc.body.contains('\r'));
     }
 

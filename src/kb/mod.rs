@@ -14,9 +14,9 @@
 //!   single writer.
 
 mod chunking;
-mod index;
 pub mod eval;
 pub mod fetch;
+mod index;
 pub mod loaders;
 mod markdown;
 pub mod store;
@@ -28,10 +28,12 @@ pub use chunking::{MAX_CHUNK_CHARS, chunk};
 pub use index::{DocRecord, KnowledgeBase, MAX_CHUNKS_PER_DOCUMENT, shortest_unambiguous};
 pub use markdown::parse_markdown;
 
-/// One lore document, as parsed from a markdown file.
+/// One document, as parsed from a markdown file or produced by a
+/// [`loaders`] function from text, HTML or PDF.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Document {
-    /// Where the document comes from (a file name for the embedded lore).
+    /// Where the document comes from (a file name for the embedded lore, an
+    /// absolute path or a URL for the on-disk knowledge base).
     pub source: String,
     /// The first `# ` heading, or the source name without its extension.
     pub title: String,
@@ -39,9 +41,13 @@ pub struct Document {
     pub kind: Option<String>,
     /// `tags:` from the front matter.
     pub tags: Vec<String>,
-    /// Everything after the title line (markdown).
+    /// Everything after the front matter, without the title line and without
+    /// leading and trailing blank lines (markdown, `\n` line ends). Line `i`
+    /// (0-based) of the body is line `body_line + i` of the source text.
     pub body: String,
-    /// 1-based line number, in the source text, where `body` starts.
+    /// 1-based line number, in the source text, of the body's first line.
+    /// For HTML and PDF the "source text" is the extracted text (see
+    /// [`loaders`]).
     pub body_line: usize,
 }
 
@@ -53,14 +59,17 @@ pub struct Chunk {
     pub source: String,
     pub title: String,
     pub kind: Option<String>,
-    /// The nearest `##`/`###` heading above the chunk, if any.
+    /// The nearest heading above the chunk, if any: the last element of
+    /// `trail`.
     pub heading: Option<String>,
+    /// Every enclosing heading inside the body, outermost first (e.g.
+    /// `["History", "The Founding"]`); the document title is not in it.
+    pub trail: Vec<String>,
+    /// 1-based inclusive range of the source lines the chunk's text comes
+    /// from (its heading line excluded).
+    pub lines: (usize, usize),
     /// The chunk's markdown text (without its heading line).
     pub text: String,
-    /// Every enclosing heading inside the body, outermost first.
-    pub trail: Vec<String>,
-    /// 1-based inclusive line range of the chunk's text in the source text.
-    pub lines: (usize, usize),
 }
 
 /// Why building or searching the index failed.
