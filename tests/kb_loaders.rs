@@ -259,6 +259,9 @@ fn extractor_subcommand_runs_directly_and_is_hidden() {
         .expect("run");
     assert!(out.status.success(), "{out:?}");
     let text = String::from_utf8(out.stdout).expect("utf-8");
+    let text = text
+        .strip_prefix("%loreweave-pdf-text 1\n")
+        .expect("header line");
     let pages: Vec<&str> = text.split('\x0c').map(str::trim).collect();
     assert_eq!(pages, ["first words", "second words"]);
 
@@ -355,6 +358,25 @@ fn failing_extractors_are_parser_failures() {
     assert_eq!(
         skip.to_string(),
         "parser failure: PDF extractor exit status 4"
+    );
+
+    // A program that succeeds without the extractor's header line is not
+    // trusted (e.g. `current_exe` of a test binary).
+    let impostor = script(
+        dir.path(),
+        "impostor.sh",
+        "cat >/dev/null\necho 'some text'",
+    );
+    let opts = LoadOptions {
+        extractor: Some(impostor.clone()),
+        ..LoadOptions::default()
+    };
+    assert_eq!(
+        load_with_script(&pdf, &opts),
+        Err(Skip::ParserFailure(format!(
+            "{} is not a loreweave PDF extractor (unexpected output)",
+            impostor.display()
+        )))
     );
 }
 

@@ -159,10 +159,17 @@ fn memchr_lt(bytes: &[u8], from: usize) -> Option<usize> {
 }
 
 /// The page as UTF-8: a BOM wins, then strict UTF-8, then an encoding
-/// declared in a `<meta>` tag in the first KiB (decoded strictly).
+/// declared in a `<meta>` tag in the first KiB (decoded strictly). As in
+/// browsers, a `<meta>` declaring UTF-16 means UTF-8 (the bytes that
+/// declare it are ASCII).
 fn decode(bytes: &[u8]) -> Result<String, Skip> {
+    use encoding_rs::{UTF_8, UTF_16BE, UTF_16LE};
     if let Some((encoding, bom)) = encoding_rs::Encoding::for_bom(bytes) {
-        return strict(encoding, &bytes[bom..]);
+        let rest = &bytes[bom..];
+        if encoding == UTF_8 && super::looks_binary(rest) {
+            return Err(Skip::Binary);
+        }
+        return strict(encoding, rest);
     }
     if super::looks_binary(bytes) {
         return Err(Skip::Binary);
@@ -171,7 +178,9 @@ fn decode(bytes: &[u8]) -> Result<String, Skip> {
         return Ok(text.to_owned());
     }
     match declared_charset(bytes).and_then(|label| encoding_rs::Encoding::for_label(&label)) {
-        Some(encoding) if encoding != encoding_rs::UTF_8 => strict(encoding, bytes),
+        Some(encoding) if ![UTF_8, UTF_16LE, UTF_16BE].contains(&encoding) => {
+            strict(encoding, bytes)
+        }
         _ => Err(Skip::InvalidEncoding),
     }
 }
@@ -506,7 +515,15 @@ mod tests {
             Err(Skip::InvalidEncoding)
         );
         assert_eq!(
+            parse_html("x.html", b"<meta charset=utf-16><p>caf\xe9</p>"),
+            Err(Skip::InvalidEncoding)
+        );
+        assert_eq!(
             parse_html("x.html", b"<p>\0\x01\x02</p>"),
+            Err(Skip::Binary)
+        );
+        assert_eq!(
+            parse_html("x.html", b"\xef\xbb\xbf<p>\0\x01\x02</p>"),
             Err(Skip::Binary)
         );
     }

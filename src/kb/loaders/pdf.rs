@@ -6,9 +6,11 @@
 //! [`LoadOptions::extractor`] or this program), writes the PDF to its stdin,
 //! reads its stdout with a cap, and kills it at [`LoadOptions::pdf_timeout`].
 //! The child ([`extract_pdf_command`]) caps its own address space, extracts
-//! the text with `pdf-extract` and writes it to stdout, pages separated by a
-//! form feed (`\x0c`), exit 0; on failure it prints one short reason on
-//! stderr and exits non-zero.
+//! the text with `pdf-extract` and writes it to stdout after a header line
+//! (`%loreweave-pdf-text 1`), pages separated by a form feed (`\x0c`), exit
+//! 0; on failure it prints one short reason on stderr and exits non-zero.
+//! The parent refuses output without the header: the program it ran was not
+//! the extractor.
 //!
 //! Invariants:
 //! - The parent never blocks past the timeout (plus a short grace to
@@ -37,6 +39,11 @@ pub const EXTRACT_PDF_COMMAND: &str = "__extract-pdf";
 
 /// Separates pages in the extractor's output.
 const PAGE_BREAK: char = '\x0c';
+
+/// First line of the extractor's output: proves that the program run is
+/// really `loreweave __extract-pdf` (with `extractor: None` from a test or
+/// bench binary, `current_exe` is not loreweave).
+const OUTPUT_HEADER: &str = "%loreweave-pdf-text 1\n";
 
 /// How often the parent checks whether the child has finished.
 const POLL: Duration = Duration::from_millis(10);
@@ -179,7 +186,13 @@ fn run_extractor(bytes: &[u8], opts: &LoadOptions) -> Result<String, Skip> {
         }));
     }
     match output {
-        Output::Complete(buf) => Ok(String::from_utf8_lossy(&buf).into_owned()),
+        Output::Complete(buf) => match buf.strip_prefix(OUTPUT_HEADER.as_bytes()) {
+            Some(text) => Ok(String::from_utf8_lossy(text).into_owned()),
+            None => Err(Skip::ParserFailure(format!(
+                "{} is not a loreweave PDF extractor (unexpected output)",
+                exe.display()
+            ))),
+        },
         Output::TooLarge => Err(Skip::ParserFailure("extracted text too large".to_owned())),
         Output::Failed(why) => Err(Skip::ParserFailure(format!(
             "reading the PDF extractor's output: {why}"
@@ -274,7 +287,8 @@ fn reason_from_stderr(buf: &[u8]) -> String {
 
 /// `loreweave __extract-pdf PATH [--max-memory BYTES]`: the child side.
 /// `PATH` `-` reads the PDF from stdin. Caps the address space first, then
-/// writes the text to stdout (pages separated by a form feed), exit 0; on
+/// writes a header line and the text to stdout (pages separated by a form
+/// feed), exit 0; on
 /// failure prints a short reason on stderr, exit 1.
 pub fn extract_pdf_command(path: &Path, max_memory: Option<u64>) -> ExitCode {
     // A panic is reported as a reason below, not as a backtrace.
@@ -282,10 +296,11 @@ pub fn extract_pdf_command(path: &Path, max_memory: Option<u64>) -> ExitCode {
     match extract(path, max_memory) {
         Ok(text) => {
             let mut stdout = std::io::stdout().lock();
-            match stdout
-                .write_all(text.as_bytes())
-                .and_then(|()| stdout.flush())
-            {
+            let written = stdout
+                .write_all(OUTPUT_HEADER.as_bytes())
+                .and_then(|()| stdout.write_all(text.as_bytes()))
+                .and_then(|()| stdout.flush());
+            match written {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(error) => fail(&format!("cannot write the text: {error}")),
             }
