@@ -501,7 +501,9 @@ impl Writer {
                 self.roots.push(root.clone());
             }
         }
-        for (url, _) in &pages {
+        // Like a path that does not exist, a page that could not be fetched
+        // does not become a root (a known root stays one).
+        for (url, _) in pages.iter().filter(|(_, fetched)| fetched.is_ok()) {
             index::add_root(&self.writer, &self.fields, url, added_at)
                 .map_err(|e| self.index_error(e))?;
             if !self.roots.iter().any(|r| r == url) {
