@@ -141,7 +141,9 @@ fn main() {
                         backend,
                         result: Ok(kb.search(&q.query, q.top_k).expect("search")),
                     },
-                    loreweave::engine::Call::Embed(_) | loreweave::engine::Call::Ingest(_) => continue,
+                    loreweave::engine::Call::Embed(_) | loreweave::engine::Call::Ingest(_) => {
+                        continue;
+                    }
                     loreweave::engine::Call::Generate(task) => {
                         engine.handle(
                             Input::Token {

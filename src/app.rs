@@ -15,9 +15,9 @@ use crate::backends::offline::{OfflineModel, Tables};
 use crate::backends::ollama::{OllamaChat, OllamaEmbedder};
 use crate::backends::openai::{GenParams, OpenAiChat, OpenAiEmbedder};
 use crate::cli::GlobalArgs;
-use crate::headless::kb::KbContext;
 use crate::config::{Config, EmbeddingsProvider, LlmProvider, Overrides, RetrieverProvider};
 use crate::engine::{Engine, EngineConfig};
+use crate::headless::kb::KbContext;
 use crate::runtime::{Backends, Driver, Runtime};
 
 /// The config file, then the environment, then the flags.
@@ -111,10 +111,7 @@ pub fn open_named_kb(name: &str) -> Result<crate::kb::KnowledgeBase, String> {
 }
 
 /// The `/kb add` ingester, with the local retriever only.
-pub fn ingester(
-    config: &Config,
-    kb: &KbHandle,
-) -> Option<Arc<dyn crate::backends::Ingester>> {
+pub fn ingester(config: &Config, kb: &KbHandle) -> Option<Arc<dyn crate::backends::Ingester>> {
     if config.retriever.provider != RetrieverProvider::Local {
         return None;
     }

@@ -87,10 +87,10 @@ fn main() -> ExitCode {
                 let (config_for_kb, args) = (config.clone(), cli.global.clone());
                 let open: tui::KbOpener = Box::new(move || app::open_kb(&config_for_kb, &args));
                 tui::run(cfg, &config, open, started)
-                .await
-                .map(|exit| match exit {
-                    Exit::Quit => ExitCode::SUCCESS,
-                    Exit::Signal(n) => ExitCode::from(128u8.saturating_add(n as u8)),
+                    .await
+                    .map(|exit| match exit {
+                        Exit::Quit => ExitCode::SUCCESS,
+                        Exit::Signal(n) => ExitCode::from(128u8.saturating_add(n as u8)),
                     })
             }
             Some(Cmd::Ask { question, json }) => {

@@ -414,7 +414,11 @@ fn extractor_memory_cap_is_enforced() {
         pdf_memory: 1 << 20,
         ..real_extractor()
     };
-    let skip = load_bytes("m.pdf", Format::Pdf, &make_pdf(&["text"]), &opts)
+    // Enough pages that parsing needs more than the heap the child
+    // already has mapped (a tiny PDF may fit in it, whatever the cap).
+    let page = "text ".repeat(400);
+    let pages: Vec<&str> = std::iter::repeat_n(page.as_str(), 400).collect();
+    let skip = load_bytes("m.pdf", Format::Pdf, &make_pdf(&pages), &opts)
         .expect_err("1 MiB of address space cannot run the extractor");
     let Skip::ParserFailure(why) = &skip else {
         panic!("{skip:?}")

@@ -69,7 +69,10 @@ impl KbHandle {
             };
             tx.send_replace(state);
         });
-        KbHandle { state: rx, tx: None }
+        KbHandle {
+            state: rx,
+            tx: None,
+        }
     }
 
     /// Open (or build) a knowledge base on tokio's blocking pool with
@@ -499,7 +502,10 @@ mod tests {
     #[tokio::test]
     async fn failed_build_is_a_permanent_error() {
         let (_tx, rx) = watch::channel(KbState::Failed("disk on fire".to_owned()));
-        let retriever = LocalRetriever::new(KbHandle { state: rx, tx: None });
+        let retriever = LocalRetriever::new(KbHandle {
+            state: rx,
+            tx: None,
+        });
         let error = retriever
             .retrieve(query("waystone", 3))
             .await
@@ -512,7 +518,10 @@ mod tests {
     async fn abandoned_build_does_not_hang() {
         let (tx, rx) = watch::channel(KbState::Building);
         drop(tx);
-        let handle = KbHandle { state: rx, tx: None };
+        let handle = KbHandle {
+            state: rx,
+            tx: None,
+        };
         assert!(handle.wait_ready().await.is_err());
     }
 }

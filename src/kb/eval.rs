@@ -39,8 +39,7 @@ pub fn parse_cases(text: &str) -> Result<Vec<Case>, String> {
         if line.trim().is_empty() {
             continue;
         }
-        let case: Case =
-            serde_json::from_str(line).map_err(|e| format!("line {}: {e}", n + 1))?;
+        let case: Case = serde_json::from_str(line).map_err(|e| format!("line {}: {e}", n + 1))?;
         if case.expect.is_empty() {
             return Err(format!("line {}: \"expect\" is empty", n + 1));
         }
@@ -61,9 +60,7 @@ fn path_of(passage: &Passage) -> &str {
 
 fn matches(expected: &str, passage: &Passage) -> bool {
     let path = path_of(passage);
-    passage.source == expected
-        || path == expected
-        || path.ends_with(&format!("/{expected}"))
+    passage.source == expected || path == expected || path.ends_with(&format!("/{expected}"))
 }
 
 /// Run every case through `search` (BM25, or a hybrid ranking).
@@ -117,8 +114,8 @@ mod tests {
     fn cases_parse_with_line_numbers_on_errors() {
         let cases = parse_cases("{\"question\":\"q\",\"expect\":[\"a.md\"]}\n\n").expect("ok");
         assert_eq!(cases.len(), 1);
-        let err = parse_cases("{\"question\":\"q\",\"expect\":[\"a.md\"]}\n{oops}\n")
-            .expect_err("bad");
+        let err =
+            parse_cases("{\"question\":\"q\",\"expect\":[\"a.md\"]}\n{oops}\n").expect_err("bad");
         assert!(err.starts_with("line 2:"), "{err}");
         assert!(parse_cases("{\"question\":\"q\",\"expect\":[]}").is_err());
     }

@@ -87,4 +87,3 @@ async fn fetch(url: &str, max: u64) -> Result<(Format, Vec<u8>), String> {
     }
     Ok((format, body))
 }
-

@@ -231,10 +231,7 @@ pub enum Input {
     /// A file or directory (absolute).
     Path(PathBuf),
     /// A web page already fetched (or the reason it could not be).
-    Page {
-        url: String,
-        fetched: Fetched,
-    },
+    Page { url: String, fetched: Fetched },
 }
 
 /// How ingest behaves.
@@ -728,14 +725,8 @@ impl Writer {
 }
 
 enum Work<'a> {
-    File {
-        path: PathBuf,
-        root: String,
-    },
-    Page {
-        url: &'a str,
-        fetched: &'a Fetched,
-    },
+    File { path: PathBuf, root: String },
+    Page { url: &'a str, fetched: &'a Fetched },
 }
 
 impl Work<'_> {
