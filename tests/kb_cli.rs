@@ -597,13 +597,16 @@ fn selection_falls_back_to_the_sample_and_refuses_bad_names() {
     for bad in ["../x", "a/b", ".hidden"] {
         let run = sb.run(&["kb", "list", "--kb", bad]).code(2);
         assert!(
-            run.stderr.contains("bad knowledge-base name"),
+            // The config layer checks --kb first; the store checks again.
+            run.stderr.contains("bad knowledge-base name")
+                || run.stderr.contains("wants a knowledge base NAME"),
             "{bad}: {}",
             run.stderr
         );
         let run = sb.run(&["kb", "add", "--kb", bad, docs_arg]).code(2);
         assert!(
-            run.stderr.contains("bad knowledge-base name"),
+            run.stderr.contains("bad knowledge-base name")
+                || run.stderr.contains("wants a knowledge base NAME"),
             "{bad}: {}",
             run.stderr
         );

@@ -585,7 +585,7 @@ impl Writer {
                 let Some(format) = loaders::format_for_path(path) else {
                     let ext = path
                         .extension()
-                        .map(|e| format!(".{}", e.to_string_lossy()))
+                        .map(|e| e.to_string_lossy().into_owned())
                         .unwrap_or_else(|| "no extension".to_owned());
                     return Outcome::Skipped(Skip::Unsupported(ext).to_string());
                 };
