@@ -14,6 +14,7 @@
 //!   single writer.
 
 mod chunking;
+pub mod corpus;
 pub mod eval;
 pub mod fetch;
 mod index;
