@@ -21,8 +21,8 @@ use loreweave::kb::store::{self, IngestOptions, Input, Summary, Writer};
 
 const NAME: &str = "bench";
 
-fn median<T: Copy + PartialOrd>(mut samples: Vec<T>) -> T {
-    samples.sort_by(|a, b| a.partial_cmp(b).unwrap_or(std::cmp::Ordering::Equal));
+fn median(mut samples: Vec<Duration>) -> Duration {
+    samples.sort();
     samples[samples.len() / 2]
 }
 
@@ -42,49 +42,46 @@ fn ingest(home: &Path, corpus: &Path) -> (Summary, Duration) {
     (summary, start.elapsed())
 }
 
-/// Latency of one pass over the queries, per query.
-#[derive(Clone, Copy, PartialEq, PartialOrd)]
-struct Pass {
+/// Query latency: the percentiles across queries of each query's median
+/// over the passes (a query's own cost, without the scheduler's noise), and
+/// the p99 of every sample (with it).
+struct Latency {
     p50: Duration,
     p99: Duration,
     mean: Duration,
+    p99_all: Duration,
+    /// Passages returned over one pass.
+    hits: usize,
 }
 
-fn pass(queries: &[String], search: &dyn Fn(&str) -> usize) -> (Pass, usize) {
-    let mut samples = Vec::with_capacity(queries.len());
+/// The `q`-quantile of sorted samples (nearest rank).
+fn quantile(sorted: &[Duration], q: f64) -> Duration {
+    sorted[((q * sorted.len() as f64).ceil() as usize).saturating_sub(1)]
+}
+
+fn latency(passes: usize, queries: &[String], search: &dyn Fn(&str) -> usize) -> Latency {
+    let mut per_query: Vec<Vec<Duration>> = vec![Vec::with_capacity(passes); queries.len()];
     let mut hits = 0;
-    for query in queries {
-        let start = Instant::now();
-        hits += black_box(search(query));
-        samples.push(start.elapsed());
+    for _ in 0..passes {
+        hits = 0;
+        for (samples, query) in per_query.iter_mut().zip(queries) {
+            let start = Instant::now();
+            hits += black_box(search(query));
+            samples.push(start.elapsed());
+        }
     }
-    samples.sort();
-    let at = |q: f64| samples[((q * samples.len() as f64).ceil() as usize).saturating_sub(1)];
-    let total: Duration = samples.iter().sum();
-    (
-        Pass {
-            p50: at(0.50),
-            p99: at(0.99),
-            mean: total / samples.len() as u32,
-        },
+    let mut all: Vec<Duration> = per_query.iter().flatten().copied().collect();
+    all.sort();
+    let mut medians: Vec<Duration> = per_query.into_iter().map(median).collect();
+    medians.sort();
+    let total: Duration = medians.iter().sum();
+    Latency {
+        p50: quantile(&medians, 0.50),
+        p99: quantile(&medians, 0.99),
+        mean: total / medians.len() as u32,
+        p99_all: quantile(&all, 0.99),
         hits,
-    )
-}
-
-/// Medians over `reps` passes of the p50, p99 and mean, and the hits of
-/// one pass.
-fn latency(reps: usize, queries: &[String], search: &dyn Fn(&str) -> usize) -> (Pass, usize) {
-    let mut passes = Vec::with_capacity(reps);
-    let mut hits = 0;
-    for _ in 0..reps {
-        let (p, h) = pass(queries, search);
-        passes.push(p);
-        hits = h;
     }
-    let p50 = median(passes.iter().map(|p| p.p50).collect());
-    let p99 = median(passes.iter().map(|p| p.p99).collect());
-    let mean = median(passes.iter().map(|p| p.mean).collect());
-    (Pass { p50, p99, mean }, hits)
 }
 
 fn ms(d: Duration) -> String {
@@ -102,8 +99,8 @@ fn mb(bytes: u64) -> f64 {
 fn main() {
     // `cargo bench` passes --bench; under `cargo test` this is a smoke run.
     let full = std::env::args().any(|a| a == "--bench");
-    let (target, reps, opens, reingests) = if full {
-        (BENCH_CHUNKS, 5, 9, 5)
+    let (target, passes, opens, reingests) = if full {
+        (BENCH_CHUNKS, 9, 9, 5)
     } else {
         (150, 1, 2, 1)
     };
@@ -156,13 +153,13 @@ fn main() {
     for query in &queries {
         black_box(kb.search(query, 5).expect("search"));
     }
-    let (capped, capped_hits) = latency(reps, &queries, &|q| {
+    let capped = latency(passes, &queries, &|q| {
         kb.search(q, 5).expect("search").len()
     });
-    let (uncapped, uncapped_hits) = latency(reps, &queries, &|q| {
+    let uncapped = latency(passes, &queries, &|q| {
         kb.search_capped(q, 5, usize::MAX).expect("search").len()
     });
-    assert!(capped_hits > 0 && uncapped_hits > 0);
+    assert!(capped.hits > 0 && uncapped.hits > 0);
 
     let index_dir = store::base_dir(&home, NAME).join("index");
     let on_disk = store::disk_usage(&store::base_dir(&home, NAME));
@@ -172,8 +169,13 @@ fn main() {
         .unwrap_or(0);
 
     let secs = ingest_time.as_secs_f64();
+    // Other work on the machine shows in the figures: say how busy it was.
+    let load = std::fs::read_to_string("/proc/loadavg")
+        .map(|l| l.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
+        .unwrap_or_else(|_| "unknown".into());
+    let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
     println!(
-        "kb bench ({}): corpus seed {BENCH_SEED:#x}, {} queries",
+        "kb bench ({}): corpus seed {BENCH_SEED:#x}, {} queries x {passes} passes; {cores} cores, load average {load}",
         if full { "full" } else { "smoke" },
         queries.len()
     );
@@ -201,18 +203,19 @@ fn main() {
     );
     println!("| open the knowledge base | {} |", ms(open_time));
     println!("| first search after open | {} |", ms(first_search));
-    println!(
-        "| search, top 5 (at most 3 chunks per document) | p50 {}, p99 {}, mean {} |",
-        us(capped.p50),
-        us(capped.p99),
-        us(capped.mean)
-    );
-    println!(
-        "| search, top 5, no per-document cap | p50 {}, p99 {}, mean {} |",
-        us(uncapped.p50),
-        us(uncapped.p99),
-        us(uncapped.mean)
-    );
+    for (what, l) in [
+        ("search, top 5 (at most 3 chunks per document)", &capped),
+        ("search, top 5, no per-document cap", &uncapped),
+    ] {
+        println!(
+            "| {what} | p50 {}, p99 {}, mean {} (p99 of all samples {}); {:.1} passages per query |",
+            us(l.p50),
+            us(l.p99),
+            us(l.mean),
+            us(l.p99_all),
+            l.hits as f64 / queries.len() as f64
+        );
+    }
     println!(
         "| index on disk | {:.1} MB ({:.2}x the corpus), {segments} segment(s) |",
         mb(on_disk),

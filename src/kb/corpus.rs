@@ -44,8 +44,6 @@ const CONTENT_WORDS: usize = 5_000;
 /// People and places.
 const PEOPLE: usize = 300;
 const PLACES: usize = 200;
-/// Exponent of the Zipf law over content words.
-const ZIPF_EXPONENT: f64 = 1.0;
 /// Content words of rank at least this are "rare" (a few dozen occurrences
 /// in the 10,000-chunk corpus).
 const RARE_FROM: usize = CONTENT_WORDS / 2;
@@ -107,17 +105,19 @@ impl Rng {
     }
 }
 
-/// Sampling ranks `0..n` with weight `1 / (rank + 1)^s`.
+/// Sampling ranks `0..n` with weight `1 / (rank + 1)`: Zipf's law with
+/// exponent 1, computed with IEEE division and addition only (no `powf`,
+/// whose last bits may differ between platforms' maths libraries).
 struct Zipf {
     cumulative: Vec<f64>,
 }
 
 impl Zipf {
-    fn new(n: usize, exponent: f64) -> Self {
+    fn new(n: usize) -> Self {
         let mut total = 0.0;
         let cumulative = (0..n)
             .map(|rank| {
-                total += 1.0 / ((rank + 1) as f64).powf(exponent);
+                total += 1.0 / (rank + 1) as f64;
                 total
             })
             .collect();
@@ -145,38 +145,30 @@ const FUNCTION_WORDS: &[&str] = &[
     "about", "across", "behind", "below", "above", "toward", "whose", "those", "such", "very",
 ];
 
-/// Real words for the most frequent content ranks, so the text reads as a
-/// campaign wiki; pseudo-words fill the long tail.
-const COMMON_WORDS: &[&str] = &[
-    "river", "tower", "guard", "ancient", "road", "city", "king", "queen", "stone", "fire",
-    "water", "night", "light", "shadow", "gate", "wall", "north", "south", "east", "west",
-    "old", "new", "great", "small", "dark", "bright", "cold", "warm", "iron", "gold", "silver",
-    "bronze", "glass", "salt", "oil", "lamp", "lantern", "book", "map", "letter", "oath",
-    "war", "peace", "trade", "guild", "temple", "shrine", "priest", "knight", "soldier",
-    "merchant", "sailor", "ship", "harbor", "market", "bridge", "ford", "hill", "valley",
-    "forest", "moor", "marsh", "desert", "mountain", "pass", "cave", "mine", "ruin", "tomb",
-    "crown", "sword", "shield", "spear", "bow", "arrow", "horse", "wolf", "raven", "owl",
-    "serpent", "dragon", "storm", "rain", "snow", "winter", "summer", "spring", "autumn",
-    "harvest", "bread", "wine", "ale", "coin", "debt", "tax", "law", "court", "council",
-    "lord", "lady", "heir", "child", "mother", "father", "brother", "sister", "friend",
-    "enemy", "stranger", "traveler", "pilgrim", "scholar", "mage", "witch", "spirit",
-    "ghost", "curse", "blessing", "prophecy", "song", "tale", "legend", "history", "memory",
-    "secret", "rumor", "treaty", "border", "fortress", "keep", "village", "farm", "field",
-    "orchard", "well", "mill", "forge", "smith", "hunter", "fisher", "shepherd", "flock",
-    "herd", "feast", "festival", "funeral", "wedding", "battle", "siege", "raid", "ambush",
-    "escape", "journey", "voyage", "search", "discovery", "betrayal", "alliance", "rebellion",
-    "exile", "return", "hidden", "broken", "silent", "lost", "sacred", "cursed", "wild",
-    "quiet", "red", "black", "white", "grey", "green", "blue", "deep", "high", "low", "long",
-    "short", "first", "last", "early", "late", "strange", "common", "rare", "rich", "poor",
-    "bitter", "sweet", "heavy", "swift", "slow", "guards", "watches", "travels", "speaks",
-    "carries", "builds", "burns", "breaks", "holds", "keeps", "sells", "buys", "hunts",
-    "remembers", "forgets", "fears", "trusts", "seeks", "finds", "hides", "rules", "serves",
-    "protects", "betrays", "sings", "writes", "reads", "walks", "rides", "sails", "crosses",
-];
+/// Real words, separated by spaces, for the most frequent content ranks, so
+/// the text reads as a campaign wiki; pseudo-words fill the long tail.
+const COMMON_WORDS: &str = "\
+    river tower guard ancient road city king queen stone fire water night light shadow gate \
+    wall north south east west old new great small dark bright cold warm iron gold silver \
+    bronze glass salt oil lamp lantern book map letter oath war peace trade guild temple \
+    shrine priest knight soldier merchant sailor ship harbor market bridge ford hill valley \
+    forest moor marsh desert mountain pass cave mine ruin tomb crown sword shield spear bow \
+    arrow horse wolf raven owl serpent dragon storm rain snow winter summer spring autumn \
+    harvest bread wine ale coin debt tax law court council lord lady heir child mother \
+    father brother sister friend enemy stranger traveler pilgrim scholar mage witch spirit \
+    ghost curse blessing prophecy song tale legend history memory secret rumor treaty border \
+    fortress keep village farm field orchard well mill forge smith hunter fisher shepherd \
+    flock herd feast festival funeral wedding battle siege raid ambush escape journey voyage \
+    search discovery betrayal alliance rebellion exile return hidden broken silent lost \
+    sacred cursed wild quiet red black white grey green blue deep high low long short first \
+    last early late strange common rare rich poor bitter sweet heavy swift slow guards \
+    watches travels speaks carries builds burns breaks holds keeps sells buys hunts \
+    remembers forgets fears trusts seeks finds hides rules serves protects betrays sings \
+    writes reads walks rides sails crosses";
 
 const ONSETS: &[&str] = &[
-    "", "b", "br", "c", "ch", "cl", "d", "dr", "f", "fl", "g", "gr", "h", "j", "k", "l", "m",
-    "n", "p", "pr", "r", "s", "sh", "sk", "st", "t", "th", "tr", "v", "w", "y", "z",
+    "", "b", "br", "c", "ch", "cl", "d", "dr", "f", "fl", "g", "gr", "h", "j", "k", "l", "m", "n",
+    "p", "pr", "r", "s", "sh", "sk", "st", "t", "th", "tr", "v", "w", "y", "z",
 ];
 const NUCLEI: &[&str] = &[
     "a", "e", "i", "o", "u", "a", "e", "o", "ai", "ea", "ou", "ie", "oa", "y",
@@ -205,10 +197,10 @@ struct Vocabulary {
 fn pseudo_word(rng: &mut Rng, syllables: usize) -> String {
     let mut word = String::new();
     for _ in 0..syllables {
-        word.push_str(*rng.pick(ONSETS));
-        word.push_str(*rng.pick(NUCLEI));
+        word.push_str(ONSETS[rng.below(ONSETS.len())]);
+        word.push_str(NUCLEI[rng.below(NUCLEI.len())]);
     }
-    word.push_str(*rng.pick(CODAS));
+    word.push_str(CODAS[rng.below(CODAS.len())]);
     word
 }
 
@@ -224,7 +216,7 @@ impl Vocabulary {
     fn new(seed: u64) -> Self {
         let mut rng = Rng::new(seed ^ 0x766F_6361_6275_6C61);
         let mut taken: HashSet<String> = FUNCTION_WORDS.iter().map(|w| (*w).to_owned()).collect();
-        let mut common: Vec<&str> = COMMON_WORDS.to_vec();
+        let mut common: Vec<&str> = COMMON_WORDS.split_whitespace().collect();
         // The same real words, in a seed-dependent order of frequency.
         for i in (1..common.len()).rev() {
             common.swap(i, rng.below(i + 1));
@@ -275,9 +267,9 @@ impl Vocabulary {
             content,
             people,
             places,
-            content_law: Zipf::new(CONTENT_WORDS, ZIPF_EXPONENT),
-            function_law: Zipf::new(FUNCTION_WORDS.len(), 1.0),
-            name_law: Zipf::new(PEOPLE.min(PLACES), 0.8),
+            content_law: Zipf::new(CONTENT_WORDS),
+            function_law: Zipf::new(FUNCTION_WORDS.len()),
+            name_law: Zipf::new(PEOPLE.min(PLACES)),
         }
     }
 
@@ -427,7 +419,11 @@ impl Page<'_> {
             let tags: Vec<&str> = (0..rng.range(1, 3))
                 .map(|_| *rng.pick(&self.topic.words))
                 .collect();
-            let _ = writeln!(self.out, "---\nkind: {kind}\ntags: [{}]\n---", tags.join(", "));
+            let _ = writeln!(
+                self.out,
+                "---\nkind: {kind}\ntags: [{}]\n---",
+                tags.join(", ")
+            );
         }
         let _ = writeln!(self.out, "# {title}\n");
         for _ in 0..rng.range(1, 3) {
@@ -519,7 +515,10 @@ pub fn generate(dir: &Path, seed: u64, target_chunks: usize) -> io::Result<Corpu
             4..=6 => {
                 let place = vocab.places[rng.below(PLACES)].as_str();
                 let title = if rng.chance(0.3) {
-                    format!("The {} of {place}", capitalised(vocab.content_word(&mut rng)))
+                    format!(
+                        "The {} of {place}",
+                        capitalised(vocab.content_word(&mut rng))
+                    )
                 } else {
                     place.to_owned()
                 };
@@ -748,6 +747,9 @@ mod tests {
             }
             with_rare += usize::from(words.iter().any(|w| rare.contains(w)));
         }
-        assert!((30..=90).contains(&with_rare), "{with_rare} with a rare word");
+        assert!(
+            (30..=90).contains(&with_rare),
+            "{with_rare} with a rare word"
+        );
     }
 }
