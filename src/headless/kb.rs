@@ -88,6 +88,14 @@ pub struct KbContext {
 pub async fn run(cmd: KbCmd, ctx: KbContext) -> anyhow::Result<ExitCode> {
     match run_inner(cmd, &ctx).await {
         Ok(code) => Ok(code),
+        // `loreweave kb list | head`: the reader left; nothing to say.
+        Err(error)
+            if error
+                .downcast_ref::<std::io::Error>()
+                .is_some_and(|e| e.kind() == std::io::ErrorKind::BrokenPipe) =>
+        {
+            Ok(ExitCode::SUCCESS)
+        }
         Err(error) => {
             let usage = error.downcast_ref::<StoreError>().is_some_and(|e| {
                 matches!(
@@ -439,7 +447,7 @@ async fn ingest(
 }
 
 fn summary_code(summary: &Summary) -> ExitCode {
-    if summary.cancelled {
+    if summary.cancelled || !summary.failed.is_empty() {
         ExitCode::FAILURE
     } else {
         ExitCode::SUCCESS
@@ -462,6 +470,14 @@ fn print_summary(
             "skipped  {}: {}",
             one_line(&skip.path),
             one_line(&skip.reason)
+        )?;
+    }
+    for failed in &summary.failed {
+        writeln!(
+            out,
+            "failed   {}: {}",
+            one_line(&failed.path),
+            one_line(&failed.reason)
         )?;
     }
     for kept in &summary.kept {

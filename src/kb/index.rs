@@ -78,6 +78,8 @@ pub(crate) struct Fields {
     pub chunks: Field,
     pub root: Field,
     pub tags: Field,
+    /// On a root record: 1 when it was walked with hidden files.
+    pub hidden: Field,
 }
 
 pub(crate) fn analyzer() -> TextAnalyzer {
@@ -117,6 +119,7 @@ pub(crate) fn schema() -> (Schema, Fields) {
         chunks: builder.add_u64_field("chunks", STORED),
         root: builder.add_text_field("root", STRING | STORED),
         tags: builder.add_text_field("tags", STORED),
+        hidden: builder.add_u64_field("hidden", STORED),
     };
     (builder.build(), fields)
 }
@@ -216,12 +219,14 @@ pub(crate) fn add_root(
     fields: &Fields,
     root: &str,
     added_at: u64,
+    hidden: bool,
 ) -> Result<(), KbError> {
     delete_root(writer, fields, root)?;
     let mut d = TantivyDocument::default();
     d.add_text(fields.record, TYPE_ROOT);
     d.add_text(fields.root, root);
     d.add_u64(fields.indexed_at, added_at);
+    d.add_u64(fields.hidden, u64::from(hidden));
     writer.add_document(d).map_err(KbError::Write)?;
     Ok(())
 }
@@ -423,6 +428,15 @@ impl KnowledgeBase {
 
     /// Every root given to `kb add`, sorted.
     pub fn roots(&self) -> Result<Vec<String>, KbError> {
+        Ok(self
+            .roots_with_options()?
+            .into_iter()
+            .map(|(root, _)| root)
+            .collect())
+    }
+
+    /// Every root with whether it was walked with hidden files, sorted.
+    pub fn roots_with_options(&self) -> Result<Vec<(String, bool)>, KbError> {
         let searcher = self.searcher();
         let query = self.type_query(TYPE_ROOT);
         let total = searcher.search(&query, &Count).map_err(KbError::Search)?;
@@ -435,10 +449,13 @@ impl KnowledgeBase {
         let mut roots = Vec::new();
         for (_, address) in hits {
             let doc: TantivyDocument = searcher.doc(address).map_err(KbError::Search)?;
-            roots.push(text(&doc, self.fields.root));
+            roots.push((
+                text(&doc, self.fields.root),
+                number(&doc, self.fields.hidden) == 1,
+            ));
         }
         roots.sort();
-        roots.dedup();
+        roots.dedup_by(|a, b| a.0 == b.0);
         Ok(roots)
     }
 

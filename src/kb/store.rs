@@ -261,8 +261,11 @@ pub struct Summary {
     pub unchanged: usize,
     pub removed: usize,
     pub skipped: Vec<Skipped>,
-    /// Roots or URLs that could not be checked; their documents are kept.
+    /// Known roots or URLs that could not be checked; their documents are kept.
     pub kept: Vec<Skipped>,
+    /// Paths or URLs given that could not be read at all (nothing was known
+    /// of them): the command failed for them.
+    pub failed: Vec<Skipped>,
     pub chunks_written: usize,
     pub cancelled: bool,
     #[serde(serialize_with = "secs")]
@@ -316,6 +319,8 @@ pub struct Writer {
     /// The committed manifest, updated as documents are written.
     manifest: HashMap<String, DocRecord>,
     roots: Vec<String>,
+    /// Roots walked with hidden files: `kb sync` walks them the same way.
+    hidden_roots: HashSet<String>,
     /// Holds the OS lock while the writer lives.
     _lock: File,
 }
@@ -398,10 +403,18 @@ impl Writer {
             .into_iter()
             .map(|d| (d.path.clone(), d))
             .collect();
-        let roots = reader.roots().map_err(|source| StoreError::Index {
-            name: name.to_owned(),
-            source,
-        })?;
+        let with_options = reader
+            .roots_with_options()
+            .map_err(|source| StoreError::Index {
+                name: name.to_owned(),
+                source,
+            })?;
+        let hidden_roots = with_options
+            .iter()
+            .filter(|(_, hidden)| *hidden)
+            .map(|(root, _)| root.clone())
+            .collect();
+        let roots = with_options.into_iter().map(|(root, _)| root).collect();
         Ok(Writer {
             name: name.to_owned(),
             index,
@@ -409,6 +422,7 @@ impl Writer {
             fields,
             manifest,
             roots,
+            hidden_roots,
             _lock: lock,
         })
     }
@@ -452,13 +466,19 @@ impl Writer {
         let mut files: Vec<(PathBuf, String)> = Vec::new();
         let mut pages: Vec<(&str, &Fetched)> = Vec::new();
         let mut walked_roots: Vec<String> = Vec::new();
+        let mut walked_hidden: HashSet<String> = HashSet::new();
         for input in inputs {
             match input {
                 Input::Path(path) => {
                     let root = path.to_string_lossy().into_owned();
+                    // `kb sync` walks a root as `kb add` last did.
+                    let hidden = opts.hidden || (opts.prune && self.hidden_roots.contains(&root));
+                    if hidden {
+                        walked_hidden.insert(root.clone());
+                    }
                     match std::fs::metadata(path) {
                         Ok(meta) if meta.is_dir() => {
-                            walk(path, opts.hidden, &root, &mut files, &mut summary.skipped);
+                            walk(path, hidden, &root, &mut files, &mut summary.skipped);
                             walked_roots.push(root);
                         }
                         Ok(_) => {
@@ -467,12 +487,23 @@ impl Writer {
                         }
                         Err(error) => {
                             // A root that vanished keeps its documents.
-                            let reason = if error.kind() == std::io::ErrorKind::NotFound {
-                                "not found (its documents are kept)".to_owned()
+                            let known = self.roots.contains(&root);
+                            let what = if error.kind() == std::io::ErrorKind::NotFound {
+                                "not found".to_owned()
                             } else {
-                                format!("{} (its documents are kept)", error)
+                                io_reason(&error)
                             };
-                            summary.kept.push(Skipped { path: root, reason });
+                            if known {
+                                summary.kept.push(Skipped {
+                                    path: root,
+                                    reason: format!("{what} (its documents are kept)"),
+                                });
+                            } else {
+                                summary.failed.push(Skipped {
+                                    path: root,
+                                    reason: what,
+                                });
+                            }
                         }
                     }
                 }
@@ -492,8 +523,14 @@ impl Writer {
         let added_at = now_secs();
 
         for root in &walked_roots {
-            index::add_root(&self.writer, &self.fields, root, added_at)
+            let hidden = walked_hidden.contains(root);
+            index::add_root(&self.writer, &self.fields, root, added_at, hidden)
                 .map_err(|e| self.index_error(e))?;
+            if hidden {
+                self.hidden_roots.insert(root.clone());
+            } else {
+                self.hidden_roots.remove(root);
+            }
             if !self.roots.contains(root) {
                 self.roots.push(root.clone());
             }
@@ -501,7 +538,7 @@ impl Writer {
         // Like a path that does not exist, a page that could not be fetched
         // does not become a root (a known root stays one).
         for (url, _) in pages.iter().filter(|(_, fetched)| fetched.is_ok()) {
-            index::add_root(&self.writer, &self.fields, url, added_at)
+            index::add_root(&self.writer, &self.fields, url, added_at, false)
                 .map_err(|e| self.index_error(e))?;
             if !self.roots.iter().any(|r| r == url) {
                 self.roots.push((*url).to_owned());
@@ -543,7 +580,13 @@ impl Writer {
                     path: key.clone(),
                     reason,
                 }),
-                Outcome::Kept(reason) => summary.kept.push(Skipped {
+                Outcome::Kept(reason) if self.manifest.contains_key(&key) => {
+                    summary.kept.push(Skipped {
+                        path: key.clone(),
+                        reason: format!("{reason} (its documents are kept)"),
+                    })
+                }
+                Outcome::Kept(reason) => summary.failed.push(Skipped {
                     path: key.clone(),
                     reason,
                 }),
@@ -596,7 +639,7 @@ impl Writer {
             }
             Work::Page { url, fetched } => match fetched {
                 Ok((format, bytes)) => (*format, bytes.clone(), (*url).to_owned()),
-                Err(why) => return Outcome::Kept(format!("{why} (its documents are kept)")),
+                Err(why) => return Outcome::Kept(why.clone()),
             },
         };
         let hash = blake3::hash(&bytes).to_hex().to_string();
@@ -801,6 +844,11 @@ fn walk(
         match entry {
             Ok(entry) => {
                 if entry.file_type().is_some_and(|t| t.is_file()) {
+                    // The walker's own rules are not documents.
+                    let name = entry.file_name();
+                    if name == ".gitignore" || name == ".ignore" {
+                        continue;
+                    }
                     found.push(entry.into_path());
                 } else if entry.file_type().is_some_and(|t| t.is_symlink()) {
                     skipped.push(Skipped {
