@@ -345,6 +345,25 @@ fn help_overlay_80x24_end() {
 }
 
 #[test]
+fn a_narrow_status_bar_drops_the_least_useful_hints_first() {
+    let scene = Scene::new();
+    let status = |width| {
+        let screen = scene.draw(width, 24, 0);
+        screen.lines().last().unwrap_or_default().to_string()
+    };
+    let wide = status(120);
+    assert!(wide.contains("Enter send · Tab panes · F1 help"), "{wide}");
+    // The session, kb, RAG and queue go first, then hints from the end.
+    let narrow = status(60);
+    assert!(narrow.contains("local ● offline ●"), "{narrow}");
+    assert!(narrow.contains("Enter send · Tab panes"), "{narrow}");
+    assert!(!narrow.contains("F1 help"), "{narrow}");
+    let tiny = status(40);
+    assert!(tiny.contains("local ● offline ●"), "{tiny}");
+    assert!(!tiny.contains("Tab panes"), "{tiny}");
+}
+
+#[test]
 fn request_detail_overlay() {
     let mut scene = Scene::new();
     scene.command(
