@@ -168,23 +168,131 @@ fn late_drop_and_fallback_are_visible() {
     insta::assert_snapshot!(scene.draw(120, 40, 12_500));
 }
 
-#[test]
-fn help_overlay() {
-    let mut scene = Scene::new();
+/// The help overlay's columns as drawn: for each column, its rows joined
+/// with whitespace collapsed (so a description wrapped over several rows
+/// reads as one line). Columns are told apart by the `│` between them.
+fn help_columns(screen: &str) -> Vec<String> {
+    let rows: Vec<Vec<char>> = screen
+        .lines()
+        .map(|l| {
+            let chars: Vec<char> = l.chars().collect();
+            // Each row is printed in quotes.
+            chars[1..chars.len() - 1].to_vec()
+        })
+        .collect();
+    let top = rows
+        .iter()
+        .position(|r| r.iter().collect::<String>().contains("┌ Keys"))
+        .expect("the help overlay is open");
+    let left = rows[top]
+        .windows(6)
+        .position(|w| w.iter().collect::<String>() == "┌ Keys")
+        .expect("corner");
+    let right = left
+        + rows[top][left..]
+            .iter()
+            .position(|c| *c == '┐')
+            .expect("corner");
+    let bottom = top
+        + rows[top..]
+            .iter()
+            .position(|r| r.get(left) == Some(&'└'))
+            .expect("bottom border");
+    let mut columns: Vec<Vec<String>> = Vec::new();
+    for row in &rows[top + 1..bottom] {
+        let inside: String = row[left + 1..right].iter().collect();
+        for (i, cell) in inside.split('│').enumerate() {
+            if columns.len() <= i {
+                columns.push(Vec::new());
+            }
+            columns[i].push(cell.to_string());
+        }
+    }
+    columns
+        .into_iter()
+        .map(|rows| collapse(&rows.join(" ")))
+        .collect()
+}
+
+fn collapse(text: &str) -> String {
+    text.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
+/// Every binding and command as the overlay should show it: keys, then what
+/// they do.
+fn every_help_entry(view: &ViewState) -> Vec<String> {
+    let mut entries: Vec<String> = view
+        .keymap
+        .bindings()
+        .iter()
+        .map(|b| collapse(&format!("{} {}", b.keys_label(), b.description)))
+        .collect();
+    entries.extend(
+        loreweave::keymap::COMMANDS
+            .iter()
+            .map(|c| collapse(&format!("{} {}", c.syntax, c.description))),
+    );
+    entries
+}
+
+/// Draw the help at every scroll position; the text of every column at
+/// every position.
+fn help_at_every_scroll(scene: &mut Scene, width: u16, height: u16) -> Vec<String> {
     scene.view.help = true;
-    insta::assert_snapshot!(scene.draw(120, 40, 0));
+    scene.view.help_scroll = 0;
+    let mut seen = help_columns(&scene.draw(width, height, 0));
+    let max = scene.view.help_max_scroll.get();
+    for scroll in 1..=max {
+        scene.view.help_scroll = scroll;
+        seen.extend(help_columns(&scene.draw(width, height, 0)));
+    }
+    // Past the end it stays at the end.
+    scene.view.help_scroll = max + 5;
+    let past = help_columns(&scene.draw(width, height, 0));
+    scene.view.help_scroll = max;
+    assert_eq!(past, help_columns(&scene.draw(width, height, 0)));
+    seen
 }
 
 #[test]
-fn help_overlay_scrolls_on_a_small_terminal() {
+fn help_overlay_shows_every_binding_at_every_size() {
+    let mut scene = Scene::new();
+    let entries = every_help_entry(&scene.view);
+    assert!(entries.len() > 50, "{} entries", entries.len());
+    for (width, height) in [
+        (200, 50),
+        (160, 48),
+        (150, 30),
+        (120, 40),
+        (100, 30),
+        (80, 24),
+        (60, 20),
+        (40, 15),
+    ] {
+        let seen = help_at_every_scroll(&mut scene, width, height);
+        for entry in &entries {
+            assert!(
+                seen.iter().any(|column| column.contains(entry.as_str())),
+                "at {width}x{height} the help never shows {entry:?}"
+            );
+        }
+    }
+}
+
+#[test]
+fn help_overlay_200x50_two_columns() {
     let mut scene = Scene::new();
     scene.view.help = true;
-    let top = scene.draw(80, 24, 0);
-    assert!(top.contains("Anywhere"), "{top}");
-    scene.view.help_scroll = 1_000; // clamped to the end
-    let bottom = scene.draw(80, 24, 0);
-    assert!(bottom.contains("breaker"), "{bottom}");
-    insta::assert_snapshot!(bottom);
+    let screen = scene.draw(200, 50, 0);
+    // Both columns whole: nothing to scroll, the overlay's last rows shown.
+    assert_eq!(scene.view.help_max_scroll.get(), 0, "{screen}");
+    assert!(screen.contains("/chaos BACKEND latency 12s"), "{screen}");
+    assert!(
+        screen.contains("/breaker open|close|auto BACKEND"),
+        "{screen}"
+    );
+    assert!(screen.contains("close the timeline"), "{screen}");
+    insta::assert_snapshot!(screen);
 }
 
 #[test]
@@ -192,12 +300,67 @@ fn help_overlay_wide_uses_two_columns() {
     let mut scene = Scene::new();
     scene.view.help = true;
     let screen = scene.draw(160, 48, 0);
-    let row = screen
-        .lines()
-        .find(|l| l.contains("Anywhere"))
-        .expect("a help row");
-    assert!(row.contains("Panes"), "groups side by side: {row}");
+    assert_eq!(help_columns(&screen).len(), 2, "two columns: {screen}");
     insta::assert_snapshot!(screen);
+}
+
+#[test]
+fn help_overlay_120x40() {
+    let mut scene = Scene::new();
+    scene.view.help = true;
+    insta::assert_snapshot!(scene.draw(120, 40, 0));
+}
+
+#[test]
+fn help_overlay_80x24_top() {
+    let mut scene = Scene::new();
+    scene.view.help = true;
+    let top = scene.draw(80, 24, 0);
+    assert!(top.contains("Anywhere"), "{top}");
+    assert!(top.contains("Ctrl-C"), "{top}");
+    insta::assert_snapshot!(top);
+}
+
+#[test]
+fn help_overlay_80x24_end() {
+    let mut scene = Scene::new();
+    scene.view.help = true;
+    scene.draw(80, 24, 0);
+    // The End key scrolls to the limit the last draw computed.
+    use crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
+    let actions = loreweave::tui::keys::on_key(
+        KeyEvent::new(KeyCode::End, KeyModifiers::NONE),
+        &mut scene.view,
+        &scene.engine,
+    );
+    assert!(actions.is_empty());
+    assert!(scene.view.help_scroll > 0);
+    let end = scene.draw(80, 24, 0);
+    assert!(end.contains("Request detail overlay"), "{end}");
+    assert!(
+        end.contains("close the timeline"),
+        "the last binding: {end}"
+    );
+    insta::assert_snapshot!(end);
+}
+
+#[test]
+fn a_narrow_status_bar_drops_the_least_useful_hints_first() {
+    let scene = Scene::new();
+    let status = |width| {
+        let screen = scene.draw(width, 24, 0);
+        screen.lines().last().unwrap_or_default().to_string()
+    };
+    let wide = status(120);
+    assert!(wide.contains("Enter send · Tab panes · F1 help"), "{wide}");
+    // The session, kb, RAG and queue go first, then hints from the end.
+    let narrow = status(60);
+    assert!(narrow.contains("local ● offline ●"), "{narrow}");
+    assert!(narrow.contains("Enter send · Tab panes"), "{narrow}");
+    assert!(!narrow.contains("F1 help"), "{narrow}");
+    let tiny = status(40);
+    assert!(tiny.contains("local ● offline ●"), "{tiny}");
+    assert!(!tiny.contains("Tab panes"), "{tiny}");
 }
 
 #[test]

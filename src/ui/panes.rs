@@ -461,9 +461,15 @@ pub(super) fn citation(
                 Span::styled(format!("[{}] ", citation.number), t.citation),
                 Span::styled(one_line(&p.title), t.h1),
             ]));
+            // Where exactly: the source's shortest unambiguous path, the
+            // heading trail and the line range.
             let mut place = one_line(&p.source);
-            if let Some(heading) = &p.heading {
-                place.push_str(&format!(" · {}", one_line(heading)));
+            if p.location.is_unknown() {
+                if let Some(heading) = &p.heading {
+                    place.push_str(&format!(" › {}", one_line(heading)));
+                }
+            } else {
+                place.push_str(&format!(" › {}", one_line(&p.location.to_string())));
             }
             place.push_str(&format!(" · score {:.2}", p.score));
             lines.push(Line::styled(place, t.dim));
