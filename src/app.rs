@@ -10,7 +10,7 @@ use secrecy::ExposeSecret;
 
 use crate::backends::haystack::HayhooksRetriever;
 use crate::backends::http::{ApiKey, HttpOptions, build_client};
-use crate::backends::local::{KbHandle, LocalRetriever};
+use crate::backends::local::{EmbedRoute, EngineEmbeds, KbHandle, LocalRetriever};
 use crate::backends::offline::{OfflineModel, Tables};
 use crate::backends::ollama::{OllamaChat, OllamaEmbedder};
 use crate::backends::openai::{GenParams, OpenAiChat, OpenAiEmbedder};
@@ -151,6 +151,23 @@ pub fn default_backends(kb: KbHandle) -> anyhow::Result<Backends> {
 
 /// The backends the config names, under the names the engine uses.
 pub fn build_backends(config: &Config, kb: KbHandle) -> anyhow::Result<Backends> {
+    build_backends_routed(config, kb, None)
+}
+
+/// Which embedding model chunk vectors are kept for: provider and model.
+pub fn embedding_model(config: &Config) -> String {
+    let emb = &config.embeddings;
+    format!("{}:{}", emb.name().unwrap_or("none"), emb.model)
+}
+
+/// [`build_backends`], with knowledge-base chunks embedded as engine
+/// requests through `route` (the TUI, where they show in the lifecycle
+/// pane) instead of straight to the embedder.
+pub fn build_backends_routed(
+    config: &Config,
+    kb: KbHandle,
+    route: Option<EngineEmbeds>,
+) -> anyhow::Result<Backends> {
     let http = HttpOptions::default();
     let mut backends = Backends::default();
     let engine_cfg = config.engine_config();
@@ -229,7 +246,11 @@ pub fn build_backends(config: &Config, kb: KbHandle) -> anyhow::Result<Backends>
             // embedded by the engine's embed step.
             (Some(embedder), Some(_)) => Arc::new(LocalRetriever::with_embeddings(
                 kb,
-                embedder.clone(),
+                match route {
+                    Some(engine) => EmbedRoute::Engine(engine),
+                    None => EmbedRoute::Direct(embedder.clone()),
+                },
+                embedding_model(config),
                 emb.batch_size,
             )),
             _ => Arc::new(LocalRetriever::new(kb)),

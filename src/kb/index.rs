@@ -273,6 +273,8 @@ pub struct KnowledgeBase {
     catalog: Mutex<Option<(u64, Arc<Catalog>)>>,
     /// The knowledge base's name, for status lines.
     name: String,
+    /// Its directory on disk (none for the in-memory sample lore).
+    dir: Option<std::path::PathBuf>,
 }
 
 impl fmt::Debug for KnowledgeBase {
@@ -332,6 +334,7 @@ impl KnowledgeBase {
             analyzer: analyzer(),
             catalog: Mutex::new(None),
             name: String::new(),
+            dir: None,
         })
     }
 
@@ -339,6 +342,17 @@ impl KnowledgeBase {
     pub fn named(mut self, name: &str) -> Self {
         self.name = name.to_owned();
         self
+    }
+
+    /// The same knowledge base, living in `dir` (its chunk vectors too).
+    pub fn in_dir(mut self, dir: &std::path::Path) -> Self {
+        self.dir = Some(dir.to_owned());
+        self
+    }
+
+    /// Where the knowledge base lives on disk, if it does.
+    pub fn dir(&self) -> Option<&std::path::Path> {
+        self.dir.as_deref()
     }
 
     /// The knowledge base's name (empty for an unnamed one).

@@ -176,12 +176,12 @@ pub fn open(home: &Path, name: &str) -> Result<KnowledgeBase, StoreError> {
     let dir = index_dir(home, name);
     let index = open_index(&dir, name)?;
     let (_, fields) = index::schema();
-    KnowledgeBase::from_index(&index, fields, ReloadPolicy::OnCommitWithDelay).map_err(|source| {
-        StoreError::Index {
+    KnowledgeBase::from_index(&index, fields, ReloadPolicy::OnCommitWithDelay)
+        .map(|kb| kb.in_dir(&base_dir(home, name)))
+        .map_err(|source| StoreError::Index {
             name: name.to_owned(),
             source,
-        }
-    })
+        })
 }
 
 fn open_index(dir: &Path, name: &str) -> Result<Index, StoreError> {

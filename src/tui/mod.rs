@@ -70,8 +70,13 @@ async fn run_inner(
 
     let index_started = Instant::now();
     let kb = open_kb();
-    let mut backends = crate::app::build_backends(config, kb.clone())?;
+    // Knowledge-base chunks are embedded as engine requests, so their
+    // batches show in the lifecycle pane.
+    let (chunk_embeds, mut chunk_batches) = crate::backends::local::EngineEmbeds::new();
+    let mut backends =
+        crate::app::build_backends_routed(config, kb.clone(), Some(chunk_embeds.clone()))?;
     backends.ingester = crate::app::ingester(config, &kb);
+    backends.vector_sink = Some(std::sync::Arc::new(chunk_embeds));
     driver.runtime.replace_backends(backends);
     let mut kb_rx = kb.subscribe();
     // The built-in index only matters to the local retriever.
@@ -118,6 +123,13 @@ async fn run_inner(
                 // The terminal went away (SSH disconnect without SIGHUP).
                 None => return Ok(Exit::Signal(1)),
             },
+            Some(batch) = chunk_batches.recv() => {
+                driver.apply(Input::Command(crate::engine::Command::EmbedChunks {
+                    batch: batch.batch,
+                    texts: batch.texts,
+                }));
+                dirty = true;
+            }
             input = driver.next_input() => {
                 driver.apply(input);
                 dirty = true;
