@@ -58,6 +58,11 @@ pub fn kb_context(config: &Config, args: &GlobalArgs) -> anyhow::Result<KbContex
         max_file_size: config.kb.max_file_size,
         fetch_timeout: config.kb.fetch_timeout,
         max_fetch_size: config.kb.max_fetch_size,
+        embeddings: build_embedder(config)?.map(|embedder| crate::headless::kb::Embeddings {
+            model: embedding_model(config),
+            embedder,
+            batch_size: config.embeddings.batch_size,
+        }),
     })
 }
 
@@ -154,6 +159,41 @@ pub fn build_backends(config: &Config, kb: KbHandle) -> anyhow::Result<Backends>
     build_backends_routed(config, kb, None)
 }
 
+/// The embeddings backend the config names, if any.
+pub fn build_embedder(
+    config: &Config,
+) -> anyhow::Result<Option<Arc<dyn crate::backends::Embedder>>> {
+    let http = HttpOptions::default();
+    let emb = &config.embeddings;
+    let api_key =
+        |key: Option<secrecy::SecretString>| key.map(|k| ApiKey::new(k.expose_secret().to_owned()));
+    let embedder: Option<Arc<dyn crate::backends::Embedder>> = match emb.provider {
+        EmbeddingsProvider::None => None,
+        EmbeddingsProvider::OpenAi => Some(Arc::new(backend(
+            OpenAiEmbedder::new(
+                backend(build_client(&http), "HTTP client")?,
+                &emb.endpoint().unwrap_or_default(),
+                &emb.model,
+                api_key(emb.api_key()?),
+                emb.batch_size,
+                http.max_body_bytes,
+            ),
+            "[embeddings]",
+        )?)),
+        EmbeddingsProvider::Ollama => Some(Arc::new(backend(
+            OllamaEmbedder::new(
+                backend(build_client(&http), "HTTP client")?,
+                &emb.endpoint().unwrap_or_default(),
+                &emb.model,
+                emb.batch_size,
+                http.max_body_bytes,
+            ),
+            "[embeddings]",
+        )?)),
+    };
+    Ok(embedder)
+}
+
 /// Which embedding model chunk vectors are kept for: provider and model.
 pub fn embedding_model(config: &Config) -> String {
     let emb = &config.embeddings;
@@ -216,30 +256,7 @@ pub fn build_backends_routed(
     backends.models.insert(engine_cfg.generator.clone(), model);
 
     let emb = &config.embeddings;
-    let embedder: Option<Arc<dyn crate::backends::Embedder>> = match emb.provider {
-        EmbeddingsProvider::None => None,
-        EmbeddingsProvider::OpenAi => Some(Arc::new(backend(
-            OpenAiEmbedder::new(
-                backend(build_client(&http), "HTTP client")?,
-                &emb.endpoint().unwrap_or_default(),
-                &emb.model,
-                api_key(emb.api_key()?),
-                emb.batch_size,
-                http.max_body_bytes,
-            ),
-            "[embeddings]",
-        )?)),
-        EmbeddingsProvider::Ollama => Some(Arc::new(backend(
-            OllamaEmbedder::new(
-                backend(build_client(&http), "HTTP client")?,
-                &emb.endpoint().unwrap_or_default(),
-                &emb.model,
-                emb.batch_size,
-                http.max_body_bytes,
-            ),
-            "[embeddings]",
-        )?)),
-    };
+    let embedder = build_embedder(config)?;
     let retriever: Arc<dyn crate::backends::Retriever> = match config.retriever.provider {
         RetrieverProvider::Local => match (&embedder, config.query_embedder()) {
             // Hybrid: chunks are embedded in the background; queries are

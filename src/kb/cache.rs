@@ -243,6 +243,26 @@ pub async fn embed_missing(
     Ok((rows, report))
 }
 
+/// A deterministic embedder for tests and figures: words (lowercased,
+/// crudely stemmed) hashed into 256 buckets. Not a model: it measures the
+/// plumbing of hybrid retrieval, not the quality of a real embedding.
+pub fn test_embedder(text: &str) -> Vec<f32> {
+    let mut v = vec![0.0f32; 256];
+    for word in text
+        .split(|c: char| !c.is_alphanumeric())
+        .filter(|w| w.len() > 2)
+    {
+        let word = word.to_lowercase();
+        let stem = word.trim_end_matches('s');
+        let h = blake3::hash(stem.as_bytes()).as_bytes()[..2]
+            .iter()
+            .fold(0usize, |acc, b| acc * 256 + *b as usize);
+        v[h % 256] += 1.0;
+    }
+    v[255] += 0.01;
+    v
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
