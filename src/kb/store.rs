@@ -1135,4 +1135,96 @@ mod tests {
             Err(StoreError::NotFound { .. })
         ));
     }
+
+    #[test]
+    fn bad_input_becomes_skips_with_reasons_and_the_rest_is_indexed() {
+        let tmp = tempfile::tempdir().expect("tmp");
+        let home = tmp.path().join("kb");
+        let docs = tmp.path().join("docs");
+        write(&docs, "good.md", "# Good\n\nThe lantern district.\n");
+        write(
+            &docs,
+            "page.html",
+            "<html><head><title>Page</title><script>var zzscript = 1;</script><style>p{}</style></head><body><nav>menu zznav</nav><p>Harbour lights.</p></body></html>",
+        );
+        std::fs::write(docs.join("binary.md"), b"# B\n\x00\x01\x02 binary").expect("write");
+        std::fs::write(docs.join("latin1.txt"), b"caf\xe9 au lait").expect("write");
+        // 200 MB, sparse: over the 50 MB default, and never read.
+        let huge = std::fs::File::create(docs.join("huge.md")).expect("create");
+        huge.set_len(200_000_000).expect("set_len");
+        std::fs::write(docs.join("empty.md"), "").expect("write");
+        #[cfg(unix)]
+        {
+            std::os::unix::fs::symlink(&docs, docs.join("loop")).expect("symlink loop");
+            std::os::unix::fs::symlink(docs.join("nowhere.md"), docs.join("dangling.md"))
+                .expect("dangling symlink");
+        }
+        let summary = add(
+            &home,
+            "t",
+            &[Input::Path(docs.clone())],
+            &IngestOptions::default(),
+        );
+        let reason = |name: &str| {
+            summary
+                .skipped
+                .iter()
+                .find(|s| s.path.ends_with(name))
+                .map(|s| s.reason.clone())
+                .unwrap_or_else(|| panic!("{name} not skipped: {:#?}", summary.skipped))
+        };
+        assert_eq!(reason("binary.md"), "binary file");
+        assert_eq!(reason("latin1.txt"), "invalid encoding (not UTF-8)");
+        assert!(
+            reason("huge.md").starts_with("too large (200.0 MB > 50.0 MB)"),
+            "{}",
+            reason("huge.md")
+        );
+        #[cfg(unix)]
+        {
+            assert!(
+                reason("loop").contains("symbolic link loop"),
+                "{}",
+                reason("loop")
+            );
+            assert!(
+                reason("dangling.md").starts_with("unreadable"),
+                "{}",
+                reason("dangling.md")
+            );
+        }
+        // good.md, page.html and the empty file are documents.
+        assert_eq!(summary.added, 3, "{summary:#?}");
+        let kb = open(&home, "t").expect("open");
+        assert_eq!(kb.search("lantern", 5).expect("search").len(), 1);
+        assert_eq!(kb.search("harbour", 5).expect("search").len(), 1);
+        assert!(kb.search("zzscript", 5).expect("search").is_empty());
+        assert!(kb.search("zznav", 5).expect("search").is_empty());
+    }
+
+    #[test]
+    fn citations_carry_the_trail_and_the_line_range() {
+        let tmp = tempfile::tempdir().expect("tmp");
+        let home = tmp.path().join("kb");
+        let docs = tmp.path().join("docs");
+        write(
+            &docs,
+            "ash.md",
+            "---\nkind: place\n---\n# Ashford\n\n## History\n\n### The Founding\n\nFounded by the amber guild.\nIt grew.\n",
+        );
+        add(&home, "t", &[Input::Path(docs)], &IngestOptions::default());
+        let kb = open(&home, "t").expect("open");
+        let hits = kb.search("amber guild", 1).expect("search");
+        let p = &hits[0];
+        assert_eq!(p.source, "ash.md");
+        assert_eq!(
+            p.location.trail,
+            vec!["History".to_owned(), "The Founding".to_owned()]
+        );
+        assert_eq!(p.location.lines, Some((10, 11)));
+        assert_eq!(
+            p.location.to_string(),
+            "History › The Founding · lines 10-11"
+        );
+    }
 }
