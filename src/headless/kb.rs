@@ -592,11 +592,16 @@ async fn ingest(
     let cancel = Arc::new(AtomicBool::new(false));
     let summary = tokio::task::spawn_blocking(move || {
         let mut writer = Writer::open(&home, &name, create)?;
+        // At most ten redraws a second, however fast files go by.
+        let mut last: Option<std::time::Instant> = None;
         let mut progress = |p: store::Progress| {
-            if let Some(bar) = &progress_bar {
+            let due = last.is_none_or(|t| t.elapsed() >= Duration::from_millis(100))
+                || p.files_done == p.files_total;
+            if let (Some(bar), true) = (&progress_bar, due) {
+                last = Some(std::time::Instant::now());
                 bar.set_length(p.files_total as u64);
-                bar.set_position(p.files_done as u64);
                 bar.set_message(p.chunks.to_string());
+                bar.set_position(p.files_done as u64);
             }
         };
         let summary = writer.ingest(&inputs, &opts, &mut progress, &cancel)?;
