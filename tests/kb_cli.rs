@@ -1066,3 +1066,28 @@ fn a_server_that_never_answers_times_out() {
     assert!(sb.list(&["--kb", "web"]).is_empty());
     drop(listener);
 }
+
+/// With the Hayhooks retriever the knowledge base lives in the pipeline:
+/// naming a local one is a usage error that says so, before any request.
+#[test]
+fn naming_a_knowledge_base_with_the_hayhooks_retriever_is_refused() {
+    let sb = Sandbox::new();
+    let run = sb
+        .run(&[
+            "ask",
+            "--retriever",
+            "hayhooks",
+            "--retriever-url",
+            "http://127.0.0.1:9/lore/run",
+            "--kb",
+            "notes",
+            "who guards the waystone?",
+        ])
+        .code(2);
+    assert!(
+        run.stderr
+            .contains("the knowledge base lives in the Haystack pipeline"),
+        "{}",
+        run.stderr
+    );
+}
