@@ -260,6 +260,48 @@ pub(crate) fn delete_root(
 struct Catalog {
     display: HashMap<String, String>,
     titles: TitleIndex,
+    /// Live manifest and root records, which BM25 should not count as
+    /// documents (see [`ChunkStatistics`]).
+    other_records: u64,
+}
+
+/// BM25 statistics over the chunks alone. Manifest and root records share
+/// the index but hold no indexed text; counted as documents they would
+/// lower the average field length and raise every IDF, so scores would
+/// drift with the number of files rather than with the text.
+///
+/// tantivy counts deleted documents until segments merge (in the total and
+/// in every term's document frequency alike), so the total here is
+/// tantivy's minus the live non-chunk records: never below any chunk
+/// term's frequency.
+struct ChunkStatistics<'a> {
+    searcher: &'a Searcher,
+    other_records: u64,
+}
+
+impl ChunkStatistics<'_> {
+    fn total(&self) -> tantivy::Result<u64> {
+        use tantivy::query::Bm25StatisticsProvider;
+        Ok(self
+            .searcher
+            .total_num_docs()?
+            .saturating_sub(self.other_records)
+            .max(1))
+    }
+}
+
+impl tantivy::query::Bm25StatisticsProvider for ChunkStatistics<'_> {
+    fn total_num_tokens(&self, field: Field) -> tantivy::Result<u64> {
+        self.searcher.total_num_tokens(field)
+    }
+
+    fn total_num_docs(&self) -> tantivy::Result<u64> {
+        self.total()
+    }
+
+    fn doc_freq(&self, term: &Term) -> tantivy::Result<u64> {
+        Ok(self.searcher.doc_freq(term)?.min(self.total()?))
+    }
 }
 
 /// A searchable knowledge base over an index in RAM or on disk. Cheap to
@@ -391,7 +433,14 @@ impl KnowledgeBase {
         let paths: Vec<&str> = docs.iter().map(|d| d.0.path.as_str()).collect();
         let display = shortest_unambiguous(&paths);
         let titles = TitleIndex::new(docs.iter().map(|(r, kind)| (r.title.as_str(), kind)));
-        let catalog = Arc::new(Catalog { display, titles });
+        let roots = searcher
+            .search(&self.type_query(TYPE_ROOT), &Count)
+            .map_err(KbError::Search)?;
+        let catalog = Arc::new(Catalog {
+            display,
+            titles,
+            other_records: (docs.len() + roots) as u64,
+        });
         *cached = Some((generation, catalog.clone()));
         Ok(catalog)
     }
@@ -542,6 +591,11 @@ impl KnowledgeBase {
         }
         let query = BooleanQuery::new(clauses);
         let searcher = self.searcher();
+        let catalog = self.catalog(&searcher)?;
+        let statistics = ChunkStatistics {
+            searcher: &searcher,
+            other_records: catalog.other_records,
+        };
 
         // Collect deep enough that the per-document cap still leaves top_k,
         // and past the boundary so that ties there are broken by key, not
@@ -549,7 +603,7 @@ impl KnowledgeBase {
         let mut limit = (top_k * 4).max(32);
         loop {
             let hits = searcher
-                .search(&query, &TopDocs::with_limit(limit))
+                .search_with_statistics_provider(&query, &TopDocs::with_limit(limit), &statistics)
                 .map_err(KbError::Search)?;
             let exhausted = hits.len() < limit;
             let mut scored = Vec::with_capacity(hits.len());
@@ -577,7 +631,6 @@ impl KnowledgeBase {
             });
             if scored.len() >= top_k || exhausted {
                 scored.truncate(top_k);
-                let catalog = self.catalog(&searcher)?;
                 return scored
                     .into_iter()
                     .map(|(score, _, _, address)| self.passage(&searcher, &catalog, address, score))

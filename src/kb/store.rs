@@ -1227,4 +1227,39 @@ mod tests {
             "History › The Founding · lines 10-11"
         );
     }
+
+    #[test]
+    fn manifest_and_root_records_do_not_move_bm25_scores() {
+        let tmp = tempfile::tempdir().expect("tmp");
+        let home = tmp.path().join("kb");
+        let docs = tmp.path().join("docs");
+        write(
+            &docs,
+            "a.md",
+            "# Alpha\n\nThe amber gate and the amber road.\n",
+        );
+        write(&docs, "b.md", "# Beta\n\nThe bronze bell.\n");
+        add(
+            &home,
+            "t",
+            &[Input::Path(docs.clone())],
+            &IngestOptions::default(),
+        );
+        let in_memory = KnowledgeBase::build(vec![
+            crate::kb::parse_markdown("a.md", "# Alpha\n\nThe amber gate and the amber road.\n"),
+            crate::kb::parse_markdown("b.md", "# Beta\n\nThe bronze bell.\n"),
+        ])
+        .expect("build");
+        let score = |kb: &KnowledgeBase| kb.search("amber gate", 1).expect("search")[0].score;
+        let before = score(&open(&home, "t").expect("open"));
+        // More roots (empty folders) add records but no text.
+        for n in 0..5 {
+            let empty = tmp.path().join(format!("empty{n}"));
+            std::fs::create_dir_all(&empty).expect("mkdir");
+            add(&home, "t", &[Input::Path(empty)], &IngestOptions::default());
+        }
+        let after = score(&open(&home, "t").expect("open"));
+        assert_eq!(before, after);
+        assert_eq!(before, score(&in_memory));
+    }
 }
