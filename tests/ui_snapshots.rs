@@ -280,10 +280,12 @@ fn help_overlay_shows_every_binding_at_every_size() {
 }
 
 #[test]
-fn help_overlay_200x50_two_columns() {
+fn help_overlay_200x60_two_columns() {
     let mut scene = Scene::new();
     scene.view.help = true;
-    let screen = scene.draw(200, 50, 0);
+    // Since the search overlay's keys came, the two columns are 56 rows:
+    // at 200x50 the help scrolls (every size is checked above).
+    let screen = scene.draw(200, 60, 0);
     // Both columns whole: nothing to scroll, the overlay's last rows shown.
     assert_eq!(scene.view.help_max_scroll.get(), 0, "{screen}");
     assert!(screen.contains("/chaos BACKEND latency 12s"), "{screen}");
@@ -336,9 +338,9 @@ fn help_overlay_80x24_end() {
     assert!(actions.is_empty());
     assert!(scene.view.help_scroll > 0);
     let end = scene.draw(80, 24, 0);
-    assert!(end.contains("Request detail overlay"), "{end}");
+    assert!(end.contains("Search results overlay"), "{end}");
     assert!(
-        end.contains("close the timeline"),
+        end.contains("back from an open passage to the results, else close"),
         "the last binding: {end}"
     );
     insta::assert_snapshot!(end);
@@ -498,4 +500,134 @@ fn citation_overlay_opens_the_cited_passage() {
     let screen = scene.draw(120, 40, 1_000);
     assert!(screen.contains("[1] The Shattered Waystone"), "{screen}");
     insta::assert_snapshot!(screen);
+}
+
+/// The `/kb search` overlay for `query`, filled with what the scene's lore
+/// finds, as the TUI loop would fill it.
+fn search(scene: &mut Scene, query: &str) {
+    use loreweave::ui::{Found, SEARCH_TOP_K, SearchDone};
+    let seq = scene.view.open_search(query.into());
+    let passages = scene.kb.search(query, SEARCH_TOP_K).expect("search");
+    assert!(scene.view.search_finished(SearchDone {
+        seq,
+        result: Ok(Found {
+            kb: "sample".into(),
+            passages,
+        }),
+    }));
+}
+
+fn press(scene: &mut Scene, code: crossterm::event::KeyCode) {
+    use crossterm::event::{KeyEvent, KeyModifiers};
+    let actions = loreweave::tui::keys::on_key(
+        KeyEvent::new(code, KeyModifiers::NONE),
+        &mut scene.view,
+        &scene.engine,
+    );
+    assert!(actions.is_empty(), "{actions:?}");
+}
+
+#[test]
+fn kb_search_results_120x40() {
+    let mut scene = Scene::new();
+    search(&mut scene, "who guards the waystone");
+    let screen = scene.draw(120, 40, 0);
+    assert!(screen.contains("\"who guards the waystone\""), "{screen}");
+    assert!(
+        screen.contains("shattered-waystone.md › lines 7-9"),
+        "{screen}"
+    );
+    assert!(
+        screen.contains("▸   1"),
+        "the first row is selected: {screen}"
+    );
+    insta::assert_snapshot!(screen);
+}
+
+#[test]
+fn kb_search_results_80x24_follow_the_selection() {
+    use crossterm::event::KeyCode;
+    let mut scene = Scene::new();
+    search(&mut scene, "who guards the waystone");
+    let count = scene.view.search.as_ref().map_or(0, |s| s.passages().len());
+    assert!(count > 8, "{count} passages: more than fit");
+    press(&mut scene, KeyCode::End);
+    let screen = scene.draw(80, 24, 0);
+    assert!(
+        screen.contains(&format!("▸ {count:>3}")),
+        "the last row is selected and on screen: {screen}"
+    );
+    insta::assert_snapshot!(screen);
+}
+
+#[test]
+fn kb_search_passage_120x40() {
+    use crossterm::event::KeyCode;
+    let mut scene = Scene::new();
+    search(&mut scene, "who guards the waystone");
+    press(&mut scene, KeyCode::Enter);
+    let screen = scene.draw(120, 40, 0);
+    assert!(screen.contains("#1 The Shattered Waystone"), "{screen}");
+    assert!(
+        screen.contains("shattered-waystone.md › lines 7-9 · score"),
+        "{screen}"
+    );
+    assert!(screen.contains("Warden Tamsin Orrel"), "{screen}");
+    insta::assert_snapshot!(screen);
+    // Esc goes back to the list, as it was.
+    press(&mut scene, KeyCode::Esc);
+    assert!(scene.draw(120, 40, 0).contains("▸   1"));
+}
+
+#[test]
+fn kb_search_passage_80x24() {
+    use crossterm::event::KeyCode;
+    let mut scene = Scene::new();
+    search(&mut scene, "who guards the waystone");
+    press(&mut scene, KeyCode::Down);
+    press(&mut scene, KeyCode::Enter);
+    let screen = scene.draw(80, 24, 0);
+    assert!(screen.contains("Search result 2 of"), "{screen}");
+    assert!(screen.contains("#2 "), "{screen}");
+    assert!(screen.contains("↑↓ scroll · Esc back"), "{screen}");
+    insta::assert_snapshot!(screen);
+}
+
+#[test]
+fn kb_search_passage_scrolls_when_it_does_not_fit() {
+    use crossterm::event::KeyCode;
+    let mut scene = Scene::new();
+    search(&mut scene, "who guards the waystone");
+    press(&mut scene, KeyCode::Enter);
+    let top = scene.draw(60, 18, 0);
+    assert!(top.contains("#1 The Shattered Waystone"), "{top}");
+    assert!(!top.contains("felled giant."), "{top}");
+    assert!(scene.view.passage_max_scroll.get() > 0, "{top}");
+    press(&mut scene, KeyCode::End);
+    let end = scene.draw(60, 18, 0);
+    assert!(
+        !end.contains("#1 The Shattered Waystone"),
+        "scrolled: {end}"
+    );
+    assert!(end.contains("felled giant."), "the end is on screen: {end}");
+    // Past the end it stays at the end.
+    press(&mut scene, KeyCode::Down);
+    assert_eq!(scene.draw(60, 18, 0), end);
+}
+
+#[test]
+fn kb_search_with_no_match_says_so() {
+    let mut scene = Scene::new();
+    search(&mut scene, "xyzzyplugh");
+    let screen = scene.draw(80, 24, 0);
+    assert!(
+        screen.contains("no passage matches \"xyzzyplugh\" in kb sample"),
+        "{screen}"
+    );
+    // Untrusted query text is shown sanitised.
+    scene.view.search = None;
+    search(&mut scene, "evil\x1b]0;pwned\x07 query");
+    let screen = scene.draw(80, 24, 0);
+    assert!(!screen.contains('\x1b'), "{screen}");
+    assert!(screen.contains("no passage matches"), "{screen}");
 }

@@ -47,11 +47,13 @@ pub enum Context {
     Citation,
     /// The request detail (timeline) overlay.
     Detail,
+    /// The `/kb search` overlay: its results, or a passage opened from them.
+    Search,
 }
 
 impl Context {
     /// Every context, in the order the help overlay and the docs show them.
-    pub const ALL: [Context; 10] = [
+    pub const ALL: [Context; 11] = [
         Context::Global,
         Context::Main,
         Context::Input,
@@ -62,6 +64,7 @@ impl Context {
         Context::Help,
         Context::Citation,
         Context::Detail,
+        Context::Search,
     ];
 
     /// The contexts whose bindings are live when keys go to `self`, searched
@@ -80,6 +83,7 @@ impl Context {
             Help => &[Global, Help],
             Citation => &[Global, Citation],
             Detail => &[Global, Detail],
+            Search => &[Global, Search],
         }
     }
 
@@ -96,6 +100,7 @@ impl Context {
             Context::Help => "Help overlay",
             Context::Citation => "Cited passage overlay",
             Context::Detail => "Request detail overlay",
+            Context::Search => "Search results overlay (/kb search)",
         }
     }
 
@@ -112,6 +117,7 @@ impl Context {
             Context::Help => "help",
             Context::Citation => "citation",
             Context::Detail => "detail",
+            Context::Search => "search",
         }
     }
 }
@@ -156,6 +162,8 @@ pub enum Action {
     CancelRequest,
     /// Cycle the selected backend's breaker: auto, open, closed.
     ToggleBreaker,
+    /// Open the selected search result.
+    OpenPassage,
 }
 
 /// The placeholder number in `Action::OpenCitation(PRESSED)`: filled in
@@ -622,6 +630,10 @@ mod tests {
         assert_eq!(
             map.hints(Context::Lifecycle),
             ["Enter detail", "c cancel", "b breaker"]
+        );
+        assert_eq!(
+            map.hints(Context::Search),
+            ["↑↓ select", "Enter open", "Esc close"]
         );
     }
 

@@ -12,7 +12,7 @@ use crossterm::event::KeyCode::{
 use super::Action::{self as A, OpenCitation};
 use super::Context::{
     self, Chat, Citation, Detail, Global, Help as HelpOverlay, Input, Lifecycle, Main, Panes,
-    Scenarios,
+    Scenarios, Search,
 };
 use super::{Binding, Hint, Key, PRESSED, SlashCommand};
 
@@ -90,6 +90,14 @@ pub(super) const BINDINGS: &[Binding] = &[
     b(Citation, &[DIGIT], OpenCitation(PRESSED), "show the passage cited as [n] instead"),
     b(Citation, &[k(Esc), c('q'), k(Enter)], A::Close, "close the passage"),
     b(Detail, &[k(Esc), c('q'), k(Enter)], A::Close, "close the timeline"),
+    b(Search, &[k(Up), c('k')], A::ScrollUp, "select the passage above, or scroll an open one up"),
+    b(Search, &[k(Down), c('j')], A::ScrollDown, "select the passage below, or scroll an open one down"),
+    b(Search, &[k(PgUp)], A::PageUp, "ten passages up, or ten lines in an open passage"),
+    b(Search, &[k(PgDn)], A::PageDown, "ten passages down, or ten lines in an open passage"),
+    b(Search, &[k(Home), c('g')], A::Top, "the best match, or the top of an open passage"),
+    b(Search, &[k(End), c('G')], A::Bottom, "the last match, or the end of an open passage"),
+    b(Search, &[k(Enter)], A::OpenPassage, "open the selected passage, its whole text"),
+    b(Search, &[k(Esc), c('q')], A::Close, "back from an open passage to the results, else close"),
 ];
 
 const fn cmd(
@@ -126,6 +134,7 @@ pub const COMMANDS: &[SlashCommand] = &[
     cmd("/rag on|off", &[], "/rag off", "retrieval on or off for the next requests (off: no lore)"),
     cmd("/kb add PATH...", &[], "/kb add ~/notes other.md", "add files, folders or URLs to the knowledge base in use (an ingest request; c cancels)"),
     cmd("/kb use NAME", &[], "/kb use sample", "search another knowledge base (sample: the built-in lore)"),
+    cmd("/kb search QUERY", &[], "/kb search shattered waystone", "search the knowledge base in use: the top 20 passages"),
     cmd("/help", &["/?"], "/help", "open the help overlay"),
     cmd("/quit", &["/q"], "/quit", "quit"),
 ];
@@ -156,4 +165,7 @@ pub const HINTS: &[Hint] = &[
     hint(Lifecycle, &[A::CancelRequest], "cancel"),
     hint(Lifecycle, &[A::ToggleBreaker], "breaker"),
     hint(HelpOverlay, &[A::ScrollUp, A::ScrollDown], "scroll"),
+    hint(Search, &[A::ScrollUp, A::ScrollDown], "select"),
+    hint(Search, &[A::OpenPassage], "open"),
+    hint(Search, &[A::Close], "close"),
 ];

@@ -21,6 +21,8 @@ pub enum Action {
     Notice(String, bool),
     /// Switch the knowledge base the local retriever searches.
     KbUse(String),
+    /// Search the knowledge base in use and show what it finds.
+    KbSearch(String),
     Quit,
 }
 
@@ -70,6 +72,14 @@ pub fn on_key(key: KeyEvent, view: &mut ViewState, engine: &Engine) -> Vec<Actio
         Bound::OpenDetail | Bound::CancelRequest | Bound::ToggleBreaker => {
             return lifecycle_action(bound, view, engine);
         }
+        Bound::OpenPassage => {
+            if let Some(search) = &mut view.search
+                && search.selected_passage().is_some()
+            {
+                search.opened = true;
+                search.passage_scroll = 0;
+            }
+        }
     }
     Vec::new()
 }
@@ -96,6 +106,11 @@ fn close_overlay(context: Context, view: &mut ViewState) {
         }
         Context::Detail => view.detail = false,
         Context::Citation => view.citation = None,
+        // Back from an open passage to the results, else close them.
+        Context::Search => match &mut view.search {
+            Some(search) if search.opened => search.opened = false,
+            _ => view.search = None,
+        },
         _ => {}
     }
 }
@@ -151,6 +166,18 @@ fn scroll(step: Move, context: Context, view: &mut ViewState, engine: &Engine) {
         Context::Lifecycle => {
             let last = lifecycle_rows(engine).len().saturating_sub(1);
             view.lifecycle_selected = step.apply(view.lifecycle_selected, last);
+        }
+        // An open passage scrolls; the results move the selection.
+        Context::Search => {
+            let max = view.passage_max_scroll.get();
+            if let Some(search) = &mut view.search {
+                if search.opened {
+                    search.passage_scroll = step.apply(search.passage_scroll, max);
+                } else {
+                    let last = search.passages().len().saturating_sub(1);
+                    search.selected = step.apply(search.selected, last);
+                }
+            }
         }
         _ => {}
     }
@@ -229,6 +256,7 @@ fn submit(view: &mut ViewState, engine: &Engine) -> Vec<Action> {
         Line::Rag(on) => Action::Engine(Command::SetRag(on)),
         Line::KbAdd(paths) => Action::Engine(Command::KbAdd { paths }),
         Line::KbUse(name) => Action::KbUse(name),
+        Line::KbSearch(query) => Action::KbSearch(query),
         Line::CancelQueued(number) => Action::Engine(Command::CancelQueued {
             conversation: CONVERSATION,
             number,
@@ -585,5 +613,134 @@ mod tests {
         }
         assert!(!view.detail);
         assert_eq!(view.lifecycle_selected, 0);
+    }
+
+    /// The search overlay opened by `/kb search QUERY`, with what the
+    /// sample lore finds for it.
+    fn searched(view: &mut ViewState, engine: &Engine, query: &str) -> usize {
+        type_text(view, engine, &format!("/kb search {query}"));
+        let actions = on_key(key(KeyCode::Enter), view, engine);
+        assert_eq!(actions, vec![Action::KbSearch(query.into())]);
+        assert_eq!(view.input.lines(), [""]);
+        // What the loop does with the action: open, search, show.
+        let seq = view.open_search(query.into());
+        assert_eq!(view.key_context(), Context::Search);
+        let kb = crate::kb::KnowledgeBase::build(crate::kb::embedded_lore()).expect("lore");
+        let passages = kb.search(query, crate::ui::SEARCH_TOP_K).expect("search");
+        let n = passages.len();
+        assert!(view.search_finished(crate::ui::SearchDone {
+            seq,
+            result: Ok(crate::ui::Found {
+                kb: "sample".into(),
+                passages,
+            }),
+        }));
+        n
+    }
+
+    fn selected(view: &ViewState) -> usize {
+        view.search.as_ref().map_or(usize::MAX, |s| s.selected)
+    }
+
+    fn press(view: &mut ViewState, engine: &Engine, code: KeyCode) {
+        assert!(on_key(key(code), view, engine).is_empty(), "{code:?}");
+    }
+
+    fn passage_scroll(view: &ViewState) -> usize {
+        view.search
+            .as_ref()
+            .map_or(usize::MAX, |s| s.passage_scroll)
+    }
+
+    #[test]
+    fn search_results_move_open_a_passage_go_back_and_close() {
+        let (mut view, engine) = setup();
+        let n = searched(&mut view, &engine, "waystone");
+        assert!(n > 3, "{n} passages");
+        let (v, e) = (&mut view, &engine);
+        press(v, e, KeyCode::Down);
+        press(v, e, KeyCode::Char('j'));
+        press(v, e, KeyCode::Char('k'));
+        assert_eq!(selected(v), 1);
+        press(v, e, KeyCode::End);
+        assert_eq!(selected(v), n - 1);
+        press(v, e, KeyCode::Down);
+        assert_eq!(selected(v), n - 1, "stays on the last");
+        press(v, e, KeyCode::Char('g'));
+        press(v, e, KeyCode::Up);
+        assert_eq!(selected(v), 0, "stays on the first");
+        press(v, e, KeyCode::Down);
+        // Tab and digits do nothing here; the input is not reachable.
+        press(v, e, KeyCode::Tab);
+        press(v, e, KeyCode::Char('3'));
+        assert_eq!(v.focus, Focus::Input);
+        assert_eq!(v.citation, None);
+        assert_eq!(v.input.lines(), [""]);
+
+        // Enter opens the selected passage; it scrolls within the last draw's limit.
+        press(v, e, KeyCode::Enter);
+        let search = v.search.as_ref().expect("open");
+        assert!(search.opened);
+        assert_eq!(
+            search.selected_passage().map(|p| &p.id),
+            search.passages().get(1).map(|p| &p.id)
+        );
+        v.passage_max_scroll.set(4);
+        press(v, e, KeyCode::Char('j'));
+        assert_eq!(passage_scroll(v), 1);
+        press(v, e, KeyCode::PageDown);
+        assert_eq!(passage_scroll(v), 4);
+        press(v, e, KeyCode::Up);
+        assert_eq!(passage_scroll(v), 3);
+        assert_eq!(
+            selected(v),
+            1,
+            "the selection stays while a passage scrolls"
+        );
+        // Esc goes back to the results, where the selection stayed.
+        press(v, e, KeyCode::Esc);
+        assert_eq!(v.search.as_ref().map(|s| s.opened), Some(false));
+        assert_eq!(selected(v), 1);
+        // Enter again opens it at the top; q goes back too.
+        press(v, e, KeyCode::Enter);
+        assert_eq!(v.search.as_ref().map(|s| s.opened), Some(true));
+        assert_eq!(passage_scroll(v), 0);
+        press(v, e, KeyCode::Char('q'));
+        assert_eq!(v.search.as_ref().map(|s| s.opened), Some(false));
+        // Esc in the results closes the overlay.
+        press(v, e, KeyCode::Esc);
+        assert!(v.search.is_none());
+        assert_eq!(v.key_context(), Context::Input);
+    }
+
+    #[test]
+    fn enter_opens_nothing_while_waiting_or_without_matches() {
+        let (mut view, engine) = setup();
+        view.open_search("waystone".into());
+        on_key(key(KeyCode::Enter), &mut view, &engine);
+        on_key(key(KeyCode::Down), &mut view, &engine);
+        assert_eq!(view.key_context(), Context::Search);
+        assert_eq!(selected(&view), 0);
+        on_key(key(KeyCode::Esc), &mut view, &engine);
+        assert!(view.search.is_none());
+        let n = searched(&mut view, &engine, "xyzzyplugh");
+        assert_eq!(n, 0);
+        on_key(key(KeyCode::Enter), &mut view, &engine);
+        assert_eq!(view.search.as_ref().map(|s| s.opened), Some(false));
+        // q closes too.
+        on_key(key(KeyCode::Char('q')), &mut view, &engine);
+        assert!(view.search.is_none());
+    }
+
+    #[test]
+    fn kb_search_without_a_query_keeps_the_line_and_says_how() {
+        let (mut view, engine) = setup();
+        type_text(&mut view, &engine, "/kb search ");
+        let actions = on_key(key(KeyCode::Enter), &mut view, &engine);
+        assert!(
+            matches!(&actions[..], [Action::Notice(m, true)] if m.contains("/kb search QUERY")),
+            "{actions:?}"
+        );
+        assert!(view.search.is_none());
     }
 }

@@ -1,6 +1,7 @@
 //! The TUI loop: one `tokio::select!` over terminal events, task results (and
-//! the engine's next deadline), the knowledge base becoming ready, a redraw
-//! tick that only runs while requests are live, and SIGTERM/SIGHUP. It
+//! the engine's next deadline), the knowledge base becoming ready, finished
+//! `/kb search`es, a redraw tick that only runs while requests are live, and
+//! SIGTERM/SIGHUP. It
 //! drains what is ready, updates, and draws only when something changed, at
 //! most one frame per 16 ms, so an idle TUI uses no CPU. It never awaits a
 //! backend or the disk: those run as tasks and come back as inputs.
@@ -9,6 +10,7 @@
 //! (ratatui's panic hook), SIGTERM and SIGHUP.
 
 pub mod keys;
+pub mod search;
 
 use std::time::Duration;
 
@@ -86,6 +88,9 @@ async fn run_inner(
         view.kb_status = format!("lore from {}", config.retriever.name());
     }
 
+    // Finished `/kb search`es; the loop holds a sender, so this never closes.
+    let (search_tx, mut search_rx) = tokio::sync::mpsc::unbounded_channel();
+
     let mut events = EventStream::new();
     let mut sigterm = signal(SignalKind::terminate())?;
     let mut sighup = signal(SignalKind::hangup())?;
@@ -111,6 +116,11 @@ async fn run_inner(
                                     view.kb_status = "kb: opening...".into();
                                 } else {
                                     driver.engine.set_notice("the retriever is not local: its knowledge base lives in the pipeline", true);
+                                }
+                            }
+                            Action::KbSearch(query) => {
+                                if let Err(why) = search::start(&kb, local, query, &mut view, &search_tx) {
+                                    driver.engine.set_notice(why, true);
                                 }
                             }
                             Action::Quit => return Ok(Exit::Quit),
@@ -151,6 +161,9 @@ async fn run_inner(
                     KbState::Building => "kb: opening...".into(),
                 };
                 dirty = true;
+            }
+            Some(done) = search_rx.recv() => {
+                dirty |= view.search_finished(done);
             }
             _ = tick.tick(), if busy => dirty = true,
             () = tokio::time::sleep_until(frame_at), if dirty => {}

@@ -6,6 +6,7 @@
 mod help;
 pub mod markdown;
 mod panes;
+pub mod search;
 pub mod theme;
 
 use std::cell::Cell;
@@ -23,6 +24,7 @@ use crate::engine::breaker::{BreakerState, Force};
 use crate::engine::limits::Backend;
 use crate::engine::request::{Kind, Request};
 use crate::keymap::{Context, Keymap};
+pub use search::{Found, KbSearch, SEARCH_TOP_K, SearchDone, SearchResults};
 pub use theme::Theme;
 
 /// Where keys go.
@@ -125,6 +127,10 @@ pub struct ViewState {
     pub detail: bool,
     /// The passage overlay: citation `[n]` of a reply or a scenario.
     pub citation: Option<Citation>,
+    /// The `/kb search` overlay.
+    pub search: Option<KbSearch>,
+    /// The `seq` of the newest search asked for.
+    pub search_seq: u64,
     /// Chat: lines scrolled up from the newest.
     pub chat_scroll: usize,
     /// Scenarios: the one shown (`None` follows the newest).
@@ -146,6 +152,8 @@ pub struct ViewState {
     /// these cells are written while drawing.
     pub chat_max_scroll: Cell<usize>,
     pub scenario_max_scroll: Cell<usize>,
+    /// How far the open search passage can scroll.
+    pub passage_max_scroll: Cell<usize>,
 }
 
 impl ViewState {
@@ -158,6 +166,8 @@ impl ViewState {
             help_max_scroll: Cell::new(0),
             detail: false,
             citation: None,
+            search: None,
+            search_seq: 0,
             chat_scroll: 0,
             scenario_selected: None,
             scenario_scroll: 0,
@@ -169,6 +179,7 @@ impl ViewState {
             keymap: Keymap::default(),
             chat_max_scroll: Cell::new(0),
             scenario_max_scroll: Cell::new(0),
+            passage_max_scroll: Cell::new(0),
         };
         view.reset_input();
         view
@@ -193,8 +204,34 @@ impl ViewState {
             Context::Detail
         } else if self.citation.is_some() {
             Context::Citation
+        } else if self.search.is_some() {
+            Context::Search
         } else {
             self.focus.context()
+        }
+    }
+
+    /// Open the search overlay, waiting for the results of `query`; the
+    /// number the results must come back with.
+    pub fn open_search(&mut self, query: String) -> u64 {
+        self.search_seq += 1;
+        self.search = Some(KbSearch::new(self.search_seq, query));
+        self.search_seq
+    }
+
+    /// Show a finished search, if the overlay that asked for it is still
+    /// open and waiting; whether it was shown.
+    pub fn search_finished(&mut self, done: SearchDone) -> bool {
+        match &mut self.search {
+            Some(search) if search.seq == done.seq && search.results == SearchResults::Pending => {
+                search.results = match done.result {
+                    Ok(found) => SearchResults::Found(found),
+                    Err(error) => SearchResults::Failed(error),
+                };
+                search.selected = 0;
+                true
+            }
+            _ => false,
         }
     }
 
@@ -251,6 +288,9 @@ pub fn draw(frame: &mut Frame, engine: &Engine, view: &ViewState, now: Instant) 
     }
     if let Some(citation) = view.citation {
         panes::citation(frame, area, engine, view, citation);
+    }
+    if let Some(search) = &view.search {
+        search::draw(frame, area, view, search);
     }
     if view.help {
         help::draw(frame, area, view);
