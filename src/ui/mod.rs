@@ -387,7 +387,7 @@ fn status_bar(frame: &mut Frame, area: Rect, engine: &Engine, view: &ViewState) 
         1,
         vec![Span::raw(format!("│ queue {} {running}", conv.queue.len()))],
     ));
-    segments.push((4, vec![Span::raw(format!("│ {} ", view.kb_status))]));
+    segments.push((2, vec![Span::raw(format!("│ {} ", view.kb_status))]));
     // The focused pane's key hints, most useful first.
     let mut hints = view.keymap.hints(view.focus.context());
     let keys_len = |hints: &[String]| match hints {

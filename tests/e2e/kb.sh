@@ -159,7 +159,7 @@ wait_for "│ kb default · 2 docs" 10
 
 echo "e2e kb: the next question is answered from the new document"
 send_line "who tends the Saltglass Beacon?"
-limit=20 wait_chat_order "who tends the Saltglass Beacon?" "Ondry Vail" "Sources" "(saltglass-beacon.md)"
+limit=20 wait_chat_order "who tends the Saltglass Beacon?" "Ondry Vail" "Sources" "(saltglass-beacon.md ›"
 
 echo "e2e kb: the help lists /kb add and /kb search"
 tmux send-keys -t "$session" Tab   # chat pane: ? opens the help from a pane
