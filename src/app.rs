@@ -10,7 +10,7 @@ use secrecy::ExposeSecret;
 
 use crate::backends::haystack::HayhooksRetriever;
 use crate::backends::http::{ApiKey, HttpOptions, build_client};
-use crate::backends::local::{KbHandle, LocalRetriever};
+use crate::backends::local::{EmbedRoute, EngineEmbeds, KbHandle, LocalRetriever};
 use crate::backends::offline::{OfflineModel, Tables};
 use crate::backends::ollama::{OllamaChat, OllamaEmbedder};
 use crate::backends::openai::{GenParams, OpenAiChat, OpenAiEmbedder};
@@ -58,6 +58,11 @@ pub fn kb_context(config: &Config, args: &GlobalArgs) -> anyhow::Result<KbContex
         max_file_size: config.kb.max_file_size,
         fetch_timeout: config.kb.fetch_timeout,
         max_fetch_size: config.kb.max_fetch_size,
+        embeddings: build_embedder(config)?.map(|embedder| crate::headless::kb::Embeddings {
+            model: embedding_model(config),
+            embedder,
+            batch_size: config.embeddings.batch_size,
+        }),
     })
 }
 
@@ -151,6 +156,58 @@ pub fn default_backends(kb: KbHandle) -> anyhow::Result<Backends> {
 
 /// The backends the config names, under the names the engine uses.
 pub fn build_backends(config: &Config, kb: KbHandle) -> anyhow::Result<Backends> {
+    build_backends_routed(config, kb, None)
+}
+
+/// The embeddings backend the config names, if any.
+pub fn build_embedder(
+    config: &Config,
+) -> anyhow::Result<Option<Arc<dyn crate::backends::Embedder>>> {
+    let http = HttpOptions::default();
+    let emb = &config.embeddings;
+    let api_key =
+        |key: Option<secrecy::SecretString>| key.map(|k| ApiKey::new(k.expose_secret().to_owned()));
+    let embedder: Option<Arc<dyn crate::backends::Embedder>> = match emb.provider {
+        EmbeddingsProvider::None => None,
+        EmbeddingsProvider::OpenAi => Some(Arc::new(backend(
+            OpenAiEmbedder::new(
+                backend(build_client(&http), "HTTP client")?,
+                &emb.endpoint().unwrap_or_default(),
+                &emb.model,
+                api_key(emb.api_key()?),
+                emb.batch_size,
+                http.max_body_bytes,
+            ),
+            "[embeddings]",
+        )?)),
+        EmbeddingsProvider::Ollama => Some(Arc::new(backend(
+            OllamaEmbedder::new(
+                backend(build_client(&http), "HTTP client")?,
+                &emb.endpoint().unwrap_or_default(),
+                &emb.model,
+                emb.batch_size,
+                http.max_body_bytes,
+            ),
+            "[embeddings]",
+        )?)),
+    };
+    Ok(embedder)
+}
+
+/// Which embedding model chunk vectors are kept for: provider and model.
+pub fn embedding_model(config: &Config) -> String {
+    let emb = &config.embeddings;
+    format!("{}:{}", emb.name().unwrap_or("none"), emb.model)
+}
+
+/// [`build_backends`], with knowledge-base chunks embedded as engine
+/// requests through `route` (the TUI, where they show in the lifecycle
+/// pane) instead of straight to the embedder.
+pub fn build_backends_routed(
+    config: &Config,
+    kb: KbHandle,
+    route: Option<EngineEmbeds>,
+) -> anyhow::Result<Backends> {
     let http = HttpOptions::default();
     let mut backends = Backends::default();
     let engine_cfg = config.engine_config();
@@ -199,37 +256,18 @@ pub fn build_backends(config: &Config, kb: KbHandle) -> anyhow::Result<Backends>
     backends.models.insert(engine_cfg.generator.clone(), model);
 
     let emb = &config.embeddings;
-    let embedder: Option<Arc<dyn crate::backends::Embedder>> = match emb.provider {
-        EmbeddingsProvider::None => None,
-        EmbeddingsProvider::OpenAi => Some(Arc::new(backend(
-            OpenAiEmbedder::new(
-                backend(build_client(&http), "HTTP client")?,
-                &emb.endpoint().unwrap_or_default(),
-                &emb.model,
-                api_key(emb.api_key()?),
-                emb.batch_size,
-                http.max_body_bytes,
-            ),
-            "[embeddings]",
-        )?)),
-        EmbeddingsProvider::Ollama => Some(Arc::new(backend(
-            OllamaEmbedder::new(
-                backend(build_client(&http), "HTTP client")?,
-                &emb.endpoint().unwrap_or_default(),
-                &emb.model,
-                emb.batch_size,
-                http.max_body_bytes,
-            ),
-            "[embeddings]",
-        )?)),
-    };
+    let embedder = build_embedder(config)?;
     let retriever: Arc<dyn crate::backends::Retriever> = match config.retriever.provider {
         RetrieverProvider::Local => match (&embedder, config.query_embedder()) {
             // Hybrid: chunks are embedded in the background; queries are
             // embedded by the engine's embed step.
             (Some(embedder), Some(_)) => Arc::new(LocalRetriever::with_embeddings(
                 kb,
-                embedder.clone(),
+                match route {
+                    Some(engine) => EmbedRoute::Engine(engine),
+                    None => EmbedRoute::Direct(embedder.clone()),
+                },
+                embedding_model(config),
                 emb.batch_size,
             )),
             _ => Arc::new(LocalRetriever::new(kb)),

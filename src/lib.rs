@@ -10,6 +10,7 @@ pub mod domain;
 pub mod engine;
 pub mod headless;
 pub mod kb;
+pub mod keymap;
 pub mod logging;
 pub mod prompts;
 pub mod runtime;

@@ -77,7 +77,7 @@ impl Prompts {
     }
 }
 
-/// "[1] Title (source)\ntext" blocks, markup stripped; or why there are none.
+/// "[1] Title (source › trail · lines)\ntext" blocks, markup stripped; or why there are none.
 pub fn passages_block(passages: &[Passage], no_lore: Option<&str>) -> String {
     if passages.is_empty() {
         let why = no_lore.unwrap_or("no lore matched");
@@ -87,11 +87,15 @@ pub fn passages_block(passages: &[Passage], no_lore: Option<&str>) -> String {
         .iter()
         .enumerate()
         .map(|(i, p)| {
+            let place = if p.location.is_unknown() {
+                p.source.clone()
+            } else {
+                format!("{} › {}", p.source, p.location)
+            };
             format!(
-                "[{}] {} ({})\n{}",
+                "[{}] {} ({place})\n{}",
                 i + 1,
                 p.title,
-                p.source,
                 p.text.replace("**", "").trim()
             )
         })

@@ -20,7 +20,7 @@ use tokio::sync::mpsc;
 use tokio::task::AbortHandle;
 use tokio::time::Instant;
 
-use crate::backends::{ChatModel, Embedder, Ingester, Retriever};
+use crate::backends::{ChatModel, Embedder, Ingester, Retriever, VectorSink};
 use crate::domain::{BackendError, ChaosMode};
 use crate::engine::request::RequestId;
 use crate::engine::{Call, Effect, Engine, Input};
@@ -33,6 +33,8 @@ pub struct Backends {
     pub embedders: HashMap<String, Arc<dyn Embedder>>,
     /// Adds documents to the knowledge base in use (`/kb add`).
     pub ingester: Option<Arc<dyn Ingester>>,
+    /// Receives chunk vectors embedded as engine requests.
+    pub vector_sink: Option<Arc<dyn VectorSink>>,
 }
 
 impl std::fmt::Debug for Backends {
@@ -105,6 +107,11 @@ impl Runtime {
                     if let Some(handle) = self.tasks.remove(&id) {
                         handle.abort();
                         tracing::debug!(id = %id, "task aborted");
+                    }
+                }
+                Effect::ChunkVectors { batch, result } => {
+                    if let Some(sink) = &self.backends.vector_sink {
+                        sink.deliver(batch, result);
                     }
                 }
                 Effect::Export {

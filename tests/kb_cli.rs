@@ -495,7 +495,6 @@ fn hidden_files_are_added_only_with_hidden() {
 /// whatever the root was added with, so it drops every hidden document as
 /// "deleted". Roots need to remember their walk options.
 #[test]
-#[ignore = "kb sync forgets --hidden and prunes hidden documents (known bug)"]
 fn sync_keeps_documents_added_with_hidden() {
     let sb = Sandbox::new();
     let docs = sb.root().join("docs");
@@ -958,16 +957,19 @@ fn web_pages_are_added_reported_and_resynced() {
     assert!(!hits.is_empty(), "the page's text is not searchable");
     assert_eq!(str_field(&hits[0], "source"), url);
     assert!(str_field(&hits[0], "text").contains("blooms only at midnight"));
-    // TODO(html loader): assert the <title> is the document's title and that
-    // `zzscriptword` (inside <script>) is not searchable; today HTML is
-    // indexed as raw text.
+    // HTML to text: the <title> names the document, scripts are gone.
+    assert_eq!(str_field(&docs[0], "title"), "Glass Orchard");
+    assert!(
+        sb.search("zzscriptword", &[]).is_empty(),
+        "text inside <script> was indexed"
+    );
 
     // A 404 is reported and adds nothing: no document, no root to re-fetch.
     let missing = server.url("/missing");
-    let run = sb.run(&["kb", "add", &missing]).ok();
+    let run = sb.run(&["kb", "add", &missing]).code(1);
     assert!(
         run.stdout
-            .contains(&format!("kept     {missing}: HTTP 404")),
+            .contains(&format!("failed   {missing}: HTTP 404")),
         "{}",
         run.stdout
     );
@@ -1028,10 +1030,10 @@ fn pages_over_the_size_cap_are_refused() {
     let sb = Sandbox::new();
     for path in ["/huge", "/huge-declared"] {
         let url = server.url(path);
-        let run = sb.run(&["kb", "add", "--kb", "web", &url]).ok();
+        let run = sb.run(&["kb", "add", "--kb", "web", &url]).code(1);
         assert!(
             run.stdout
-                .contains(&format!("kept     {url}: over the 10.0 MB size cap")),
+                .contains(&format!("failed   {url}: over the 10.0 MB size cap")),
             "{path}: {}",
             run.stdout
         );
@@ -1042,24 +1044,50 @@ fn pages_over_the_size_cap_are_refused() {
     assert_eq!(stats["roots"], serde_json::json!([]), "{stats}");
 }
 
-/// The fetch deadline is 20 s and not configurable yet, so this test takes
-/// 20 s: ignored until `[kb] fetch_timeout` is wired (then set it low in a
-/// config file under XDG_CONFIG_HOME and drop the `#[ignore]`).
+/// `[kb] fetch_timeout` bounds a fetch from a server that never answers.
 #[test]
-#[ignore = "takes the 20 s fetch deadline until [kb] fetch_timeout is wired"]
 fn a_server_that_never_answers_times_out() {
     // The kernel accepts connections into the backlog; nobody ever reads
     // or answers them.
     let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
     let url = format!("http://{}/page", listener.local_addr().expect("addr"));
     let sb = Sandbox::new();
-    let run = sb.run(&["kb", "add", "--kb", "web", &url]).ok();
+    let config = sb.root().join("config/loreweave");
+    std::fs::create_dir_all(&config).expect("mkdir");
+    std::fs::write(config.join("config.toml"), "[kb]\nfetch_timeout = \"1s\"\n").expect("config");
+    let run = sb.run(&["kb", "add", "--kb", "web", &url]).code(1);
     assert!(
-        run.stdout.contains(&format!("kept     {url}: timed out")),
+        run.stdout
+            .contains(&format!("failed   {url}: timed out after 1s")),
         "{}",
         run.stdout
     );
     assert!(run.stdout.contains("0 changed"), "{}", run.stdout);
     assert!(sb.list(&["--kb", "web"]).is_empty());
     drop(listener);
+}
+
+/// With the Hayhooks retriever the knowledge base lives in the pipeline:
+/// naming a local one is a usage error that says so, before any request.
+#[test]
+fn naming_a_knowledge_base_with_the_hayhooks_retriever_is_refused() {
+    let sb = Sandbox::new();
+    let run = sb
+        .run(&[
+            "ask",
+            "--retriever",
+            "hayhooks",
+            "--retriever-url",
+            "http://127.0.0.1:9/lore/run",
+            "--kb",
+            "notes",
+            "who guards the waystone?",
+        ])
+        .code(2);
+    assert!(
+        run.stderr
+            .contains("the knowledge base lives in the Haystack pipeline"),
+        "{}",
+        run.stderr
+    );
 }

@@ -309,3 +309,89 @@ async fn chaos_hang_times_out_and_chaos_off_restores() {
         .expect("reply");
     assert!(reply.text.contains("Warden Tamsin Orrel"), "{}", reply.text);
 }
+
+/// Works file by file until told to stop (at most ~10 s, so a broken
+/// cancel fails the test instead of hanging it).
+struct StoppableIngester {
+    saw_cancel: Arc<AtomicBool>,
+}
+
+impl loreweave::backends::Ingester for StoppableIngester {
+    fn ingest(
+        &self,
+        _paths: Vec<String>,
+        progress: &mut dyn FnMut(loreweave::kb::store::Progress),
+        cancel: &AtomicBool,
+    ) -> Result<String, String> {
+        for done in 0..1000 {
+            if cancel.load(Ordering::Relaxed) {
+                self.saw_cancel.store(true, Ordering::Relaxed);
+                return Ok(format!("stopped after {done} files"));
+            }
+            progress(loreweave::kb::store::Progress {
+                files_done: done,
+                files_total: 1000,
+                chunks: done * 2,
+            });
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        Ok("done".into())
+    }
+}
+
+#[tokio::test]
+async fn an_ingest_shows_progress_and_stops_between_files_when_cancelled() {
+    let saw_cancel = Arc::new(AtomicBool::new(false));
+    let backends = Backends {
+        ingester: Some(Arc::new(StoppableIngester {
+            saw_cancel: saw_cancel.clone(),
+        })),
+        ..Backends::default()
+    };
+    let mut driver = loreweave::app::driver(EngineConfig::default(), backends);
+    driver.apply(Input::Command(Command::KbAdd {
+        paths: vec!["notes".into()],
+    }));
+    let id = driver
+        .engine
+        .registry()
+        .all()
+        .into_iter()
+        .find(|r| r.kind == Kind::Ingest)
+        .map(|r| r.id)
+        .expect("an ingest request");
+    // Progress arrives (bounded: the ingester ends by itself in ~10 s).
+    driver
+        .run_until(|engine| {
+            engine
+                .registry()
+                .get(id)
+                .is_some_and(|r| r.progress.is_some() || r.outcome().is_some())
+        })
+        .await;
+    let progress = driver
+        .engine
+        .registry()
+        .get(id)
+        .and_then(|r| r.progress.clone());
+    assert!(
+        progress
+            .as_deref()
+            .is_some_and(|p| p.contains("/1000 files")),
+        "{progress:?}"
+    );
+    driver.apply(Input::Command(Command::Cancel { id: id.to_string() }));
+    assert_eq!(
+        driver.engine.registry().get(id).and_then(|r| r.outcome()),
+        Some(&Outcome::Cancelled)
+    );
+    // The blocking work sees the flag at its next file and ends.
+    let deadline = std::time::Instant::now() + Duration::from_secs(15);
+    while !saw_cancel.load(Ordering::Relaxed) && std::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(
+        saw_cancel.load(Ordering::Relaxed),
+        "the ingest never saw the cancel"
+    );
+}

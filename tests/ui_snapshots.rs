@@ -168,23 +168,133 @@ fn late_drop_and_fallback_are_visible() {
     insta::assert_snapshot!(scene.draw(120, 40, 12_500));
 }
 
-#[test]
-fn help_overlay() {
-    let mut scene = Scene::new();
+/// The help overlay's columns as drawn: for each column, its rows joined
+/// with whitespace collapsed (so a description wrapped over several rows
+/// reads as one line). Columns are told apart by the `│` between them.
+fn help_columns(screen: &str) -> Vec<String> {
+    let rows: Vec<Vec<char>> = screen
+        .lines()
+        .map(|l| {
+            let chars: Vec<char> = l.chars().collect();
+            // Each row is printed in quotes.
+            chars[1..chars.len() - 1].to_vec()
+        })
+        .collect();
+    let top = rows
+        .iter()
+        .position(|r| r.iter().collect::<String>().contains("┌ Keys"))
+        .expect("the help overlay is open");
+    let left = rows[top]
+        .windows(6)
+        .position(|w| w.iter().collect::<String>() == "┌ Keys")
+        .expect("corner");
+    let right = left
+        + rows[top][left..]
+            .iter()
+            .position(|c| *c == '┐')
+            .expect("corner");
+    let bottom = top
+        + rows[top..]
+            .iter()
+            .position(|r| r.get(left) == Some(&'└'))
+            .expect("bottom border");
+    let mut columns: Vec<Vec<String>> = Vec::new();
+    for row in &rows[top + 1..bottom] {
+        let inside: String = row[left + 1..right].iter().collect();
+        for (i, cell) in inside.split('│').enumerate() {
+            if columns.len() <= i {
+                columns.push(Vec::new());
+            }
+            columns[i].push(cell.to_string());
+        }
+    }
+    columns
+        .into_iter()
+        .map(|rows| collapse(&rows.join(" ")))
+        .collect()
+}
+
+fn collapse(text: &str) -> String {
+    text.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
+/// Every binding and command as the overlay should show it: keys, then what
+/// they do.
+fn every_help_entry(view: &ViewState) -> Vec<String> {
+    let mut entries: Vec<String> = view
+        .keymap
+        .bindings()
+        .iter()
+        .map(|b| collapse(&format!("{} {}", b.keys_label(), b.description)))
+        .collect();
+    entries.extend(
+        loreweave::keymap::COMMANDS
+            .iter()
+            .map(|c| collapse(&format!("{} {}", c.syntax, c.description))),
+    );
+    entries
+}
+
+/// Draw the help at every scroll position; the text of every column at
+/// every position.
+fn help_at_every_scroll(scene: &mut Scene, width: u16, height: u16) -> Vec<String> {
     scene.view.help = true;
-    insta::assert_snapshot!(scene.draw(120, 40, 0));
+    scene.view.help_scroll = 0;
+    let mut seen = help_columns(&scene.draw(width, height, 0));
+    let max = scene.view.help_max_scroll.get();
+    for scroll in 1..=max {
+        scene.view.help_scroll = scroll;
+        seen.extend(help_columns(&scene.draw(width, height, 0)));
+    }
+    // Past the end it stays at the end.
+    scene.view.help_scroll = max + 5;
+    let past = help_columns(&scene.draw(width, height, 0));
+    scene.view.help_scroll = max;
+    assert_eq!(past, help_columns(&scene.draw(width, height, 0)));
+    seen
 }
 
 #[test]
-fn help_overlay_scrolls_on_a_small_terminal() {
+fn help_overlay_shows_every_binding_at_every_size() {
+    let mut scene = Scene::new();
+    let entries = every_help_entry(&scene.view);
+    assert!(entries.len() > 50, "{} entries", entries.len());
+    for (width, height) in [
+        (200, 50),
+        (160, 48),
+        (150, 30),
+        (120, 40),
+        (100, 30),
+        (80, 24),
+        (60, 20),
+        (40, 15),
+    ] {
+        let seen = help_at_every_scroll(&mut scene, width, height);
+        for entry in &entries {
+            assert!(
+                seen.iter().any(|column| column.contains(entry.as_str())),
+                "at {width}x{height} the help never shows {entry:?}"
+            );
+        }
+    }
+}
+
+#[test]
+fn help_overlay_200x60_two_columns() {
     let mut scene = Scene::new();
     scene.view.help = true;
-    let top = scene.draw(80, 24, 0);
-    assert!(top.contains("Anywhere"), "{top}");
-    scene.view.help_scroll = 1_000; // clamped to the end
-    let bottom = scene.draw(80, 24, 0);
-    assert!(bottom.contains("breaker"), "{bottom}");
-    insta::assert_snapshot!(bottom);
+    // Since the search overlay's keys came, the two columns are 56 rows:
+    // at 200x50 the help scrolls (every size is checked above).
+    let screen = scene.draw(200, 60, 0);
+    // Both columns whole: nothing to scroll, the overlay's last rows shown.
+    assert_eq!(scene.view.help_max_scroll.get(), 0, "{screen}");
+    assert!(screen.contains("/chaos BACKEND latency 12s"), "{screen}");
+    assert!(
+        screen.contains("/breaker open|close|auto BACKEND"),
+        "{screen}"
+    );
+    assert!(screen.contains("close the timeline"), "{screen}");
+    insta::assert_snapshot!(screen);
 }
 
 #[test]
@@ -192,12 +302,67 @@ fn help_overlay_wide_uses_two_columns() {
     let mut scene = Scene::new();
     scene.view.help = true;
     let screen = scene.draw(160, 48, 0);
-    let row = screen
-        .lines()
-        .find(|l| l.contains("Anywhere"))
-        .expect("a help row");
-    assert!(row.contains("Panes"), "groups side by side: {row}");
+    assert_eq!(help_columns(&screen).len(), 2, "two columns: {screen}");
     insta::assert_snapshot!(screen);
+}
+
+#[test]
+fn help_overlay_120x40() {
+    let mut scene = Scene::new();
+    scene.view.help = true;
+    insta::assert_snapshot!(scene.draw(120, 40, 0));
+}
+
+#[test]
+fn help_overlay_80x24_top() {
+    let mut scene = Scene::new();
+    scene.view.help = true;
+    let top = scene.draw(80, 24, 0);
+    assert!(top.contains("Anywhere"), "{top}");
+    assert!(top.contains("Ctrl-C"), "{top}");
+    insta::assert_snapshot!(top);
+}
+
+#[test]
+fn help_overlay_80x24_end() {
+    let mut scene = Scene::new();
+    scene.view.help = true;
+    scene.draw(80, 24, 0);
+    // The End key scrolls to the limit the last draw computed.
+    use crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
+    let actions = loreweave::tui::keys::on_key(
+        KeyEvent::new(KeyCode::End, KeyModifiers::NONE),
+        &mut scene.view,
+        &scene.engine,
+    );
+    assert!(actions.is_empty());
+    assert!(scene.view.help_scroll > 0);
+    let end = scene.draw(80, 24, 0);
+    assert!(end.contains("Search results overlay"), "{end}");
+    assert!(
+        end.contains("back from an open passage to the results, else close"),
+        "the last binding: {end}"
+    );
+    insta::assert_snapshot!(end);
+}
+
+#[test]
+fn a_narrow_status_bar_drops_the_least_useful_hints_first() {
+    let scene = Scene::new();
+    let status = |width| {
+        let screen = scene.draw(width, 24, 0);
+        screen.lines().last().unwrap_or_default().to_string()
+    };
+    let wide = status(120);
+    assert!(wide.contains("Enter send · Tab panes · F1 help"), "{wide}");
+    // The session, kb, RAG and queue go first, then hints from the end.
+    let narrow = status(60);
+    assert!(narrow.contains("local ● offline ●"), "{narrow}");
+    assert!(narrow.contains("Enter send · Tab panes"), "{narrow}");
+    assert!(!narrow.contains("F1 help"), "{narrow}");
+    let tiny = status(40);
+    assert!(tiny.contains("local ● offline ●"), "{tiny}");
+    assert!(!tiny.contains("Tab panes"), "{tiny}");
 }
 
 #[test]
@@ -335,4 +500,134 @@ fn citation_overlay_opens_the_cited_passage() {
     let screen = scene.draw(120, 40, 1_000);
     assert!(screen.contains("[1] The Shattered Waystone"), "{screen}");
     insta::assert_snapshot!(screen);
+}
+
+/// The `/kb search` overlay for `query`, filled with what the scene's lore
+/// finds, as the TUI loop would fill it.
+fn search(scene: &mut Scene, query: &str) {
+    use loreweave::ui::{Found, SEARCH_TOP_K, SearchDone};
+    let seq = scene.view.open_search(query.into());
+    let passages = scene.kb.search(query, SEARCH_TOP_K).expect("search");
+    assert!(scene.view.search_finished(SearchDone {
+        seq,
+        result: Ok(Found {
+            kb: "sample".into(),
+            passages,
+        }),
+    }));
+}
+
+fn press(scene: &mut Scene, code: crossterm::event::KeyCode) {
+    use crossterm::event::{KeyEvent, KeyModifiers};
+    let actions = loreweave::tui::keys::on_key(
+        KeyEvent::new(code, KeyModifiers::NONE),
+        &mut scene.view,
+        &scene.engine,
+    );
+    assert!(actions.is_empty(), "{actions:?}");
+}
+
+#[test]
+fn kb_search_results_120x40() {
+    let mut scene = Scene::new();
+    search(&mut scene, "who guards the waystone");
+    let screen = scene.draw(120, 40, 0);
+    assert!(screen.contains("\"who guards the waystone\""), "{screen}");
+    assert!(
+        screen.contains("shattered-waystone.md › lines 7-9"),
+        "{screen}"
+    );
+    assert!(
+        screen.contains("▸   1"),
+        "the first row is selected: {screen}"
+    );
+    insta::assert_snapshot!(screen);
+}
+
+#[test]
+fn kb_search_results_80x24_follow_the_selection() {
+    use crossterm::event::KeyCode;
+    let mut scene = Scene::new();
+    search(&mut scene, "who guards the waystone");
+    let count = scene.view.search.as_ref().map_or(0, |s| s.passages().len());
+    assert!(count > 8, "{count} passages: more than fit");
+    press(&mut scene, KeyCode::End);
+    let screen = scene.draw(80, 24, 0);
+    assert!(
+        screen.contains(&format!("▸ {count:>3}")),
+        "the last row is selected and on screen: {screen}"
+    );
+    insta::assert_snapshot!(screen);
+}
+
+#[test]
+fn kb_search_passage_120x40() {
+    use crossterm::event::KeyCode;
+    let mut scene = Scene::new();
+    search(&mut scene, "who guards the waystone");
+    press(&mut scene, KeyCode::Enter);
+    let screen = scene.draw(120, 40, 0);
+    assert!(screen.contains("#1 The Shattered Waystone"), "{screen}");
+    assert!(
+        screen.contains("shattered-waystone.md › lines 7-9 · score"),
+        "{screen}"
+    );
+    assert!(screen.contains("Warden Tamsin Orrel"), "{screen}");
+    insta::assert_snapshot!(screen);
+    // Esc goes back to the list, as it was.
+    press(&mut scene, KeyCode::Esc);
+    assert!(scene.draw(120, 40, 0).contains("▸   1"));
+}
+
+#[test]
+fn kb_search_passage_80x24() {
+    use crossterm::event::KeyCode;
+    let mut scene = Scene::new();
+    search(&mut scene, "who guards the waystone");
+    press(&mut scene, KeyCode::Down);
+    press(&mut scene, KeyCode::Enter);
+    let screen = scene.draw(80, 24, 0);
+    assert!(screen.contains("Search result 2 of"), "{screen}");
+    assert!(screen.contains("#2 "), "{screen}");
+    assert!(screen.contains("↑↓ scroll · Esc back"), "{screen}");
+    insta::assert_snapshot!(screen);
+}
+
+#[test]
+fn kb_search_passage_scrolls_when_it_does_not_fit() {
+    use crossterm::event::KeyCode;
+    let mut scene = Scene::new();
+    search(&mut scene, "who guards the waystone");
+    press(&mut scene, KeyCode::Enter);
+    let top = scene.draw(60, 18, 0);
+    assert!(top.contains("#1 The Shattered Waystone"), "{top}");
+    assert!(!top.contains("felled giant."), "{top}");
+    assert!(scene.view.passage_max_scroll.get() > 0, "{top}");
+    press(&mut scene, KeyCode::End);
+    let end = scene.draw(60, 18, 0);
+    assert!(
+        !end.contains("#1 The Shattered Waystone"),
+        "scrolled: {end}"
+    );
+    assert!(end.contains("felled giant."), "the end is on screen: {end}");
+    // Past the end it stays at the end.
+    press(&mut scene, KeyCode::Down);
+    assert_eq!(scene.draw(60, 18, 0), end);
+}
+
+#[test]
+fn kb_search_with_no_match_says_so() {
+    let mut scene = Scene::new();
+    search(&mut scene, "xyzzyplugh");
+    let screen = scene.draw(80, 24, 0);
+    assert!(
+        screen.contains("no passage matches \"xyzzyplugh\" in kb sample"),
+        "{screen}"
+    );
+    // Untrusted query text is shown sanitised.
+    scene.view.search = None;
+    search(&mut scene, "evil\x1b]0;pwned\x07 query");
+    let screen = scene.draw(80, 24, 0);
+    assert!(!screen.contains('\x1b'), "{screen}");
+    assert!(screen.contains("no passage matches"), "{screen}");
 }

@@ -12,11 +12,15 @@ use std::time::{Duration, Instant};
 
 use futures::FutureExt;
 use futures::future::BoxFuture;
-use tokio::sync::watch;
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use tokio::sync::{mpsc, oneshot, watch};
 
 use crate::backends::{Embedder, RetrieveQuery, Retriever};
 use crate::domain::{BackendError, Passage};
-use crate::kb::vectors::{VectorIndex, embedding_text, fuse};
+use crate::kb::vectors::{VectorIndex, fuse};
 use crate::kb::{Document, KbError, KnowledgeBase};
 
 /// Where the background index build stands.
@@ -247,32 +251,54 @@ impl LocalRetriever {
         Self { kb, vectors }
     }
 
-    /// Also embed every chunk with `embedder`, in the background once the
-    /// index is built, in batches of `batch_size`. Until the vectors are
-    /// there (or if embedding fails), retrieval is by keywords alone.
+    /// Also rank by meaning: every chunk of the knowledge base in use gets
+    /// a vector from `route` (only chunks whose vector for `model` is not
+    /// kept yet are embedded, in batches of `batch_size`), again whenever
+    /// the knowledge base changes (`/kb add`, `/kb use`). Until the vectors
+    /// are there (or if embedding fails), retrieval is by keywords alone.
     ///
     /// # Panics
     /// When called outside a tokio runtime.
-    pub fn with_embeddings(kb: KbHandle, embedder: Arc<dyn Embedder>, batch_size: usize) -> Self {
+    pub fn with_embeddings(
+        kb: KbHandle,
+        route: EmbedRoute,
+        model: String,
+        batch_size: usize,
+    ) -> Self {
         let (tx, vectors) = watch::channel(VectorState::Building);
         let handle = kb.clone();
         tokio::spawn(async move {
-            let state = match embed_chunks(&handle, embedder.as_ref(), batch_size.max(1)).await {
-                Ok(embedded) => {
-                    tracing::info!(
-                        chunks = embedded.index.len(),
-                        dimension = embedded.index.dimension(),
-                        "chunk embeddings ready"
-                    );
-                    VectorState::Ready(Arc::new(embedded))
+            let mut states = handle.subscribe();
+            // The sample lore has no directory: its vectors live here.
+            let mut memory = crate::kb::cache::VectorCache::memory(&model);
+            loop {
+                let state = states.borrow_and_update().clone();
+                if let KbState::Ready(base, _) = state {
+                    let result =
+                        refresh_vectors(base, &route, &model, batch_size.max(1), &mut memory).await;
+                    let state = match result {
+                        Ok(embedded) => {
+                            tracing::info!(
+                                chunks = embedded.index.len(),
+                                dimension = embedded.index.dimension(),
+                                "chunk embeddings ready"
+                            );
+                            VectorState::Ready(Arc::new(embedded))
+                        }
+                        Err(error) => {
+                            let error = crate::sanitize::one_line(&error);
+                            tracing::warn!(%error, "chunk embeddings failed: keyword retrieval only");
+                            VectorState::Failed(error)
+                        }
+                    };
+                    if tx.send(state).is_err() {
+                        return;
+                    }
                 }
-                Err(error) => {
-                    let error = crate::sanitize::one_line(&error);
-                    tracing::warn!(%error, "chunk embeddings failed: keyword retrieval only");
-                    VectorState::Failed(error)
+                if states.changed().await.is_err() {
+                    return;
                 }
-            };
-            let _ = tx.send(state);
+            }
         });
         Self { kb, vectors }
     }
@@ -282,29 +308,137 @@ impl LocalRetriever {
     }
 }
 
-async fn embed_chunks(
-    kb: &KbHandle,
-    embedder: &dyn Embedder,
-    batch_size: usize,
-) -> Result<Embedded, String> {
-    let kb = kb.wait_ready().await?;
-    let passages = kb.passages().map_err(|e| e.to_string())?;
-    let texts: Vec<String> = passages.iter().map(embedding_text).collect();
-    let mut rows = Vec::with_capacity(texts.len());
-    for batch in texts.chunks(batch_size) {
-        let vectors = embedder
-            .embed(batch.to_vec())
-            .await
-            .map_err(|e| e.message)?;
-        if vectors.len() != batch.len() {
-            return Err(format!(
-                "{} vectors for {} texts",
-                vectors.len(),
-                batch.len()
-            ));
+/// How batches of chunks reach the embeddings backend.
+#[derive(Clone)]
+pub enum EmbedRoute {
+    /// Straight to the embedder (headless commands, tests).
+    Direct(Arc<dyn Embedder>),
+    /// As engine requests, which show in the lifecycle pane (the TUI).
+    Engine(EngineEmbeds),
+}
+
+impl std::fmt::Debug for EmbedRoute {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            EmbedRoute::Direct(_) => f.write_str("Direct"),
+            EmbedRoute::Engine(_) => f.write_str("Engine"),
         }
-        rows.extend(vectors);
     }
+}
+
+impl EmbedRoute {
+    fn embed(&self, texts: Vec<String>) -> BoxFuture<'static, Result<Vec<Vec<f32>>, String>> {
+        match self {
+            EmbedRoute::Direct(embedder) => {
+                let call = embedder.embed(texts);
+                async move { call.await.map_err(|e| e.message) }.boxed()
+            }
+            EmbedRoute::Engine(engine) => engine.embed(texts),
+        }
+    }
+}
+
+/// One batch of chunk texts for the engine to embed.
+#[derive(Debug)]
+pub struct ChunkBatch {
+    pub batch: u64,
+    pub texts: Vec<String>,
+}
+
+type Pending = HashMap<u64, oneshot::Sender<Result<Vec<Vec<f32>>, String>>>;
+
+/// Chunk batches sent to the engine (by the TUI loop, which turns each into
+/// a `Command::EmbedChunks`) and their vectors handed back by the runtime.
+#[derive(Clone, Debug)]
+pub struct EngineEmbeds {
+    tx: mpsc::UnboundedSender<ChunkBatch>,
+    pending: Arc<Mutex<Pending>>,
+    next: Arc<AtomicU64>,
+}
+
+impl EngineEmbeds {
+    pub fn new() -> (Self, mpsc::UnboundedReceiver<ChunkBatch>) {
+        let (tx, rx) = mpsc::unbounded_channel();
+        (
+            Self {
+                tx,
+                pending: Arc::new(Mutex::new(HashMap::new())),
+                next: Arc::new(AtomicU64::new(1)),
+            },
+            rx,
+        )
+    }
+
+    fn embed(&self, texts: Vec<String>) -> BoxFuture<'static, Result<Vec<Vec<f32>>, String>> {
+        let batch = self.next.fetch_add(1, Ordering::Relaxed);
+        let (tx, rx) = oneshot::channel();
+        if let Ok(mut pending) = self.pending.lock() {
+            pending.insert(batch, tx);
+        }
+        let sent = self.tx.send(ChunkBatch { batch, texts });
+        async move {
+            sent.map_err(|_| "the engine is gone".to_owned())?;
+            rx.await
+                .unwrap_or_else(|_| Err("the embedding request was dropped".to_owned()))
+        }
+        .boxed()
+    }
+}
+
+impl crate::backends::VectorSink for EngineEmbeds {
+    fn deliver(&self, batch: u64, result: Result<Vec<Vec<f32>>, String>) {
+        let waiter = self.pending.lock().ok().and_then(|mut p| p.remove(&batch));
+        if let Some(waiter) = waiter {
+            let _ = waiter.send(result);
+        }
+    }
+}
+
+/// Bring the vectors of `kb`'s chunks up to date with `model`.
+async fn refresh_vectors(
+    kb: Arc<KnowledgeBase>,
+    route: &EmbedRoute,
+    model: &str,
+    batch_size: usize,
+    memory: &mut crate::kb::cache::VectorCache,
+) -> Result<Embedded, String> {
+    use crate::kb::cache::{VectorCache, embed_missing};
+    let owned_model = model.to_owned();
+    let (passages, disk) = tokio::task::spawn_blocking(move || {
+        let passages = kb.passages().map_err(|e| e.to_string())?;
+        let disk = match kb.dir() {
+            Some(dir) => Some(
+                VectorCache::open(dir, &owned_model)
+                    .map_err(|e| format!("cannot open the chunk vectors: {e}"))?,
+            ),
+            None => None,
+        };
+        Ok::<_, String>((passages, disk))
+    })
+    .await
+    .map_err(|e| e.to_string())??;
+    let embed = |texts: Vec<String>| route.embed(texts);
+    let (rows, report) = match disk {
+        Some((mut cache, others)) => {
+            if cache.is_empty() && !others.is_empty() && !passages.is_empty() {
+                tracing::info!(
+                    model,
+                    previous = others.join(", "),
+                    chunks = passages.len(),
+                    "the embedding model changed: re-embedding every chunk"
+                );
+            }
+            embed_missing(&passages, &mut cache, batch_size, &embed).await?
+        }
+        None => embed_missing(&passages, memory, batch_size, &embed).await?,
+    };
+    tracing::info!(
+        chunks = report.chunks,
+        kept = report.cached,
+        embedded = report.embedded,
+        batches = report.batches,
+        "chunk vectors up to date"
+    );
     Ok(Embedded {
         index: VectorIndex::new(rows)?,
         passages,
@@ -585,7 +719,12 @@ mod hybrid_tests {
     #[tokio::test]
     async fn hybrid_retrieval_finds_by_meaning_when_words_do_not_match() {
         let kb = KbHandle::start_build(docs());
-        let retriever = LocalRetriever::with_embeddings(kb, Arc::new(ConceptEmbedder), 2);
+        let retriever = LocalRetriever::with_embeddings(
+            kb,
+            EmbedRoute::Direct(Arc::new(ConceptEmbedder)),
+            "test:concepts".into(),
+            2,
+        );
         let mut state = retriever.vectors.clone();
         let ready = tokio::time::timeout(
             Duration::from_secs(5),
@@ -633,7 +772,12 @@ mod hybrid_tests {
     #[tokio::test]
     async fn a_vector_of_the_wrong_size_falls_back_to_keywords() {
         let kb = KbHandle::start_build(docs());
-        let retriever = LocalRetriever::with_embeddings(kb, Arc::new(ConceptEmbedder), 8);
+        let retriever = LocalRetriever::with_embeddings(
+            kb,
+            EmbedRoute::Direct(Arc::new(ConceptEmbedder)),
+            "test:concepts".into(),
+            8,
+        );
         let mut state = retriever.vectors.clone();
         let _ = tokio::time::timeout(
             Duration::from_secs(5),

@@ -43,6 +43,12 @@ pub trait Ingester: Send + Sync {
     ) -> Result<String, String>;
 }
 
+/// Keeps the vectors of knowledge-base chunk batches embedded as engine
+/// requests (so that they show in the lifecycle pane).
+pub trait VectorSink: Send + Sync {
+    fn deliver(&self, batch: u64, result: Result<Vec<Vec<f32>>, String>);
+}
+
 /// Streams generated text for a task, chunk by chunk. The stream ends after
 /// the last chunk; an `Err` item ends it with an error.
 pub trait ChatModel: Send + Sync {

@@ -38,11 +38,14 @@ pub enum Line {
     KbAdd(Vec<String>),
     /// `/kb use NAME`: search another knowledge base.
     KbUse(String),
+    /// `/kb search QUERY`: list the passages the knowledge base in use
+    /// finds for QUERY.
+    KbSearch(String),
     Help,
     Quit,
 }
 
-const KB_USAGE: &str = "usage: /kb add PATH... | /kb use NAME";
+const KB_USAGE: &str = "usage: /kb add PATH... | /kb use NAME | /kb search QUERY";
 
 fn parse_kb(arg: &str) -> Result<Line, String> {
     let (sub, rest) = arg.split_once(char::is_whitespace).unwrap_or((arg, ""));
@@ -54,6 +57,9 @@ fn parse_kb(arg: &str) -> Result<Line, String> {
         "use" if !rest.is_empty() && !rest.contains(char::is_whitespace) => {
             Ok(Line::KbUse(rest.to_owned()))
         }
+        "search" if !rest.is_empty() => Ok(Line::KbSearch(
+            rest.split_whitespace().collect::<Vec<_>>().join(" "),
+        )),
         _ => Err(KB_USAGE.into()),
     }
 }
@@ -302,5 +308,31 @@ mod tests {
             }))
         );
         assert!(parse_line("/breaker sideways local").is_err());
+    }
+
+    #[test]
+    fn kb_commands() {
+        assert_eq!(
+            parse_line("/kb add ~/notes other.md"),
+            Ok(Some(Line::KbAdd(vec!["~/notes".into(), "other.md".into()])))
+        );
+        assert_eq!(
+            parse_line("/kb use sample"),
+            Ok(Some(Line::KbUse("sample".into())))
+        );
+        assert_eq!(
+            parse_line("/kb search  the   shattered waystone "),
+            Ok(Some(Line::KbSearch("the shattered waystone".into())))
+        );
+        for bad in [
+            "/kb",
+            "/kb search",
+            "/kb search   ",
+            "/kb use a b",
+            "/kb frob x",
+        ] {
+            let error = parse_line(bad).expect_err(bad);
+            assert!(error.contains("/kb search QUERY"), "{bad}: {error}");
+        }
     }
 }

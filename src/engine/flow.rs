@@ -321,6 +321,30 @@ impl Engine {
             self.late_drop(id, backend, "embedding", now);
             return;
         }
+        if let Some(&(batch, count)) = self.chunk_batches.get(&id) {
+            match result {
+                Ok(vectors) if vectors.len() == count => {
+                    self.attempt_succeeded(id, now);
+                    self.registry
+                        .record(id, now, format!("{count} chunk vector(s)"));
+                    self.chunk_batches.remove(&id);
+                    self.finish(id, Outcome::Completed, now, fx);
+                    fx.push(Effect::ChunkVectors {
+                        batch,
+                        result: Ok(vectors),
+                    });
+                }
+                Ok(vectors) => {
+                    let error = BackendError::permanent(format!(
+                        "{} vectors for {count} texts",
+                        vectors.len()
+                    ));
+                    self.attempt_failed(id, error, now, fx);
+                }
+                Err(error) => self.attempt_failed(id, error, now, fx),
+            }
+            return;
+        }
         match result {
             Ok(mut vectors) if vectors.len() == 1 => {
                 self.attempt_succeeded(id, now);
@@ -644,6 +668,18 @@ impl Engine {
         let phase = request.phase.clone();
         let backend = request.backend.clone();
         let kind = request.kind;
+        // A chunk batch that ends any other way than with its vectors
+        // (failed for good, timed out, cancelled, short-circuited) is
+        // reported so its keeper stops waiting.
+        if let Some((batch, _)) = self.chunk_batches.remove(&id) {
+            fx.push(Effect::ChunkVectors {
+                batch,
+                result: Err(match &outcome {
+                    Outcome::Failed(reason) => format!("embedding failed: {reason}"),
+                    other => format!("embedding {}", other.label()),
+                }),
+            });
+        }
         let running = matches!(phase, Phase::Dispatched | Phase::Streaming);
         self.release_slot(id);
         let abort = running && matches!(outcome, Outcome::TimedOut | Outcome::Cancelled);

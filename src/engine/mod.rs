@@ -128,6 +128,12 @@ pub enum Effect {
     /// Write a file without overwriting one; the result comes back as
     /// [`Input::Exported`].
     Export { path_hint: String, contents: String },
+    /// A batch of knowledge-base chunk vectors arrived (or failed for
+    /// good): hand it to whoever keeps them.
+    ChunkVectors {
+        batch: u64,
+        result: Result<Vec<Vec<f32>>, String>,
+    },
     /// Inject faults into calls to `backend` (`None`: stop).
     Chaos {
         backend: String,
@@ -172,6 +178,13 @@ pub enum Command {
     /// Add files, folders or URLs to the knowledge base in use.
     KbAdd {
         paths: Vec<String>,
+    },
+    /// Embed a batch of knowledge-base chunks on the embeddings backend, as
+    /// a request of its own (the vectors come back as
+    /// [`Effect::ChunkVectors`]).
+    EmbedChunks {
+        batch: u64,
+        texts: Vec<String>,
     },
     /// Fault injection on a backend; `backend: None` with `mode: None` stops
     /// it everywhere.
@@ -306,6 +319,8 @@ pub struct Engine {
     wall_origin_ms: u64,
     /// Pipelines by parent id; removed when the parent ends.
     jobs: HashMap<RequestId, Job>,
+    /// Knowledge-base chunk batches being embedded: request -> (batch, texts).
+    chunk_batches: HashMap<RequestId, (u64, usize)>,
     /// The call of every live backend request (re-sent on retry).
     calls: HashMap<RequestId, Call>,
     /// In-flight retrievals by what they ask, for de-duplication.
@@ -347,6 +362,7 @@ impl Engine {
             origin,
             wall_origin_ms,
             jobs: HashMap::new(),
+            chunk_batches: HashMap::new(),
             calls: HashMap::new(),
             dedup: HashMap::new(),
             followers: HashMap::new(),
@@ -570,6 +586,20 @@ impl Engine {
                     now,
                 );
                 self.submit(id, Call::Ingest(paths), now, fx);
+            }
+            Command::EmbedChunks { batch, texts } => {
+                let Some(embedder) = self.cfg.embedder.clone() else {
+                    fx.push(Effect::ChunkVectors {
+                        batch,
+                        result: Err("no embeddings backend is configured".into()),
+                    });
+                    return;
+                };
+                let label = format!("{} knowledge-base chunk(s)", texts.len());
+                let policy = DeadlinePolicy::Total(self.cfg.embed_timeout);
+                let id = self.new_request(Kind::Embed, &embedder, None, &label, policy, now);
+                self.chunk_batches.insert(id, (batch, texts.len()));
+                self.submit(id, Call::Embed(texts), now, fx);
             }
             Command::SetRag(on) => {
                 self.cfg.rag = on;

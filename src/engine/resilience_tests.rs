@@ -727,3 +727,88 @@ fn a_failed_or_slow_embedding_falls_back_to_keyword_retrieval() {
         matches!(&fx[..], [Effect::Dispatch { call: Call::Retrieve(q), .. }] if q.vector.is_none())
     );
 }
+
+#[test]
+fn knowledge_base_chunk_batches_are_requests_whose_vectors_go_to_their_keeper() {
+    let mut h = H::with(with_embedder());
+    let fx = h.send(Input::Command(Command::EmbedChunks {
+        batch: 7,
+        texts: vec!["a".into(), "b".into()],
+    }));
+    let [
+        Effect::Dispatch {
+            id,
+            backend,
+            call: Call::Embed(texts),
+        },
+    ] = &fx[..]
+    else {
+        panic!("one embed call: {fx:?}")
+    };
+    assert_eq!(backend, "ollama-embed");
+    assert_eq!(texts.len(), 2);
+    assert_eq!(h.request(*id).kind, Kind::Embed);
+    let id = *id;
+    let fx = h.send(Input::Embedded {
+        id,
+        backend: "ollama-embed".into(),
+        result: Ok(vec![vec![1.0], vec![2.0]]),
+    });
+    assert!(
+        fx.contains(&Effect::ChunkVectors {
+            batch: 7,
+            result: Ok(vec![vec![1.0], vec![2.0]])
+        }),
+        "{fx:?}"
+    );
+    assert_eq!(h.request(id).outcome(), Some(&Outcome::Completed));
+
+    // A batch that times out is reported, so its keeper stops waiting.
+    let fx = h.send(Input::Command(Command::EmbedChunks {
+        batch: 8,
+        texts: vec!["c".into()],
+    }));
+    let [Effect::Dispatch { id, .. }] = &fx[..] else {
+        panic!("{fx:?}")
+    };
+    let id = *id;
+    h.at(120.0);
+    let fx = h.tick();
+    assert!(
+        fx.iter().any(|e| matches!(
+            e,
+            Effect::ChunkVectors { batch: 8, result: Err(why) } if why.contains("timed out")
+        )),
+        "{fx:?}"
+    );
+    assert_eq!(h.request(id).outcome(), Some(&Outcome::TimedOut));
+    // Its late answer is dropped, not delivered twice.
+    let fx = h.send(Input::Embedded {
+        id,
+        backend: "ollama-embed".into(),
+        result: Ok(vec![vec![1.0]]),
+    });
+    assert!(
+        !fx.iter().any(|e| matches!(e, Effect::ChunkVectors { .. })),
+        "{fx:?}"
+    );
+}
+
+#[test]
+fn chunk_batches_without_an_embedder_fail_at_once() {
+    let mut h = H::with(EngineConfig::default());
+    let fx = h.send(Input::Command(Command::EmbedChunks {
+        batch: 1,
+        texts: vec!["a".into()],
+    }));
+    assert!(
+        matches!(
+            &fx[..],
+            [Effect::ChunkVectors {
+                batch: 1,
+                result: Err(_)
+            }]
+        ),
+        "{fx:?}"
+    );
+}

@@ -81,6 +81,114 @@ pub struct KbContext {
     pub max_file_size: u64,
     pub fetch_timeout: Duration,
     pub max_fetch_size: u64,
+    /// The embeddings backend, when one is configured (hybrid retrieval).
+    pub embeddings: Option<Embeddings>,
+}
+
+/// What embedding chunks needs.
+#[derive(Clone)]
+pub struct Embeddings {
+    /// `provider:model`: the key chunk vectors are kept under.
+    pub model: String,
+    pub embedder: Arc<dyn crate::backends::Embedder>,
+    pub batch_size: usize,
+}
+
+impl std::fmt::Debug for Embeddings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Embeddings")
+            .field("model", &self.model)
+            .field("batch_size", &self.batch_size)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Every root of the knowledge base as an input again (`kb sync`,
+/// `kb rebuild`): folders and files as paths, URLs fetched anew.
+async fn root_inputs(ctx: &KbContext) -> anyhow::Result<Vec<Input>> {
+    let kb = store::open(&ctx.home, writable(&ctx.name)?)?;
+    let mut inputs = Vec::new();
+    for root in kb.roots()? {
+        if is_url(&root) {
+            inputs.push(fetch_page(&root, ctx.fetch_timeout, ctx.max_fetch_size).await);
+        } else {
+            inputs.push(Input::Path(PathBuf::from(root)));
+        }
+    }
+    Ok(inputs)
+}
+
+/// With an embeddings backend: embed the chunks whose vectors are not kept
+/// yet and say what was done. False when embedding failed (keyword search
+/// still works; the next `kb add` or `kb sync` picks up where it stopped).
+async fn sync_vectors(ctx: &KbContext, out: &mut impl Write, json: bool) -> anyhow::Result<bool> {
+    let Some(emb) = &ctx.embeddings else {
+        return Ok(true);
+    };
+    let home = ctx.home.clone();
+    let name = ctx.name.clone();
+    let model = emb.model.clone();
+    let (passages, mut cache, others) = tokio::task::spawn_blocking(move || {
+        let kb = store::open(&home, &name)?;
+        let passages = kb.passages()?;
+        let (cache, others) =
+            crate::kb::cache::VectorCache::open(&store::base_dir(&home, &name), &model)
+                .context("cannot open the chunk vectors")?;
+        Ok::<_, anyhow::Error>((passages, cache, others))
+    })
+    .await??;
+    if cache.is_empty() && !others.is_empty() && !passages.is_empty() && !json {
+        writeln!(
+            out,
+            "the embedding model changed to {} (vectors for {} are kept): re-embedding {} chunks",
+            one_line(&emb.model),
+            one_line(&others.join(", ")),
+            passages.len()
+        )?;
+    }
+    let embedder = emb.embedder.clone();
+    let embed = move |texts: Vec<String>| {
+        let call = embedder.embed(texts);
+        Box::pin(async move { call.await.map_err(|e| e.message) })
+            as futures::future::BoxFuture<'static, Result<Vec<Vec<f32>>, String>>
+    };
+    let result =
+        crate::kb::cache::embed_missing(&passages, &mut cache, emb.batch_size, &embed).await;
+    match result {
+        Ok((_, report)) => {
+            if json {
+                let line = json!({
+                    "type": "embeddings", "model": emb.model, "chunks": report.chunks,
+                    "kept": report.cached, "embedded": report.embedded, "batches": report.batches,
+                });
+                writeln!(out, "{line}")?;
+            } else if report.embedded == 0 {
+                writeln!(
+                    out,
+                    "embeddings up to date: {} chunk(s), {}",
+                    report.chunks,
+                    one_line(&emb.model)
+                )?;
+            } else {
+                writeln!(
+                    out,
+                    "embedded {} new chunk(s) in {} batch(es) with {} ({} kept)",
+                    report.embedded,
+                    report.batches,
+                    one_line(&emb.model),
+                    report.cached
+                )?;
+            }
+            Ok(true)
+        }
+        Err(error) => {
+            eprintln!(
+                "loreweave: embedding chunks failed: {} (keyword search still works; `loreweave kb sync` resumes)",
+                one_line(&error)
+            );
+            Ok(false)
+        }
+    }
 }
 
 /// Run one `kb` command. Exit 0 on success, 1 when the work failed, 2 for
@@ -88,6 +196,14 @@ pub struct KbContext {
 pub async fn run(cmd: KbCmd, ctx: KbContext) -> anyhow::Result<ExitCode> {
     match run_inner(cmd, &ctx).await {
         Ok(code) => Ok(code),
+        // `loreweave kb list | head`: the reader left; nothing to say.
+        Err(error)
+            if error
+                .downcast_ref::<std::io::Error>()
+                .is_some_and(|e| e.kind() == std::io::ErrorKind::BrokenPipe) =>
+        {
+            Ok(ExitCode::SUCCESS)
+        }
         Err(error) => {
             let usage = error.downcast_ref::<StoreError>().is_some_and(|e| {
                 matches!(
@@ -131,19 +247,15 @@ async fn run_inner(cmd: KbCmd, ctx: &KbContext) -> anyhow::Result<ExitCode> {
             };
             let summary = ingest(ctx, inputs, opts, true).await?;
             print_summary(&mut out, &ctx.name, &summary, json)?;
-            Ok(summary_code(&summary))
+            let embedded = sync_vectors(ctx, &mut out, json).await?;
+            Ok(if embedded {
+                summary_code(&summary)
+            } else {
+                ExitCode::FAILURE
+            })
         }
         KbCmd::Sync { json } => {
-            let kb = store::open(&ctx.home, writable(&ctx.name)?)?;
-            let mut inputs = Vec::new();
-            for root in kb.roots()? {
-                if is_url(&root) {
-                    inputs.push(fetch_page(&root, ctx.fetch_timeout, ctx.max_fetch_size).await);
-                } else {
-                    inputs.push(Input::Path(PathBuf::from(root)));
-                }
-            }
-            drop(kb);
+            let inputs = root_inputs(ctx).await?;
             let opts = IngestOptions {
                 load: load_options(ctx),
                 prune: true,
@@ -151,19 +263,15 @@ async fn run_inner(cmd: KbCmd, ctx: &KbContext) -> anyhow::Result<ExitCode> {
             };
             let summary = ingest(ctx, inputs, opts, false).await?;
             print_summary(&mut out, &ctx.name, &summary, json)?;
-            Ok(summary_code(&summary))
+            let embedded = sync_vectors(ctx, &mut out, json).await?;
+            Ok(if embedded {
+                summary_code(&summary)
+            } else {
+                ExitCode::FAILURE
+            })
         }
         KbCmd::Rebuild => {
-            let kb = store::open(&ctx.home, writable(&ctx.name)?)?;
-            let mut inputs = Vec::new();
-            for root in kb.roots()? {
-                if is_url(&root) {
-                    inputs.push(fetch_page(&root, ctx.fetch_timeout, ctx.max_fetch_size).await);
-                } else {
-                    inputs.push(Input::Path(PathBuf::from(root)));
-                }
-            }
-            drop(kb);
+            let inputs = root_inputs(ctx).await?;
             let opts = IngestOptions {
                 load: load_options(ctx),
                 force: true,
@@ -171,7 +279,12 @@ async fn run_inner(cmd: KbCmd, ctx: &KbContext) -> anyhow::Result<ExitCode> {
             };
             let summary = ingest(ctx, inputs, opts, false).await?;
             print_summary(&mut out, &ctx.name, &summary, false)?;
-            Ok(summary_code(&summary))
+            let embedded = sync_vectors(ctx, &mut out, false).await?;
+            Ok(if embedded {
+                summary_code(&summary)
+            } else {
+                ExitCode::FAILURE
+            })
         }
         KbCmd::Remove { paths } => {
             let name = writable(&ctx.name)?.to_owned();
@@ -270,7 +383,7 @@ async fn run_inner(cmd: KbCmd, ctx: &KbContext) -> anyhow::Result<ExitCode> {
                 chunks: kb.chunk_count(),
                 bytes: docs.iter().map(|d| d.bytes).sum(),
                 bytes_on_disk: on_disk,
-                embedded_chunks: 0,
+                embedded_chunks: embedded_count(ctx, &selection, &kb)?,
                 roots: kb.roots()?,
             };
             if json {
@@ -337,32 +450,94 @@ async fn run_inner(cmd: KbCmd, ctx: &KbContext) -> anyhow::Result<ExitCode> {
                 .with_context(|| format!("cannot read {}", file.display()))?;
             let cases = crate::kb::eval::parse_cases(&text)
                 .map_err(|e| anyhow::anyhow!("{}: {e}", file.display()))?;
-            let report = crate::kb::eval::evaluate(
-                &kb,
-                &cases,
-                usize::try_from(top_k).unwrap_or(usize::MAX),
-                None,
-            )?;
-            if json {
-                writeln!(out, "{}", serde_json::to_string(&report)?)?;
-            } else {
-                for miss in &report.misses {
-                    writeln!(out, "miss  {}", one_line(miss))?;
+            let top_k = usize::try_from(top_k).unwrap_or(usize::MAX);
+            let bm25 = crate::kb::eval::evaluate(&kb, &cases, top_k, None)?;
+            let mut reports = vec![("bm25".to_owned(), bm25)];
+            if let Some(emb) = &ctx.embeddings {
+                let report = hybrid_eval(&kb, emb, &cases, top_k).await?;
+                reports.push((format!("hybrid ({})", emb.model), report));
+            }
+            for (ranking, report) in &reports {
+                if json {
+                    let mut line = serde_json::to_value(report)?;
+                    line["ranking"] = json!(ranking);
+                    writeln!(out, "{line}")?;
+                } else {
+                    for miss in &report.misses {
+                        writeln!(out, "miss  {}", one_line(miss))?;
+                    }
+                    writeln!(
+                        out,
+                        "{}: {} questions · recall@{} {:.3} · MRR {:.3} · hit rate {:.3} (kb '{}')",
+                        one_line(ranking),
+                        report.questions,
+                        report.top_k,
+                        report.recall,
+                        report.mrr,
+                        report.hit_rate,
+                        selection.name()
+                    )?;
                 }
-                writeln!(
-                    out,
-                    "{} questions · recall@{} {:.3} · MRR {:.3} · hit rate {:.3} (kb '{}')",
-                    report.questions,
-                    report.top_k,
-                    report.recall,
-                    report.mrr,
-                    report.hit_rate,
-                    selection.name()
-                )?;
             }
             Ok(ExitCode::SUCCESS)
         }
     }
+}
+
+/// Chunks of the knowledge base that have a vector for the configured
+/// embedding model (0 without one).
+fn embedded_count(
+    ctx: &KbContext,
+    selection: &Selection,
+    kb: &KnowledgeBase,
+) -> anyhow::Result<usize> {
+    let (Some(emb), Selection::Disk(name)) = (&ctx.embeddings, selection) else {
+        return Ok(0);
+    };
+    let (cache, _) =
+        crate::kb::cache::VectorCache::open(&store::base_dir(&ctx.home, name), &emb.model)?;
+    Ok(kb
+        .passages()?
+        .iter()
+        .filter(|p| cache.get(&crate::kb::cache::text_key(p)).is_some())
+        .count())
+}
+
+/// `kb eval` by BM25 and meaning fused, with the configured embedder.
+async fn hybrid_eval(
+    kb: &KnowledgeBase,
+    emb: &Embeddings,
+    cases: &[crate::kb::eval::Case],
+    top_k: usize,
+) -> anyhow::Result<crate::kb::eval::Report> {
+    use crate::kb::cache::{VectorCache, embed_missing};
+    let passages = kb.passages()?;
+    let mut cache = match kb.dir() {
+        Some(dir) => VectorCache::open(dir, &emb.model)?.0,
+        None => VectorCache::memory(&emb.model),
+    };
+    let embedder = emb.embedder.clone();
+    let embed = move |texts: Vec<String>| {
+        let call = embedder.embed(texts);
+        Box::pin(async move { call.await.map_err(|e| e.message) })
+            as futures::future::BoxFuture<'static, Result<Vec<Vec<f32>>, String>>
+    };
+    let (rows, _) = embed_missing(&passages, &mut cache, emb.batch_size, &embed)
+        .await
+        .map_err(|e| anyhow::anyhow!("embedding the chunks failed: {e}"))?;
+    let index = crate::kb::vectors::VectorIndex::new(rows).map_err(anyhow::Error::msg)?;
+    let mut vectors = std::collections::HashMap::new();
+    for batch in cases.chunks(emb.batch_size.max(1)) {
+        let questions: Vec<String> = batch.iter().map(|c| c.question.clone()).collect();
+        let rows = emb
+            .embedder
+            .embed(questions.clone())
+            .await
+            .map_err(|e| anyhow::anyhow!("embedding the questions failed: {}", e.message))?;
+        vectors.extend(questions.into_iter().zip(rows));
+    }
+    let search = crate::kb::eval::hybrid(kb, &passages, &index, &vectors);
+    Ok(crate::kb::eval::evaluate(kb, cases, top_k, Some(&search))?)
 }
 
 fn writable(name: &str) -> Result<&str, StoreError> {
@@ -417,11 +592,16 @@ async fn ingest(
     let cancel = Arc::new(AtomicBool::new(false));
     let summary = tokio::task::spawn_blocking(move || {
         let mut writer = Writer::open(&home, &name, create)?;
+        // At most ten redraws a second, however fast files go by.
+        let mut last: Option<std::time::Instant> = None;
         let mut progress = |p: store::Progress| {
-            if let Some(bar) = &progress_bar {
+            let due = last.is_none_or(|t| t.elapsed() >= Duration::from_millis(100))
+                || p.files_done == p.files_total;
+            if let (Some(bar), true) = (&progress_bar, due) {
+                last = Some(std::time::Instant::now());
                 bar.set_length(p.files_total as u64);
-                bar.set_position(p.files_done as u64);
                 bar.set_message(p.chunks.to_string());
+                bar.set_position(p.files_done as u64);
             }
         };
         let summary = writer.ingest(&inputs, &opts, &mut progress, &cancel)?;
@@ -439,7 +619,7 @@ async fn ingest(
 }
 
 fn summary_code(summary: &Summary) -> ExitCode {
-    if summary.cancelled {
+    if summary.cancelled || !summary.failed.is_empty() {
         ExitCode::FAILURE
     } else {
         ExitCode::SUCCESS
@@ -462,6 +642,14 @@ fn print_summary(
             "skipped  {}: {}",
             one_line(&skip.path),
             one_line(&skip.reason)
+        )?;
+    }
+    for failed in &summary.failed {
+        writeln!(
+            out,
+            "failed   {}: {}",
+            one_line(&failed.path),
+            one_line(&failed.reason)
         )?;
     }
     for kept in &summary.kept {

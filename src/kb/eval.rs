@@ -63,6 +63,26 @@ fn matches(expected: &str, passage: &Passage) -> bool {
     passage.source == expected || path == expected || path.ends_with(&format!("/{expected}"))
 }
 
+/// Hybrid ranking as the local retriever does it: BM25 and cosine
+/// similarity over `rows` (one vector per passage of `passages`), fused by
+/// reciprocal rank. `question_vectors` holds each question's embedding.
+pub fn hybrid<'a>(
+    kb: &'a KnowledgeBase,
+    passages: &'a [Passage],
+    index: &'a super::vectors::VectorIndex,
+    question_vectors: &'a std::collections::HashMap<String, Vec<f32>>,
+) -> impl Fn(&str, usize) -> Result<Vec<Passage>, KbError> + 'a {
+    move |question: &str, top_k: usize| {
+        let depth = (top_k * 4).max(20);
+        let keyword = kb.search(question, depth)?;
+        let Some(vector) = question_vectors.get(question) else {
+            return Ok(keyword.into_iter().take(top_k).collect());
+        };
+        let semantic = index.nearest(vector, depth);
+        Ok(super::vectors::fuse(&keyword, &semantic, passages, top_k))
+    }
+}
+
 /// Run every case through `search` (BM25, or a hybrid ranking).
 pub fn evaluate(
     kb: &KnowledgeBase,
@@ -118,6 +138,40 @@ mod tests {
             parse_cases("{\"question\":\"q\",\"expect\":[\"a.md\"]}\n{oops}\n").expect_err("bad");
         assert!(err.starts_with("line 2:"), "{err}");
         assert!(parse_cases("{\"question\":\"q\",\"expect\":[]}").is_err());
+    }
+
+    #[tokio::test]
+    async fn hybrid_figures_with_a_deterministic_embedder() {
+        use crate::kb::cache::{VectorCache, embed_missing, test_embedder};
+        use futures::FutureExt;
+        let kb = KnowledgeBase::build(crate::kb::embedded_lore()).expect("build");
+        let cases = parse_cases(include_str!("../../assets/eval/sample.jsonl")).expect("cases");
+        let passages = kb.passages().expect("passages");
+        let embed = |texts: Vec<String>| {
+            let rows: Vec<Vec<f32>> = texts.iter().map(|t| test_embedder(t)).collect();
+            async move { Ok(rows) }.boxed()
+        };
+        let mut cache = VectorCache::memory("test:hashed");
+        let (rows, _) = embed_missing(&passages, &mut cache, 64, &embed)
+            .await
+            .expect("embed");
+        let index = crate::kb::vectors::VectorIndex::new(rows).expect("index");
+        let vectors = cases
+            .iter()
+            .map(|c| (c.question.clone(), test_embedder(&c.question)))
+            .collect();
+        let search = hybrid(&kb, &passages, &index, &vectors);
+        let report = evaluate(&kb, &cases, 5, Some(&search)).expect("eval");
+        let bm25 = evaluate(&kb, &cases, 5, None).expect("eval");
+        eprintln!(
+            "sample eval, hybrid with the hashed test embedder: recall@5 {:.3}, MRR {:.3} (BM25 alone: {:.3}, {:.3})",
+            report.recall, report.mrr, bm25.recall, bm25.mrr
+        );
+        // A bag-of-words hash is a poor embedding, so fusion with it ranks
+        // below BM25 alone (0.846 vs 0.942 recall@5 when written); this
+        // guards the plumbing: vectors line up with their passages.
+        assert!(report.hit_rate >= 0.75, "{report:?} vs {bm25:?}");
+        assert_eq!(report.questions, cases.len());
     }
 
     #[test]

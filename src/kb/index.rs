@@ -78,6 +78,8 @@ pub(crate) struct Fields {
     pub chunks: Field,
     pub root: Field,
     pub tags: Field,
+    /// On a root record: 1 when it was walked with hidden files.
+    pub hidden: Field,
 }
 
 pub(crate) fn analyzer() -> TextAnalyzer {
@@ -117,6 +119,7 @@ pub(crate) fn schema() -> (Schema, Fields) {
         chunks: builder.add_u64_field("chunks", STORED),
         root: builder.add_text_field("root", STRING | STORED),
         tags: builder.add_text_field("tags", STORED),
+        hidden: builder.add_u64_field("hidden", STORED),
     };
     (builder.build(), fields)
 }
@@ -216,12 +219,14 @@ pub(crate) fn add_root(
     fields: &Fields,
     root: &str,
     added_at: u64,
+    hidden: bool,
 ) -> Result<(), KbError> {
     delete_root(writer, fields, root)?;
     let mut d = TantivyDocument::default();
     d.add_text(fields.record, TYPE_ROOT);
     d.add_text(fields.root, root);
     d.add_u64(fields.indexed_at, added_at);
+    d.add_u64(fields.hidden, u64::from(hidden));
     writer.add_document(d).map_err(KbError::Write)?;
     Ok(())
 }
@@ -255,6 +260,48 @@ pub(crate) fn delete_root(
 struct Catalog {
     display: HashMap<String, String>,
     titles: TitleIndex,
+    /// Live manifest and root records, which BM25 should not count as
+    /// documents (see [`ChunkStatistics`]).
+    other_records: u64,
+}
+
+/// BM25 statistics over the chunks alone. Manifest and root records share
+/// the index but hold no indexed text; counted as documents they would
+/// lower the average field length and raise every IDF, so scores would
+/// drift with the number of files rather than with the text.
+///
+/// tantivy counts deleted documents until segments merge (in the total and
+/// in every term's document frequency alike), so the total here is
+/// tantivy's minus the live non-chunk records: never below any chunk
+/// term's frequency.
+struct ChunkStatistics<'a> {
+    searcher: &'a Searcher,
+    other_records: u64,
+}
+
+impl ChunkStatistics<'_> {
+    fn total(&self) -> tantivy::Result<u64> {
+        use tantivy::query::Bm25StatisticsProvider;
+        Ok(self
+            .searcher
+            .total_num_docs()?
+            .saturating_sub(self.other_records)
+            .max(1))
+    }
+}
+
+impl tantivy::query::Bm25StatisticsProvider for ChunkStatistics<'_> {
+    fn total_num_tokens(&self, field: Field) -> tantivy::Result<u64> {
+        self.searcher.total_num_tokens(field)
+    }
+
+    fn total_num_docs(&self) -> tantivy::Result<u64> {
+        self.total()
+    }
+
+    fn doc_freq(&self, term: &Term) -> tantivy::Result<u64> {
+        Ok(self.searcher.doc_freq(term)?.min(self.total()?))
+    }
 }
 
 /// A searchable knowledge base over an index in RAM or on disk. Cheap to
@@ -268,6 +315,8 @@ pub struct KnowledgeBase {
     catalog: Mutex<Option<(u64, Arc<Catalog>)>>,
     /// The knowledge base's name, for status lines.
     name: String,
+    /// Its directory on disk (none for the in-memory sample lore).
+    dir: Option<std::path::PathBuf>,
 }
 
 impl fmt::Debug for KnowledgeBase {
@@ -327,6 +376,7 @@ impl KnowledgeBase {
             analyzer: analyzer(),
             catalog: Mutex::new(None),
             name: String::new(),
+            dir: None,
         })
     }
 
@@ -334,6 +384,17 @@ impl KnowledgeBase {
     pub fn named(mut self, name: &str) -> Self {
         self.name = name.to_owned();
         self
+    }
+
+    /// The same knowledge base, living in `dir` (its chunk vectors too).
+    pub fn in_dir(mut self, dir: &std::path::Path) -> Self {
+        self.dir = Some(dir.to_owned());
+        self
+    }
+
+    /// Where the knowledge base lives on disk, if it does.
+    pub fn dir(&self) -> Option<&std::path::Path> {
+        self.dir.as_deref()
     }
 
     /// The knowledge base's name (empty for an unnamed one).
@@ -372,7 +433,14 @@ impl KnowledgeBase {
         let paths: Vec<&str> = docs.iter().map(|d| d.0.path.as_str()).collect();
         let display = shortest_unambiguous(&paths);
         let titles = TitleIndex::new(docs.iter().map(|(r, kind)| (r.title.as_str(), kind)));
-        let catalog = Arc::new(Catalog { display, titles });
+        let roots = searcher
+            .search(&self.type_query(TYPE_ROOT), &Count)
+            .map_err(KbError::Search)?;
+        let catalog = Arc::new(Catalog {
+            display,
+            titles,
+            other_records: (docs.len() + roots) as u64,
+        });
         *cached = Some((generation, catalog.clone()));
         Ok(catalog)
     }
@@ -423,6 +491,15 @@ impl KnowledgeBase {
 
     /// Every root given to `kb add`, sorted.
     pub fn roots(&self) -> Result<Vec<String>, KbError> {
+        Ok(self
+            .roots_with_options()?
+            .into_iter()
+            .map(|(root, _)| root)
+            .collect())
+    }
+
+    /// Every root with whether it was walked with hidden files, sorted.
+    pub fn roots_with_options(&self) -> Result<Vec<(String, bool)>, KbError> {
         let searcher = self.searcher();
         let query = self.type_query(TYPE_ROOT);
         let total = searcher.search(&query, &Count).map_err(KbError::Search)?;
@@ -435,10 +512,13 @@ impl KnowledgeBase {
         let mut roots = Vec::new();
         for (_, address) in hits {
             let doc: TantivyDocument = searcher.doc(address).map_err(KbError::Search)?;
-            roots.push(text(&doc, self.fields.root));
+            roots.push((
+                text(&doc, self.fields.root),
+                number(&doc, self.fields.hidden) == 1,
+            ));
         }
         roots.sort();
-        roots.dedup();
+        roots.dedup_by(|a, b| a.0 == b.0);
         Ok(roots)
     }
 
@@ -511,6 +591,11 @@ impl KnowledgeBase {
         }
         let query = BooleanQuery::new(clauses);
         let searcher = self.searcher();
+        let catalog = self.catalog(&searcher)?;
+        let statistics = ChunkStatistics {
+            searcher: &searcher,
+            other_records: catalog.other_records,
+        };
 
         // Collect deep enough that the per-document cap still leaves top_k,
         // and past the boundary so that ties there are broken by key, not
@@ -518,7 +603,7 @@ impl KnowledgeBase {
         let mut limit = (top_k * 4).max(32);
         loop {
             let hits = searcher
-                .search(&query, &TopDocs::with_limit(limit))
+                .search_with_statistics_provider(&query, &TopDocs::with_limit(limit), &statistics)
                 .map_err(KbError::Search)?;
             let exhausted = hits.len() < limit;
             let mut scored = Vec::with_capacity(hits.len());
@@ -546,7 +631,6 @@ impl KnowledgeBase {
             });
             if scored.len() >= top_k || exhausted {
                 scored.truncate(top_k);
-                let catalog = self.catalog(&searcher)?;
                 return scored
                     .into_iter()
                     .map(|(score, _, _, address)| self.passage(&searcher, &catalog, address, score))

@@ -13,6 +13,7 @@
 //!   knowledge base lives on disk and changes only through [`store`]'s
 //!   single writer.
 
+pub mod cache;
 mod chunking;
 pub mod corpus;
 pub mod eval;

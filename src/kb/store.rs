@@ -176,12 +176,12 @@ pub fn open(home: &Path, name: &str) -> Result<KnowledgeBase, StoreError> {
     let dir = index_dir(home, name);
     let index = open_index(&dir, name)?;
     let (_, fields) = index::schema();
-    KnowledgeBase::from_index(&index, fields, ReloadPolicy::OnCommitWithDelay).map_err(|source| {
-        StoreError::Index {
+    KnowledgeBase::from_index(&index, fields, ReloadPolicy::OnCommitWithDelay)
+        .map(|kb| kb.in_dir(&base_dir(home, name)))
+        .map_err(|source| StoreError::Index {
             name: name.to_owned(),
             source,
-        }
-    })
+        })
 }
 
 fn open_index(dir: &Path, name: &str) -> Result<Index, StoreError> {
@@ -261,8 +261,11 @@ pub struct Summary {
     pub unchanged: usize,
     pub removed: usize,
     pub skipped: Vec<Skipped>,
-    /// Roots or URLs that could not be checked; their documents are kept.
+    /// Known roots or URLs that could not be checked; their documents are kept.
     pub kept: Vec<Skipped>,
+    /// Paths or URLs given that could not be read at all (nothing was known
+    /// of them): the command failed for them.
+    pub failed: Vec<Skipped>,
     pub chunks_written: usize,
     pub cancelled: bool,
     #[serde(serialize_with = "secs")]
@@ -316,6 +319,8 @@ pub struct Writer {
     /// The committed manifest, updated as documents are written.
     manifest: HashMap<String, DocRecord>,
     roots: Vec<String>,
+    /// Roots walked with hidden files: `kb sync` walks them the same way.
+    hidden_roots: HashSet<String>,
     /// Holds the OS lock while the writer lives.
     _lock: File,
 }
@@ -398,10 +403,18 @@ impl Writer {
             .into_iter()
             .map(|d| (d.path.clone(), d))
             .collect();
-        let roots = reader.roots().map_err(|source| StoreError::Index {
-            name: name.to_owned(),
-            source,
-        })?;
+        let with_options = reader
+            .roots_with_options()
+            .map_err(|source| StoreError::Index {
+                name: name.to_owned(),
+                source,
+            })?;
+        let hidden_roots = with_options
+            .iter()
+            .filter(|(_, hidden)| *hidden)
+            .map(|(root, _)| root.clone())
+            .collect();
+        let roots = with_options.into_iter().map(|(root, _)| root).collect();
         Ok(Writer {
             name: name.to_owned(),
             index,
@@ -409,6 +422,7 @@ impl Writer {
             fields,
             manifest,
             roots,
+            hidden_roots,
             _lock: lock,
         })
     }
@@ -452,13 +466,19 @@ impl Writer {
         let mut files: Vec<(PathBuf, String)> = Vec::new();
         let mut pages: Vec<(&str, &Fetched)> = Vec::new();
         let mut walked_roots: Vec<String> = Vec::new();
+        let mut walked_hidden: HashSet<String> = HashSet::new();
         for input in inputs {
             match input {
                 Input::Path(path) => {
                     let root = path.to_string_lossy().into_owned();
+                    // `kb sync` walks a root as `kb add` last did.
+                    let hidden = opts.hidden || (opts.prune && self.hidden_roots.contains(&root));
+                    if hidden {
+                        walked_hidden.insert(root.clone());
+                    }
                     match std::fs::metadata(path) {
                         Ok(meta) if meta.is_dir() => {
-                            walk(path, opts.hidden, &root, &mut files, &mut summary.skipped);
+                            walk(path, hidden, &root, &mut files, &mut summary.skipped);
                             walked_roots.push(root);
                         }
                         Ok(_) => {
@@ -467,12 +487,23 @@ impl Writer {
                         }
                         Err(error) => {
                             // A root that vanished keeps its documents.
-                            let reason = if error.kind() == std::io::ErrorKind::NotFound {
-                                "not found (its documents are kept)".to_owned()
+                            let known = self.roots.contains(&root);
+                            let what = if error.kind() == std::io::ErrorKind::NotFound {
+                                "not found".to_owned()
                             } else {
-                                format!("{} (its documents are kept)", error)
+                                io_reason(&error)
                             };
-                            summary.kept.push(Skipped { path: root, reason });
+                            if known {
+                                summary.kept.push(Skipped {
+                                    path: root,
+                                    reason: format!("{what} (its documents are kept)"),
+                                });
+                            } else {
+                                summary.failed.push(Skipped {
+                                    path: root,
+                                    reason: what,
+                                });
+                            }
                         }
                     }
                 }
@@ -492,8 +523,14 @@ impl Writer {
         let added_at = now_secs();
 
         for root in &walked_roots {
-            index::add_root(&self.writer, &self.fields, root, added_at)
+            let hidden = walked_hidden.contains(root);
+            index::add_root(&self.writer, &self.fields, root, added_at, hidden)
                 .map_err(|e| self.index_error(e))?;
+            if hidden {
+                self.hidden_roots.insert(root.clone());
+            } else {
+                self.hidden_roots.remove(root);
+            }
             if !self.roots.contains(root) {
                 self.roots.push(root.clone());
             }
@@ -501,7 +538,7 @@ impl Writer {
         // Like a path that does not exist, a page that could not be fetched
         // does not become a root (a known root stays one).
         for (url, _) in pages.iter().filter(|(_, fetched)| fetched.is_ok()) {
-            index::add_root(&self.writer, &self.fields, url, added_at)
+            index::add_root(&self.writer, &self.fields, url, added_at, false)
                 .map_err(|e| self.index_error(e))?;
             if !self.roots.iter().any(|r| r == url) {
                 self.roots.push((*url).to_owned());
@@ -543,7 +580,13 @@ impl Writer {
                     path: key.clone(),
                     reason,
                 }),
-                Outcome::Kept(reason) => summary.kept.push(Skipped {
+                Outcome::Kept(reason) if self.manifest.contains_key(&key) => {
+                    summary.kept.push(Skipped {
+                        path: key.clone(),
+                        reason: format!("{reason} (its documents are kept)"),
+                    })
+                }
+                Outcome::Kept(reason) => summary.failed.push(Skipped {
                     path: key.clone(),
                     reason,
                 }),
@@ -596,7 +639,7 @@ impl Writer {
             }
             Work::Page { url, fetched } => match fetched {
                 Ok((format, bytes)) => (*format, bytes.clone(), (*url).to_owned()),
-                Err(why) => return Outcome::Kept(format!("{why} (its documents are kept)")),
+                Err(why) => return Outcome::Kept(why.clone()),
             },
         };
         let hash = blake3::hash(&bytes).to_hex().to_string();
@@ -801,6 +844,11 @@ fn walk(
         match entry {
             Ok(entry) => {
                 if entry.file_type().is_some_and(|t| t.is_file()) {
+                    // The walker's own rules are not documents.
+                    let name = entry.file_name();
+                    if name == ".gitignore" || name == ".ignore" {
+                        continue;
+                    }
                     found.push(entry.into_path());
                 } else if entry.file_type().is_some_and(|t| t.is_symlink()) {
                     skipped.push(Skipped {
@@ -1086,5 +1134,132 @@ mod tests {
             Writer::open(&home, "campaing", false),
             Err(StoreError::NotFound { .. })
         ));
+    }
+
+    #[test]
+    fn bad_input_becomes_skips_with_reasons_and_the_rest_is_indexed() {
+        let tmp = tempfile::tempdir().expect("tmp");
+        let home = tmp.path().join("kb");
+        let docs = tmp.path().join("docs");
+        write(&docs, "good.md", "# Good\n\nThe lantern district.\n");
+        write(
+            &docs,
+            "page.html",
+            "<html><head><title>Page</title><script>var zzscript = 1;</script><style>p{}</style></head><body><nav>menu zznav</nav><p>Harbour lights.</p></body></html>",
+        );
+        std::fs::write(docs.join("binary.md"), b"# B\n\x00\x01\x02 binary").expect("write");
+        std::fs::write(docs.join("latin1.txt"), b"caf\xe9 au lait").expect("write");
+        // 200 MB, sparse: over the 50 MB default, and never read.
+        let huge = std::fs::File::create(docs.join("huge.md")).expect("create");
+        huge.set_len(200_000_000).expect("set_len");
+        std::fs::write(docs.join("empty.md"), "").expect("write");
+        #[cfg(unix)]
+        {
+            std::os::unix::fs::symlink(&docs, docs.join("loop")).expect("symlink loop");
+            std::os::unix::fs::symlink(docs.join("nowhere.md"), docs.join("dangling.md"))
+                .expect("dangling symlink");
+        }
+        let summary = add(
+            &home,
+            "t",
+            &[Input::Path(docs.clone())],
+            &IngestOptions::default(),
+        );
+        let reason = |name: &str| {
+            summary
+                .skipped
+                .iter()
+                .find(|s| s.path.ends_with(name))
+                .map(|s| s.reason.clone())
+                .unwrap_or_else(|| panic!("{name} not skipped: {:#?}", summary.skipped))
+        };
+        assert_eq!(reason("binary.md"), "binary file");
+        assert_eq!(reason("latin1.txt"), "invalid encoding (not UTF-8)");
+        assert!(
+            reason("huge.md").starts_with("too large (200.0 MB > 50.0 MB)"),
+            "{}",
+            reason("huge.md")
+        );
+        #[cfg(unix)]
+        {
+            assert!(
+                reason("loop").contains("symbolic link loop"),
+                "{}",
+                reason("loop")
+            );
+            assert!(
+                reason("dangling.md").starts_with("unreadable"),
+                "{}",
+                reason("dangling.md")
+            );
+        }
+        // good.md, page.html and the empty file are documents.
+        assert_eq!(summary.added, 3, "{summary:#?}");
+        let kb = open(&home, "t").expect("open");
+        assert_eq!(kb.search("lantern", 5).expect("search").len(), 1);
+        assert_eq!(kb.search("harbour", 5).expect("search").len(), 1);
+        assert!(kb.search("zzscript", 5).expect("search").is_empty());
+        assert!(kb.search("zznav", 5).expect("search").is_empty());
+    }
+
+    #[test]
+    fn citations_carry_the_trail_and_the_line_range() {
+        let tmp = tempfile::tempdir().expect("tmp");
+        let home = tmp.path().join("kb");
+        let docs = tmp.path().join("docs");
+        write(
+            &docs,
+            "ash.md",
+            "---\nkind: place\n---\n# Ashford\n\n## History\n\n### The Founding\n\nFounded by the amber guild.\nIt grew.\n",
+        );
+        add(&home, "t", &[Input::Path(docs)], &IngestOptions::default());
+        let kb = open(&home, "t").expect("open");
+        let hits = kb.search("amber guild", 1).expect("search");
+        let p = &hits[0];
+        assert_eq!(p.source, "ash.md");
+        assert_eq!(
+            p.location.trail,
+            vec!["History".to_owned(), "The Founding".to_owned()]
+        );
+        assert_eq!(p.location.lines, Some((10, 11)));
+        assert_eq!(
+            p.location.to_string(),
+            "History › The Founding · lines 10-11"
+        );
+    }
+
+    #[test]
+    fn manifest_and_root_records_do_not_move_bm25_scores() {
+        let tmp = tempfile::tempdir().expect("tmp");
+        let home = tmp.path().join("kb");
+        let docs = tmp.path().join("docs");
+        write(
+            &docs,
+            "a.md",
+            "# Alpha\n\nThe amber gate and the amber road.\n",
+        );
+        write(&docs, "b.md", "# Beta\n\nThe bronze bell.\n");
+        add(
+            &home,
+            "t",
+            &[Input::Path(docs.clone())],
+            &IngestOptions::default(),
+        );
+        let in_memory = KnowledgeBase::build(vec![
+            crate::kb::parse_markdown("a.md", "# Alpha\n\nThe amber gate and the amber road.\n"),
+            crate::kb::parse_markdown("b.md", "# Beta\n\nThe bronze bell.\n"),
+        ])
+        .expect("build");
+        let score = |kb: &KnowledgeBase| kb.search("amber gate", 1).expect("search")[0].score;
+        let before = score(&open(&home, "t").expect("open"));
+        // More roots (empty folders) add records but no text.
+        for n in 0..5 {
+            let empty = tmp.path().join(format!("empty{n}"));
+            std::fs::create_dir_all(&empty).expect("mkdir");
+            add(&home, "t", &[Input::Path(empty)], &IngestOptions::default());
+        }
+        let after = score(&open(&home, "t").expect("open"));
+        assert_eq!(before, after);
+        assert_eq!(before, score(&in_memory));
     }
 }

@@ -1,12 +1,16 @@
-//! The keymap: a key press and the current view -> changes to the view and
-//! actions for the loop to carry out. No IO; the engine is only read, so
-//! every binding is testable without a terminal.
+//! The key handler: a key press and the current view -> changes to the view
+//! and actions for the loop to carry out. Which key does what is not decided
+//! here: `on_key` looks the key up in the binding table (`crate::keymap`,
+//! held by the view) for the context keys go to, then dispatches on the
+//! bound `keymap::Action`. No IO; the engine is only read, so every binding
+//! is testable without a terminal.
 
-use crossterm::event::{KeyCode, KeyEvent, KeyEventKind, KeyModifiers};
+use crossterm::event::{KeyEvent, KeyEventKind};
 
 use crate::engine::breaker::Force;
 use crate::engine::command::{Line, parse_line};
 use crate::engine::{Command, Engine};
+use crate::keymap::{Action as Bound, Context};
 use crate::ui::{Citation, CitedIn, Focus, ViewState, lifecycle_rows};
 
 /// What the loop must do after a key.
@@ -17,6 +21,8 @@ pub enum Action {
     Notice(String, bool),
     /// Switch the knowledge base the local retriever searches.
     KbUse(String),
+    /// Search the knowledge base in use and show what it finds.
+    KbSearch(String),
     Quit,
 }
 
@@ -27,72 +33,55 @@ pub fn on_key(key: KeyEvent, view: &mut ViewState, engine: &Engine) -> Vec<Actio
     if key.kind == KeyEventKind::Release {
         return Vec::new();
     }
-    let ctrl = key.modifiers.contains(KeyModifiers::CONTROL);
-    if ctrl && matches!(key.code, KeyCode::Char('c') | KeyCode::Char('C')) {
-        return ctrl_c(view, engine);
+    let context = view.key_context();
+    let bound = view.keymap.action_for(context, key);
+    if bound != Some(Bound::Interrupt) {
+        view.quit_armed = false;
     }
-    view.quit_armed = false;
-    if view.help {
-        let max = view.help_max_scroll.get();
-        match key.code {
-            KeyCode::Esc
-            | KeyCode::Char('q')
-            | KeyCode::Char('?')
-            | KeyCode::F(1)
-            | KeyCode::Enter => {
-                view.help = false;
-                view.help_scroll = 0;
-            }
-            KeyCode::Down | KeyCode::Char('j') => {
-                view.help_scroll = (view.help_scroll + 1).min(max)
-            }
-            KeyCode::Up | KeyCode::Char('k') => {
-                view.help_scroll = view.help_scroll.saturating_sub(1)
-            }
-            KeyCode::PageDown => view.help_scroll = (view.help_scroll + PAGE).min(max),
-            KeyCode::PageUp => view.help_scroll = view.help_scroll.saturating_sub(PAGE),
-            _ => {}
+    let Some(bound) = bound else {
+        // Unbound keys edit the input line, and do nothing elsewhere.
+        if context == Context::Input {
+            view.input.input(key);
         }
         return Vec::new();
-    }
-    if view.detail {
-        if matches!(key.code, KeyCode::Esc | KeyCode::Char('q') | KeyCode::Enter) {
-            view.detail = false;
+    };
+    match bound {
+        Bound::Interrupt => return ctrl_c(view, engine),
+        Bound::FocusNext => view.focus = view.focus.next(),
+        Bound::FocusPrev => view.focus = view.focus.prev(),
+        Bound::Help => view.help = true,
+        Bound::Close => close_overlay(context, view),
+        Bound::Submit => return submit(view, engine),
+        Bound::FocusChat => view.focus = Focus::Chat,
+        Bound::FocusInput => view.focus = Focus::Input,
+        Bound::StartCommand => {
+            view.focus = Focus::Input;
+            view.input.insert_char('/');
         }
-        return Vec::new();
-    }
-    if let Some(open) = view.citation {
-        match key.code {
-            KeyCode::Char(c @ '1'..='9') => {
-                view.citation = Some(Citation {
-                    number: c as usize - '0' as usize,
-                    ..open
-                });
+        Bound::Quit => return vec![Action::Quit],
+        Bound::ScrollUp
+        | Bound::ScrollDown
+        | Bound::PageUp
+        | Bound::PageDown
+        | Bound::Top
+        | Bound::Bottom => scroll(Move::of(bound), context, view, engine),
+        Bound::OpenCitation(number) => return open_citation(number, context, view, engine),
+        Bound::PrevScenario | Bound::NextScenario | Bound::Regenerate | Bound::Export => {
+            return scenario_action(bound, view, engine);
+        }
+        Bound::OpenDetail | Bound::CancelRequest | Bound::ToggleBreaker => {
+            return lifecycle_action(bound, view, engine);
+        }
+        Bound::OpenPassage => {
+            if let Some(search) = &mut view.search
+                && search.selected_passage().is_some()
+            {
+                search.opened = true;
+                search.passage_scroll = 0;
             }
-            KeyCode::Esc | KeyCode::Char('q') | KeyCode::Enter => view.citation = None,
-            _ => {}
         }
-        return Vec::new();
     }
-    match key.code {
-        KeyCode::F(1) => {
-            view.help = true;
-            return Vec::new();
-        }
-        KeyCode::Tab => {
-            view.focus = view.focus.next();
-            return Vec::new();
-        }
-        KeyCode::BackTab => {
-            view.focus = view.focus.prev();
-            return Vec::new();
-        }
-        _ => {}
-    }
-    match view.focus {
-        Focus::Input => input_key(key, view, engine),
-        focus => pane_key(key, focus, view, engine),
-    }
+    Vec::new()
 }
 
 fn ctrl_c(view: &mut ViewState, engine: &Engine) -> Vec<Action> {
@@ -109,19 +98,118 @@ fn ctrl_c(view: &mut ViewState, engine: &Engine) -> Vec<Action> {
     Vec::new()
 }
 
-fn input_key(key: KeyEvent, view: &mut ViewState, engine: &Engine) -> Vec<Action> {
-    let ctrl = key.modifiers.contains(KeyModifiers::CONTROL);
-    let enter =
-        key.code == KeyCode::Enter || (ctrl && matches!(key.code, KeyCode::Char('m' | 'j')));
-    if enter {
-        return submit(view, engine);
+fn close_overlay(context: Context, view: &mut ViewState) {
+    match context {
+        Context::Help => {
+            view.help = false;
+            view.help_scroll = 0;
+        }
+        Context::Detail => view.detail = false,
+        Context::Citation => view.citation = None,
+        // Back from an open passage to the results, else close them.
+        Context::Search => match &mut view.search {
+            Some(search) if search.opened => search.opened = false,
+            _ => view.search = None,
+        },
+        _ => {}
     }
-    if key.code == KeyCode::Esc {
-        view.focus = Focus::Chat;
-        return Vec::new();
+}
+
+/// A move along something that scrolls or a selection; 0 is the top.
+#[derive(Debug, Clone, Copy)]
+enum Move {
+    Up(usize),
+    Down(usize),
+    Top,
+    Bottom,
+}
+
+impl Move {
+    fn of(action: Bound) -> Self {
+        match action {
+            Bound::ScrollUp => Move::Up(1),
+            Bound::PageUp => Move::Up(PAGE),
+            Bound::ScrollDown => Move::Down(1),
+            Bound::PageDown => Move::Down(PAGE),
+            Bound::Top => Move::Top,
+            _ => Move::Bottom,
+        }
     }
-    view.input.input(key);
-    Vec::new()
+
+    /// `pos` moved, within `0..=max`.
+    fn apply(self, pos: usize, max: usize) -> usize {
+        let pos = pos.min(max);
+        match self {
+            Move::Up(n) => pos.saturating_sub(n),
+            Move::Down(n) => pos.saturating_add(n).min(max),
+            Move::Top => 0,
+            Move::Bottom => max,
+        }
+    }
+}
+
+fn scroll(step: Move, context: Context, view: &mut ViewState, engine: &Engine) {
+    match context {
+        Context::Help => {
+            view.help_scroll = step.apply(view.help_scroll, view.help_max_scroll.get());
+        }
+        Context::Chat => {
+            // The chat counts its scroll up from the newest line.
+            let max = view.chat_max_scroll.get();
+            let from_top = max - view.chat_scroll.min(max);
+            view.chat_scroll = max - step.apply(from_top, max);
+        }
+        Context::Scenarios if view.current_scenario(engine).is_some() => {
+            let max = view.scenario_max_scroll.get();
+            view.scenario_scroll = step.apply(view.scenario_scroll, max);
+        }
+        Context::Lifecycle => {
+            let last = lifecycle_rows(engine).len().saturating_sub(1);
+            view.lifecycle_selected = step.apply(view.lifecycle_selected, last);
+        }
+        // An open passage scrolls; the results move the selection.
+        Context::Search => {
+            let max = view.passage_max_scroll.get();
+            if let Some(search) = &mut view.search {
+                if search.opened {
+                    search.passage_scroll = step.apply(search.passage_scroll, max);
+                } else {
+                    let last = search.passages().len().saturating_sub(1);
+                    search.selected = step.apply(search.selected, last);
+                }
+            }
+        }
+        _ => {}
+    }
+}
+
+/// A digit: open citation `[number]` of what the pane shows, or switch the
+/// open passage overlay to it.
+fn open_citation(
+    number: u8,
+    context: Context,
+    view: &mut ViewState,
+    engine: &Engine,
+) -> Vec<Action> {
+    let number = usize::from(number);
+    let source = match context {
+        Context::Citation => view.citation.map(|open| open.source),
+        // The newest reply that has passages to cite.
+        Context::Chat => engine.conversations()[CONVERSATION]
+            .messages
+            .iter()
+            .rposition(|m| !m.passages.is_empty())
+            .map(CitedIn::Message),
+        Context::Scenarios => view.current_scenario(engine).map(CitedIn::Scenario),
+        _ => return Vec::new(),
+    };
+    match source {
+        Some(source) => {
+            view.citation = Some(Citation { source, number });
+            Vec::new()
+        }
+        None => vec![Action::Notice("nothing here cites any lore".into(), true)],
+    }
 }
 
 fn submit(view: &mut ViewState, engine: &Engine) -> Vec<Action> {
@@ -168,6 +256,7 @@ fn submit(view: &mut ViewState, engine: &Engine) -> Vec<Action> {
         Line::Rag(on) => Action::Engine(Command::SetRag(on)),
         Line::KbAdd(paths) => Action::Engine(Command::KbAdd { paths }),
         Line::KbUse(name) => Action::KbUse(name),
+        Line::KbSearch(query) => Action::KbSearch(query),
         Line::CancelQueued(number) => Action::Engine(Command::CancelQueued {
             conversation: CONVERSATION,
             number,
@@ -185,126 +274,40 @@ fn submit(view: &mut ViewState, engine: &Engine) -> Vec<Action> {
     vec![action]
 }
 
-fn pane_key(key: KeyEvent, focus: Focus, view: &mut ViewState, engine: &Engine) -> Vec<Action> {
-    if let KeyCode::Char(c @ '1'..='9') = key.code {
-        let source = match focus {
-            // The newest reply that has passages to cite.
-            Focus::Chat => engine.conversations()[CONVERSATION]
-                .messages
-                .iter()
-                .rposition(|m| !m.passages.is_empty())
-                .map(CitedIn::Message),
-            Focus::Scenarios => view.current_scenario(engine).map(CitedIn::Scenario),
-            _ => None,
-        };
-        match source {
-            Some(source) => {
-                view.citation = Some(Citation {
-                    source,
-                    number: c as usize - '0' as usize,
-                });
-                return Vec::new();
-            }
-            None if focus != Focus::Lifecycle => {
-                return vec![Action::Notice("nothing here cites any lore".into(), true)];
-            }
-            None => {}
-        }
-    }
-    match key.code {
-        KeyCode::Char('q') => return vec![Action::Quit],
-        KeyCode::Char('?') => {
-            view.help = true;
-            return Vec::new();
-        }
-        KeyCode::Char('i') | KeyCode::Esc => {
-            view.focus = Focus::Input;
-            return Vec::new();
-        }
-        KeyCode::Char('/') => {
-            view.focus = Focus::Input;
-            view.input.insert_char('/');
-            return Vec::new();
-        }
-        _ => {}
-    }
-    match focus {
-        Focus::Chat => {
-            let max = view.chat_max_scroll.get();
-            // Scrolling is counted up from the newest line.
-            view.chat_scroll = match key.code {
-                KeyCode::Up | KeyCode::Char('k') => view.chat_scroll + 1,
-                KeyCode::Down | KeyCode::Char('j') => view.chat_scroll.saturating_sub(1),
-                KeyCode::PageUp => view.chat_scroll + PAGE,
-                KeyCode::PageDown => view.chat_scroll.saturating_sub(PAGE),
-                KeyCode::Home | KeyCode::Char('g') => max,
-                KeyCode::End | KeyCode::Char('G') => 0,
-                _ => view.chat_scroll,
-            }
-            .min(max);
-            Vec::new()
-        }
-        Focus::Scenarios => scenario_key(key, view, engine),
-        Focus::Lifecycle => lifecycle_key(key, view, engine),
-        Focus::Input => Vec::new(),
-    }
-}
-
-fn scenario_key(key: KeyEvent, view: &mut ViewState, engine: &Engine) -> Vec<Action> {
+fn scenario_action(action: Bound, view: &mut ViewState, engine: &Engine) -> Vec<Action> {
     let Some(current) = view.current_scenario(engine) else {
         return Vec::new();
     };
     let last = engine.scenarios().len() - 1;
-    let max = view.scenario_max_scroll.get();
-    match key.code {
-        KeyCode::Left | KeyCode::Char('h') => {
+    match action {
+        Bound::PrevScenario => {
             view.scenario_selected = Some(current.saturating_sub(1));
             view.scenario_scroll = 0;
         }
-        KeyCode::Right | KeyCode::Char('l') => {
+        Bound::NextScenario => {
             view.scenario_selected = Some((current + 1).min(last));
             view.scenario_scroll = 0;
         }
-        KeyCode::Up | KeyCode::Char('k') => {
-            view.scenario_scroll = view.scenario_scroll.saturating_sub(1)
-        }
-        KeyCode::Down | KeyCode::Char('j') => {
-            view.scenario_scroll = (view.scenario_scroll + 1).min(max)
-        }
-        KeyCode::PageUp => view.scenario_scroll = view.scenario_scroll.saturating_sub(PAGE),
-        KeyCode::PageDown => view.scenario_scroll = (view.scenario_scroll + PAGE).min(max),
-        KeyCode::Home | KeyCode::Char('g') => view.scenario_scroll = 0,
-        KeyCode::End | KeyCode::Char('G') => view.scenario_scroll = max,
-        KeyCode::Char('r') => {
+        Bound::Regenerate => {
             view.scenario_selected = None;
             view.scenario_scroll = 0;
             return vec![Action::Engine(Command::Regenerate { scenario: current })];
         }
-        KeyCode::Char('e') => return vec![Action::Engine(Command::Export { scenario: current })],
+        Bound::Export => return vec![Action::Engine(Command::Export { scenario: current })],
         _ => {}
     }
     Vec::new()
 }
 
-fn lifecycle_key(key: KeyEvent, view: &mut ViewState, engine: &Engine) -> Vec<Action> {
+fn lifecycle_action(action: Bound, view: &mut ViewState, engine: &Engine) -> Vec<Action> {
     let rows = lifecycle_rows(engine);
-    let last = rows.len().saturating_sub(1);
-    let sel = view.lifecycle_selected.min(last);
-    view.lifecycle_selected = match key.code {
-        KeyCode::Up | KeyCode::Char('k') => sel.saturating_sub(1),
-        KeyCode::Down | KeyCode::Char('j') => (sel + 1).min(last),
-        KeyCode::PageUp => sel.saturating_sub(PAGE),
-        KeyCode::PageDown => (sel + PAGE).min(last),
-        KeyCode::Home | KeyCode::Char('g') => 0,
-        KeyCode::End | KeyCode::Char('G') => last,
-        _ => sel,
+    view.lifecycle_selected = view.lifecycle_selected.min(rows.len().saturating_sub(1));
+    let Some(row) = rows.get(view.lifecycle_selected) else {
+        return Vec::new();
     };
-    match key.code {
-        KeyCode::Enter if !rows.is_empty() => view.detail = true,
-        KeyCode::Char('b') => {
-            let Some(row) = rows.get(view.lifecycle_selected) else {
-                return Vec::new();
-            };
+    match action {
+        Bound::OpenDetail => view.detail = true,
+        Bound::ToggleBreaker => {
             let Some(backend) = engine.backends().get(&row.backend) else {
                 return vec![Action::Notice(
                     "select a row with a backend (not a pipeline)".into(),
@@ -322,17 +325,16 @@ fn lifecycle_key(key: KeyEvent, view: &mut ViewState, engine: &Engine) -> Vec<Ac
                 force,
             })];
         }
-        KeyCode::Char('c') => {
-            return match rows.get(view.lifecycle_selected) {
-                Some(r) if !r.phase.is_final() => vec![Action::Engine(Command::Cancel {
-                    id: r.id.to_string(),
-                })],
-                Some(_) => vec![Action::Notice(
-                    "that request has already ended".into(),
-                    true,
-                )],
-                None => Vec::new(),
-            };
+        Bound::CancelRequest if row.phase.is_final() => {
+            return vec![Action::Notice(
+                "that request has already ended".into(),
+                true,
+            )];
+        }
+        Bound::CancelRequest => {
+            return vec![Action::Engine(Command::Cancel {
+                id: row.id.to_string(),
+            })];
         }
         _ => {}
     }
@@ -342,6 +344,8 @@ fn lifecycle_key(key: KeyEvent, view: &mut ViewState, engine: &Engine) -> Vec<Ac
 #[cfg(test)]
 mod tests {
     use std::time::{Instant, SystemTime};
+
+    use crossterm::event::{KeyCode, KeyModifiers};
 
     use super::*;
     use crate::engine::EngineConfig;
@@ -452,5 +456,291 @@ mod tests {
         let actions = on_key(key(KeyCode::Enter), &mut view, &engine);
         assert!(matches!(&actions[..], [Action::Notice(m, true)] if m.contains("/frob")));
         assert_eq!(view.input.lines(), ["/frob"]);
+    }
+
+    fn with(code: KeyCode, mods: KeyModifiers) -> KeyEvent {
+        KeyEvent::new(code, mods)
+    }
+
+    #[test]
+    fn every_documented_command_parses_and_so_do_its_aliases() {
+        for command in crate::keymap::COMMANDS {
+            let parsed = parse_line(command.example);
+            assert!(
+                matches!(parsed, Ok(Some(ref line)) if !matches!(line, Line::Ask(_)) || command.syntax.starts_with("/ask")),
+                "{}: {parsed:?}",
+                command.example
+            );
+            let name = command.example.split_whitespace().next().unwrap_or("");
+            for alias in command.aliases {
+                let aliased = command.example.replacen(name, alias, 1);
+                assert_eq!(parse_line(&aliased), parsed, "{aliased}");
+            }
+            assert!(
+                command.syntax.starts_with(name),
+                "{} does not start with {name}",
+                command.syntax
+            );
+        }
+    }
+
+    #[test]
+    fn a_slash_from_a_pane_starts_a_command() {
+        let (mut view, engine) = setup();
+        view.focus = Focus::Scenarios;
+        on_key(key(KeyCode::Char('/')), &mut view, &engine);
+        assert_eq!(view.focus, Focus::Input);
+        assert_eq!(view.input.lines(), ["/"]);
+        on_key(key(KeyCode::Esc), &mut view, &engine);
+        assert_eq!(view.focus, Focus::Chat);
+        on_key(key(KeyCode::Char('i')), &mut view, &engine);
+        assert_eq!(view.focus, Focus::Input);
+    }
+
+    #[test]
+    fn help_scrolls_within_the_limit_the_last_draw_found() {
+        let (mut view, engine) = setup();
+        on_key(key(KeyCode::F(1)), &mut view, &engine);
+        view.help_max_scroll.set(15);
+        let mut press = |code| {
+            on_key(key(code), &mut view, &engine);
+            view.help_scroll
+        };
+        assert_eq!(press(KeyCode::Char('j')), 1);
+        assert_eq!(press(KeyCode::PageDown), 11);
+        assert_eq!(press(KeyCode::PageDown), 15);
+        assert_eq!(press(KeyCode::Down), 15);
+        assert_eq!(press(KeyCode::Up), 14);
+        assert_eq!(press(KeyCode::Home), 0);
+        assert_eq!(press(KeyCode::Char('G')), 15);
+        // Tab does nothing in an overlay; q closes it and forgets the scroll.
+        assert_eq!(press(KeyCode::Tab), 15);
+        assert_eq!(press(KeyCode::Char('q')), 0);
+        assert!(!view.help);
+        assert_eq!(view.focus, Focus::Input);
+    }
+
+    #[test]
+    fn chat_scroll_counts_up_from_the_newest_line() {
+        let (mut view, engine) = setup();
+        view.focus = Focus::Chat;
+        view.chat_max_scroll.set(20);
+        let mut press = |code| {
+            on_key(key(code), &mut view, &engine);
+            view.chat_scroll
+        };
+        assert_eq!(press(KeyCode::Down), 0);
+        assert_eq!(press(KeyCode::Up), 1);
+        assert_eq!(press(KeyCode::Char('k')), 2);
+        assert_eq!(press(KeyCode::PageUp), 12);
+        assert_eq!(press(KeyCode::PageUp), 20);
+        assert_eq!(press(KeyCode::Char('j')), 19);
+        assert_eq!(press(KeyCode::End), 0);
+        assert_eq!(press(KeyCode::Char('g')), 20);
+    }
+
+    #[test]
+    fn digits_open_citations_only_where_something_cites() {
+        let (mut view, engine) = setup();
+        view.focus = Focus::Chat;
+        let actions = on_key(key(KeyCode::Char('3')), &mut view, &engine);
+        assert!(
+            matches!(&actions[..], [Action::Notice(m, true)] if m.contains("cites")),
+            "{actions:?}"
+        );
+        view.focus = Focus::Lifecycle;
+        assert!(on_key(key(KeyCode::Char('3')), &mut view, &engine).is_empty());
+        // With a passage open, a digit switches it.
+        view.citation = Some(Citation {
+            source: CitedIn::Message(0),
+            number: 1,
+        });
+        assert!(on_key(key(KeyCode::Char('4')), &mut view, &engine).is_empty());
+        assert_eq!(view.citation.map(|c| c.number), Some(4));
+        on_key(key(KeyCode::Enter), &mut view, &engine);
+        assert_eq!(view.citation, None);
+    }
+
+    #[test]
+    fn held_ctrl_or_alt_does_not_hide_a_plain_key() {
+        let (mut view, engine) = setup();
+        view.focus = Focus::Chat;
+        view.chat_max_scroll.set(5);
+        on_key(
+            with(KeyCode::Char('k'), KeyModifiers::ALT),
+            &mut view,
+            &engine,
+        );
+        assert_eq!(view.chat_scroll, 1);
+        // Ctrl-J sends from the input; Ctrl-A is the text area's.
+        view.focus = Focus::Input;
+        type_text(&mut view, &engine, "hi");
+        let actions = on_key(
+            with(KeyCode::Char('j'), KeyModifiers::CONTROL),
+            &mut view,
+            &engine,
+        );
+        assert_eq!(
+            actions,
+            vec![Action::Engine(Command::Ask {
+                conversation: 0,
+                text: "hi".into()
+            })]
+        );
+        assert!(
+            on_key(
+                with(KeyCode::Char('a'), KeyModifiers::CONTROL),
+                &mut view,
+                &engine
+            )
+            .is_empty()
+        );
+        assert_eq!(view.input.lines(), [""]);
+    }
+
+    #[test]
+    fn lifecycle_keys_need_a_row() {
+        let (mut view, engine) = setup();
+        view.focus = Focus::Lifecycle;
+        view.lifecycle_selected = 7;
+        for code in [
+            KeyCode::Enter,
+            KeyCode::Char('c'),
+            KeyCode::Char('b'),
+            KeyCode::Down,
+        ] {
+            assert!(on_key(key(code), &mut view, &engine).is_empty());
+        }
+        assert!(!view.detail);
+        assert_eq!(view.lifecycle_selected, 0);
+    }
+
+    /// The search overlay opened by `/kb search QUERY`, with what the
+    /// sample lore finds for it.
+    fn searched(view: &mut ViewState, engine: &Engine, query: &str) -> usize {
+        type_text(view, engine, &format!("/kb search {query}"));
+        let actions = on_key(key(KeyCode::Enter), view, engine);
+        assert_eq!(actions, vec![Action::KbSearch(query.into())]);
+        assert_eq!(view.input.lines(), [""]);
+        // What the loop does with the action: open, search, show.
+        let seq = view.open_search(query.into());
+        assert_eq!(view.key_context(), Context::Search);
+        let kb = crate::kb::KnowledgeBase::build(crate::kb::embedded_lore()).expect("lore");
+        let passages = kb.search(query, crate::ui::SEARCH_TOP_K).expect("search");
+        let n = passages.len();
+        assert!(view.search_finished(crate::ui::SearchDone {
+            seq,
+            result: Ok(crate::ui::Found {
+                kb: "sample".into(),
+                passages,
+            }),
+        }));
+        n
+    }
+
+    fn selected(view: &ViewState) -> usize {
+        view.search.as_ref().map_or(usize::MAX, |s| s.selected)
+    }
+
+    fn press(view: &mut ViewState, engine: &Engine, code: KeyCode) {
+        assert!(on_key(key(code), view, engine).is_empty(), "{code:?}");
+    }
+
+    fn passage_scroll(view: &ViewState) -> usize {
+        view.search
+            .as_ref()
+            .map_or(usize::MAX, |s| s.passage_scroll)
+    }
+
+    #[test]
+    fn search_results_move_open_a_passage_go_back_and_close() {
+        let (mut view, engine) = setup();
+        let n = searched(&mut view, &engine, "waystone");
+        assert!(n > 3, "{n} passages");
+        let (v, e) = (&mut view, &engine);
+        press(v, e, KeyCode::Down);
+        press(v, e, KeyCode::Char('j'));
+        press(v, e, KeyCode::Char('k'));
+        assert_eq!(selected(v), 1);
+        press(v, e, KeyCode::End);
+        assert_eq!(selected(v), n - 1);
+        press(v, e, KeyCode::Down);
+        assert_eq!(selected(v), n - 1, "stays on the last");
+        press(v, e, KeyCode::Char('g'));
+        press(v, e, KeyCode::Up);
+        assert_eq!(selected(v), 0, "stays on the first");
+        press(v, e, KeyCode::Down);
+        // Tab and digits do nothing here; the input is not reachable.
+        press(v, e, KeyCode::Tab);
+        press(v, e, KeyCode::Char('3'));
+        assert_eq!(v.focus, Focus::Input);
+        assert_eq!(v.citation, None);
+        assert_eq!(v.input.lines(), [""]);
+
+        // Enter opens the selected passage; it scrolls within the last draw's limit.
+        press(v, e, KeyCode::Enter);
+        let search = v.search.as_ref().expect("open");
+        assert!(search.opened);
+        assert_eq!(
+            search.selected_passage().map(|p| &p.id),
+            search.passages().get(1).map(|p| &p.id)
+        );
+        v.passage_max_scroll.set(4);
+        press(v, e, KeyCode::Char('j'));
+        assert_eq!(passage_scroll(v), 1);
+        press(v, e, KeyCode::PageDown);
+        assert_eq!(passage_scroll(v), 4);
+        press(v, e, KeyCode::Up);
+        assert_eq!(passage_scroll(v), 3);
+        assert_eq!(
+            selected(v),
+            1,
+            "the selection stays while a passage scrolls"
+        );
+        // Esc goes back to the results, where the selection stayed.
+        press(v, e, KeyCode::Esc);
+        assert_eq!(v.search.as_ref().map(|s| s.opened), Some(false));
+        assert_eq!(selected(v), 1);
+        // Enter again opens it at the top; q goes back too.
+        press(v, e, KeyCode::Enter);
+        assert_eq!(v.search.as_ref().map(|s| s.opened), Some(true));
+        assert_eq!(passage_scroll(v), 0);
+        press(v, e, KeyCode::Char('q'));
+        assert_eq!(v.search.as_ref().map(|s| s.opened), Some(false));
+        // Esc in the results closes the overlay.
+        press(v, e, KeyCode::Esc);
+        assert!(v.search.is_none());
+        assert_eq!(v.key_context(), Context::Input);
+    }
+
+    #[test]
+    fn enter_opens_nothing_while_waiting_or_without_matches() {
+        let (mut view, engine) = setup();
+        view.open_search("waystone".into());
+        on_key(key(KeyCode::Enter), &mut view, &engine);
+        on_key(key(KeyCode::Down), &mut view, &engine);
+        assert_eq!(view.key_context(), Context::Search);
+        assert_eq!(selected(&view), 0);
+        on_key(key(KeyCode::Esc), &mut view, &engine);
+        assert!(view.search.is_none());
+        let n = searched(&mut view, &engine, "xyzzyplugh");
+        assert_eq!(n, 0);
+        on_key(key(KeyCode::Enter), &mut view, &engine);
+        assert_eq!(view.search.as_ref().map(|s| s.opened), Some(false));
+        // q closes too.
+        on_key(key(KeyCode::Char('q')), &mut view, &engine);
+        assert!(view.search.is_none());
+    }
+
+    #[test]
+    fn kb_search_without_a_query_keeps_the_line_and_says_how() {
+        let (mut view, engine) = setup();
+        type_text(&mut view, &engine, "/kb search ");
+        let actions = on_key(key(KeyCode::Enter), &mut view, &engine);
+        assert!(
+            matches!(&actions[..], [Action::Notice(m, true)] if m.contains("/kb search QUERY")),
+            "{actions:?}"
+        );
+        assert!(view.search.is_none());
     }
 }

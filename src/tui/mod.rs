@@ -1,6 +1,7 @@
 //! The TUI loop: one `tokio::select!` over terminal events, task results (and
-//! the engine's next deadline), the knowledge base becoming ready, a redraw
-//! tick that only runs while requests are live, and SIGTERM/SIGHUP. It
+//! the engine's next deadline), the knowledge base becoming ready, finished
+//! `/kb search`es, a redraw tick that only runs while requests are live, and
+//! SIGTERM/SIGHUP. It
 //! drains what is ready, updates, and draws only when something changed, at
 //! most one frame per 16 ms, so an idle TUI uses no CPU. It never awaits a
 //! backend or the disk: those run as tasks and come back as inputs.
@@ -9,6 +10,7 @@
 //! (ratatui's panic hook), SIGTERM and SIGHUP.
 
 pub mod keys;
+pub mod search;
 
 use std::time::Duration;
 
@@ -70,8 +72,13 @@ async fn run_inner(
 
     let index_started = Instant::now();
     let kb = open_kb();
-    let mut backends = crate::app::build_backends(config, kb.clone())?;
+    // Knowledge-base chunks are embedded as engine requests, so their
+    // batches show in the lifecycle pane.
+    let (chunk_embeds, mut chunk_batches) = crate::backends::local::EngineEmbeds::new();
+    let mut backends =
+        crate::app::build_backends_routed(config, kb.clone(), Some(chunk_embeds.clone()))?;
     backends.ingester = crate::app::ingester(config, &kb);
+    backends.vector_sink = Some(std::sync::Arc::new(chunk_embeds));
     driver.runtime.replace_backends(backends);
     let mut kb_rx = kb.subscribe();
     // The built-in index only matters to the local retriever.
@@ -80,6 +87,9 @@ async fn run_inner(
     if !local {
         view.kb_status = format!("lore from {}", config.retriever.name());
     }
+
+    // Finished `/kb search`es; the loop holds a sender, so this never closes.
+    let (search_tx, mut search_rx) = tokio::sync::mpsc::unbounded_channel();
 
     let mut events = EventStream::new();
     let mut sigterm = signal(SignalKind::terminate())?;
@@ -108,6 +118,11 @@ async fn run_inner(
                                     driver.engine.set_notice("the retriever is not local: its knowledge base lives in the pipeline", true);
                                 }
                             }
+                            Action::KbSearch(query) => {
+                                if let Err(why) = search::start(&kb, local, query, &mut view, &search_tx) {
+                                    driver.engine.set_notice(why, true);
+                                }
+                            }
                             Action::Quit => return Ok(Exit::Quit),
                         }
                     }
@@ -118,6 +133,13 @@ async fn run_inner(
                 // The terminal went away (SSH disconnect without SIGHUP).
                 None => return Ok(Exit::Signal(1)),
             },
+            Some(batch) = chunk_batches.recv() => {
+                driver.apply(Input::Command(crate::engine::Command::EmbedChunks {
+                    batch: batch.batch,
+                    texts: batch.texts,
+                }));
+                dirty = true;
+            }
             input = driver.next_input() => {
                 driver.apply(input);
                 dirty = true;
@@ -139,6 +161,9 @@ async fn run_inner(
                     KbState::Building => "kb: opening...".into(),
                 };
                 dirty = true;
+            }
+            Some(done) = search_rx.recv() => {
+                dirty |= view.search_finished(done);
             }
             _ = tick.tick(), if busy => dirty = true,
             () = tokio::time::sleep_until(frame_at), if dirty => {}

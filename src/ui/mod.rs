@@ -3,8 +3,10 @@
 //! work or touches the disk. Every untrusted string is sanitised on its way
 //! to the screen (`sanitize`, `markdown`).
 
+mod help;
 pub mod markdown;
 mod panes;
+pub mod search;
 pub mod theme;
 
 use std::cell::Cell;
@@ -14,13 +16,15 @@ use ratatui::Frame;
 use ratatui::layout::{Constraint, Layout, Rect};
 use ratatui::style::Style;
 use ratatui::text::{Line, Span};
-use ratatui::widgets::{Block, Borders, Clear, Paragraph, Wrap};
+use ratatui::widgets::{Block, Borders, Paragraph};
 use ratatui_textarea::TextArea;
 
 use crate::engine::Engine;
 use crate::engine::breaker::{BreakerState, Force};
 use crate::engine::limits::Backend;
 use crate::engine::request::{Kind, Request};
+use crate::keymap::{Context, Keymap};
+pub use search::{Found, KbSearch, SEARCH_TOP_K, SearchDone, SearchResults};
 pub use theme::Theme;
 
 /// Where keys go.
@@ -48,6 +52,16 @@ impl Focus {
     pub fn prev(self) -> Self {
         let i = Self::ORDER.iter().position(|f| *f == self).unwrap_or(0);
         Self::ORDER[(i + Self::ORDER.len() - 1) % Self::ORDER.len()]
+    }
+
+    /// The binding context of what has the focus.
+    pub fn context(self) -> Context {
+        match self {
+            Focus::Input => Context::Input,
+            Focus::Chat => Context::Chat,
+            Focus::Scenarios => Context::Scenarios,
+            Focus::Lifecycle => Context::Lifecycle,
+        }
     }
 }
 
@@ -113,6 +127,10 @@ pub struct ViewState {
     pub detail: bool,
     /// The passage overlay: citation `[n]` of a reply or a scenario.
     pub citation: Option<Citation>,
+    /// The `/kb search` overlay.
+    pub search: Option<KbSearch>,
+    /// The `seq` of the newest search asked for.
+    pub search_seq: u64,
     /// Chat: lines scrolled up from the newest.
     pub chat_scroll: usize,
     /// Scenarios: the one shown (`None` follows the newest).
@@ -126,11 +144,16 @@ pub struct ViewState {
     pub session: String,
     /// A first Ctrl-C was pressed with nothing to cancel.
     pub quit_armed: bool,
+    /// The key bindings: the handler looks keys up here, help and the
+    /// status bar describe them.
+    pub keymap: Keymap,
     /// Layout feedback written by `draw`: how far the chat and the shown
     /// scenario can scroll at the current size, so keys can clamp. Only
     /// these cells are written while drawing.
     pub chat_max_scroll: Cell<usize>,
     pub scenario_max_scroll: Cell<usize>,
+    /// How far the open search passage can scroll.
+    pub passage_max_scroll: Cell<usize>,
 }
 
 impl ViewState {
@@ -143,6 +166,8 @@ impl ViewState {
             help_max_scroll: Cell::new(0),
             detail: false,
             citation: None,
+            search: None,
+            search_seq: 0,
             chat_scroll: 0,
             scenario_selected: None,
             scenario_scroll: 0,
@@ -151,8 +176,10 @@ impl ViewState {
             theme,
             session: "default".into(),
             quit_armed: false,
+            keymap: Keymap::default(),
             chat_max_scroll: Cell::new(0),
             scenario_max_scroll: Cell::new(0),
+            passage_max_scroll: Cell::new(0),
         };
         view.reset_input();
         view
@@ -167,6 +194,45 @@ impl ViewState {
         input.set_cursor_line_style(Style::default());
         input.set_placeholder_style(self.theme.dim);
         self.input = input;
+    }
+
+    /// Where keys go now: the open overlay, else the focused pane.
+    pub fn key_context(&self) -> Context {
+        if self.help {
+            Context::Help
+        } else if self.detail {
+            Context::Detail
+        } else if self.citation.is_some() {
+            Context::Citation
+        } else if self.search.is_some() {
+            Context::Search
+        } else {
+            self.focus.context()
+        }
+    }
+
+    /// Open the search overlay, waiting for the results of `query`; the
+    /// number the results must come back with.
+    pub fn open_search(&mut self, query: String) -> u64 {
+        self.search_seq += 1;
+        self.search = Some(KbSearch::new(self.search_seq, query));
+        self.search_seq
+    }
+
+    /// Show a finished search, if the overlay that asked for it is still
+    /// open and waiting; whether it was shown.
+    pub fn search_finished(&mut self, done: SearchDone) -> bool {
+        match &mut self.search {
+            Some(search) if search.seq == done.seq && search.results == SearchResults::Pending => {
+                search.results = match done.result {
+                    Ok(found) => SearchResults::Found(found),
+                    Err(error) => SearchResults::Failed(error),
+                };
+                search.selected = 0;
+                true
+            }
+            _ => false,
+        }
     }
 
     /// The scenario on screen.
@@ -223,8 +289,11 @@ pub fn draw(frame: &mut Frame, engine: &Engine, view: &ViewState, now: Instant) 
     if let Some(citation) = view.citation {
         panes::citation(frame, area, engine, view, citation);
     }
+    if let Some(search) = &view.search {
+        search::draw(frame, area, view, search);
+    }
     if view.help {
-        help(frame, area, view);
+        help::draw(frame, area, view);
     }
 }
 
@@ -318,14 +387,13 @@ fn status_bar(frame: &mut Frame, area: Rect, engine: &Engine, view: &ViewState) 
         1,
         vec![Span::raw(format!("│ queue {} {running}", conv.queue.len()))],
     ));
-    segments.push((4, vec![Span::raw(format!("│ {} ", view.kb_status))]));
-    let keys = match view.focus {
-        Focus::Input => "Enter send · Tab panes · F1 help",
-        Focus::Chat => "↑↓ scroll · 1-9 open citation · q quit",
-        Focus::Scenarios => "←→ pick · r regen · e export · 1-9 cite",
-        Focus::Lifecycle => "Enter detail · c cancel · b breaker",
+    segments.push((2, vec![Span::raw(format!("│ {} ", view.kb_status))]));
+    // The focused pane's key hints, most useful first.
+    let mut hints = view.keymap.hints(view.focus.context());
+    let keys_len = |hints: &[String]| match hints {
+        [] => 0,
+        _ => hints.iter().map(|h| h.chars().count()).sum::<usize>() + 3 * (hints.len() - 1) + 1,
     };
-    let keys_len = keys.chars().count() + 1;
     let width = |spans: &[Span<'_>]| {
         spans
             .iter()
@@ -333,12 +401,10 @@ fn status_bar(frame: &mut Frame, area: Rect, engine: &Engine, view: &ViewState) 
             .sum::<usize>()
     };
     let room = usize::from(area.width);
-    // Drop the lowest-priority segments until everything fits; the keys go
-    // last, before the essentials.
-    let mut show_keys = true;
+    // Drop the lowest-priority segments until everything fits; the key
+    // hints go last (least useful first), before the essentials.
     loop {
-        let used: usize = segments.iter().map(|(_, s)| width(s)).sum::<usize>()
-            + if show_keys { keys_len } else { 0 };
+        let used: usize = segments.iter().map(|(_, s)| width(s)).sum::<usize>() + keys_len(&hints);
         if used <= room {
             break;
         }
@@ -351,7 +417,9 @@ fn status_bar(frame: &mut Frame, area: Rect, engine: &Engine, view: &ViewState) 
             Some((i, _)) => {
                 segments.remove(i);
             }
-            None if show_keys => show_keys = false,
+            None if !hints.is_empty() => {
+                hints.pop();
+            }
             None => break,
         }
     }
@@ -361,146 +429,16 @@ fn status_bar(frame: &mut Frame, area: Rect, engine: &Engine, view: &ViewState) 
             .flat_map(|(_, s)| s)
             .collect::<Vec<_>>(),
     );
-    let right_len = if show_keys { keys_len as u16 } else { 0 };
+    let right_len = u16::try_from(keys_len(&hints)).unwrap_or(u16::MAX);
     let [left_area, right_area] =
         Layout::horizontal([Constraint::Min(0), Constraint::Length(right_len)]).areas(area);
     frame.render_widget(Paragraph::new(left).style(t.status_bar), left_area);
-    if show_keys {
+    if !hints.is_empty() {
         frame.render_widget(
-            Paragraph::new(Line::from(format!("{keys} "))).style(t.status_bar),
+            Paragraph::new(Line::from(format!("{} ", hints.join(" · ")))).style(t.status_bar),
             right_area,
         );
     }
-}
-
-/// Every key, grouped by where it works.
-pub const HELP: &[(&str, &[(&str, &str)])] = &[
-    (
-        "Anywhere",
-        &[
-            (
-                "Tab / Shift-Tab",
-                "move focus: input, chat, scenarios, lifecycle",
-            ),
-            ("F1", "this help (also ? outside the input)"),
-            ("Ctrl-C", "cancel the running reply; twice when idle: quit"),
-            ("Esc", "close an overlay; from the input, focus the chat"),
-        ],
-    ),
-    (
-        "Input",
-        &[
-            ("Enter", "send: a question, or `generate scenario for ...`"),
-            ("/scenario [--seed N] X", "generate a scenario for X"),
-            ("/regen  /export", "regenerate / export the shown scenario"),
-            (
-                "/cancel [id]  /clear-queue",
-                "cancel a request; drop queued messages",
-            ),
-            ("/cancel #N", "drop queued message N"),
-            ("/rag on|off  /quit", "retrieval on or off; quit"),
-            (
-                "/chaos <backend> latency 12s",
-                "inject faults: latency D, fail 50%, hang, off",
-            ),
-            ("/chaos off", "stop every fault injection"),
-            (
-                "/breaker open|close|auto <b>",
-                "force a backend's breaker, or back to auto",
-            ),
-        ],
-    ),
-    (
-        "Panes",
-        &[
-            ("↑ ↓ / j k", "scroll, or select a lifecycle row"),
-            ("PgUp PgDn / Home End", "scroll by a page / to either end"),
-            ("g / G", "to the top / bottom"),
-            ("1 .. 9", "chat, scenarios: open the passage cited as [n]"),
-            ("i, / or Esc", "back to the input"),
-            ("q", "quit"),
-        ],
-    ),
-    (
-        "Scenarios",
-        &[
-            ("← → / h l", "previous / next scenario"),
-            ("r  e", "regenerate  export to .md"),
-        ],
-    ),
-    (
-        "Request lifecycle",
-        &[
-            ("Enter", "timeline of the selected request"),
-            ("c", "cancel it and its children"),
-        ],
-    ),
-];
-
-fn help_lines(
-    groups: &[(&'static str, &'static [(&'static str, &'static str)])],
-    t: &Theme,
-) -> Vec<Line<'static>> {
-    let key_width = groups
-        .iter()
-        .flat_map(|(_, keys)| keys.iter().map(|(k, _)| k.chars().count()))
-        .max()
-        .unwrap_or(0)
-        + 2;
-    let mut lines = Vec::new();
-    for (group, keys) in groups {
-        lines.push(Line::styled(*group, t.h2));
-        for (key, what) in *keys {
-            lines.push(Line::from(vec![
-                Span::styled(format!("  {key:<key_width$}"), t.key),
-                Span::raw(*what),
-            ]));
-        }
-        lines.push(Line::default());
-    }
-    lines
-}
-
-/// Two columns when the terminal is wide enough, one otherwise; scrolls
-/// (↑ ↓ PgUp PgDn) when it does not fit.
-fn help(frame: &mut Frame, area: Rect, view: &ViewState) {
-    let t = &view.theme;
-    let footer = Line::styled("↑ ↓ scroll · Esc, q or ? closes this help", t.dim);
-    let two_columns = area.width >= 150;
-    let columns: Vec<Vec<Line<'static>>> = if two_columns {
-        let split = 2;
-        vec![help_lines(&HELP[..split], t), help_lines(&HELP[split..], t)]
-    } else {
-        vec![help_lines(HELP, t)]
-    };
-    let content_height = columns.iter().map(Vec::len).max().unwrap_or(0) as u16 + 1;
-    let width = if two_columns { 148 } else { 96 }.min(area.width);
-    let height = (content_height + 2).min(area.height);
-    let popup = centered(area, width, height);
-    frame.render_widget(Clear, popup);
-    let block = pane_block("Keys", true, t);
-    let inner = block.inner(popup);
-    frame.render_widget(block, popup);
-    let [body, foot] = Layout::vertical([Constraint::Min(1), Constraint::Length(1)]).areas(inner);
-    let max_scroll = content_height.saturating_sub(1).saturating_sub(body.height);
-    view.help_max_scroll.set(usize::from(max_scroll));
-    let scroll = u16::try_from(view.help_scroll)
-        .unwrap_or(u16::MAX)
-        .min(max_scroll);
-    let areas = Layout::horizontal(vec![
-        Constraint::Ratio(1, columns.len() as u32);
-        columns.len()
-    ])
-    .split(body);
-    for (lines, column) in columns.into_iter().zip(areas.iter()) {
-        frame.render_widget(
-            Paragraph::new(lines)
-                .wrap(Wrap { trim: false })
-                .scroll((scroll, 0)),
-            *column,
-        );
-    }
-    frame.render_widget(Paragraph::new(footer), foot);
 }
 
 pub(crate) fn centered(area: Rect, width: u16, height: u16) -> Rect {

@@ -1,5 +1,6 @@
-//! The three panes (chat, scenarios, request lifecycle) and the request
-//! detail overlay.
+//! The three panes (chat, scenarios, request lifecycle), the request detail
+//! overlay and the passage overlay (a cited passage; `search` draws a
+//! searched one with the same functions).
 
 use std::time::Instant;
 
@@ -7,12 +8,13 @@ use ratatui::Frame;
 use ratatui::layout::{Constraint, Layout, Rect};
 use ratatui::style::Style;
 use ratatui::text::{Line, Span, Text};
-use ratatui::widgets::{Cell, Clear, Paragraph, Row, Table, TableState, Wrap};
+use ratatui::widgets::{Block, Cell, Clear, Paragraph, Row, Table, TableState, Wrap};
 
 use super::{
-    Focus, ViewState, centered, is_generation, kind_cell, lifecycle_rows, markdown, pane_block,
+    Focus, Theme, ViewState, centered, is_generation, kind_cell, lifecycle_rows, markdown,
+    pane_block,
 };
-use crate::domain::Role;
+use crate::domain::{Passage, Role};
 use crate::engine::Engine;
 use crate::engine::request::{Outcome, Phase, Request, format_duration};
 use crate::engine::workspace::{MessageStatus, ScenarioStatus};
@@ -444,6 +446,71 @@ pub(super) fn detail(
     );
 }
 
+/// Where a passage comes from: the source's shortest unambiguous path, the
+/// heading trail and the line range (`shattered-waystone.md › lines 7-9`),
+/// or the chunk's heading when the location is unknown. Sanitised.
+pub(super) fn passage_place(p: &Passage) -> String {
+    let mut place = one_line(&p.source);
+    if p.location.is_unknown() {
+        if let Some(heading) = &p.heading {
+            place.push_str(&format!(" › {}", one_line(heading)));
+        }
+    } else {
+        place.push_str(&format!(" › {}", one_line(&p.location.to_string())));
+    }
+    place
+}
+
+/// A passage as an overlay shows it: its title after `lead` (`[1] `),
+/// where it comes from and its score, then its text rendered as markdown.
+pub(super) fn passage_lines(
+    p: &Passage,
+    lead: Option<Span<'static>>,
+    t: &Theme,
+) -> Vec<Line<'static>> {
+    let mut title: Vec<Span<'static>> = lead.into_iter().collect();
+    title.push(Span::styled(one_line(&p.title), t.h1));
+    let mut lines = vec![
+        Line::from(title),
+        Line::styled(
+            format!("{} · score {:.2}", passage_place(p), p.score),
+            t.dim,
+        ),
+        Line::default(),
+    ];
+    lines.extend(markdown::to_text(&p.text, t).lines);
+    lines
+}
+
+/// The rectangle a passage overlay takes.
+pub(super) fn passage_popup_area(area: Rect) -> Rect {
+    centered(
+        area,
+        area.width.saturating_sub(10).clamp(20, 100),
+        area.height.saturating_sub(6).max(6),
+    )
+}
+
+/// Draw `lines` wrapped in `block` over `popup`, `scroll` rows down (kept
+/// within the text). Returns how far it can scroll.
+pub(super) fn passage_popup(
+    frame: &mut Frame,
+    popup: Rect,
+    block: Block<'_>,
+    lines: Vec<Line<'static>>,
+    scroll: usize,
+) -> usize {
+    let inner = block.inner(popup);
+    let paragraph = Paragraph::new(lines).wrap(Wrap { trim: false });
+    let max = paragraph
+        .line_count(inner.width)
+        .saturating_sub(usize::from(inner.height));
+    let top = u16::try_from(scroll.min(max)).unwrap_or(u16::MAX);
+    frame.render_widget(Clear, popup);
+    frame.render_widget(paragraph.block(block).scroll((top, 0)), popup);
+    max
+}
+
 /// The passage behind a citation, with where it comes from.
 pub(super) fn citation(
     frame: &mut Frame,
@@ -454,42 +521,27 @@ pub(super) fn citation(
 ) {
     let t = &view.theme;
     let passages = super::cited_passages(engine, citation.source);
-    let mut lines: Vec<Line<'static>> = Vec::new();
-    match passages.get(citation.number.wrapping_sub(1)) {
-        Some(p) => {
-            lines.push(Line::from(vec![
-                Span::styled(format!("[{}] ", citation.number), t.citation),
-                Span::styled(one_line(&p.title), t.h1),
-            ]));
-            let mut place = one_line(&p.source);
-            if let Some(heading) = &p.heading {
-                place.push_str(&format!(" · {}", one_line(heading)));
-            }
-            place.push_str(&format!(" · score {:.2}", p.score));
-            lines.push(Line::styled(place, t.dim));
-            lines.push(Line::default());
-            lines.extend(markdown::to_text(&p.text, t).lines);
-        }
-        None => lines.push(Line::styled(
+    let mut lines: Vec<Line<'static>> = match passages.get(citation.number.wrapping_sub(1)) {
+        Some(p) => passage_lines(
+            p,
+            Some(Span::styled(format!("[{}] ", citation.number), t.citation)),
+            t,
+        ),
+        None => vec![Line::styled(
             format!("There is no passage [{}] here.", citation.number),
             t.warn,
-        )),
-    }
+        )],
+    };
     lines.push(Line::default());
     lines.push(Line::styled(
         "Esc closes · another digit opens that citation",
         t.dim,
     ));
-    let popup = centered(
-        area,
-        area.width.saturating_sub(10).clamp(20, 100),
-        area.height.saturating_sub(6).max(6),
-    );
-    frame.render_widget(Clear, popup);
-    frame.render_widget(
-        Paragraph::new(lines)
-            .block(pane_block("Cited passage", true, t))
-            .wrap(Wrap { trim: false }),
-        popup,
+    passage_popup(
+        frame,
+        passage_popup_area(area),
+        pane_block("Cited passage", true, t),
+        lines,
+        0,
     );
 }

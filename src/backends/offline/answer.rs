@@ -65,11 +65,16 @@ pub fn answer(question: &str, passages: &[Passage], no_lore_reason: Option<&str>
     out.push_str("\n\n**Sources**");
     for index in cited {
         if let Some(passage) = passages.get(index) {
+            // Where exactly: path, heading trail and lines when known.
+            let mut place = one_line(&passage.source);
+            if !passage.location.is_unknown() {
+                place.push_str(" › ");
+                place.push_str(&one_line(&passage.location.to_string()));
+            }
             out.push_str(&format!(
-                "\n- [{}] {} ({})",
+                "\n- [{}] {} ({place})",
                 index + 1,
                 one_line(&passage.title),
-                one_line(&passage.source)
             ));
         }
     }

@@ -1,0 +1,171 @@
+//! The default bindings, the slash commands and the status-bar hints: the
+//! one place a key, a command or a hint is written down. Everything that
+//! shows keys (help overlay, status bar, docs/keys.md) reads these tables.
+//! After changing one, regenerate the docs:
+//! `UPDATE_DOCS=1 cargo test --lib keymap::docs`.
+
+use crossterm::event::KeyCode::{
+    self, BackTab, Down, End, Enter, Esc, F, Home, Left, PageDown as PgDn, PageUp as PgUp, Right,
+    Tab, Up,
+};
+
+use super::Action::{self as A, OpenCitation};
+use super::Context::{
+    self, Chat, Citation, Detail, Global, Help as HelpOverlay, Input, Lifecycle, Main, Panes,
+    Scenarios, Search,
+};
+use super::{Binding, Hint, Key, PRESSED, SlashCommand};
+
+const fn k(code: KeyCode) -> Key {
+    Key::plain(code)
+}
+
+const fn c(ch: char) -> Key {
+    Key::char(ch)
+}
+
+const fn ctrl(ch: char) -> Key {
+    Key::ctrl(ch)
+}
+
+const DIGIT: Key = Key::Digit;
+
+const fn b(
+    context: Context,
+    keys: &'static [Key],
+    action: A,
+    description: &'static str,
+) -> Binding {
+    Binding::new(context, keys, action, description)
+}
+
+/// Every key binding, grouped by context; within a context, in the order
+/// the help overlay and the docs list them.
+#[rustfmt::skip]
+pub(super) const BINDINGS: &[Binding] = &[
+    b(Global, &[ctrl('c')], A::Interrupt, "cancel the running reply; with nothing running, press twice to quit"),
+    b(Main, &[k(Tab)], A::FocusNext, "focus the next pane: input, chat, scenarios, lifecycle"),
+    b(Main, &[k(BackTab)], A::FocusPrev, "focus the previous pane"),
+    b(Main, &[k(F(1))], A::Help, "open the help overlay"),
+    b(Input, &[k(Enter), ctrl('m'), ctrl('j')], A::Submit, "send the line: a question, a scenario request or a /command"),
+    b(Input, &[k(Esc)], A::FocusChat, "focus the chat pane"),
+    b(Panes, &[c('q')], A::Quit, "quit"),
+    b(Panes, &[c('?')], A::Help, "open the help overlay"),
+    b(Panes, &[c('i'), k(Esc)], A::FocusInput, "focus the input"),
+    b(Panes, &[c('/')], A::StartCommand, "focus the input and type / to start a command"),
+    b(Chat, &[k(Up), c('k')], A::ScrollUp, "scroll back one line"),
+    b(Chat, &[k(Down), c('j')], A::ScrollDown, "scroll forward one line"),
+    b(Chat, &[k(PgUp)], A::PageUp, "scroll back ten lines"),
+    b(Chat, &[k(PgDn)], A::PageDown, "scroll forward ten lines"),
+    b(Chat, &[k(Home), c('g')], A::Top, "oldest line"),
+    b(Chat, &[k(End), c('G')], A::Bottom, "newest line"),
+    b(Chat, &[DIGIT], OpenCitation(PRESSED), "open the passage cited as [n] by the newest reply with lore"),
+    b(Scenarios, &[k(Left), c('h')], A::PrevScenario, "show the previous scenario"),
+    b(Scenarios, &[k(Right), c('l')], A::NextScenario, "show the next scenario"),
+    b(Scenarios, &[k(Up), c('k')], A::ScrollUp, "scroll the shown scenario up one line"),
+    b(Scenarios, &[k(Down), c('j')], A::ScrollDown, "scroll the shown scenario down one line"),
+    b(Scenarios, &[k(PgUp)], A::PageUp, "scroll up ten lines"),
+    b(Scenarios, &[k(PgDn)], A::PageDown, "scroll down ten lines"),
+    b(Scenarios, &[k(Home), c('g')], A::Top, "to the top"),
+    b(Scenarios, &[k(End), c('G')], A::Bottom, "to the bottom"),
+    b(Scenarios, &[c('r')], A::Regenerate, "regenerate the shown scenario with a fresh seed (the new one is shown)"),
+    b(Scenarios, &[c('e')], A::Export, "export the shown scenario to ./<title-slug>-<seed>.md"),
+    b(Scenarios, &[DIGIT], OpenCitation(PRESSED), "open the passage the shown scenario cites as [n]"),
+    b(Lifecycle, &[k(Up), c('k')], A::ScrollUp, "select the row above"),
+    b(Lifecycle, &[k(Down), c('j')], A::ScrollDown, "select the row below"),
+    b(Lifecycle, &[k(PgUp)], A::PageUp, "move the selection ten rows up"),
+    b(Lifecycle, &[k(PgDn)], A::PageDown, "move the selection ten rows down"),
+    b(Lifecycle, &[k(Home), c('g')], A::Top, "select the first (newest) row"),
+    b(Lifecycle, &[k(End), c('G')], A::Bottom, "select the last row"),
+    b(Lifecycle, &[k(Enter)], A::OpenDetail, "timeline of the selected request's pipeline and its children"),
+    b(Lifecycle, &[c('c')], A::CancelRequest, "cancel the selected request and the rest of its pipeline"),
+    b(Lifecycle, &[c('b')], A::ToggleBreaker, "cycle the selected backend's breaker: auto, forced open, forced closed"),
+    b(HelpOverlay, &[k(Esc), c('q'), c('?'), k(F(1)), k(Enter)], A::Close, "close this help"),
+    b(HelpOverlay, &[k(Up), c('k')], A::ScrollUp, "scroll up one line"),
+    b(HelpOverlay, &[k(Down), c('j')], A::ScrollDown, "scroll down one line"),
+    b(HelpOverlay, &[k(PgUp)], A::PageUp, "scroll up ten lines"),
+    b(HelpOverlay, &[k(PgDn)], A::PageDown, "scroll down ten lines"),
+    b(HelpOverlay, &[k(Home), c('g')], A::Top, "to the top"),
+    b(HelpOverlay, &[k(End), c('G')], A::Bottom, "to the end"),
+    b(Citation, &[DIGIT], OpenCitation(PRESSED), "show the passage cited as [n] instead"),
+    b(Citation, &[k(Esc), c('q'), k(Enter)], A::Close, "close the passage"),
+    b(Detail, &[k(Esc), c('q'), k(Enter)], A::Close, "close the timeline"),
+    b(Search, &[k(Up), c('k')], A::ScrollUp, "select the passage above, or scroll an open one up"),
+    b(Search, &[k(Down), c('j')], A::ScrollDown, "select the passage below, or scroll an open one down"),
+    b(Search, &[k(PgUp)], A::PageUp, "ten passages up, or ten lines in an open passage"),
+    b(Search, &[k(PgDn)], A::PageDown, "ten passages down, or ten lines in an open passage"),
+    b(Search, &[k(Home), c('g')], A::Top, "the best match, or the top of an open passage"),
+    b(Search, &[k(End), c('G')], A::Bottom, "the last match, or the end of an open passage"),
+    b(Search, &[k(Enter)], A::OpenPassage, "open the selected passage, its whole text"),
+    b(Search, &[k(Esc), c('q')], A::Close, "back from an open passage to the results, else close"),
+];
+
+const fn cmd(
+    syntax: &'static str,
+    aliases: &'static [&'static str],
+    example: &'static str,
+    description: &'static str,
+) -> SlashCommand {
+    SlashCommand {
+        syntax,
+        aliases,
+        example,
+        description,
+    }
+}
+
+/// Every slash command, as typed in the input (parsed by `engine::command`).
+#[rustfmt::skip]
+pub const COMMANDS: &[SlashCommand] = &[
+    cmd("/scenario [--seed N] PROMPT", &["/s"], "/scenario --seed 7 a dark ford", "generate a scenario for PROMPT; without --seed the seed comes from the prompt"),
+    cmd("/ask QUESTION", &[], "/ask generate scenario ideas?", "ask a question, even one that starts with \"generate scenario\""),
+    cmd("/regen", &["/regenerate"], "/regen", "regenerate the shown scenario with a fresh seed"),
+    cmd("/export", &[], "/export", "export the shown scenario to a .md file, as e does"),
+    cmd("/cancel ID", &[], "/cancel k3x9qa", "cancel a request (short id or full ULID) and the rest of its pipeline"),
+    cmd("/cancel", &[], "/cancel", "cancel the conversation's running reply"),
+    cmd("/cancel #N", &[], "/cancel #2", "drop queued message number N"),
+    cmd("/clear-queue", &[], "/clear-queue", "drop every message queued behind the running reply"),
+    cmd("/chaos BACKEND latency 12s", &[], "/chaos local latency 12s", "fault injection: every call to BACKEND waits 12 s first"),
+    cmd("/chaos BACKEND fail 50%", &[], "/chaos local fail 50%", "fault injection: half the calls fail at once with a transient error"),
+    cmd("/chaos BACKEND hang", &[], "/chaos local hang", "fault injection: calls never answer (the deadline ends them)"),
+    cmd("/chaos BACKEND off", &[], "/chaos local off", "stop fault injection on BACKEND"),
+    cmd("/chaos off", &[], "/chaos off", "stop every fault injection"),
+    cmd("/breaker open|close|auto BACKEND", &[], "/breaker open local", "force a backend's breaker open or closed, or hand it back to the rules"),
+    cmd("/rag on|off", &[], "/rag off", "retrieval on or off for the next requests (off: no lore)"),
+    cmd("/kb add PATH...", &[], "/kb add ~/notes other.md", "add files, folders or URLs to the knowledge base in use (an ingest request; c cancels)"),
+    cmd("/kb use NAME", &[], "/kb use sample", "search another knowledge base (sample: the built-in lore)"),
+    cmd("/kb search QUERY", &[], "/kb search shattered waystone", "search the knowledge base in use: the top 20 passages"),
+    cmd("/help", &["/?"], "/help", "open the help overlay"),
+    cmd("/quit", &["/q"], "/quit", "quit"),
+];
+
+const fn hint(context: Context, actions: &'static [A], text: &'static str) -> Hint {
+    Hint {
+        context,
+        actions,
+        text,
+    }
+}
+
+/// Status-bar hints per focus, most useful first (a narrow terminal drops
+/// them from the end). The keys come from `BINDINGS`.
+#[rustfmt::skip]
+pub const HINTS: &[Hint] = &[
+    hint(Input, &[A::Submit], "send"),
+    hint(Input, &[A::FocusNext], "panes"),
+    hint(Input, &[A::Help], "help"),
+    hint(Chat, &[A::ScrollUp, A::ScrollDown], "scroll"),
+    hint(Chat, &[OpenCitation(PRESSED)], "open citation"),
+    hint(Chat, &[A::Quit], "quit"),
+    hint(Scenarios, &[A::PrevScenario, A::NextScenario], "pick"),
+    hint(Scenarios, &[A::Regenerate], "regen"),
+    hint(Scenarios, &[A::Export], "export"),
+    hint(Scenarios, &[OpenCitation(PRESSED)], "cite"),
+    hint(Lifecycle, &[A::OpenDetail], "detail"),
+    hint(Lifecycle, &[A::CancelRequest], "cancel"),
+    hint(Lifecycle, &[A::ToggleBreaker], "breaker"),
+    hint(HelpOverlay, &[A::ScrollUp, A::ScrollDown], "scroll"),
+    hint(Search, &[A::ScrollUp, A::ScrollDown], "select"),
+    hint(Search, &[A::OpenPassage], "open"),
+    hint(Search, &[A::Close], "close"),
+];
