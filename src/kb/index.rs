@@ -254,6 +254,9 @@ pub(crate) fn delete_root(
         .map_err(KbError::Write)
 }
 
+/// The segments a searcher sees, with their delete opstamps.
+type Generation = std::collections::BTreeMap<tantivy::index::SegmentId, Option<tantivy::Opstamp>>;
+
 /// What a search needs to know of every document: display names (the
 /// shortest unambiguous path) and titles (for recognising entities).
 #[derive(Debug, Default)]
@@ -312,7 +315,7 @@ pub struct KnowledgeBase {
     fields: Fields,
     analyzer: TextAnalyzer,
     /// Per searcher generation: what the documents are called.
-    catalog: Mutex<Option<(u64, Arc<Catalog>)>>,
+    catalog: Mutex<Option<(Generation, Arc<Catalog>)>>,
     /// The knowledge base's name, for status lines.
     name: String,
     /// Its directory on disk (none for the in-memory sample lore).
@@ -419,7 +422,9 @@ impl KnowledgeBase {
     }
 
     fn catalog(&self, searcher: &Searcher) -> Result<Arc<Catalog>, KbError> {
-        let generation = searcher.generation().generation_id();
+        // Keyed by the segments (and their deletes), not the generation
+        // id: a reload that changed nothing keeps the catalog.
+        let generation: Generation = searcher.generation().segments().clone();
         let mut cached = self
             .catalog
             .lock()
@@ -768,41 +773,44 @@ fn number(doc: &TantivyDocument, field: Field) -> u64 {
 /// For each path, the shortest suffix of whole components that no other
 /// path ends with; URLs are shown whole.
 pub fn shortest_unambiguous(paths: &[&str]) -> HashMap<String, String> {
-    let split = |path: &str| -> Vec<String> {
-        path.split(['/', '\\'])
-            .filter(|c| !c.is_empty())
-            .map(str::to_owned)
-            .collect()
-    };
-    let mut suffix_counts: HashMap<Vec<String>, usize> = HashMap::new();
-    let parts: Vec<(String, Vec<String>)> =
-        paths.iter().map(|p| (p.to_string(), split(p))).collect();
-    for (path, components) in &parts {
-        if is_url(path) {
-            continue;
-        }
-        for take in 1..=components.len() {
-            let suffix = components[components.len() - take..].to_vec();
-            *suffix_counts.entry(suffix).or_insert(0) += 1;
-        }
+    // Each suffix is a tail of the path string that starts after a
+    // separator: counted as borrowed slices, no allocation per suffix.
+    fn tails(path: &str) -> impl Iterator<Item = &str> {
+        let trimmed = path.trim_end_matches(['/', '\\']);
+        let starts = trimmed
+            .char_indices()
+            .rev()
+            .filter(|(_, c)| matches!(c, '/' | '\\'))
+            .map(|(i, _)| i + 1);
+        std::iter::once(trimmed.len())
+            .chain(starts)
+            .skip(1)
+            .chain(std::iter::once(0))
+            .map(move |start| trimmed[start..].trim_start_matches(['/', '\\']))
+            .filter(|tail| !tail.is_empty())
     }
-    let mut out = HashMap::new();
-    for (path, components) in parts {
-        if is_url(&path) || components.is_empty() {
-            out.insert(path.clone(), path);
-            continue;
-        }
-        let mut shown = path.clone();
-        for take in 1..=components.len() {
-            let suffix = components[components.len() - take..].to_vec();
-            if suffix_counts.get(&suffix) == Some(&1) {
-                shown = suffix.join("/");
-                break;
+    let mut counts: HashMap<&str, usize> = HashMap::new();
+    for path in paths.iter().filter(|p| !is_url(p)) {
+        let mut seen = HashSet::new();
+        for tail in tails(path) {
+            if seen.insert(tail) {
+                *counts.entry(tail).or_insert(0) += 1;
             }
         }
-        out.insert(path, shown);
     }
-    out
+    paths
+        .iter()
+        .map(|path| {
+            let shown = if is_url(path) {
+                path
+            } else {
+                tails(path)
+                    .find(|tail| counts.get(tail) == Some(&1))
+                    .unwrap_or(path)
+            };
+            (path.to_string(), shown.replace('\\', "/"))
+        })
+        .collect()
 }
 
 fn is_url(path: &str) -> bool {

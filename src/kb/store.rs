@@ -518,14 +518,20 @@ impl Writer {
         };
         progress(done);
         let mut last_commit = Instant::now();
-        let mut pending = 0usize;
         let mut seen: HashSet<String> = HashSet::new();
         let added_at = now_secs();
 
+        // Roots already recorded as they are walked now cost no write, so
+        // re-adding an unchanged tree commits nothing at all.
+        let mut roots_written = 0usize;
         for root in &walked_roots {
             let hidden = walked_hidden.contains(root);
-            index::add_root(&self.writer, &self.fields, root, added_at, hidden)
-                .map_err(|e| self.index_error(e))?;
+            let known = self.roots.contains(root) && self.hidden_roots.contains(root) == hidden;
+            if !known {
+                index::add_root(&self.writer, &self.fields, root, added_at, hidden)
+                    .map_err(|e| self.index_error(e))?;
+                roots_written += 1;
+            }
             if hidden {
                 self.hidden_roots.insert(root.clone());
             } else {
@@ -538,12 +544,14 @@ impl Writer {
         // Like a path that does not exist, a page that could not be fetched
         // does not become a root (a known root stays one).
         for (url, _) in pages.iter().filter(|(_, fetched)| fetched.is_ok()) {
-            index::add_root(&self.writer, &self.fields, url, added_at, false)
-                .map_err(|e| self.index_error(e))?;
             if !self.roots.iter().any(|r| r == url) {
+                index::add_root(&self.writer, &self.fields, url, added_at, false)
+                    .map_err(|e| self.index_error(e))?;
+                roots_written += 1;
                 self.roots.push((*url).to_owned());
             }
         }
+        let mut pending = roots_written;
 
         let mut work: Vec<Work> = Vec::with_capacity(total);
         work.extend(
@@ -614,9 +622,12 @@ impl Writer {
                 index::delete_document(&self.writer, &self.fields, &path);
                 self.manifest.remove(&path);
                 summary.removed += 1;
+                pending += 1;
             }
         }
-        self.commit()?;
+        if pending > 0 {
+            self.commit()?;
+        }
         summary.elapsed = started.elapsed();
         Ok(summary)
     }
@@ -997,7 +1008,11 @@ mod tests {
         assert!(first.skipped[0].reason.contains("unsupported"));
         assert_eq!(first.chunks_written, 3);
 
+        let meta = home.join("t/index/meta.json");
+        let committed = std::fs::read(&meta).expect("meta");
         let again = add(&home, "t", &[Input::Path(docs.clone())], &opts);
+        // Nothing was written: not even a commit.
+        assert_eq!(std::fs::read(&meta).expect("meta"), committed);
         assert_eq!(again.changed(), 0);
         assert_eq!(again.unchanged, 2);
         assert_eq!(again.chunks_written, 0);
