@@ -28,7 +28,7 @@ impl Scene {
     fn with(cfg: EngineConfig) -> Self {
         let t0 = Instant::now();
         let mut view = ViewState::new(Theme::plain());
-        view.kb_status = "kb 32 docs · 9 ms".into();
+        view.kb_status = "kb sample · 32 docs".into();
         Self {
             engine: Engine::new(cfg, t0, SystemTime::UNIX_EPOCH, 42),
             view,
@@ -355,11 +355,16 @@ fn a_narrow_status_bar_drops_the_least_useful_hints_first() {
     };
     let wide = status(120);
     assert!(wide.contains("Enter send · Tab panes · F1 help"), "{wide}");
-    // The session, kb, RAG and queue go first, then hints from the end.
+    // The session and RAG go first, then hints from the end down to the
+    // most useful one, then the knowledge base in use.
+    let eighty = status(80);
+    assert!(eighty.contains("kb sample · 32 docs"), "{eighty}");
+    assert!(eighty.contains("Enter send"), "{eighty}");
+    assert!(!eighty.contains("F1 help"), "{eighty}");
     let narrow = status(60);
     assert!(narrow.contains("local ● offline ●"), "{narrow}");
-    assert!(narrow.contains("Enter send · Tab panes"), "{narrow}");
-    assert!(!narrow.contains("F1 help"), "{narrow}");
+    assert!(narrow.contains("Enter send"), "{narrow}");
+    assert!(!narrow.contains("Tab panes"), "{narrow}");
     let tiny = status(40);
     assert!(tiny.contains("local ● offline ●"), "{tiny}");
     assert!(!tiny.contains("Tab panes"), "{tiny}");

@@ -349,7 +349,7 @@ fn status_bar(frame: &mut Frame, area: Rect, engine: &Engine, view: &ViewState) 
         (0, vec![Span::raw(" loreweave ")]),
         (5, vec![Span::raw(format!("│ {} ", view.session))]),
         (
-            2,
+            3,
             vec![Span::raw(format!(
                 "│ RAG {} ",
                 if engine.config().rag { "on" } else { "off" }
@@ -414,6 +414,11 @@ fn status_bar(frame: &mut Frame, area: Rect, engine: &Engine, view: &ViewState) 
             .filter(|(_, (p, _))| *p > 0)
             .max_by_key(|(i, (p, _))| (*p, *i));
         match worst {
+            // The knowledge base in use outlasts all but the most useful
+            // key hint.
+            Some((_, (p, _))) if *p <= 2 && hints.len() > 1 => {
+                hints.pop();
+            }
             Some((i, _)) => {
                 segments.remove(i);
             }
