@@ -636,29 +636,19 @@ fn print_summary(
         writeln!(out, "{}", serde_json::to_string(summary)?)?;
         return Ok(());
     }
-    for skip in &summary.skipped {
-        writeln!(
-            out,
-            "skipped  {}: {}",
-            one_line(&skip.path),
-            one_line(&skip.reason)
-        )?;
-    }
-    for failed in &summary.failed {
-        writeln!(
-            out,
-            "failed   {}: {}",
-            one_line(&failed.path),
-            one_line(&failed.reason)
-        )?;
-    }
-    for kept in &summary.kept {
-        writeln!(
-            out,
-            "kept     {}: {}",
-            one_line(&kept.path),
-            one_line(&kept.reason)
-        )?;
+    for (what, items) in [
+        ("skipped", &summary.skipped),
+        ("failed", &summary.failed),
+        ("kept", &summary.kept),
+    ] {
+        for item in items {
+            writeln!(
+                out,
+                "{what:<8} {}: {}",
+                one_line(&item.path),
+                one_line(&item.reason)
+            )?;
+        }
     }
     writeln!(out, "{}", summary.line(name))?;
     Ok(())

@@ -450,21 +450,29 @@ impl KnowledgeBase {
         Ok(catalog)
     }
 
+    /// The address of every record of one type.
+    fn all_of(&self, searcher: &Searcher, record: &str) -> Result<Vec<DocAddress>, KbError> {
+        let query = self.type_query(record);
+        let total = searcher.search(&query, &Count).map_err(KbError::Search)?;
+        if total == 0 {
+            return Ok(Vec::new());
+        }
+        Ok(searcher
+            .search(&query, &TopDocs::with_limit(total))
+            .map_err(KbError::Search)?
+            .into_iter()
+            .map(|(_, address)| address)
+            .collect())
+    }
+
     /// Every manifest entry with its document kind.
     fn doc_entries(
         &self,
         searcher: &Searcher,
     ) -> Result<Vec<(DocRecord, Option<String>)>, KbError> {
-        let query = self.type_query(TYPE_DOC);
-        let total = searcher.search(&query, &Count).map_err(KbError::Search)?;
-        if total == 0 {
-            return Ok(Vec::new());
-        }
-        let hits = searcher
-            .search(&query, &TopDocs::with_limit(total))
-            .map_err(KbError::Search)?;
+        let hits = self.all_of(searcher, TYPE_DOC)?;
         let mut out = Vec::with_capacity(hits.len());
-        for (_, address) in hits {
+        for address in hits {
             let doc: TantivyDocument = searcher.doc(address).map_err(KbError::Search)?;
             let f = &self.fields;
             out.push((
@@ -506,16 +514,8 @@ impl KnowledgeBase {
     /// Every root with whether it was walked with hidden files, sorted.
     pub fn roots_with_options(&self) -> Result<Vec<(String, bool)>, KbError> {
         let searcher = self.searcher();
-        let query = self.type_query(TYPE_ROOT);
-        let total = searcher.search(&query, &Count).map_err(KbError::Search)?;
-        if total == 0 {
-            return Ok(Vec::new());
-        }
-        let hits = searcher
-            .search(&query, &TopDocs::with_limit(total))
-            .map_err(KbError::Search)?;
         let mut roots = Vec::new();
-        for (_, address) in hits {
+        for address in self.all_of(&searcher, TYPE_ROOT)? {
             let doc: TantivyDocument = searcher.doc(address).map_err(KbError::Search)?;
             roots.push((
                 text(&doc, self.fields.root),
@@ -707,16 +707,9 @@ impl KnowledgeBase {
     pub fn passages(&self) -> Result<Vec<Passage>, KbError> {
         let searcher = self.searcher();
         let catalog = self.catalog(&searcher)?;
-        let query = self.type_query(TYPE_CHUNK);
-        let total = searcher.search(&query, &Count).map_err(KbError::Search)?;
-        if total == 0 {
-            return Ok(Vec::new());
-        }
-        let hits = searcher
-            .search(&query, &TopDocs::with_limit(total))
-            .map_err(KbError::Search)?;
+        let hits = self.all_of(&searcher, TYPE_CHUNK)?;
         let mut keyed = Vec::with_capacity(hits.len());
-        for (_, address) in hits {
+        for address in hits {
             let (key, n) = self.order_of(&searcher, address)?;
             keyed.push((key, n, address));
         }

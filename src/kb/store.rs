@@ -137,26 +137,10 @@ fn suggest(home: &Path, name: &str) -> Option<String> {
     known.push(SAMPLE.to_owned());
     known
         .into_iter()
-        .map(|k| (edit_distance(&k, name), k))
+        .map(|k| (crate::config::edit_distance(&k, name), k))
         .filter(|(d, k)| *d <= 2.max(k.len() / 3))
         .min()
         .map(|(_, k)| k)
-}
-
-fn edit_distance(a: &str, b: &str) -> usize {
-    let b: Vec<char> = b.chars().collect();
-    let mut row: Vec<usize> = (0..=b.len()).collect();
-    for (i, ca) in a.chars().enumerate() {
-        let mut prev = row[0];
-        row[0] = i + 1;
-        for (j, cb) in b.iter().enumerate() {
-            let cost = usize::from(ca != *cb);
-            let next = (row[j + 1] + 1).min(row[j] + 1).min(prev + cost);
-            prev = row[j + 1];
-            row[j + 1] = next;
-        }
-    }
-    row[b.len()]
 }
 
 fn not_found(home: &Path, name: &str) -> StoreError {
