@@ -17,40 +17,8 @@ trap 'tmux kill-session -t "$session" 2>/dev/null || true; rm -rf "$work"' EXIT
 # Logs, config and knowledge bases go to a scratch home, never the user's.
 export XDG_STATE_HOME="$work/state" XDG_DATA_HOME="$work/data" XDG_CONFIG_HOME="$work/config"
 
-fail() {
-  echo "e2e FAIL: $*" >&2
-  echo "--- screen ---" >&2
-  tmux capture-pane -p -t "$session" >&2 2>/dev/null || true
-  exit 1
-}
-
-screen() {
-  tmux capture-pane -p -t "$session"
-}
-
-# wait_for PATTERN [SECONDS]: poll the screen until grep -E matches.
-wait_for() {
-  local pattern=$1 limit=${2:-15} i
-  for ((i = 0; i < limit * 10; i++)); do
-    if screen | grep -Eq -- "$pattern"; then
-      return 0
-    fi
-    sleep 0.1
-  done
-  fail "no match for /$pattern/ within ${limit}s"
-}
-
-# wait_gone PATTERN [SECONDS]: poll the screen until grep -E no longer matches.
-wait_gone() {
-  local pattern=$1 limit=${2:-5} i
-  for ((i = 0; i < limit * 10; i++)); do
-    if ! screen | grep -Eq -- "$pattern"; then
-      return 0
-    fi
-    sleep 0.1
-  done
-  fail "/$pattern/ still on screen after ${limit}s"
-}
+# shellcheck source=tests/e2e/lib.sh
+source "$(dirname "$0")/lib.sh"
 
 # The chat pane's text: the inside of the box titled "Chat", its rows
 # joined with single spaces (so words wrapped over two rows read as one).
@@ -93,15 +61,6 @@ for w in want:
   echo "--- chat pane ---" >&2
   chat_text >&2
   fail "the chat pane never showed, in order: $*"
-}
-
-wait_file() {
-  local file=$1 limit=${2:-15} i
-  for ((i = 0; i < limit * 10; i++)); do
-    [[ -s $file ]] && return 0
-    sleep 0.1
-  done
-  fail "$file did not appear within ${limit}s"
 }
 
 send_line() {

@@ -14,34 +14,8 @@ trap 'tmux kill-session -t "$session" 2>/dev/null || true; rm -rf "$work"' EXIT
 # Logs and data go to a scratch home, never the user's.
 export XDG_STATE_HOME="$work/state" XDG_DATA_HOME="$work/data" XDG_CONFIG_HOME="$work/config"
 
-fail() {
-  echo "e2e FAIL: $*" >&2
-  echo "--- screen ---" >&2
-  tmux capture-pane -p -t "$session" >&2 2>/dev/null || true
-  exit 1
-}
-
-# wait_for PATTERN [SECONDS]: poll the screen until grep -E matches.
-wait_for() {
-  local pattern=$1 limit=${2:-15} i
-  for ((i = 0; i < limit * 10; i++)); do
-    if tmux capture-pane -p -t "$session" | grep -Eq -- "$pattern"; then
-      return 0
-    fi
-    sleep 0.1
-  done
-  fail "no match for /$pattern/ within ${limit}s"
-}
-
-# wait_file FILE [SECONDS]
-wait_file() {
-  local file=$1 limit=${2:-15} i
-  for ((i = 0; i < limit * 10; i++)); do
-    [[ -s $file ]] && return 0
-    sleep 0.1
-  done
-  fail "$file did not appear within ${limit}s"
-}
+# shellcheck source=tests/e2e/lib.sh
+source "$(dirname "$0")/lib.sh"
 
 start() {
   # The wrapper records the exit code and the terminal mode after exit.

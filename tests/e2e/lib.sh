@@ -1,0 +1,49 @@
+#!/usr/bin/env bash
+# Shared by the tmux end-to-end scripts: read the screen, bounded waits, and
+# a failure that shows the screen. The caller sets $session (the tmux
+# session) before sourcing this file.
+
+fail() {
+  echo "e2e FAIL: $*" >&2
+  echo "--- screen ---" >&2
+  tmux capture-pane -p -t "$session" >&2 2>/dev/null || true
+  exit 1
+}
+
+screen() {
+  tmux capture-pane -p -t "$session"
+}
+
+# wait_for PATTERN [SECONDS]: poll the screen until grep -E matches.
+wait_for() {
+  local pattern=$1 limit=${2:-15} i
+  for ((i = 0; i < limit * 10; i++)); do
+    if screen | grep -Eq -- "$pattern"; then
+      return 0
+    fi
+    sleep 0.1
+  done
+  fail "no match for /$pattern/ within ${limit}s"
+}
+
+# wait_gone PATTERN [SECONDS]: poll the screen until grep -E no longer matches.
+wait_gone() {
+  local pattern=$1 limit=${2:-5} i
+  for ((i = 0; i < limit * 10; i++)); do
+    if ! screen | grep -Eq -- "$pattern"; then
+      return 0
+    fi
+    sleep 0.1
+  done
+  fail "/$pattern/ still on screen after ${limit}s"
+}
+
+# wait_file FILE [SECONDS]: until FILE exists and is not empty.
+wait_file() {
+  local file=$1 limit=${2:-15} i
+  for ((i = 0; i < limit * 10; i++)); do
+    [[ -s $file ]] && return 0
+    sleep 0.1
+  done
+  fail "$file did not appear within ${limit}s"
+}
