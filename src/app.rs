@@ -121,6 +121,9 @@ pub fn ingester(config: &Config, kb: &KbHandle) -> Option<Arc<dyn crate::backend
         return None;
     }
     let home = crate::kb::store::home().ok()?;
+    let fetcher =
+        crate::kb::fetch::PageFetcher::new(config.kb.fetch_timeout, config.kb.max_fetch_size)
+            .ok()?;
     Some(Arc::new(crate::backends::local::LocalIngester {
         home,
         kb: kb.clone(),
@@ -131,8 +134,7 @@ pub fn ingester(config: &Config, kb: &KbHandle) -> Option<Arc<dyn crate::backend
             },
             ..Default::default()
         },
-        fetch_timeout: config.kb.fetch_timeout,
-        max_fetch_size: config.kb.max_fetch_size,
+        fetcher,
         cwd: std::env::current_dir().unwrap_or_else(|_| PathBuf::from(".")),
     }))
 }

@@ -493,8 +493,8 @@ pub struct LocalIngester {
     pub home: std::path::PathBuf,
     pub kb: KbHandle,
     pub opts: crate::kb::store::IngestOptions,
-    pub fetch_timeout: Duration,
-    pub max_fetch_size: u64,
+    /// One pooled client for every page `/kb add` fetches.
+    pub fetcher: crate::kb::fetch::PageFetcher,
     /// Where relative paths are taken from.
     pub cwd: std::path::PathBuf,
 }
@@ -521,11 +521,7 @@ impl crate::backends::Ingester for LocalIngester {
         let mut inputs = Vec::new();
         for path in &paths {
             if path.starts_with("http://") || path.starts_with("https://") {
-                inputs.push(runtime.block_on(crate::kb::fetch::fetch_page(
-                    path,
-                    self.fetch_timeout,
-                    self.max_fetch_size,
-                )));
+                inputs.push(runtime.block_on(self.fetcher.fetch_page(path)));
             } else {
                 let expanded = match path.strip_prefix("~/") {
                     Some(rest) => std::env::var_os("HOME")

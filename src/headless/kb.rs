@@ -15,7 +15,7 @@ use anyhow::Context;
 use serde_json::json;
 
 use crate::cli::KbCmd;
-use crate::kb::fetch::fetch_page;
+use crate::kb::fetch::PageFetcher;
 use crate::kb::loaders::LoadOptions;
 use crate::kb::store::{self, IngestOptions, Input, StoreError, Summary, Writer};
 use crate::kb::{DocRecord, KnowledgeBase};
@@ -105,12 +105,17 @@ impl std::fmt::Debug for Embeddings {
 
 /// Every root of the knowledge base as an input again (`kb sync`,
 /// `kb rebuild`): folders and files as paths, URLs fetched anew.
+fn fetcher(ctx: &KbContext) -> anyhow::Result<PageFetcher> {
+    PageFetcher::new(ctx.fetch_timeout, ctx.max_fetch_size).map_err(anyhow::Error::msg)
+}
+
 async fn root_inputs(ctx: &KbContext) -> anyhow::Result<Vec<Input>> {
     let kb = store::open(&ctx.home, writable(&ctx.name)?)?;
+    let fetcher = fetcher(ctx)?;
     let mut inputs = Vec::new();
     for root in kb.roots()? {
         if is_url(&root) {
-            inputs.push(fetch_page(&root, ctx.fetch_timeout, ctx.max_fetch_size).await);
+            inputs.push(fetcher.fetch_page(&root).await);
         } else {
             inputs.push(Input::Path(PathBuf::from(root)));
         }
@@ -230,10 +235,11 @@ async fn run_inner(cmd: KbCmd, ctx: &KbContext) -> anyhow::Result<ExitCode> {
             json,
         } => {
             let cwd = std::env::current_dir().context("cannot read the current directory")?;
+            let fetcher = fetcher(ctx)?;
             let mut inputs = Vec::new();
             for arg in &paths {
                 if is_url(arg) {
-                    inputs.push(fetch_page(arg, ctx.fetch_timeout, ctx.max_fetch_size).await);
+                    inputs.push(fetcher.fetch_page(arg).await);
                 } else {
                     let path = std::path::absolute(cwd.join(arg))
                         .with_context(|| format!("bad path {}", one_line(arg)))?;

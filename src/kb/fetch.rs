@@ -24,28 +24,48 @@ pub fn human_bytes(bytes: u64) -> String {
     }
 }
 
-/// Fetch one web page with the pooled client, a deadline and a size cap.
-pub async fn fetch_page(url: &str, timeout: Duration, max: u64) -> Input {
-    let fetched = tokio::time::timeout(timeout, fetch(url, max))
-        .await
-        .unwrap_or_else(|_| {
-            Err(format!(
-                "timed out after {}",
-                crate::engine::request::format_duration(timeout)
-            ))
-        });
-    Input::Page {
-        url: url.to_owned(),
-        fetched,
+/// Fetches web pages for `kb add URL` and `kb sync` through one pooled
+/// HTTP client (the backends' client: same TLS, redirect and connect
+/// rules), each with a deadline and a size cap.
+#[derive(Debug, Clone)]
+pub struct PageFetcher {
+    client: reqwest::Client,
+    timeout: Duration,
+    max: u64,
+}
+
+impl PageFetcher {
+    pub fn new(timeout: Duration, max: u64) -> Result<Self, String> {
+        let client = crate::backends::http::build_client(&crate::backends::http::HttpOptions {
+            max_body_bytes: max,
+            ..Default::default()
+        })
+        .map_err(|e| e.message)?;
+        Ok(Self {
+            client,
+            timeout,
+            max,
+        })
+    }
+
+    /// Fetch one page; a failure is the input's reason, not an error.
+    pub async fn fetch_page(&self, url: &str) -> Input {
+        let fetched = tokio::time::timeout(self.timeout, fetch(&self.client, url, self.max))
+            .await
+            .unwrap_or_else(|_| {
+                Err(format!(
+                    "timed out after {}",
+                    crate::engine::request::format_duration(self.timeout)
+                ))
+            });
+        Input::Page {
+            url: url.to_owned(),
+            fetched,
+        }
     }
 }
 
-async fn fetch(url: &str, max: u64) -> Result<(Format, Vec<u8>), String> {
-    let client = crate::backends::http::build_client(&crate::backends::http::HttpOptions {
-        max_body_bytes: max,
-        ..Default::default()
-    })
-    .map_err(|e| e.message)?;
+async fn fetch(client: &reqwest::Client, url: &str, max: u64) -> Result<(Format, Vec<u8>), String> {
     let response = client
         .get(url)
         .send()
