@@ -15,5 +15,6 @@ pub mod logging;
 pub mod prompts;
 pub mod runtime;
 pub mod sanitize;
+pub mod store;
 pub mod tui;
 pub mod ui;
