@@ -89,6 +89,11 @@ pub enum Cmd {
         #[command(subcommand)]
         action: KbCmd,
     },
+    /// Saved conversations: list, show, export, rename, delete.
+    Sessions {
+        #[command(subcommand)]
+        action: SessionsCmd,
+    },
     /// Manage the config file.
     Config {
         #[command(subcommand)]
@@ -118,6 +123,36 @@ pub enum ConfigCmd {
     Check,
     /// Print where the config file is read from.
     Path,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum SessionsCmd {
+    /// The sessions, most recent first: name, messages, last activity.
+    List {
+        /// One JSON object per line.
+        #[arg(long)]
+        json: bool,
+    },
+    /// A session's conversation and scenarios.
+    Show {
+        name: String,
+        /// The whole session as one JSON document.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Write a session (messages, cited passages, scenarios) as markdown or JSON.
+    Export {
+        name: String,
+        #[arg(long, default_value = "md", value_parser = ["md", "json"])]
+        format: String,
+        /// Write to FILE (never overwritten) instead of standard output.
+        #[arg(short, long, value_name = "FILE")]
+        output: Option<PathBuf>,
+    },
+    /// Give a session another name.
+    Rename { old: String, new: String },
+    /// Delete a session for good (its text is wiped from the database file).
+    Delete { name: String },
 }
 
 #[derive(Debug, Subcommand)]

@@ -23,6 +23,9 @@ fn main() -> ExitCode {
     if let Some(Cmd::Config { action }) = &cli.command {
         return config_command(action, &cli);
     }
+    if let Some(Cmd::Sessions { action }) = cli.command {
+        return loreweave::headless::sessions::run(action);
+    }
     let config = match app::load_config(&cli.global) {
         Ok(config) => config,
         Err(error) => {
@@ -103,7 +106,9 @@ fn main() -> ExitCode {
                 headless::run(Job::Scenario { prompt, seed }, cfg, &config, kb, json).await
             }
             Some(Cmd::Kb { action }) => headless::kb::run(action, kb_context).await,
-            Some(Cmd::Config { .. } | Cmd::ExtractPdf { .. }) => Ok(ExitCode::SUCCESS),
+            Some(Cmd::Config { .. } | Cmd::ExtractPdf { .. } | Cmd::Sessions { .. }) => {
+                Ok(ExitCode::SUCCESS)
+            }
         }
     });
     // Don't wait for tasks still running (a hung backend): they are moot now.

@@ -4,6 +4,7 @@
 //! lifecycle event, then the result, then per-backend metrics.
 
 pub mod kb;
+pub mod sessions;
 
 use std::io::Write;
 use std::process::ExitCode;
