@@ -507,15 +507,17 @@ impl Engine {
     /// whatever the freed slots start for other conversations.
     pub fn close_conversation(&mut self, id: ConversationId, now: Instant) -> Vec<Effect> {
         let mut fx = Vec::new();
-        self.advance(now, &mut fx);
+        // Gone first: whatever ends for it below (cancelled here, or expired
+        // as time advances) finds no conversation to save into.
         if self.conversations.remove(&id).is_none() {
-            self.set_notice(format!("no conversation {id}"), true);
+            self.set_notice(format!("no conversation {id} is open"), true);
             return fx;
         }
         self.summaries.retain(|s| s.conversation != Some(id));
         if self.summaries.is_empty() {
             self.summaries_since = None;
         }
+        self.advance(now, &mut fx);
         let mut roots: Vec<(u64, RequestId)> = self
             .registry
             .live_requests()
@@ -805,17 +807,20 @@ impl Engine {
                 }
             }
             Command::ClearQueue { conversation } => {
+                if !self.known(conversation) {
+                    return;
+                }
                 if let Some(conv) = self.conversations.get_mut(&conversation) {
                     let n = conv.queue.len();
                     conv.queue.clear();
                     self.set_notice(format!("dropped {n} queued message(s)"), false);
-                } else {
-                    self.known(conversation);
                 }
             }
             Command::ResendUnsent { conversation } => {
+                if !self.known(conversation) {
+                    return;
+                }
                 let Some(conv) = self.conversations.get_mut(&conversation) else {
-                    self.known(conversation);
                     return;
                 };
                 let unsent = std::mem::take(&mut conv.unsent);
@@ -981,8 +986,10 @@ impl Engine {
         now: Instant,
         fx: &mut Vec<Effect>,
     ) {
+        if !self.known(conversation) {
+            return;
+        }
         let Some(conv) = self.conversations.get_mut(&conversation) else {
-            self.known(conversation);
             return;
         };
         if conv.running.is_some() {
@@ -1229,6 +1236,8 @@ pub fn slug(title: &str) -> String {
     }
 }
 
+#[cfg(test)]
+mod conversation_tests;
 #[cfg(test)]
 mod resilience_tests;
 #[cfg(test)]

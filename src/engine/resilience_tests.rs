@@ -633,8 +633,15 @@ fn a_million_requests_leave_every_collection_at_its_bound() {
     assert_eq!(f.history, 10_000);
     assert!(f.events <= 2_000);
     assert_eq!(
-        (f.jobs, f.calls, f.dedup, f.followers, f.waiting),
-        (0, 0, 0, 0, 0)
+        (
+            f.jobs,
+            f.calls,
+            f.dedup,
+            f.followers,
+            f.waiting,
+            f.summaries
+        ),
+        (0, 0, 0, 0, 0, 0)
     );
     let m = &engine.backends()["offline"].metrics;
     assert_eq!(m.finished(), 500_000, "every generation counted once");
