@@ -10,11 +10,15 @@ use std::time::{Duration, Instant, SystemTime};
 
 use loreweave::backends::offline::{OfflineModel, Tables};
 use loreweave::domain::{GenerationTask, TaskMode};
+use loreweave::engine::workspace::ConversationId;
 use loreweave::engine::{Command, Effect, Engine, EngineConfig, Input};
 use loreweave::kb::{KnowledgeBase, embedded_lore};
 use loreweave::ui::{self, Theme, ViewState};
 use ratatui::Terminal;
 use ratatui::backend::TestBackend;
+
+/// The one conversation the figures talk in.
+const C: ConversationId = ConversationId(1);
 
 fn median(mut samples: Vec<Duration>) -> Duration {
     samples.sort();
@@ -47,10 +51,12 @@ fn main() {
             ..EngineConfig::default()
         };
         let mut engine = Engine::new(cfg, t0, SystemTime::UNIX_EPOCH, 1);
+        engine.open_conversation(C, "bench", Vec::new(), Vec::new());
         for i in 0..n {
             let now = t0 + Duration::from_micros(i);
             let fx = engine.handle(
                 Input::Command(Command::Scenario {
+                    conversation: C,
                     prompt: String::new(),
                     seed: Some(i),
                 }),
@@ -121,14 +127,16 @@ fn main() {
     // A full 120x40 frame after a scenario and a question.
     let t0 = Instant::now();
     let mut engine = Engine::new(EngineConfig::default(), t0, SystemTime::UNIX_EPOCH, 1);
-    let view = ViewState::new(Theme::colour());
+    engine.open_conversation(C, "bench", Vec::new(), Vec::new());
+    let view = ViewState::new(Theme::colour(), C);
     for command in [
         Command::Scenario {
+            conversation: C,
             prompt: "the first encounter".into(),
             seed: None,
         },
         Command::Ask {
-            conversation: 0,
+            conversation: C,
             text: "who guards the waystone?".into(),
         },
     ] {

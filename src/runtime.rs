@@ -126,6 +126,11 @@ impl Runtime {
                         self.chaos.remove(&backend);
                     }
                 },
+                // Persistence belongs to the session store, which wires
+                // these to its own thread; until then nothing is saved.
+                Effect::SaveReply { .. }
+                | Effect::SaveRequests(_)
+                | Effect::SaveScenario { .. } => {}
             }
         }
     }

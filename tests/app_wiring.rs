@@ -9,8 +9,11 @@ use std::time::Duration;
 
 use loreweave::backends::local::KbHandle;
 use loreweave::engine::request::{Kind, Outcome};
+use loreweave::engine::workspace::ConversationId;
 use loreweave::engine::workspace::MessageStatus;
 use loreweave::engine::{Command, Input};
+
+const C: ConversationId = ConversationId(1);
 use support::{FaultServer, Mode, TOKENS};
 
 async fn ask(config_toml: &str, question: &str) -> loreweave::runtime::Driver {
@@ -18,8 +21,11 @@ async fn ask(config_toml: &str, question: &str) -> loreweave::runtime::Driver {
     let kb = KbHandle::start_build(loreweave::kb::embedded_lore());
     let backends = loreweave::app::build_backends(&config, kb).expect("backends");
     let mut driver = loreweave::app::driver(config.engine_config(), backends);
+    driver
+        .engine
+        .open_conversation(C, "test", Vec::new(), Vec::new());
     driver.apply(Input::Command(Command::Ask {
-        conversation: 0,
+        conversation: C,
         text: question.into(),
     }));
     tokio::time::timeout(Duration::from_secs(20), driver.run_until(|e| !e.is_busy()))
@@ -67,7 +73,12 @@ provider = "local"
         (chat.backend.as_str(), chat.outcome()),
         ("openai", Some(&Outcome::Completed))
     );
-    let reply = engine.conversations()[0].messages.last().expect("reply");
+    let reply = engine
+        .conversation(C)
+        .expect("conversation C")
+        .messages
+        .last()
+        .expect("reply");
     assert_eq!(reply.status, MessageStatus::Done);
     assert_eq!(reply.text, TOKENS.concat());
     assert!(!reply.passages.is_empty(), "the local kb retrieved lore");
@@ -121,7 +132,12 @@ timeout = "2s"
         .expect("retrieve");
     assert_eq!(retrieve.backend, "hayhooks");
     assert_eq!(retrieve.outcome(), Some(&Outcome::Completed));
-    let reply = engine.conversations()[0].messages.last().expect("reply");
+    let reply = engine
+        .conversation(C)
+        .expect("conversation C")
+        .messages
+        .last()
+        .expect("reply");
     assert_eq!(reply.status, MessageStatus::Done, "{reply:?}");
     assert_eq!(reply.backend.as_deref(), Some("ollama"));
     let sent = server
@@ -146,7 +162,10 @@ retries = 1
         base = support::refused_base()
     );
     let driver = ask(&toml, "who guards the waystone?").await;
-    let reply = driver.engine.conversations()[0]
+    let reply = driver
+        .engine
+        .conversation(C)
+        .expect("conversation C")
         .messages
         .last()
         .expect("reply");

@@ -1,15 +1,28 @@
-//! Property test: random interleavings of submissions, results, tokens,
-//! timer firings and cancellations. Whatever happens, every request reaches
+//! Property test: random interleavings of submissions (in two
+//! conversations), results, tokens, timer firings, cancellations and the
+//! closing of a conversation. Whatever happens, every request reaches
 //! exactly one final state and keeps it, no result lands after it, the
 //! per-backend counters add up to what was submitted, and no backend ever has
-//! more calls in flight than it has slots.
+//! more calls in flight than it has slots. What the engine asks to persist
+//! stays cheap and consistent: a reply is saved at most every 250 ms while
+//! it runs and never after its final save, every finished request is
+//! summarised exactly once, and nothing is saved for a closed conversation.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::time::{Duration, Instant, SystemTime};
 
 use loreweave::domain::{BackendError, Passage};
 use loreweave::engine::request::{Phase, RequestId};
-use loreweave::engine::{Call, Command, Effect, Engine, EngineConfig, Input};
+use loreweave::engine::workspace::{ConversationId, MessageKey, MessageStatus};
+use loreweave::engine::{Call, Command, Effect, Engine, EngineConfig, Input, REPLY_SAVE_EVERY};
+
+/// The two conversations; the second may be closed along the way.
+const A: ConversationId = ConversationId(1);
+const B: ConversationId = ConversationId(2);
+
+fn conversation(p: u8) -> ConversationId {
+    if p.is_multiple_of(2) { A } else { B }
+}
 use proptest::prelude::*;
 
 #[derive(Debug, Clone)]
@@ -22,7 +35,8 @@ enum Step {
     Token(usize),
     Advance(u32),
     Cancel(usize),
-    CancelRunning,
+    CancelRunning(u8),
+    CloseB,
 }
 
 fn step() -> impl Strategy<Value = Step> {
@@ -35,7 +49,8 @@ fn step() -> impl Strategy<Value = Step> {
         2 => any::<usize>().prop_map(Step::Token),
         3 => (0u32..15_000).prop_map(Step::Advance),
         1 => any::<usize>().prop_map(Step::Cancel),
-        1 => Just(Step::CancelRunning),
+        1 => (0u8..2).prop_map(Step::CancelRunning),
+        1 => Just(Step::CloseB),
     ]
 }
 
@@ -46,6 +61,11 @@ struct World {
     calls: Vec<(RequestId, String, Call)>,
     finals: HashMap<RequestId, (String, Option<Instant>)>,
     concurrency: HashMap<String, u64>,
+    /// Per saved reply: when it was last saved while running, and whether
+    /// its final save has been seen.
+    replies: HashMap<(ConversationId, MessageKey), (Option<Instant>, bool)>,
+    summarised: HashSet<RequestId>,
+    b_closed: bool,
 }
 
 impl World {
@@ -66,23 +86,87 @@ impl World {
             ("embed".to_string(), 4),
         ]);
         let now = Instant::now();
+        let mut engine = Engine::new(cfg, now, SystemTime::UNIX_EPOCH, 5);
+        assert!(engine.open_conversation(A, "a", Vec::new(), Vec::new()));
+        assert!(engine.open_conversation(B, "b", Vec::new(), Vec::new()));
         Self {
-            engine: Engine::new(cfg, now, SystemTime::UNIX_EPOCH, 5),
+            engine,
             now,
             calls: Vec::new(),
             finals: HashMap::new(),
             concurrency,
+            replies: HashMap::new(),
+            summarised: HashSet::new(),
+            b_closed: false,
         }
     }
 
     fn apply(&mut self, input: Input) {
         let fx = self.engine.handle(input, self.now);
+        self.effects(fx);
+        self.check();
+    }
+
+    fn effects(&mut self, fx: Vec<Effect>) {
         for effect in fx {
-            if let Effect::Dispatch { id, backend, call } = effect {
-                self.calls.push((id, backend, call));
+            match effect {
+                Effect::Dispatch { id, backend, call } => self.calls.push((id, backend, call)),
+                Effect::SaveReply {
+                    conversation,
+                    message,
+                    status,
+                    ..
+                } => {
+                    assert!(
+                        !(self.b_closed && conversation == B),
+                        "a reply saved for a closed conversation"
+                    );
+                    let (last, ended) = self
+                        .replies
+                        .entry((conversation, message))
+                        .or_insert((None, false));
+                    assert!(!*ended, "{message} saved after its final save");
+                    if status == MessageStatus::Running {
+                        if let Some(last) = *last {
+                            assert!(
+                                self.now >= last + REPLY_SAVE_EVERY,
+                                "{message} saved twice within 250 ms"
+                            );
+                        }
+                        *last = Some(self.now);
+                    } else {
+                        *ended = true;
+                    }
+                }
+                Effect::SaveRequests(batch) => {
+                    assert!(!batch.is_empty(), "an empty batch");
+                    for summary in batch {
+                        assert!(
+                            !(self.b_closed && summary.conversation == Some(B)),
+                            "a summary saved for a closed conversation"
+                        );
+                        assert!(
+                            self.summarised.insert(summary.id),
+                            "{} summarised twice",
+                            summary.id
+                        );
+                        let finished = self
+                            .engine
+                            .registry()
+                            .get(summary.id)
+                            .is_some_and(|r| r.phase.is_final());
+                        assert!(finished, "{} summarised before it ended", summary.id);
+                    }
+                }
+                Effect::SaveScenario { conversation, .. } => {
+                    assert!(
+                        !(self.b_closed && conversation == B),
+                        "a scenario saved for a closed conversation"
+                    );
+                }
+                _ => {}
             }
         }
-        self.check();
     }
 
     fn pick(&self, n: usize) -> Option<(RequestId, String, Call)> {
@@ -92,11 +176,12 @@ impl World {
     fn step(&mut self, step: Step) {
         match step {
             Step::Scenario(p) => self.apply(Input::Command(Command::Scenario {
+                conversation: conversation(p),
                 prompt: format!("prompt {p}"),
                 seed: Some(u64::from(p)),
             })),
             Step::Ask(p) => self.apply(Input::Command(Command::Ask {
-                conversation: 0,
+                conversation: conversation(p),
                 text: format!("question {p}"),
             })),
             Step::Ok(n) | Step::Transient(n) | Step::Permanent(n) => {
@@ -158,8 +243,21 @@ impl World {
                 };
                 self.apply(Input::Command(Command::Cancel { id: id.to_string() }));
             }
-            Step::CancelRunning => {
-                self.apply(Input::Command(Command::CancelRunning { conversation: 0 }))
+            Step::CancelRunning(p) => self.apply(Input::Command(Command::CancelRunning {
+                conversation: conversation(p),
+            })),
+            Step::CloseB => {
+                let fx = self.engine.close_conversation(B, self.now);
+                self.b_closed = true;
+                self.effects(fx);
+                self.check();
+                assert!(
+                    self.engine
+                        .registry()
+                        .live_requests()
+                        .all(|r| r.conversation != Some(B)),
+                    "closing B left its requests running"
+                );
             }
         }
     }
@@ -246,7 +344,14 @@ impl World {
                 .iter()
                 .all(|r| r.phase.is_final())
         );
-        assert!(self.engine.conversations()[0].queue.is_empty());
+        assert!(self.engine.conversations().all(|(_, c)| c.queue.is_empty()));
+        // Idle: every finished request of an open conversation (or of none)
+        // has been summarised.
+        for r in self.engine.registry().all() {
+            if !(self.b_closed && r.conversation == Some(B)) {
+                assert!(self.summarised.contains(&r.id), "{} never summarised", r.id);
+            }
+        }
     }
 }
 

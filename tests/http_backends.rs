@@ -1273,12 +1273,20 @@ fn engine_driver(hayhooks: &FaultServer, openai_server: &FaultServer) -> Driver 
     backends
         .models
         .insert("openai".into(), Arc::new(openai(&openai_server.base)));
-    loreweave::app::driver(engine_config(), backends)
+    let mut driver = loreweave::app::driver(engine_config(), backends);
+    driver
+        .engine
+        .open_conversation(C, "test", Vec::new(), Vec::new());
+    driver
 }
+
+/// The conversation the engine tests talk in.
+const C: loreweave::engine::workspace::ConversationId =
+    loreweave::engine::workspace::ConversationId(1);
 
 async fn ask_and_settle(driver: &mut Driver) {
     driver.apply(Input::Command(Command::Ask {
-        conversation: 0,
+        conversation: C,
         text: "who guards the waystone?".into(),
     }));
     tokio::time::timeout(Duration::from_secs(5), driver.run_until(|e| !e.is_busy()))
@@ -1312,7 +1320,10 @@ async fn engine_hung_retriever_times_out_and_the_reply_goes_on_without_lore() {
         request_of(&driver, Kind::Chat).outcome(),
         Some(&Outcome::Completed)
     );
-    let reply = driver.engine.conversations()[0]
+    let reply = driver
+        .engine
+        .conversation(C)
+        .expect("conversation C")
         .messages
         .last()
         .expect("reply");
@@ -1360,7 +1371,10 @@ async fn engine_retries_a_503_and_completes() {
         );
     }
     assert_eq!((hayhooks.requests(), llm.requests()), (2, 2));
-    let reply = driver.engine.conversations()[0]
+    let reply = driver
+        .engine
+        .conversation(C)
+        .expect("conversation C")
         .messages
         .last()
         .expect("reply");
@@ -1378,7 +1392,10 @@ async fn engine_keeps_partial_text_when_a_stream_ends_early() {
     let mut driver = engine_driver(&hayhooks, &llm);
     ask_and_settle(&mut driver).await;
 
-    let reply = driver.engine.conversations()[0]
+    let reply = driver
+        .engine
+        .conversation(C)
+        .expect("conversation C")
         .messages
         .last()
         .expect("reply");
@@ -1404,13 +1421,14 @@ async fn engine_cancel_closes_the_streaming_connection() {
     .await;
     let mut driver = engine_driver(&hayhooks, &llm);
     driver.apply(Input::Command(Command::Ask {
-        conversation: 0,
+        conversation: C,
         text: "who guards the waystone?".into(),
     }));
     tokio::time::timeout(
         Duration::from_secs(2),
         driver.run_until(|e| {
-            e.conversations()[0]
+            e.conversation(C)
+                .expect("conversation C")
                 .messages
                 .last()
                 .is_some_and(|m| !m.text.is_empty())
@@ -1419,7 +1437,7 @@ async fn engine_cancel_closes_the_streaming_connection() {
     .await
     .expect("a first token arrives");
     assert_eq!(llm.disconnects(), 0);
-    driver.apply(Input::Command(Command::CancelRunning { conversation: 0 }));
+    driver.apply(Input::Command(Command::CancelRunning { conversation: C }));
     assert!(
         llm.wait_disconnects(1, Duration::from_secs(1)).await,
         "the server saw the connection close within 1 s"
@@ -1427,7 +1445,10 @@ async fn engine_cancel_closes_the_streaming_connection() {
     tokio::time::timeout(Duration::from_secs(2), driver.run_until(|e| !e.is_busy()))
         .await
         .expect("the engine settles");
-    let reply = driver.engine.conversations()[0]
+    let reply = driver
+        .engine
+        .conversation(C)
+        .expect("conversation C")
         .messages
         .last()
         .expect("reply");

@@ -11,9 +11,21 @@ use loreweave::backends::offline::{OfflineModel, Tables};
 use loreweave::backends::{RetrieveQuery, Retriever};
 use loreweave::domain::{BackendError, Passage};
 use loreweave::engine::request::{Kind, Outcome};
+use loreweave::engine::workspace::ConversationId;
 use loreweave::engine::workspace::ScenarioStatus;
 use loreweave::engine::{Command, EngineConfig, Input};
 use loreweave::runtime::{Backends, Driver};
+
+/// The conversation every test talks in.
+const C: ConversationId = ConversationId(1);
+
+/// A driver with conversation `C` open.
+fn opened(mut driver: Driver) -> Driver {
+    driver
+        .engine
+        .open_conversation(C, "test", Vec::new(), Vec::new());
+    driver
+}
 
 /// Sets its flag when dropped: proves the task holding it was aborted.
 struct DropFlag(Arc<AtomicBool>);
@@ -52,7 +64,7 @@ fn driver_with(retriever: Arc<dyn Retriever>, cfg: EngineConfig) -> Driver {
     backends
         .models
         .insert("offline".into(), Arc::new(OfflineModel::new(tables)));
-    loreweave::app::driver(cfg, backends)
+    opened(loreweave::app::driver(cfg, backends))
 }
 
 #[tokio::test(start_paused = true)]
@@ -66,6 +78,7 @@ async fn hung_retriever_times_out_at_its_deadline_is_aborted_and_generation_proc
     let mut driver = driver_with(retriever, EngineConfig::default());
     let start = tokio::time::Instant::now();
     driver.apply(Input::Command(Command::Scenario {
+        conversation: C,
         prompt: "the first encounter".into(),
         seed: Some(3),
     }));
@@ -135,7 +148,7 @@ async fn retrieval_deadline_follows_the_configured_timeout() {
     let mut driver = driver_with(retriever, cfg);
     let start = tokio::time::Instant::now();
     driver.apply(Input::Command(Command::Ask {
-        conversation: 0,
+        conversation: C,
         text: "who guards the waystone?".into(),
     }));
     driver.run_until(|engine| !engine.is_busy()).await;
@@ -143,7 +156,10 @@ async fn retrieval_deadline_follows_the_configured_timeout() {
         tokio::time::Instant::now() - start,
         Duration::from_millis(250)
     );
-    let reply = driver.engine.conversations()[0]
+    let reply = driver
+        .engine
+        .conversation(C)
+        .expect("conversation C")
         .messages
         .last()
         .expect("a reply");
@@ -158,13 +174,16 @@ async fn retrieval_deadline_follows_the_configured_timeout() {
 async fn embedded_defaults_answer_with_citations() {
     let kb = loreweave::backends::local::KbHandle::start_build(loreweave::kb::embedded_lore());
     let backends = loreweave::app::default_backends(kb).expect("backends");
-    let mut driver = loreweave::app::driver(EngineConfig::default(), backends);
+    let mut driver = opened(loreweave::app::driver(EngineConfig::default(), backends));
     driver.apply(Input::Command(Command::Ask {
-        conversation: 0,
+        conversation: C,
         text: "who guards the waystone?".into(),
     }));
     driver.run_until(|engine| !engine.is_busy()).await;
-    let reply = driver.engine.conversations()[0]
+    let reply = driver
+        .engine
+        .conversation(C)
+        .expect("conversation C")
         .messages
         .last()
         .expect("a reply");
@@ -205,6 +224,7 @@ async fn a_result_arriving_at_the_deadline_is_a_counted_late_drop() {
         EngineConfig::default(),
     );
     driver.apply(Input::Command(Command::Scenario {
+        conversation: C,
         prompt: "the first encounter".into(),
         seed: Some(1),
     }));
@@ -240,13 +260,14 @@ async fn a_result_arriving_at_the_deadline_is_a_counted_late_drop() {
 async fn chaos_failures_are_retried_then_trip_the_breaker() {
     let kb = loreweave::backends::local::KbHandle::start_build(loreweave::kb::embedded_lore());
     let backends = loreweave::app::default_backends(kb).expect("backends");
-    let mut driver = loreweave::app::driver(EngineConfig::default(), backends);
+    let mut driver = opened(loreweave::app::driver(EngineConfig::default(), backends));
     driver.apply(Input::Command(Command::Chaos {
         backend: Some("local".into()),
         mode: Some(loreweave::domain::ChaosMode::Fail { percent: 100 }),
     }));
     for n in 0..2 {
         driver.apply(Input::Command(Command::Scenario {
+            conversation: C,
             prompt: format!("prompt {n}"),
             seed: Some(n),
         }));
@@ -277,14 +298,14 @@ async fn chaos_failures_are_retried_then_trip_the_breaker() {
 async fn chaos_hang_times_out_and_chaos_off_restores() {
     let kb = loreweave::backends::local::KbHandle::start_build(loreweave::kb::embedded_lore());
     let backends = loreweave::app::default_backends(kb).expect("backends");
-    let mut driver = loreweave::app::driver(EngineConfig::default(), backends);
+    let mut driver = opened(loreweave::app::driver(EngineConfig::default(), backends));
     driver.apply(Input::Command(Command::Chaos {
         backend: Some("local".into()),
         mode: Some(loreweave::domain::ChaosMode::Hang),
     }));
     let start = tokio::time::Instant::now();
     driver.apply(Input::Command(Command::Ask {
-        conversation: 0,
+        conversation: C,
         text: "who guards the waystone?".into(),
     }));
     driver.run_until(|engine| !engine.is_busy()).await;
@@ -299,11 +320,14 @@ async fn chaos_hang_times_out_and_chaos_off_restores() {
         mode: None,
     }));
     driver.apply(Input::Command(Command::Ask {
-        conversation: 0,
+        conversation: C,
         text: "who guards the waystone?".into(),
     }));
     driver.run_until(|engine| !engine.is_busy()).await;
-    let reply = driver.engine.conversations()[0]
+    let reply = driver
+        .engine
+        .conversation(C)
+        .expect("conversation C")
         .messages
         .last()
         .expect("reply");
@@ -348,7 +372,7 @@ async fn an_ingest_shows_progress_and_stops_between_files_when_cancelled() {
         })),
         ..Backends::default()
     };
-    let mut driver = loreweave::app::driver(EngineConfig::default(), backends);
+    let mut driver = opened(loreweave::app::driver(EngineConfig::default(), backends));
     driver.apply(Input::Command(Command::KbAdd {
         paths: vec!["notes".into()],
     }));

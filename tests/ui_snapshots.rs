@@ -6,11 +6,29 @@ use std::time::{Duration, Instant, SystemTime};
 
 use loreweave::backends::offline::{OfflineModel, Tables};
 use loreweave::engine::request::RequestId;
+use loreweave::engine::workspace::ConversationId;
 use loreweave::engine::{Call, Command, Effect, Engine, EngineConfig, Input};
 use loreweave::kb::{KnowledgeBase, embedded_lore};
 use loreweave::ui::{self, Focus, Theme, ViewState};
 use ratatui::Terminal;
 use ratatui::backend::TestBackend;
+
+/// The conversation on screen.
+const C: ConversationId = ConversationId(1);
+
+/// What the runtime would act on: the persistence effects go to the store,
+/// not back into the engine, so they take no (fake) time here.
+fn work(effects: Vec<Effect>) -> Vec<Effect> {
+    effects
+        .into_iter()
+        .filter(|e| {
+            !matches!(
+                e,
+                Effect::SaveReply { .. } | Effect::SaveRequests(_) | Effect::SaveScenario { .. }
+            )
+        })
+        .collect()
+}
 
 struct Scene {
     engine: Engine,
@@ -27,10 +45,12 @@ impl Scene {
 
     fn with(cfg: EngineConfig) -> Self {
         let t0 = Instant::now();
-        let mut view = ViewState::new(Theme::plain());
+        let mut view = ViewState::new(Theme::plain(), C);
         view.kb_status = "kb sample · 32 docs".into();
+        let mut engine = Engine::new(cfg, t0, SystemTime::UNIX_EPOCH, 42);
+        assert!(engine.open_conversation(C, "default", Vec::new(), Vec::new()));
         Self {
-            engine: Engine::new(cfg, t0, SystemTime::UNIX_EPOCH, 42),
+            engine,
             view,
             kb: KnowledgeBase::build(embedded_lore()).expect("kb builds"),
             model: OfflineModel::new(std::sync::Arc::new(Tables::embedded().expect("tables"))),
@@ -44,7 +64,7 @@ impl Scene {
 
     /// Carry out effects the way the runtime would, synchronously.
     fn run(&mut self, effects: Vec<Effect>, mut ms: u64) {
-        let mut queue = effects;
+        let mut queue = work(effects);
         while let Some(effect) = queue.pop() {
             ms += 3;
             let input = match effect {
@@ -78,7 +98,7 @@ impl Scene {
                 _ => continue,
             };
             let now = self.at(ms);
-            queue.extend(self.engine.handle(input, now));
+            queue.extend(work(self.engine.handle(input, now)));
         }
     }
 
@@ -108,6 +128,7 @@ fn main_screen_after_a_scenario_and_a_question() {
     let mut scene = Scene::new();
     scene.command(
         Command::Scenario {
+            conversation: C,
             prompt: "the first encounter".into(),
             seed: None,
         },
@@ -115,7 +136,7 @@ fn main_screen_after_a_scenario_and_a_question() {
     );
     scene.command(
         Command::Ask {
-            conversation: 0,
+            conversation: C,
             text: "who guards the waystone?".into(),
         },
         2_000,
@@ -129,6 +150,7 @@ fn a_scenario_in_flight_shows_live_rows_with_elapsed_against_deadline() {
     let now = scene.at(0);
     let fx = scene.engine.handle(
         Input::Command(Command::Scenario {
+            conversation: C,
             prompt: "an ambush at the bridge".into(),
             seed: Some(5),
         }),
@@ -144,6 +166,7 @@ fn late_drop_and_fallback_are_visible() {
     let mut scene = Scene::new();
     let fx = scene.engine.handle(
         Input::Command(Command::Scenario {
+            conversation: C,
             prompt: "the first encounter".into(),
             seed: Some(9),
         }),
@@ -375,7 +398,7 @@ fn request_detail_overlay() {
     let mut scene = Scene::new();
     scene.command(
         Command::Ask {
-            conversation: 0,
+            conversation: C,
             text: "who guards the waystone?".into(),
         },
         100,
@@ -391,6 +414,7 @@ fn small_terminal_80x24() {
     let mut scene = Scene::new();
     scene.command(
         Command::Scenario {
+            conversation: C,
             prompt: "the first encounter".into(),
             seed: None,
         },
@@ -416,6 +440,7 @@ fn lifecycle_header_shows_breakers_queue_depth_and_chaos() {
     {
         let fx = scene.engine.handle(
             Input::Command(Command::Scenario {
+                conversation: C,
                 prompt: (*prompt).into(),
                 seed: Some(n as u64),
             }),
@@ -467,14 +492,14 @@ fn lifecycle_header_shows_breakers_queue_depth_and_chaos() {
     );
     scene.engine.handle(
         Input::Command(Command::Ask {
-            conversation: 0,
+            conversation: C,
             text: "who keeps the ford?".into(),
         }),
         scene.at(800),
     );
     scene.engine.handle(
         Input::Command(Command::Ask {
-            conversation: 0,
+            conversation: C,
             text: "and the mill?".into(),
         }),
         scene.at(900),
@@ -489,7 +514,7 @@ fn citation_overlay_opens_the_cited_passage() {
     let mut scene = Scene::new();
     scene.command(
         Command::Ask {
-            conversation: 0,
+            conversation: C,
             text: "who guards the waystone?".into(),
         },
         100,

@@ -16,7 +16,7 @@ use ulid::Ulid;
 use super::breaker::{Admission, Transition};
 use super::request::{DeadlinePolicy, Kind, Outcome, Phase, Request, RequestId, millis};
 use super::retry::Decision;
-use super::workspace::{MessageStatus, ScenarioStatus};
+use super::workspace::{ConversationId, MessageStatus, ScenarioStatus};
 use super::{Call, DedupKey, Effect, Engine, Target, spoken_duration};
 use crate::domain::{BackendError, ErrorClass, Passage};
 
@@ -40,6 +40,9 @@ impl Engine {
         let seq = self.registry.next_seq();
         // The deadline runs from submission: time spent queued for a slot or
         // waiting between retries counts, so nothing waits forever.
+        let conversation = parent
+            .and_then(|p| self.registry.live(p))
+            .and_then(|p| p.conversation);
         let deadline = match policy {
             DeadlinePolicy::Total(total) => Some(now + total),
             DeadlinePolicy::Streaming { first_token, .. } => Some(now + first_token),
@@ -52,6 +55,7 @@ impl Engine {
             backend: backend.to_string(),
             parent,
             children: Vec::new(),
+            conversation,
             label: label.chars().take(200).collect(),
             created: now,
             dispatched: None,
@@ -71,6 +75,22 @@ impl Engine {
             let policy = self.cfg.policy_for(backend);
             self.backends
                 .insert(backend.to_string(), super::limits::Backend::new(policy));
+        }
+        id
+    }
+
+    /// A turn or scenario: the parent of a pipeline, working for
+    /// `conversation` (its children inherit it).
+    pub(super) fn new_pipeline(
+        &mut self,
+        kind: Kind,
+        conversation: ConversationId,
+        label: &str,
+        now: Instant,
+    ) -> RequestId {
+        let id = self.new_request(kind, "pipeline", None, label, DeadlinePolicy::Children, now);
+        if let Some(request) = self.registry.live_mut(id) {
+            request.conversation = Some(conversation);
         }
         id
     }
@@ -389,7 +409,14 @@ impl Engine {
         self.start_retrieval(parent, now, fx);
     }
 
-    pub(super) fn on_token(&mut self, id: RequestId, backend: &str, text: String, now: Instant) {
+    pub(super) fn on_token(
+        &mut self,
+        id: RequestId,
+        backend: &str,
+        text: String,
+        now: Instant,
+        fx: &mut Vec<Effect>,
+    ) {
         if !self.is_in_flight(id) {
             self.late_drop(id, backend, "token", now);
             return;
@@ -405,9 +432,32 @@ impl Engine {
             request.phase = Phase::Streaming;
             self.registry.record(id, now, "first token");
         }
-        let target = parent.and_then(|p| self.jobs.get(&p)).map(|j| j.target);
-        if let Some(t) = target.and_then(|t| self.target_mut(t)) {
+        let Some(parent) = parent else {
+            return;
+        };
+        let Some(job) = self.jobs.get_mut(&parent) else {
+            return;
+        };
+        let target = job.target;
+        // A streaming reply is saved when a token comes at least
+        // REPLY_SAVE_EVERY after its last save: never once per token.
+        let save = matches!(target, Target::Turn { .. })
+            && job
+                .saved_at
+                .is_none_or(|at| now >= at + super::REPLY_SAVE_EVERY);
+        if save {
+            job.saved_at = Some(now);
+        }
+        if let Some(t) = self.target_mut(target) {
             t.text.push_str(&text);
+        }
+        if save
+            && let Target::Turn {
+                conversation,
+                message,
+            } = target
+        {
+            fx.extend(self.save_reply(conversation, message));
         }
     }
 
@@ -687,14 +737,18 @@ impl Engine {
         let Some(done) = self.registry.finish(id, outcome, now) else {
             return;
         };
-        if kind == Kind::Scenario || kind == Kind::Turn {
-            return;
-        }
+        let summary = done.summary(self.origin, self.wall_origin_ms);
         let latency = done
             .ended
             .unwrap_or(now)
             .saturating_duration_since(done.dispatched.unwrap_or(done.created));
         let outcome = done.outcome().cloned().unwrap_or(Outcome::Cancelled);
+        if let Some(summary) = summary {
+            self.keep_summary(summary, now);
+        }
+        if kind == Kind::Scenario || kind == Kind::Turn {
+            return;
+        }
         if let Some(b) = self.backends.get_mut(&backend) {
             if phase == Phase::Queued
                 && let Some(pos) = b.waiting.iter().position(|w| *w == id)
@@ -863,6 +917,23 @@ impl Engine {
                         }
                         _ => None,
                     };
+                    let save = self
+                        .conversations
+                        .contains_key(&entry.conversation)
+                        .then(|| Effect::SaveScenario {
+                            conversation: entry.conversation,
+                            index: entry.index,
+                            request: entry.request,
+                            prompt: entry.prompt.clone(),
+                            seed: entry.seed,
+                            title: entry.title(),
+                            markdown: entry.markdown.clone(),
+                            passages: entry.passages.clone(),
+                            backend: entry.backend.clone(),
+                            no_lore: entry.no_lore.clone(),
+                            status: entry.status.clone(),
+                        });
+                    fx.extend(save);
                     if let Some((text, is_error)) = notice {
                         self.set_notice(text, is_error);
                     }
@@ -872,7 +943,8 @@ impl Engine {
                 conversation,
                 message,
             } => {
-                if let Some(conv) = self.conversations.get_mut(conversation) {
+                // A closed conversation gets nothing: no save, no next turn.
+                if let Some(conv) = self.conversations.get_mut(&conversation) {
                     if let Some(msg) = conv.messages.get_mut(message) {
                         msg.status = match &outcome {
                             Outcome::Completed => MessageStatus::Done,
@@ -887,6 +959,11 @@ impl Engine {
                     if conv.running == Some(parent) {
                         conv.running = None;
                     }
+                    let ended = self.save_reply(conversation, message);
+                    fx.extend(ended);
+                    let Some(conv) = self.conversations.get_mut(&conversation) else {
+                        return;
+                    };
                     // A failure never stops the queue: the next message starts.
                     if conv.running.is_none()
                         && let Some(next) = conv.queue.pop_front()

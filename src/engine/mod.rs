@@ -1,13 +1,21 @@
 //! The pure core: `Engine::handle(input, now) -> Vec<Effect>`. It owns the
-//! request registry, deadlines, the scenario and chat pipelines, conversation
-//! queues and per-backend metrics. It performs no IO, never awaits and never
-//! reads a clock: `now` comes in with every input, so every rule is testable
-//! exactly with a fake clock.
+//! request registry, deadlines, the scenario and chat pipelines, the open
+//! conversations (each with its own queue) and per-backend metrics. It
+//! performs no IO, never awaits and never reads a clock: `now` comes in with
+//! every input, so every rule is testable exactly with a fake clock. What
+//! must be persisted leaves as effects (`Save*`), which the caller hands to
+//! the store.
 //!
 //! Invariants: every request reaches exactly one final state (the registry
 //! enforces it); a result is applied only while its request is live, and is
 //! otherwise a counted late drop; a parent ends only after all its children
 //! have; expiry of a running request always comes with an `Abort` effect.
+//! Conversations are independent: a command names its conversation, and one
+//! conversation's failures, queue and history never touch another's. Nothing
+//! is emitted for a conversation after it is closed. Persistence stays
+//! cheap: a streaming reply is saved at most every [`REPLY_SAVE_EVERY`],
+//! finished requests' summaries at most every [`SUMMARY_FLUSH_EVERY`] (and
+//! when the engine goes idle), never once per token or per request.
 
 pub mod breaker;
 pub mod command;
@@ -32,10 +40,17 @@ use crate::domain::{
 use breaker::Force;
 use limits::{Backend, BackendPolicy};
 use registry::Registry;
-use request::{DeadlinePolicy, Kind, Phase, RequestId};
+use request::{DeadlinePolicy, Kind, Phase, RequestId, RequestSummary};
 use workspace::{
-    ChatMessage, Conversation, MessageStatus, QueuedMessage, ScenarioEntry, ScenarioStatus,
+    ChatMessage, Conversation, ConversationId, MessageKey, MessageStatus, QueuedMessage,
+    ReplyStatus, ScenarioEntry, ScenarioStatus,
 };
+
+/// A streaming reply is saved at most this often (engine time).
+pub const REPLY_SAVE_EVERY: Duration = Duration::from_millis(250);
+/// Finished requests' summaries are written in batches at most this often
+/// while the engine is busy (and at once when it goes idle).
+pub const SUMMARY_FLUSH_EVERY: Duration = Duration::from_secs(1);
 
 /// Settings the engine's rules depend on.
 #[derive(Debug, Clone)]
@@ -139,16 +154,59 @@ pub enum Effect {
         backend: String,
         mode: Option<ChaosMode>,
     },
+    /// Persist an assistant reply (insert or replace by `conversation` and
+    /// `message`). Emitted when the reply starts (status `Running`, empty
+    /// text), while it streams at most every [`REPLY_SAVE_EVERY`], and once
+    /// when it ends, whatever the end. The question it answers is message
+    /// `message.0 - 1` of the conversation; this reply's first save is when
+    /// that question left the queue and was sent.
+    SaveReply {
+        conversation: ConversationId,
+        message: MessageKey,
+        text: String,
+        status: ReplyStatus,
+        /// The passages the reply may cite, as a snapshot.
+        passages: Vec<Passage>,
+        backend: Option<String>,
+        /// The turn request that produces it.
+        request: Option<RequestId>,
+        no_lore: Option<String>,
+    },
+    /// Persist these finished requests' lifecycles, in the order they
+    /// ended: one batch at most every [`SUMMARY_FLUSH_EVERY`] while the
+    /// engine is busy, and whatever is left when it goes idle.
+    SaveRequests(Vec<RequestSummary>),
+    /// Persist a finished scenario (done, failed or cancelled).
+    SaveScenario {
+        conversation: ConversationId,
+        /// Its position among the conversation's scenarios.
+        index: usize,
+        request: RequestId,
+        prompt: String,
+        seed: u64,
+        title: String,
+        markdown: String,
+        /// The passages it may cite (its sources), as a snapshot.
+        passages: Vec<Passage>,
+        backend: String,
+        no_lore: Option<String>,
+        status: ScenarioStatus,
+    },
 }
 
 /// What the user asks the engine for.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Command {
+    /// Ask in a conversation. The caller has stored the question already:
+    /// this is "it is stored, go" (it starts now, or queues behind the
+    /// conversation's running turn).
     Ask {
-        conversation: usize,
+        conversation: ConversationId,
         text: String,
     },
+    /// A scenario, belonging to the conversation that was current.
     Scenario {
+        conversation: ConversationId,
         prompt: String,
         seed: Option<u64>,
     },
@@ -164,15 +222,19 @@ pub enum Command {
     },
     /// Cancel the running turn of a conversation.
     CancelRunning {
-        conversation: usize,
+        conversation: ConversationId,
     },
     ClearQueue {
-        conversation: usize,
+        conversation: ConversationId,
     },
     /// Drop one queued message by its number.
     CancelQueued {
-        conversation: usize,
+        conversation: ConversationId,
         number: u64,
+    },
+    /// Queue a conversation's unsent messages again, in order.
+    ResendUnsent {
+        conversation: ConversationId,
     },
     SetRag(bool),
     /// Add files, folders or URLs to the knowledge base in use.
@@ -261,7 +323,10 @@ struct TargetMut<'a> {
 #[derive(Debug, Clone, Copy)]
 enum Target {
     Scenario(usize),
-    Turn { conversation: usize, message: usize },
+    Turn {
+        conversation: ConversationId,
+        message: usize,
+    },
 }
 
 #[derive(Debug)]
@@ -272,6 +337,8 @@ struct Job {
     no_lore: Option<String>,
     /// The query's embedding, once the embed step answered.
     vector: Option<Vec<f32>>,
+    /// When the reply was last saved (turns only).
+    saved_at: Option<Instant>,
 }
 
 /// Sizes of the engine's internal collections (see [`Engine::footprint`]).
@@ -285,6 +352,8 @@ pub struct Footprint {
     pub dedup: usize,
     pub followers: usize,
     pub waiting: usize,
+    /// Finished requests' summaries not yet handed out.
+    pub summaries: usize,
 }
 
 /// What makes two retrievals identical.
@@ -329,10 +398,14 @@ pub struct Engine {
     followers: HashMap<RequestId, Vec<RequestId>>,
     backends: BTreeMap<String, Backend>,
     chaos: BTreeMap<String, ChaosMode>,
-    conversations: Vec<Conversation>,
+    conversations: BTreeMap<ConversationId, Conversation>,
     scenarios: Vec<ScenarioEntry>,
     notice: Option<Notice>,
     total_late_drops: u64,
+    /// Finished requests' summaries waiting for the next batch.
+    summaries: Vec<RequestSummary>,
+    /// When the oldest of `summaries` was added.
+    summaries_since: Option<Instant>,
 }
 
 impl Engine {
@@ -368,11 +441,119 @@ impl Engine {
             followers: HashMap::new(),
             backends,
             chaos: BTreeMap::new(),
-            conversations: vec![Conversation::new("default")],
+            conversations: BTreeMap::new(),
             scenarios: Vec::new(),
             notice: None,
             total_late_drops: 0,
+            summaries: Vec::new(),
+            summaries_since: None,
         }
+    }
+
+    // ----- conversations ---------------------------------------------------
+
+    /// Open a conversation: empty, or restored from storage with its
+    /// `messages` (oldest first) and the `unsent` messages that were still
+    /// queued when loreweave stopped (shown, never started until
+    /// [`Command::ResendUnsent`]). A restored message still marked running
+    /// has no request behind it any more: it becomes failed ("interrupted").
+    /// Returns false, changing nothing, when `id` is already open.
+    pub fn open_conversation(
+        &mut self,
+        id: ConversationId,
+        name: impl Into<String>,
+        mut messages: Vec<ChatMessage>,
+        unsent: Vec<String>,
+    ) -> bool {
+        if self.conversations.contains_key(&id) {
+            return false;
+        }
+        for message in &mut messages {
+            if message.status == MessageStatus::Running {
+                message.status = MessageStatus::Failed("interrupted".into());
+            }
+        }
+        let mut conversation = Conversation::new(name);
+        conversation.messages = messages;
+        conversation.unsent = unsent;
+        self.conversations.insert(id, conversation);
+        true
+    }
+
+    /// Put a conversation's stored scenarios back (oldest first), right
+    /// after opening it; new scenarios are numbered after them. One still
+    /// marked generating becomes failed ("interrupted"). Their `conversation`
+    /// is set to `id`.
+    pub fn restore_scenarios(&mut self, id: ConversationId, entries: Vec<ScenarioEntry>) {
+        let Some(conv) = self.conversations.get_mut(&id) else {
+            return;
+        };
+        for mut entry in entries {
+            entry.conversation = id;
+            if entry.status == ScenarioStatus::Generating {
+                entry.status = ScenarioStatus::Failed("interrupted".into());
+            }
+            conv.next_scenario = conv.next_scenario.max(entry.index + 1);
+            self.scenarios.push(entry);
+        }
+    }
+
+    /// Close a conversation: its queue and unsent messages are dropped, its
+    /// running turn and scenarios are cancelled (their tasks aborted), and
+    /// from then on nothing is emitted for it: no reply, scenario or
+    /// request summary not yet saved is saved (closing is for a
+    /// conversation being deleted). Its scenarios stay in
+    /// [`Engine::scenarios`]. The effects returned are the aborts, and
+    /// whatever the freed slots start for other conversations.
+    pub fn close_conversation(&mut self, id: ConversationId, now: Instant) -> Vec<Effect> {
+        let mut fx = Vec::new();
+        // Gone first: whatever ends for it below (cancelled here, or expired
+        // as time advances) finds no conversation to save into.
+        if self.conversations.remove(&id).is_none() {
+            self.set_notice(format!("no conversation {id} is open"), true);
+            return fx;
+        }
+        self.summaries.retain(|s| s.conversation != Some(id));
+        if self.summaries.is_empty() {
+            self.summaries_since = None;
+        }
+        self.advance(now, &mut fx);
+        let mut roots: Vec<(u64, RequestId)> = self
+            .registry
+            .live_requests()
+            .filter(|r| r.parent.is_none() && r.conversation == Some(id))
+            .map(|r| (r.seq, r.id))
+            .collect();
+        roots.sort();
+        // Cancelling is quiet here: the caller says what it closed.
+        let notice = self.notice.take();
+        for (_, root) in roots {
+            self.cancel_tree(root, now, &mut fx);
+        }
+        self.notice = notice;
+        self.advance(now, &mut fx);
+        self.flush_summaries(now, &mut fx);
+        fx
+    }
+
+    /// Rename an open conversation; false when it is not open.
+    pub fn rename_conversation(&mut self, id: ConversationId, name: impl Into<String>) -> bool {
+        match self.conversations.get_mut(&id) {
+            Some(conv) => {
+                conv.name = name.into();
+                true
+            }
+            None => false,
+        }
+    }
+
+    pub fn conversation(&self, id: ConversationId) -> Option<&Conversation> {
+        self.conversations.get(&id)
+    }
+
+    /// The open conversations, by id.
+    pub fn conversations(&self) -> impl Iterator<Item = (ConversationId, &Conversation)> {
+        self.conversations.iter().map(|(id, c)| (*id, c))
     }
 
     // ----- read-only views -------------------------------------------------
@@ -383,10 +564,6 @@ impl Engine {
 
     pub fn registry(&self) -> &Registry {
         &self.registry
-    }
-
-    pub fn conversations(&self) -> &[Conversation] {
-        &self.conversations
     }
 
     pub fn scenarios(&self) -> &[ScenarioEntry] {
@@ -414,6 +591,7 @@ impl Engine {
             dedup: self.dedup.len(),
             followers: self.followers.len(),
             waiting: self.backends.values().map(|b| b.waiting.len()).sum(),
+            summaries: self.summaries.len(),
         }
     }
 
@@ -430,8 +608,8 @@ impl Engine {
     }
 
     /// When the engine next needs a [`Input::Tick`], if ever: a deadline, a
-    /// retry's backoff ending, a breaker's open period ending, or a rate
-    /// token for a waiting request.
+    /// retry's backoff ending, a breaker's open period ending, a rate token
+    /// for a waiting request, or a batch of request summaries falling due.
     pub fn next_deadline(&self) -> Option<Instant> {
         let retries = self.registry.live_requests().filter_map(|r| match r.phase {
             Phase::Retrying { until } => Some(until),
@@ -447,11 +625,15 @@ impl Engine {
             };
             b.breaker.next_change().into_iter().chain(token)
         });
+        let flush = self
+            .summaries_since
+            .map(|since| since + SUMMARY_FLUSH_EVERY);
         self.registry
             .next_deadline()
             .into_iter()
             .chain(retries)
             .chain(backends)
+            .chain(flush)
             .min()
     }
 
@@ -483,7 +665,7 @@ impl Engine {
                 backend,
                 result,
             } => self.on_retrieved(id, &backend, result, now, &mut fx),
-            Input::Token { id, backend, text } => self.on_token(id, &backend, text, now),
+            Input::Token { id, backend, text } => self.on_token(id, &backend, text, now, &mut fx),
             Input::Embedded {
                 id,
                 backend,
@@ -515,7 +697,52 @@ impl Engine {
             Input::Tick => {}
         }
         self.advance(now, &mut fx);
+        self.flush_summaries(now, &mut fx);
         fx
+    }
+
+    /// Hand out the waiting request summaries as one batch when the oldest
+    /// has waited [`SUMMARY_FLUSH_EVERY`], or when nothing is live any more.
+    fn flush_summaries(&mut self, now: Instant, fx: &mut Vec<Effect>) {
+        let Some(since) = self.summaries_since else {
+            return;
+        };
+        if self.registry.live_count() == 0 || now >= since + SUMMARY_FLUSH_EVERY {
+            self.summaries_since = None;
+            fx.push(Effect::SaveRequests(std::mem::take(&mut self.summaries)));
+        }
+    }
+
+    /// Keep a finished request's summary for the next batch, unless its
+    /// conversation has been closed.
+    fn keep_summary(&mut self, summary: RequestSummary, now: Instant) {
+        if summary
+            .conversation
+            .is_some_and(|c| !self.conversations.contains_key(&c))
+        {
+            return;
+        }
+        self.summaries_since.get_or_insert(now);
+        self.summaries.push(summary);
+    }
+
+    /// The effect that saves reply `message` of `conversation` as it is now.
+    fn save_reply(&self, conversation: ConversationId, message: usize) -> Option<Effect> {
+        let m = self
+            .conversations
+            .get(&conversation)?
+            .messages
+            .get(message)?;
+        Some(Effect::SaveReply {
+            conversation,
+            message: MessageKey(message),
+            text: m.text.clone(),
+            status: m.status.clone(),
+            passages: m.passages.clone(),
+            backend: m.backend.clone(),
+            request: m.request,
+            no_lore: m.no_lore.clone(),
+        })
     }
 
     // ----- commands --------------------------------------------------------
@@ -523,17 +750,25 @@ impl Engine {
     fn on_command(&mut self, command: Command, now: Instant, fx: &mut Vec<Effect>) {
         match command {
             Command::Ask { conversation, text } => self.ask(conversation, text, now, fx),
-            Command::Scenario { prompt, seed } => {
-                let seed = seed
-                    .or(self.cfg.scenario_seed)
-                    .unwrap_or_else(|| seed_for_prompt(&prompt));
-                self.start_scenario(prompt, seed, now, fx);
+            Command::Scenario {
+                conversation,
+                prompt,
+                seed,
+            } => {
+                if self.known(conversation) {
+                    let seed = seed
+                        .or(self.cfg.scenario_seed)
+                        .unwrap_or_else(|| seed_for_prompt(&prompt));
+                    self.start_scenario(conversation, prompt, seed, now, fx);
+                }
             }
             Command::Regenerate { scenario } => match self.scenarios.get(scenario) {
                 Some(entry) => {
-                    let prompt = entry.prompt.clone();
-                    let seed = self.rng.random::<u64>();
-                    self.start_scenario(prompt, seed, now, fx);
+                    let (conversation, prompt) = (entry.conversation, entry.prompt.clone());
+                    if self.known(conversation) {
+                        let seed = self.rng.random::<u64>();
+                        self.start_scenario(conversation, prompt, seed, now, fx);
+                    }
                 }
                 None => self.set_notice("no scenario to regenerate yet", true),
             },
@@ -559,17 +794,45 @@ impl Engine {
                 }
             }
             Command::CancelRunning { conversation } => {
-                match self.conversations.get(conversation).and_then(|c| c.running) {
+                if !self.known(conversation) {
+                    return;
+                }
+                match self
+                    .conversations
+                    .get(&conversation)
+                    .and_then(|c| c.running)
+                {
                     Some(id) => self.cancel_tree(id, now, fx),
                     None => self.set_notice("nothing is running in this conversation", false),
                 }
             }
             Command::ClearQueue { conversation } => {
-                if let Some(conv) = self.conversations.get_mut(conversation) {
+                if !self.known(conversation) {
+                    return;
+                }
+                if let Some(conv) = self.conversations.get_mut(&conversation) {
                     let n = conv.queue.len();
                     conv.queue.clear();
                     self.set_notice(format!("dropped {n} queued message(s)"), false);
                 }
+            }
+            Command::ResendUnsent { conversation } => {
+                if !self.known(conversation) {
+                    return;
+                }
+                let Some(conv) = self.conversations.get_mut(&conversation) else {
+                    return;
+                };
+                let unsent = std::mem::take(&mut conv.unsent);
+                if unsent.is_empty() {
+                    self.set_notice("no unsent messages", false);
+                    return;
+                }
+                let n = unsent.len();
+                for text in unsent {
+                    self.ask(conversation, text, now, fx);
+                }
+                self.set_notice(format!("resent {n} message(s)"), false);
             }
             Command::KbAdd { paths } => {
                 if paths.is_empty() {
@@ -616,9 +879,12 @@ impl Engine {
                 conversation,
                 number,
             } => {
+                if !self.known(conversation) {
+                    return;
+                }
                 let removed = self
                     .conversations
-                    .get_mut(conversation)
+                    .get_mut(&conversation)
                     .is_some_and(|conv| {
                         let before = conv.queue.len();
                         conv.queue.retain(|q| q.number != number);
@@ -651,6 +917,15 @@ impl Engine {
                 self.pump(&backend, now, fx);
             }
         }
+    }
+
+    /// Whether `conversation` is open; if not, says so in the status line.
+    fn known(&mut self, conversation: ConversationId) -> bool {
+        let open = self.conversations.contains_key(&conversation);
+        if !open {
+            self.set_notice(format!("no conversation {conversation} is open"), true);
+        }
+        open
     }
 
     fn backend_names(&self) -> String {
@@ -704,9 +979,17 @@ impl Engine {
         self.set_notice(summary, !self.chaos.is_empty());
     }
 
-    fn ask(&mut self, conversation: usize, text: String, now: Instant, fx: &mut Vec<Effect>) {
-        let Some(conv) = self.conversations.get_mut(conversation) else {
-            self.set_notice("no such conversation", true);
+    fn ask(
+        &mut self,
+        conversation: ConversationId,
+        text: String,
+        now: Instant,
+        fx: &mut Vec<Effect>,
+    ) {
+        if !self.known(conversation) {
+            return;
+        }
+        let Some(conv) = self.conversations.get_mut(&conversation) else {
             return;
         };
         if conv.running.is_some() {
@@ -725,13 +1008,13 @@ impl Engine {
 
     fn start_turn(
         &mut self,
-        conversation: usize,
+        conversation: ConversationId,
         question: String,
         now: Instant,
         fx: &mut Vec<Effect>,
     ) {
         let generator = self.cfg.generator.clone();
-        let Some(conv) = self.conversations.get_mut(conversation) else {
+        let Some(conv) = self.conversations.get_mut(&conversation) else {
             return;
         };
         let history = conv
@@ -757,15 +1040,10 @@ impl Engine {
             no_lore: None,
         });
         let message = conv.messages.len();
-        let parent = self.new_request(
-            Kind::Turn,
-            "pipeline",
-            None,
-            &question,
-            DeadlinePolicy::Children,
-            now,
-        );
-        let conv = &mut self.conversations[conversation];
+        let parent = self.new_pipeline(Kind::Turn, conversation, &question, now);
+        let Some(conv) = self.conversations.get_mut(&conversation) else {
+            return;
+        };
         conv.messages.push(ChatMessage {
             role: Role::Assistant,
             text: String::new(),
@@ -785,21 +1063,30 @@ impl Engine {
             passages: Vec::new(),
             no_lore: None,
             vector: None,
+            saved_at: Some(now),
         };
+        fx.extend(self.save_reply(conversation, message));
         self.start_job(parent, job, now, fx);
     }
 
-    fn start_scenario(&mut self, prompt: String, seed: u64, now: Instant, fx: &mut Vec<Effect>) {
+    fn start_scenario(
+        &mut self,
+        conversation: ConversationId,
+        prompt: String,
+        seed: u64,
+        now: Instant,
+        fx: &mut Vec<Effect>,
+    ) {
+        let Some(conv) = self.conversations.get_mut(&conversation) else {
+            return;
+        };
+        let index = conv.next_scenario;
+        conv.next_scenario += 1;
         let label = format!("{prompt} (seed {seed})");
-        let parent = self.new_request(
-            Kind::Scenario,
-            "pipeline",
-            None,
-            &label,
-            DeadlinePolicy::Children,
-            now,
-        );
+        let parent = self.new_pipeline(Kind::Scenario, conversation, &label, now);
         self.scenarios.push(ScenarioEntry {
+            conversation,
+            index,
             prompt: prompt.clone(),
             seed,
             request: parent,
@@ -815,6 +1102,7 @@ impl Engine {
             passages: Vec::new(),
             no_lore: None,
             vector: None,
+            saved_at: None,
         };
         self.start_job(parent, job, now, fx);
     }
@@ -899,7 +1187,7 @@ impl Engine {
                 message,
             } => self
                 .conversations
-                .get_mut(conversation)
+                .get_mut(&conversation)
                 .and_then(|c| c.messages.get_mut(message))
                 .map(|m| TargetMut {
                     text: &mut m.text,
@@ -948,6 +1236,8 @@ pub fn slug(title: &str) -> String {
     }
 }
 
+#[cfg(test)]
+mod conversation_tests;
 #[cfg(test)]
 mod resilience_tests;
 #[cfg(test)]

@@ -8,6 +8,8 @@ use std::time::{Duration, Instant};
 use serde::Serialize;
 use ulid::Ulid;
 
+use super::workspace::ConversationId;
+
 /// A request's correlation id: a ULID, shown by its last six characters.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct RequestId(pub Ulid);
@@ -86,6 +88,16 @@ pub enum Outcome {
 }
 
 impl Outcome {
+    /// What the outcome carries besides its label: a failure's reason, the
+    /// leader a joined request took its result from.
+    pub fn detail(&self) -> Option<String> {
+        match self {
+            Outcome::Failed(reason) => Some(reason.clone()),
+            Outcome::Joined(leader) => Some(leader.to_string()),
+            _ => None,
+        }
+    }
+
     pub fn label(&self) -> &'static str {
         match self {
             Outcome::Completed => "completed",
@@ -168,6 +180,9 @@ pub struct Request {
     pub backend: String,
     pub parent: Option<RequestId>,
     pub children: Vec<RequestId>,
+    /// The conversation it works for (a turn's or a scenario's, inherited by
+    /// their children); `None` for knowledge-base work.
+    pub conversation: Option<ConversationId>,
     /// A short human description: the query or the prompt.
     pub label: String,
     pub created: Instant,
@@ -219,6 +234,52 @@ impl Request {
             offset_ms,
             what: what.into(),
         });
+    }
+}
+
+/// A finished request's lifecycle, as saved for a reopened session's
+/// inspector. Times are wall-clock milliseconds since the Unix epoch.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct RequestSummary {
+    pub id: RequestId,
+    pub parent: Option<RequestId>,
+    pub conversation: Option<ConversationId>,
+    pub kind: Kind,
+    pub backend: String,
+    pub label: String,
+    /// How it ended (`outcome.label()`, `outcome.detail()`).
+    pub outcome: Outcome,
+    pub attempts: u32,
+    pub created_ms: u64,
+    pub dispatched_ms: Option<u64>,
+    pub ended_ms: u64,
+    /// Offsets from `created_ms`.
+    pub timeline: Vec<TimelineEntry>,
+}
+
+impl Request {
+    /// The summary of a finished request; `None` while it is live.
+    /// `origin` and `wall_origin_ms` are the same moment on the monotonic
+    /// and the wall clock.
+    pub fn summary(&self, origin: Instant, wall_origin_ms: u64) -> Option<RequestSummary> {
+        let outcome = self.outcome()?.clone();
+        let wall = |at: Instant| {
+            wall_origin_ms.saturating_add(millis(at.saturating_duration_since(origin)))
+        };
+        Some(RequestSummary {
+            id: self.id,
+            parent: self.parent,
+            conversation: self.conversation,
+            kind: self.kind,
+            backend: self.backend.clone(),
+            label: self.label.clone(),
+            outcome,
+            attempts: self.attempt,
+            created_ms: wall(self.created),
+            dispatched_ms: self.dispatched.map(wall),
+            ended_ms: wall(self.ended.unwrap_or(self.created)),
+            timeline: self.timeline.clone(),
+        })
     }
 }
 

@@ -8,6 +8,14 @@ use super::request::{Kind, Outcome, Phase, RequestId};
 use super::*;
 use crate::domain::BackendError;
 
+const C: ConversationId = ConversationId(1);
+
+fn engine_with(cfg: EngineConfig, t0: Instant, seed: u64) -> Engine {
+    let mut engine = Engine::new(cfg, t0, SystemTime::UNIX_EPOCH, seed);
+    assert!(engine.open_conversation(C, "test", Vec::new(), Vec::new()));
+    engine
+}
+
 struct H {
     engine: Engine,
     t0: Instant,
@@ -18,7 +26,7 @@ impl H {
     fn with(cfg: EngineConfig) -> Self {
         let t0 = Instant::now();
         Self {
-            engine: Engine::new(cfg, t0, SystemTime::UNIX_EPOCH, 11),
+            engine: engine_with(cfg, t0, 11),
             t0,
             now: t0,
         }
@@ -38,6 +46,7 @@ impl H {
 
     fn scenario(&mut self, prompt: &str) -> Vec<Effect> {
         self.send(Input::Command(Command::Scenario {
+            conversation: C,
             prompt: prompt.into(),
             seed: Some(1),
         }))
@@ -68,6 +77,10 @@ impl H {
             .filter(|r| r.kind == kind)
             .map(|r| r.id)
             .collect()
+    }
+
+    fn conv(&self) -> &Conversation {
+        self.engine.conversation(C).expect("conversation C is open")
     }
 
     fn local(&self) -> &limits::Backend {
@@ -515,24 +528,16 @@ fn queued_conversation_messages_can_be_cancelled_one_by_one() {
     let mut h = H::with(EngineConfig::default());
     for text in ["one", "two", "three"] {
         h.send(Input::Command(Command::Ask {
-            conversation: 0,
+            conversation: C,
             text: text.into(),
         }));
     }
-    let queue: Vec<u64> = h.engine.conversations()[0]
-        .queue
-        .iter()
-        .map(|q| q.number)
-        .collect();
+    let queue: Vec<u64> = h.conv().queue.iter().map(|q| q.number).collect();
     h.send(Input::Command(Command::CancelQueued {
-        conversation: 0,
+        conversation: C,
         number: queue[0],
     }));
-    let left: Vec<&str> = h.engine.conversations()[0]
-        .queue
-        .iter()
-        .map(|q| q.text.as_str())
-        .collect();
+    let left: Vec<&str> = h.conv().queue.iter().map(|q| q.text.as_str()).collect();
     assert_eq!(left, vec!["three"]);
 }
 
@@ -598,12 +603,13 @@ fn a_million_requests_leave_every_collection_at_its_bound() {
         ..EngineConfig::default()
     };
     let t0 = Instant::now();
-    let mut engine = Engine::new(cfg, t0, SystemTime::UNIX_EPOCH, 3);
+    let mut engine = engine_with(cfg, t0, 3);
     // Each scenario is two requests (the parent and its generation).
     for i in 0..500_000u64 {
         let now = t0 + Duration::from_micros(i);
         let fx = engine.handle(
             Input::Command(Command::Scenario {
+                conversation: C,
                 prompt: String::new(),
                 seed: Some(i),
             }),
@@ -627,8 +633,15 @@ fn a_million_requests_leave_every_collection_at_its_bound() {
     assert_eq!(f.history, 10_000);
     assert!(f.events <= 2_000);
     assert_eq!(
-        (f.jobs, f.calls, f.dedup, f.followers, f.waiting),
-        (0, 0, 0, 0, 0)
+        (
+            f.jobs,
+            f.calls,
+            f.dedup,
+            f.followers,
+            f.waiting,
+            f.summaries
+        ),
+        (0, 0, 0, 0, 0, 0)
     );
     let m = &engine.backends()["offline"].metrics;
     assert_eq!(m.finished(), 500_000, "every generation counted once");

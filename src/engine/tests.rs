@@ -7,6 +7,16 @@ use crate::domain::{BackendError, Passage};
 use crate::engine::request::{Outcome, Request};
 use ulid::Ulid;
 
+/// The conversation the tests talk in.
+const C: ConversationId = ConversationId(1);
+
+/// An engine with conversation `C` open.
+fn engine_with(cfg: EngineConfig, t0: Instant, seed: u64) -> Engine {
+    let mut engine = Engine::new(cfg, t0, SystemTime::UNIX_EPOCH, seed);
+    assert!(engine.open_conversation(C, "test", Vec::new(), Vec::new()));
+    engine
+}
+
 struct Harness {
     engine: Engine,
     t0: Instant,
@@ -17,7 +27,7 @@ impl Harness {
     fn new() -> Self {
         let t0 = Instant::now();
         Self {
-            engine: Engine::new(EngineConfig::default(), t0, SystemTime::UNIX_EPOCH, 7),
+            engine: engine_with(EngineConfig::default(), t0, 7),
             t0,
             now: t0,
         }
@@ -34,6 +44,7 @@ impl Harness {
 
     fn scenario(&mut self, prompt: &str) -> Vec<Effect> {
         self.send(Input::Command(Command::Scenario {
+            conversation: C,
             prompt: prompt.into(),
             seed: Some(1),
         }))
@@ -41,13 +52,17 @@ impl Harness {
 
     fn ask(&mut self, text: &str) -> Vec<Effect> {
         self.send(Input::Command(Command::Ask {
-            conversation: 0,
+            conversation: C,
             text: text.into(),
         }))
     }
 
     fn request(&self, id: RequestId) -> &Request {
         self.engine.registry().get(id).expect("request known")
+    }
+
+    fn conv(&self) -> &Conversation {
+        self.engine.conversation(C).expect("conversation C is open")
     }
 }
 
@@ -195,7 +210,7 @@ fn retrieval_failure_falls_back_at_once() {
         matches!(h.request(retrieve).outcome(), Some(Outcome::Failed(m)) if m == "index is corrupt")
     );
     assert_eq!(h.engine.backends()["local"].metrics.failed, 1);
-    let reply = &h.engine.conversations()[0].messages[1];
+    let reply = &h.conv().messages[1];
     assert_eq!(
         reply.no_lore.as_deref(),
         Some("retrieval failed: index is corrupt")
@@ -217,7 +232,10 @@ fn late_result_is_dropped_counted_and_never_applied() {
         backend: "local".into(),
         result: Ok(vec![passage("Too Late")]),
     });
-    assert!(fx.is_empty(), "a late result starts nothing");
+    assert!(
+        fx.iter().all(|e| matches!(e, Effect::SaveRequests(_))),
+        "a late result starts nothing: {fx:?}"
+    );
     assert_eq!(h.engine.backends()["local"].metrics.late_drops, 1);
     assert_eq!(h.request(retrieve).late_drops, 1);
     assert_eq!(
@@ -283,8 +301,10 @@ fn generation_first_token_and_idle_deadlines() {
     });
     let (chat, _) = single_dispatch(&fx);
     assert_eq!(h.request(chat).kind, Kind::Chat);
+    // The registry's deadlines (the engine's also wakes for the finished
+    // retrieval's summary batch).
     assert_eq!(
-        h.engine.next_deadline(),
+        h.engine.registry().next_deadline(),
         Some(h.t0 + Duration::from_secs(60))
     );
     h.at(5.0);
@@ -294,13 +314,13 @@ fn generation_first_token_and_idle_deadlines() {
         text: "partial ".into(),
     });
     assert_eq!(
-        h.engine.next_deadline(),
+        h.engine.registry().next_deadline(),
         Some(h.t0 + Duration::from_secs(35))
     );
     h.at(35.0);
     let fx = h.send(Input::Tick);
     assert_eq!(aborted(&fx), vec![chat]);
-    let reply = &h.engine.conversations()[0].messages[1];
+    let reply = &h.conv().messages[1];
     assert_eq!(reply.text, "partial ", "partial text is kept");
     assert!(matches!(reply.status, MessageStatus::Failed(_)));
     let parent = h.request(chat).parent.expect("parent");
@@ -314,7 +334,7 @@ fn conversation_is_fifo_and_a_failure_does_not_stop_it() {
     let (r1, _) = single_dispatch(&fx);
     assert!(dispatched(&h.ask("second")).is_empty(), "second waits");
     assert!(dispatched(&h.ask("third")).is_empty(), "third waits");
-    assert_eq!(h.engine.conversations()[0].queue.len(), 2);
+    assert_eq!(h.conv().queue.len(), 2);
 
     // The first turn fails in generation.
     let fx = h.send(Input::Retrieved {
@@ -348,11 +368,7 @@ fn conversation_is_fifo_and_a_failure_does_not_stop_it() {
     });
     let (_, call) = single_dispatch(&fx);
     assert!(matches!(call, Call::Retrieve(ref q) if q.query == "third"));
-    let texts: Vec<&str> = h.engine.conversations()[0]
-        .messages
-        .iter()
-        .map(|m| m.text.as_str())
-        .collect();
+    let texts: Vec<&str> = h.conv().messages.iter().map(|m| m.text.as_str()).collect();
     assert_eq!(texts, vec!["first", "", "second", "two", "third", ""]);
 }
 
@@ -361,16 +377,13 @@ fn cancelling_a_turn_aborts_its_children_and_ends_it() {
     let mut h = Harness::new();
     let fx = h.ask("q");
     let (retrieve, _) = single_dispatch(&fx);
-    let fx = h.send(Input::Command(Command::CancelRunning { conversation: 0 }));
+    let fx = h.send(Input::Command(Command::CancelRunning { conversation: C }));
     assert_eq!(aborted(&fx), vec![retrieve]);
     assert!(dispatched(&fx).is_empty(), "no generation after a cancel");
     let parent = h.request(retrieve).parent.expect("parent");
     assert_eq!(h.request(parent).outcome(), Some(&Outcome::Cancelled));
     assert_eq!(h.request(retrieve).outcome(), Some(&Outcome::Cancelled));
-    assert_eq!(
-        h.engine.conversations()[0].messages[1].status,
-        MessageStatus::Cancelled
-    );
+    assert_eq!(h.conv().messages[1].status, MessageStatus::Cancelled);
     assert_eq!(h.engine.registry().live_count(), 0);
 }
 
@@ -389,6 +402,7 @@ fn rag_off_skips_retrieval_and_says_so() {
 fn same_prompt_same_seed_and_regenerate_picks_a_new_one() {
     let mut h = Harness::new();
     h.send(Input::Command(Command::Scenario {
+        conversation: C,
         prompt: "The first  encounter".into(),
         seed: None,
     }));
@@ -410,11 +424,12 @@ fn history_ring_stays_bounded() {
         rag: false,
         ..EngineConfig::default()
     };
-    let mut engine = Engine::new(cfg, t0, SystemTime::UNIX_EPOCH, 1);
+    let mut engine = engine_with(cfg, t0, 1);
     for i in 0..500u64 {
         let now = t0 + Duration::from_millis(i);
         let fx = engine.handle(
             Input::Command(Command::Scenario {
+                conversation: C,
                 prompt: format!("p{i}"),
                 seed: Some(i),
             }),

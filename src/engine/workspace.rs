@@ -1,14 +1,48 @@
-//! What the user has made in this session: conversations (with their FIFO of
-//! queued messages) and scenarios. The engine writes these; the views read
-//! them. A conversation's `messages` only ever hold finished or running
-//! exchanges in order, so queued messages never interleave with a running
-//! reply: they wait in `queue` until their turn starts.
+//! What the user has made: conversations (each with its own FIFO of queued
+//! messages, its running turn and its unsent messages) and scenarios. The
+//! engine writes these; the views read them.
+//!
+//! Invariants: a conversation's `messages` only ever hold finished or
+//! running exchanges, in order, and are append-only (never removed or
+//! reordered), so a message's index is a stable key ([`MessageKey`]).
+//! Queued messages never interleave with a running reply: they wait in
+//! `queue` until their turn starts. `unsent` messages (queued when
+//! loreweave last stopped) are never started until the user resends them.
 
 use std::collections::VecDeque;
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
 
 use crate::domain::{Passage, Role};
 
 use super::request::RequestId;
+
+/// Which conversation. The caller picks the number (the TUI uses the
+/// session's database id); the engine only compares them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct ConversationId(pub u64);
+
+impl fmt::Display for ConversationId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.0)
+    }
+}
+
+/// An assistant message within its conversation: its index in the
+/// conversation's `messages` (0-based). The question it answers is at
+/// `index - 1`. Stable, because messages are append-only; a conversation
+/// restored with N messages numbers the next one N.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct MessageKey(pub usize);
+
+impl fmt::Display for MessageKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.0)
+    }
+}
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum MessageStatus {
@@ -19,6 +53,9 @@ pub enum MessageStatus {
     Failed(String),
     Cancelled,
 }
+
+/// A reply's status as persisted: the same four states as a message's.
+pub type ReplyStatus = MessageStatus;
 
 #[derive(Debug, Clone)]
 pub struct ChatMessage {
@@ -45,22 +82,29 @@ pub struct QueuedMessage {
 
 #[derive(Debug, Clone)]
 pub struct Conversation {
-    pub title: String,
+    pub name: String,
     pub messages: Vec<ChatMessage>,
     pub queue: VecDeque<QueuedMessage>,
+    /// Messages that were still queued when loreweave last stopped, oldest
+    /// first: shown, but not started until the user resends them.
+    pub unsent: Vec<String>,
     /// The turn request now running, if any.
     pub running: Option<RequestId>,
     pub(crate) next_queue_number: u64,
+    /// The index the next scenario asked in this conversation gets.
+    pub(crate) next_scenario: usize,
 }
 
 impl Conversation {
-    pub fn new(title: impl Into<String>) -> Self {
+    pub fn new(name: impl Into<String>) -> Self {
         Self {
-            title: title.into(),
+            name: name.into(),
             messages: Vec::new(),
             queue: VecDeque::new(),
+            unsent: Vec::new(),
             running: None,
             next_queue_number: 1,
+            next_scenario: 0,
         }
     }
 }
@@ -75,6 +119,11 @@ pub enum ScenarioStatus {
 
 #[derive(Debug, Clone)]
 pub struct ScenarioEntry {
+    /// The conversation that was current when it was asked.
+    pub conversation: ConversationId,
+    /// Its position among its conversation's scenarios (0 = the first
+    /// asked): the key it is saved under.
+    pub index: usize,
     pub prompt: String,
     pub seed: u64,
     /// The scenario request (parent of its retrieval and generation).

@@ -13,10 +13,14 @@ use serde_json::json;
 
 use crate::backends::local::KbHandle;
 use crate::config::Config;
-use crate::engine::workspace::{MessageStatus, ScenarioStatus};
+use crate::engine::workspace::{ConversationId, MessageStatus, ScenarioStatus};
 use crate::engine::{Command, EngineConfig, Input};
 use crate::runtime::Driver;
 use crate::sanitize::sanitize;
+
+/// The one conversation a headless command opens (nothing is saved
+/// without `--session`, so its number only has to be the same throughout).
+const CONVERSATION: ConversationId = ConversationId(0);
 
 /// What to run headless.
 #[derive(Debug, Clone)]
@@ -36,12 +40,16 @@ pub async fn run(
 ) -> anyhow::Result<ExitCode> {
     let backends = crate::app::build_backends(config, kb)?;
     let mut driver = crate::app::driver(cfg, backends);
+    driver
+        .engine
+        .open_conversation(CONVERSATION, "headless", Vec::new(), Vec::new());
     let command = match &job {
         Job::Ask { question } => Command::Ask {
-            conversation: 0,
+            conversation: CONVERSATION,
             text: question.clone(),
         },
         Job::Scenario { prompt, seed } => Command::Scenario {
+            conversation: CONVERSATION,
             prompt: prompt.clone(),
             seed: *seed,
         },
@@ -104,7 +112,10 @@ fn report(driver: &Driver, job: &Job) -> Report {
             }
             None => missing(),
         },
-        Job::Ask { .. } => match engine.conversations()[0].messages.last() {
+        Job::Ask { .. } => match engine
+            .conversation(CONVERSATION)
+            .and_then(|c| c.messages.last())
+        {
             Some(message) => {
                 let (status, error) = match &message.status {
                     MessageStatus::Done => ("completed", None),

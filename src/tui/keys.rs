@@ -27,7 +27,6 @@ pub enum Action {
 }
 
 const PAGE: usize = 10;
-const CONVERSATION: usize = 0;
 
 pub fn on_key(key: KeyEvent, view: &mut ViewState, engine: &Engine) -> Vec<Action> {
     if key.kind == KeyEventKind::Release {
@@ -85,10 +84,13 @@ pub fn on_key(key: KeyEvent, view: &mut ViewState, engine: &Engine) -> Vec<Actio
 }
 
 fn ctrl_c(view: &mut ViewState, engine: &Engine) -> Vec<Action> {
-    if engine.conversations()[CONVERSATION].running.is_some() {
+    let running = engine
+        .conversation(view.current)
+        .is_some_and(|c| c.running.is_some());
+    if running {
         view.quit_armed = false;
         return vec![Action::Engine(Command::CancelRunning {
-            conversation: CONVERSATION,
+            conversation: view.current,
         })];
     }
     if view.quit_armed {
@@ -195,11 +197,15 @@ fn open_citation(
     let source = match context {
         Context::Citation => view.citation.map(|open| open.source),
         // The newest reply that has passages to cite.
-        Context::Chat => engine.conversations()[CONVERSATION]
-            .messages
-            .iter()
-            .rposition(|m| !m.passages.is_empty())
-            .map(CitedIn::Message),
+        Context::Chat => engine.conversation(view.current).and_then(|c| {
+            c.messages
+                .iter()
+                .rposition(|m| !m.passages.is_empty())
+                .map(|index| CitedIn::Message {
+                    conversation: view.current,
+                    index,
+                })
+        }),
         Context::Scenarios => view.current_scenario(engine).map(CitedIn::Scenario),
         _ => return Vec::new(),
     };
@@ -225,14 +231,18 @@ fn submit(view: &mut ViewState, engine: &Engine) -> Vec<Action> {
         Line::Ask(text) => {
             view.chat_scroll = 0;
             Action::Engine(Command::Ask {
-                conversation: CONVERSATION,
+                conversation: view.current,
                 text,
             })
         }
         Line::Scenario { prompt, seed } => {
             view.scenario_selected = None;
             view.scenario_scroll = 0;
-            Action::Engine(Command::Scenario { prompt, seed })
+            Action::Engine(Command::Scenario {
+                conversation: view.current,
+                prompt,
+                seed,
+            })
         }
         Line::Regenerate => match view.current_scenario(engine) {
             Some(scenario) => {
@@ -248,17 +258,17 @@ fn submit(view: &mut ViewState, engine: &Engine) -> Vec<Action> {
         },
         Line::Cancel(Some(id)) => Action::Engine(Command::Cancel { id }),
         Line::Cancel(None) => Action::Engine(Command::CancelRunning {
-            conversation: CONVERSATION,
+            conversation: view.current,
         }),
         Line::ClearQueue => Action::Engine(Command::ClearQueue {
-            conversation: CONVERSATION,
+            conversation: view.current,
         }),
         Line::Rag(on) => Action::Engine(Command::SetRag(on)),
         Line::KbAdd(paths) => Action::Engine(Command::KbAdd { paths }),
         Line::KbUse(name) => Action::KbUse(name),
         Line::KbSearch(query) => Action::KbSearch(query),
         Line::CancelQueued(number) => Action::Engine(Command::CancelQueued {
-            conversation: CONVERSATION,
+            conversation: view.current,
             number,
         }),
         Line::Chaos { backend, mode } => Action::Engine(Command::Chaos { backend, mode }),
@@ -349,20 +359,24 @@ mod tests {
 
     use super::*;
     use crate::engine::EngineConfig;
+    use crate::engine::workspace::ConversationId;
     use crate::ui::Theme;
+
+    const C: ConversationId = ConversationId(1);
 
     fn key(code: KeyCode) -> KeyEvent {
         KeyEvent::new(code, KeyModifiers::NONE)
     }
 
     fn setup() -> (ViewState, Engine) {
-        let engine = Engine::new(
+        let mut engine = Engine::new(
             EngineConfig::default(),
             Instant::now(),
             SystemTime::UNIX_EPOCH,
             1,
         );
-        (ViewState::new(Theme::plain()), engine)
+        assert!(engine.open_conversation(C, "default", Vec::new(), Vec::new()));
+        (ViewState::new(Theme::plain(), C), engine)
     }
 
     fn type_text(view: &mut ViewState, engine: &Engine, text: &str) {
@@ -379,7 +393,7 @@ mod tests {
         assert_eq!(
             actions,
             vec![Action::Engine(Command::Ask {
-                conversation: 0,
+                conversation: C,
                 text: "who guards the waystone?".into()
             })]
         );
@@ -552,7 +566,10 @@ mod tests {
         assert!(on_key(key(KeyCode::Char('3')), &mut view, &engine).is_empty());
         // With a passage open, a digit switches it.
         view.citation = Some(Citation {
-            source: CitedIn::Message(0),
+            source: CitedIn::Message {
+                conversation: C,
+                index: 0,
+            },
             number: 1,
         });
         assert!(on_key(key(KeyCode::Char('4')), &mut view, &engine).is_empty());
@@ -583,7 +600,7 @@ mod tests {
         assert_eq!(
             actions,
             vec![Action::Engine(Command::Ask {
-                conversation: 0,
+                conversation: C,
                 text: "hi".into()
             })]
         );

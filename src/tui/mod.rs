@@ -21,11 +21,16 @@ use tokio::time::{Instant, MissedTickBehavior};
 
 use crate::backends::local::{IndexStats, KbHandle, KbState};
 use crate::config::Config;
+use crate::engine::workspace::ConversationId;
 use crate::engine::{EngineConfig, Input};
 use crate::ui::{self, Theme, ViewState};
 use keys::Action;
 
 const FRAME: Duration = Duration::from_millis(16);
+
+/// The conversation the TUI opens until sessions are stored (then it is
+/// the session's database id).
+const FIRST_CONVERSATION: ConversationId = ConversationId(1);
 
 /// How the TUI ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -59,10 +64,13 @@ async fn run_inner(
     open_kb: KbOpener,
     started: std::time::Instant,
 ) -> anyhow::Result<Exit> {
-    let mut view = ViewState::new(Theme::from_env());
+    let mut view = ViewState::new(Theme::from_env(), FIRST_CONVERSATION);
     // The first frame goes out before any index work starts.
     // Backends are plugged in right after it; no input is handled before.
     let mut driver = crate::app::driver(cfg, crate::runtime::Backends::default());
+    driver
+        .engine
+        .open_conversation(view.current, view.session.clone(), Vec::new(), Vec::new());
     terminal.draw(|frame| ui::draw(frame, &driver.engine, &view, Instant::now().into_std()))?;
     let first_frame = started.elapsed();
     tracing::info!(

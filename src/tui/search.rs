@@ -80,7 +80,7 @@ mod tests {
     #[tokio::test]
     async fn a_ready_kb_is_searched_off_the_loop_and_the_overlay_gets_the_result() {
         let kb = KbHandle::build_now(embedded_lore()).expect("the sample lore builds");
-        let mut view = ViewState::new(Theme::plain());
+        let mut view = ViewState::new(Theme::plain(), crate::engine::workspace::ConversationId(1));
         let (tx, mut rx) = mpsc::unbounded_channel();
         start(&kb, true, "shattered waystone".into(), &mut view, &tx).expect("starts");
         let search = view.search.as_ref().expect("the overlay opens at once");
@@ -106,7 +106,7 @@ mod tests {
     #[tokio::test]
     async fn a_result_for_an_older_or_closed_search_is_not_shown() {
         let kb = KbHandle::build_now(embedded_lore()).expect("the sample lore builds");
-        let mut view = ViewState::new(Theme::plain());
+        let mut view = ViewState::new(Theme::plain(), crate::engine::workspace::ConversationId(1));
         let (tx, mut rx) = mpsc::unbounded_channel();
         start(&kb, true, "waystone".into(), &mut view, &tx).expect("starts");
         start(&kb, true, "ford".into(), &mut view, &tx).expect("starts");
@@ -134,7 +134,7 @@ mod tests {
             let _ = wait.recv();
             Err("closed".into())
         });
-        let mut view = ViewState::new(Theme::plain());
+        let mut view = ViewState::new(Theme::plain(), crate::engine::workspace::ConversationId(1));
         let (tx, _rx) = mpsc::unbounded_channel();
         let opening = start(&kb, true, "waystone".into(), &mut view, &tx).expect_err("opening");
         assert!(opening.contains("still opening"), "{opening}");

@@ -23,6 +23,7 @@ use crate::engine::Engine;
 use crate::engine::breaker::{BreakerState, Force};
 use crate::engine::limits::Backend;
 use crate::engine::request::{Kind, Request};
+use crate::engine::workspace::ConversationId;
 use crate::keymap::{Context, Keymap};
 pub use search::{Found, KbSearch, SEARCH_TOP_K, SearchDone, SearchResults};
 pub use theme::Theme;
@@ -68,8 +69,11 @@ impl Focus {
 /// Where a citation overlay's passages come from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum CitedIn {
-    /// A chat message, by index in the conversation.
-    Message(usize),
+    /// A chat message, by index in its conversation.
+    Message {
+        conversation: ConversationId,
+        index: usize,
+    },
     /// A scenario, by index.
     Scenario(usize),
 }
@@ -84,9 +88,12 @@ pub struct Citation {
 /// The passages a reply or scenario can cite, in citation order.
 pub fn cited_passages(engine: &Engine, source: CitedIn) -> &[crate::domain::Passage] {
     match source {
-        CitedIn::Message(i) => engine.conversations()[0]
-            .messages
-            .get(i)
+        CitedIn::Message {
+            conversation,
+            index,
+        } => engine
+            .conversation(conversation)
+            .and_then(|c| c.messages.get(index))
             .map_or(&[][..], |m| &m.passages[..]),
         CitedIn::Scenario(i) => engine
             .scenarios()
@@ -117,6 +124,9 @@ pub fn citations_in(text: &str, count: usize) -> Vec<usize> {
 /// Everything about the screen that is not the engine's business.
 #[derive(Debug)]
 pub struct ViewState {
+    /// The conversation on screen: the chat pane, the queue depth and the
+    /// keys that send or cancel work on this one.
+    pub current: ConversationId,
     pub focus: Focus,
     pub input: TextArea<'static>,
     pub help: bool,
@@ -157,8 +167,9 @@ pub struct ViewState {
 }
 
 impl ViewState {
-    pub fn new(theme: Theme) -> Self {
+    pub fn new(theme: Theme, current: ConversationId) -> Self {
         let mut view = Self {
+            current,
             focus: Focus::Input,
             input: TextArea::default(),
             help: false,
@@ -341,7 +352,7 @@ fn input(frame: &mut Frame, area: Rect, engine: &Engine, view: &ViewState) {
 
 fn status_bar(frame: &mut Frame, area: Rect, engine: &Engine, view: &ViewState) {
     let t = &view.theme;
-    let conv = &engine.conversations()[0];
+    let conv = engine.conversation(view.current);
     // Segments in display order, each with a priority (lower is kept
     // longer): on a narrow terminal the least useful ones go first, so the
     // breakers, chaos and the queue stay visible.
@@ -378,15 +389,13 @@ fn status_bar(frame: &mut Frame, area: Rect, engine: &Engine, view: &ViewState) 
             )],
         ));
     }
-    let running = if conv.running.is_some() {
+    let running = if conv.is_some_and(|c| c.running.is_some()) {
         "+1 running "
     } else {
         ""
     };
-    segments.push((
-        1,
-        vec![Span::raw(format!("│ queue {} {running}", conv.queue.len()))],
-    ));
+    let queued = conv.map_or(0, |c| c.queue.len());
+    segments.push((1, vec![Span::raw(format!("│ queue {queued} {running}"))]));
     segments.push((2, vec![Span::raw(format!("│ {} ", view.kb_status))]));
     // The focused pane's key hints, most useful first.
     let mut hints = view.keymap.hints(view.focus.context());

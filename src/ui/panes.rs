@@ -17,15 +17,16 @@ use super::{
 use crate::domain::{Passage, Role};
 use crate::engine::Engine;
 use crate::engine::request::{Outcome, Phase, Request, format_duration};
-use crate::engine::workspace::{MessageStatus, ScenarioStatus};
+use crate::engine::workspace::{Conversation, MessageStatus, ScenarioStatus};
 use crate::sanitize::{one_line, sanitize};
 
 pub(super) fn chat(frame: &mut Frame, area: Rect, engine: &Engine, view: &ViewState) {
     let t = &view.theme;
-    let conv = &engine.conversations()[0];
+    let empty = Conversation::new("");
+    let conv = engine.conversation(view.current).unwrap_or(&empty);
     let block = pane_block("Chat", view.focus == Focus::Chat, t);
     let mut lines: Vec<Line<'static>> = Vec::new();
-    if conv.messages.is_empty() && conv.queue.is_empty() {
+    if conv.messages.is_empty() && conv.queue.is_empty() && conv.unsent.is_empty() {
         lines.push(Line::styled(
             "Ask anything about the lore, e.g. `who guards the waystone?`",
             t.dim,
@@ -79,6 +80,18 @@ pub(super) fn chat(frame: &mut Frame, area: Rect, engine: &Engine, view: &ViewSt
                 format!("  #{} {}", queued.number, one_line(&queued.text)),
                 t.dim,
             ));
+        }
+    }
+    if !conv.unsent.is_empty() {
+        lines.push(Line::styled(
+            format!(
+                "unsent ({}): not sent before loreweave stopped",
+                conv.unsent.len()
+            ),
+            t.warn,
+        ));
+        for text in &conv.unsent {
+            lines.push(Line::styled(format!("  {}", one_line(text)), t.dim));
         }
     }
     let max = render_scrolled_from_bottom(frame, area, block, lines, view.chat_scroll);
