@@ -138,6 +138,7 @@ fn main() {
         Command::Ask {
             conversation: C,
             text: "who guards the waystone?".into(),
+            tag: None,
         },
     ] {
         let mut queue = engine.handle(Input::Command(command), t0);

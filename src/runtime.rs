@@ -130,7 +130,8 @@ impl Runtime {
                 // these to its own thread; until then nothing is saved.
                 Effect::SaveReply { .. }
                 | Effect::SaveRequests(_)
-                | Effect::SaveScenario { .. } => {}
+                | Effect::SaveScenario { .. }
+                | Effect::DropQueued { .. } => {}
             }
         }
     }

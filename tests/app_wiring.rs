@@ -27,6 +27,7 @@ async fn ask(config_toml: &str, question: &str) -> loreweave::runtime::Driver {
     driver.apply(Input::Command(Command::Ask {
         conversation: C,
         text: question.into(),
+        tag: None,
     }));
     tokio::time::timeout(Duration::from_secs(20), driver.run_until(|e| !e.is_busy()))
         .await

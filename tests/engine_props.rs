@@ -183,6 +183,7 @@ impl World {
             Step::Ask(p) => self.apply(Input::Command(Command::Ask {
                 conversation: conversation(p),
                 text: format!("question {p}"),
+                tag: None,
             })),
             Step::Ok(n) | Step::Transient(n) | Step::Permanent(n) => {
                 let Some((id, backend, call)) = self.pick(n) else {

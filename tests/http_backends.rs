@@ -1288,6 +1288,7 @@ async fn ask_and_settle(driver: &mut Driver) {
     driver.apply(Input::Command(Command::Ask {
         conversation: C,
         text: "who guards the waystone?".into(),
+        tag: None,
     }));
     tokio::time::timeout(Duration::from_secs(5), driver.run_until(|e| !e.is_busy()))
         .await
@@ -1423,6 +1424,7 @@ async fn engine_cancel_closes_the_streaming_connection() {
     driver.apply(Input::Command(Command::Ask {
         conversation: C,
         text: "who guards the waystone?".into(),
+        tag: None,
     }));
     tokio::time::timeout(
         Duration::from_secs(2),

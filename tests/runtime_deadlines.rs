@@ -150,6 +150,7 @@ async fn retrieval_deadline_follows_the_configured_timeout() {
     driver.apply(Input::Command(Command::Ask {
         conversation: C,
         text: "who guards the waystone?".into(),
+        tag: None,
     }));
     driver.run_until(|engine| !engine.is_busy()).await;
     assert_eq!(
@@ -178,6 +179,7 @@ async fn embedded_defaults_answer_with_citations() {
     driver.apply(Input::Command(Command::Ask {
         conversation: C,
         text: "who guards the waystone?".into(),
+        tag: None,
     }));
     driver.run_until(|engine| !engine.is_busy()).await;
     let reply = driver
@@ -307,6 +309,7 @@ async fn chaos_hang_times_out_and_chaos_off_restores() {
     driver.apply(Input::Command(Command::Ask {
         conversation: C,
         text: "who guards the waystone?".into(),
+        tag: None,
     }));
     driver.run_until(|engine| !engine.is_busy()).await;
     assert_eq!(tokio::time::Instant::now() - start, Duration::from_secs(10));
@@ -322,6 +325,7 @@ async fn chaos_hang_times_out_and_chaos_off_restores() {
     driver.apply(Input::Command(Command::Ask {
         conversation: C,
         text: "who guards the waystone?".into(),
+        tag: None,
     }));
     driver.run_until(|engine| !engine.is_busy()).await;
     let reply = driver

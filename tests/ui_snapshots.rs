@@ -138,6 +138,7 @@ fn main_screen_after_a_scenario_and_a_question() {
         Command::Ask {
             conversation: C,
             text: "who guards the waystone?".into(),
+            tag: None,
         },
         2_000,
     );
@@ -400,6 +401,7 @@ fn request_detail_overlay() {
         Command::Ask {
             conversation: C,
             text: "who guards the waystone?".into(),
+            tag: None,
         },
         100,
     );
@@ -494,6 +496,7 @@ fn lifecycle_header_shows_breakers_queue_depth_and_chaos() {
         Input::Command(Command::Ask {
             conversation: C,
             text: "who keeps the ford?".into(),
+            tag: None,
         }),
         scene.at(800),
     );
@@ -501,6 +504,7 @@ fn lifecycle_header_shows_breakers_queue_depth_and_chaos() {
         Input::Command(Command::Ask {
             conversation: C,
             text: "and the mill?".into(),
+            tag: None,
         }),
         scene.at(900),
     );
@@ -516,6 +520,7 @@ fn citation_overlay_opens_the_cited_passage() {
         Command::Ask {
             conversation: C,
             text: "who guards the waystone?".into(),
+            tag: None,
         },
         100,
     );

@@ -49,6 +49,7 @@ impl H {
         self.send(Input::Command(Command::Ask {
             conversation,
             text: text.into(),
+            tag: None,
         }))
     }
 
@@ -188,6 +189,7 @@ fn message(role: Role, text: &str, status: MessageStatus) -> ChatMessage {
         backend: None,
         passages: Vec::new(),
         no_lore: None,
+        tag: None,
     }
 }
 
@@ -580,7 +582,12 @@ fn restored_messages_stay_unsent_until_resent_then_go_in_order() {
         // Interrupted mid-stream by a crash.
         message(Role::Assistant, "a1 par", MessageStatus::Running),
     ];
-    let unsent = vec!["u1".to_string(), "u2".to_string()];
+    let unsent = ["u1", "u2"]
+        .map(|text| crate::engine::workspace::UnsentMessage {
+            text: text.into(),
+            tag: None,
+        })
+        .to_vec();
     assert!(engine.open_conversation(A, "restored", restored, unsent));
     let mut h = H {
         engine,
@@ -591,7 +598,8 @@ fn restored_messages_stay_unsent_until_resent_then_go_in_order() {
         h.conv(A).messages[3].status,
         MessageStatus::Failed("interrupted".into())
     );
-    assert_eq!(h.conv(A).unsent, vec!["u1", "u2"]);
+    let texts: Vec<&str> = h.conv(A).unsent.iter().map(|u| u.text.as_str()).collect();
+    assert_eq!(texts, vec!["u1", "u2"]);
     assert!(h.conv(A).queue.is_empty());
     h.at_ms(5_000);
     assert!(h.send(Input::Tick).is_empty(), "unsent is not started");
@@ -644,6 +652,7 @@ fn commands_for_an_unknown_conversation_only_say_so() {
         Command::Ask {
             conversation: nobody,
             text: "q".into(),
+            tag: None,
         },
         Command::Scenario {
             conversation: nobody,
@@ -765,4 +774,59 @@ fn scenarios_are_saved_when_they_end_numbered_within_their_conversation() {
     };
     assert_eq!((*conversation, *index), (A, 2), "after the two restored");
     assert!(matches!(status, ScenarioStatus::Failed(_)));
+}
+
+#[test]
+fn a_messages_tag_comes_back_when_its_turn_starts_or_when_it_is_dropped() {
+    let mut h = H::new();
+    let tagged = |h: &mut H, text: &str, tag: u64| {
+        h.send(Input::Command(Command::Ask {
+            conversation: A,
+            text: text.into(),
+            tag: Some(tag),
+        }))
+    };
+    let question = |fx: &[Effect]| {
+        fx.iter().find_map(|e| match e {
+            Effect::SaveReply { question, .. } => Some(*question),
+            _ => None,
+        })
+    };
+    let fx = tagged(&mut h, "first", 11);
+    assert_eq!(question(&fx), Some(Some(11)), "{fx:?}");
+    let (first, _) = retrieval(&fx);
+    // Two more wait behind it; one of them is dropped.
+    assert!(question(&tagged(&mut h, "second", 12)).is_none());
+    assert!(question(&tagged(&mut h, "third", 13)).is_none());
+    let fx = h.send(Input::Command(Command::CancelQueued {
+        conversation: A,
+        number: 2,
+    }));
+    assert!(
+        fx.contains(&Effect::DropQueued {
+            conversation: A,
+            tags: vec![13]
+        }),
+        "{fx:?}"
+    );
+    // The first turn ends; the second starts and says which message it is.
+    let fx = h.retrieved(first);
+    let (generation, _) = generation(&fx);
+    let fx = h.finished(generation, Ok(()));
+    assert_eq!(
+        question(
+            &fx.iter()
+                .filter(|e| matches!(
+                    e,
+                    Effect::SaveReply {
+                        status: MessageStatus::Running,
+                        ..
+                    }
+                ))
+                .cloned()
+                .collect::<Vec<_>>()
+        ),
+        Some(Some(12)),
+        "{fx:?}"
+    );
 }

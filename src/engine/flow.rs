@@ -968,7 +968,7 @@ impl Engine {
                     if conv.running.is_none()
                         && let Some(next) = conv.queue.pop_front()
                     {
-                        self.start_turn(conversation, next.text, now, fx);
+                        self.start_turn(conversation, next.text, next.tag, now, fx);
                     }
                 }
             }

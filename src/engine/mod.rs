@@ -43,7 +43,7 @@ use registry::Registry;
 use request::{DeadlinePolicy, Kind, Phase, RequestId, RequestSummary};
 use workspace::{
     ChatMessage, Conversation, ConversationId, MessageKey, MessageStatus, QueuedMessage,
-    ReplyStatus, ScenarioEntry, ScenarioStatus,
+    ReplyStatus, ScenarioEntry, ScenarioStatus, UnsentMessage,
 };
 
 /// A streaming reply is saved at most this often (engine time).
@@ -171,6 +171,14 @@ pub enum Effect {
         /// The turn request that produces it.
         request: Option<RequestId>,
         no_lore: Option<String>,
+        /// The tag of the question this reply answers (see
+        /// [`Command::Ask`]): on the first save, that message was sent.
+        question: Option<u64>,
+    },
+    /// Queued messages the user dropped before they were sent (their tags).
+    DropQueued {
+        conversation: ConversationId,
+        tags: Vec<u64>,
     },
     /// Persist these finished requests' lifecycles, in the order they
     /// ended: one batch at most every [`SUMMARY_FLUSH_EVERY`] while the
@@ -203,6 +211,11 @@ pub enum Command {
     Ask {
         conversation: ConversationId,
         text: String,
+        /// The caller's tag for this message (the TUI: its row id in the
+        /// session database, committed before the message is sent); it
+        /// comes back in the reply's [`Effect::SaveReply`] or in
+        /// [`Effect::DropQueued`].
+        tag: Option<u64>,
     },
     /// A scenario, belonging to the conversation that was current.
     Scenario {
@@ -463,7 +476,7 @@ impl Engine {
         id: ConversationId,
         name: impl Into<String>,
         mut messages: Vec<ChatMessage>,
-        unsent: Vec<String>,
+        unsent: Vec<UnsentMessage>,
     ) -> bool {
         if self.conversations.contains_key(&id) {
             return false;
@@ -728,11 +741,12 @@ impl Engine {
 
     /// The effect that saves reply `message` of `conversation` as it is now.
     fn save_reply(&self, conversation: ConversationId, message: usize) -> Option<Effect> {
-        let m = self
-            .conversations
-            .get(&conversation)?
-            .messages
-            .get(message)?;
+        let conv = self.conversations.get(&conversation)?;
+        let m = conv.messages.get(message)?;
+        let question = message
+            .checked_sub(1)
+            .and_then(|q| conv.messages.get(q))
+            .and_then(|q| q.tag);
         Some(Effect::SaveReply {
             conversation,
             message: MessageKey(message),
@@ -742,6 +756,7 @@ impl Engine {
             backend: m.backend.clone(),
             request: m.request,
             no_lore: m.no_lore.clone(),
+            question,
         })
     }
 
@@ -749,7 +764,11 @@ impl Engine {
 
     fn on_command(&mut self, command: Command, now: Instant, fx: &mut Vec<Effect>) {
         match command {
-            Command::Ask { conversation, text } => self.ask(conversation, text, now, fx),
+            Command::Ask {
+                conversation,
+                text,
+                tag,
+            } => self.ask(conversation, text, tag, now, fx),
             Command::Scenario {
                 conversation,
                 prompt,
@@ -812,7 +831,10 @@ impl Engine {
                 }
                 if let Some(conv) = self.conversations.get_mut(&conversation) {
                     let n = conv.queue.len();
-                    conv.queue.clear();
+                    let tags: Vec<u64> = conv.queue.drain(..).filter_map(|q| q.tag).collect();
+                    if !tags.is_empty() {
+                        fx.push(Effect::DropQueued { conversation, tags });
+                    }
                     self.set_notice(format!("dropped {n} queued message(s)"), false);
                 }
             }
@@ -829,8 +851,8 @@ impl Engine {
                     return;
                 }
                 let n = unsent.len();
-                for text in unsent {
-                    self.ask(conversation, text, now, fx);
+                for message in unsent {
+                    self.ask(conversation, message.text, message.tag, now, fx);
                 }
                 self.set_notice(format!("resent {n} message(s)"), false);
             }
@@ -882,15 +904,17 @@ impl Engine {
                 if !self.known(conversation) {
                     return;
                 }
-                let removed = self
-                    .conversations
-                    .get_mut(&conversation)
-                    .is_some_and(|conv| {
-                        let before = conv.queue.len();
-                        conv.queue.retain(|q| q.number != number);
-                        conv.queue.len() < before
-                    });
-                if removed {
+                let removed = self.conversations.get_mut(&conversation).and_then(|conv| {
+                    let at = conv.queue.iter().position(|q| q.number == number)?;
+                    conv.queue.remove(at)
+                });
+                if let Some(dropped) = removed {
+                    if let Some(tag) = dropped.tag {
+                        fx.push(Effect::DropQueued {
+                            conversation,
+                            tags: vec![tag],
+                        });
+                    }
                     self.set_notice(format!("dropped queued message #{number}"), false);
                 } else {
                     self.set_notice(format!("no queued message #{number}"), true);
@@ -983,6 +1007,7 @@ impl Engine {
         &mut self,
         conversation: ConversationId,
         text: String,
+        tag: Option<u64>,
         now: Instant,
         fx: &mut Vec<Effect>,
     ) {
@@ -995,7 +1020,7 @@ impl Engine {
         if conv.running.is_some() {
             let number = conv.next_queue_number;
             conv.next_queue_number += 1;
-            conv.queue.push_back(QueuedMessage { number, text });
+            conv.queue.push_back(QueuedMessage { number, text, tag });
             let depth = conv.queue.len();
             self.set_notice(
                 format!("queued (depth {depth}): a reply is still running"),
@@ -1003,13 +1028,14 @@ impl Engine {
             );
             return;
         }
-        self.start_turn(conversation, text, now, fx);
+        self.start_turn(conversation, text, tag, now, fx);
     }
 
     fn start_turn(
         &mut self,
         conversation: ConversationId,
         question: String,
+        tag: Option<u64>,
         now: Instant,
         fx: &mut Vec<Effect>,
     ) {
@@ -1038,6 +1064,7 @@ impl Engine {
             backend: None,
             passages: Vec::new(),
             no_lore: None,
+            tag,
         });
         let message = conv.messages.len();
         let parent = self.new_pipeline(Kind::Turn, conversation, &question, now);
@@ -1052,6 +1079,7 @@ impl Engine {
             backend: Some(generator),
             passages: Vec::new(),
             no_lore: None,
+            tag: None,
         });
         conv.running = Some(parent);
         let job = Job {

@@ -530,6 +530,7 @@ fn queued_conversation_messages_can_be_cancelled_one_by_one() {
         h.send(Input::Command(Command::Ask {
             conversation: C,
             text: text.into(),
+            tag: None,
         }));
     }
     let queue: Vec<u64> = h.conv().queue.iter().map(|q| q.number).collect();

@@ -54,6 +54,7 @@ impl Harness {
         self.send(Input::Command(Command::Ask {
             conversation: C,
             text: text.into(),
+            tag: None,
         }))
     }
 

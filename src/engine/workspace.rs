@@ -70,6 +70,17 @@ pub struct ChatMessage {
     pub passages: Vec<Passage>,
     /// Why the reply has no lore, when it has none.
     pub no_lore: Option<String>,
+    /// The caller's tag of a user message (the session database's row id),
+    /// handed back in [`super::Effect::SaveReply`] when its turn starts.
+    pub tag: Option<u64>,
+}
+
+/// A message the user typed that was not sent before loreweave stopped.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UnsentMessage {
+    pub text: String,
+    /// The caller's tag (see [`ChatMessage::tag`]).
+    pub tag: Option<u64>,
 }
 
 /// A message typed while another reply was running.
@@ -78,6 +89,8 @@ pub struct QueuedMessage {
     /// Per-conversation number, for cancelling it by position.
     pub number: u64,
     pub text: String,
+    /// The caller's tag (see [`ChatMessage::tag`]).
+    pub tag: Option<u64>,
 }
 
 #[derive(Debug, Clone)]
@@ -87,7 +100,7 @@ pub struct Conversation {
     pub queue: VecDeque<QueuedMessage>,
     /// Messages that were still queued when loreweave last stopped, oldest
     /// first: shown, but not started until the user resends them.
-    pub unsent: Vec<String>,
+    pub unsent: Vec<UnsentMessage>,
     /// The turn request now running, if any.
     pub running: Option<RequestId>,
     pub(crate) next_queue_number: u64,

@@ -47,6 +47,7 @@ pub async fn run(
         Job::Ask { question } => Command::Ask {
             conversation: CONVERSATION,
             text: question.clone(),
+            tag: None,
         },
         Job::Scenario { prompt, seed } => Command::Scenario {
             conversation: CONVERSATION,

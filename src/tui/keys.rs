@@ -233,6 +233,7 @@ fn submit(view: &mut ViewState, engine: &Engine) -> Vec<Action> {
             Action::Engine(Command::Ask {
                 conversation: view.current,
                 text,
+                tag: None,
             })
         }
         Line::Scenario { prompt, seed } => {
@@ -394,7 +395,8 @@ mod tests {
             actions,
             vec![Action::Engine(Command::Ask {
                 conversation: C,
-                text: "who guards the waystone?".into()
+                text: "who guards the waystone?".into(),
+                tag: None,
             })]
         );
         assert_eq!(view.input.lines(), [""]);
@@ -601,7 +603,8 @@ mod tests {
             actions,
             vec![Action::Engine(Command::Ask {
                 conversation: C,
-                text: "hi".into()
+                text: "hi".into(),
+                tag: None,
             })]
         );
         assert!(

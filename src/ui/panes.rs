@@ -90,8 +90,8 @@ pub(super) fn chat(frame: &mut Frame, area: Rect, engine: &Engine, view: &ViewSt
             ),
             t.warn,
         ));
-        for text in &conv.unsent {
-            lines.push(Line::styled(format!("  {}", one_line(text)), t.dim));
+        for unsent in &conv.unsent {
+            lines.push(Line::styled(format!("  {}", one_line(&unsent.text)), t.dim));
         }
     }
     let max = render_scrolled_from_bottom(frame, area, block, lines, view.chat_scroll);
