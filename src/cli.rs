@@ -75,6 +75,9 @@ pub enum Cmd {
         /// Emit JSON Lines: lifecycle events, then the result and metrics.
         #[arg(long)]
         json: bool,
+        /// Continue this saved session (created when missing): its earlier turns go to the model as history, and the new turn is saved.
+        #[arg(long, value_name = "NAME")]
+        session: Option<String>,
     },
     /// Generate a scenario and print it (markdown).
     Scenario {
@@ -83,6 +86,9 @@ pub enum Cmd {
         /// Emit JSON Lines: lifecycle events, then the result and metrics.
         #[arg(long)]
         json: bool,
+        /// Save the scenario into this session (created when missing).
+        #[arg(long, value_name = "NAME")]
+        session: Option<String>,
     },
     /// Manage knowledge bases: add your documents, search, list, sync, evaluate.
     Kb {

@@ -12,6 +12,7 @@ pub mod headless;
 pub mod kb;
 pub mod keymap;
 pub mod logging;
+pub mod persist;
 pub mod prompts;
 pub mod runtime;
 pub mod sanitize;

@@ -96,14 +96,23 @@ fn main() -> ExitCode {
                         Exit::Signal(n) => ExitCode::from(128u8.saturating_add(n as u8)),
                     })
             }
-            Some(Cmd::Ask { question, json }) => {
+            Some(Cmd::Ask {
+                question,
+                json,
+                session,
+            }) => {
                 let kb = app::open_kb(&config, &cli.global);
-                headless::run(Job::Ask { question }, cfg, &config, kb, json).await
+                headless::run(Job::Ask { question }, cfg, &config, kb, json, session).await
             }
-            Some(Cmd::Scenario { prompt, json }) => {
+            Some(Cmd::Scenario {
+                prompt,
+                json,
+                session,
+            }) => {
                 let seed = cli.global.seed;
                 let kb = app::open_kb(&config, &cli.global);
-                headless::run(Job::Scenario { prompt, seed }, cfg, &config, kb, json).await
+                let job = Job::Scenario { prompt, seed };
+                headless::run(job, cfg, &config, kb, json, session).await
             }
             Some(Cmd::Kb { action }) => headless::kb::run(action, kb_context).await,
             Some(Cmd::Config { .. } | Cmd::ExtractPdf { .. } | Cmd::Sessions { .. }) => {

@@ -53,6 +53,8 @@ pub struct Runtime {
     backends: Backends,
     tx: mpsc::UnboundedSender<Input>,
     tasks: HashMap<RequestId, AbortHandle>,
+    /// Where conversations are saved, when they are.
+    persister: Option<crate::persist::Persister>,
     /// Ingests run on the blocking pool, where aborting the task does not
     /// stop them: they stop at this flag, between two files.
     cancels: HashMap<RequestId, Arc<AtomicBool>>,
@@ -71,6 +73,7 @@ impl Runtime {
                 backends,
                 tx,
                 tasks: HashMap::new(),
+                persister: None,
                 cancels: HashMap::new(),
                 export_dir,
                 chaos: HashMap::new(),
@@ -82,6 +85,11 @@ impl Runtime {
             },
             rx,
         )
+    }
+
+    /// Save conversations through `persister` from now on.
+    pub fn set_persister(&mut self, persister: crate::persist::Persister) {
+        self.persister = Some(persister);
     }
 
     /// Swap the backends; tasks already running keep the ones they have.
@@ -128,10 +136,16 @@ impl Runtime {
                 },
                 // Persistence belongs to the session store, which wires
                 // these to its own thread; until then nothing is saved.
-                Effect::SaveReply { .. }
+                effect @ (Effect::SaveReply { .. }
                 | Effect::SaveRequests(_)
                 | Effect::SaveScenario { .. }
-                | Effect::DropQueued { .. } => {}
+                | Effect::DropQueued { .. }) => {
+                    // Without a session database (headless without
+                    // --session, tests) nothing is saved.
+                    if let Some(persister) = &self.persister {
+                        persister.execute(effect);
+                    }
+                }
             }
         }
     }

@@ -15,6 +15,11 @@ use super::workspace::ConversationId;
 pub struct RequestId(pub Ulid);
 
 impl RequestId {
+    /// The id of no request (restored work that has no live request).
+    pub fn nil() -> Self {
+        RequestId(Ulid::nil())
+    }
+
     /// The short form shown in the lifecycle pane (last six characters,
     /// lowercase: the random part, so ids made in the same millisecond differ).
     pub fn short(&self) -> String {

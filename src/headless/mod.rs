@@ -22,6 +22,76 @@ use crate::sanitize::sanitize;
 /// without `--session`, so its number only has to be the same throughout).
 const CONVERSATION: ConversationId = ConversationId(0);
 
+/// Open (or create) session `name` for a headless job: its conversation
+/// restored into the engine, saves wired to the session database, and, for
+/// a question, the question committed before it is sent (its row id is
+/// the tag the engine hands back when the turn starts).
+async fn open_session(
+    driver: &mut Driver,
+    name: &str,
+    job: &Job,
+) -> anyhow::Result<(
+    ConversationId,
+    std::sync::Arc<crate::store::StoreThread>,
+    Option<u64>,
+)> {
+    let path = sessions::db_path()?;
+    let (store, notice) =
+        tokio::task::spawn_blocking(move || crate::store::StoreThread::spawn(path)).await??;
+    if let Some(notice) = notice {
+        eprintln!("loreweave: {}", crate::sanitize::one_line(&notice));
+    }
+    let store = std::sync::Arc::new(store);
+    let wanted = name.to_owned();
+    let data = store
+        .call_try(move |db| {
+            let row = match db.session_by_name(&wanted)? {
+                Some(row) => row,
+                None => db.create_session(&wanted)?,
+            };
+            db.load_session(row.id)
+        })
+        .await?;
+    let conversation = crate::persist::conversation_of(data.session.id);
+    let restored = crate::persist::restore(&data);
+    // Unsent messages belong to whoever queued them: not resent here.
+    driver.engine.open_conversation(
+        conversation,
+        data.session.name.clone(),
+        restored.messages,
+        Vec::new(),
+    );
+    driver
+        .engine
+        .restore_scenarios(conversation, restored.scenarios);
+    let (problems, mut problem_rx) = tokio::sync::mpsc::unbounded_channel::<String>();
+    tokio::spawn(async move {
+        while let Some(problem) = problem_rx.recv().await {
+            eprintln!("loreweave: {}", crate::sanitize::one_line(&problem));
+        }
+    });
+    driver
+        .runtime
+        .set_persister(crate::persist::Persister::new(store.clone(), problems));
+    let tag = match job {
+        Job::Ask { question } => {
+            let session = data.session.id;
+            let text = question.clone();
+            let row = store
+                .call_try(move |db| {
+                    db.append_message(
+                        session,
+                        crate::store::NewMessage::user(text, crate::store::MessageStatus::Unsent),
+                    )
+                })
+                .await?;
+            Some(row.id as u64)
+        }
+        Job::Scenario { .. } => None,
+    };
+    Ok((conversation, store, tag))
+}
+
 /// What to run headless.
 #[derive(Debug, Clone)]
 pub enum Job {
@@ -37,20 +107,32 @@ pub async fn run(
     config: &Config,
     kb: KbHandle,
     json: bool,
+    session: Option<String>,
 ) -> anyhow::Result<ExitCode> {
     let backends = crate::app::build_backends(config, kb)?;
     let mut driver = crate::app::driver(cfg, backends);
-    driver
-        .engine
-        .open_conversation(CONVERSATION, "headless", Vec::new(), Vec::new());
+    // With --session: the conversation continues that session and the new
+    // turn is saved; without, nothing is saved.
+    let (conversation, store, tag) = match &session {
+        Some(name) => {
+            let (conversation, store, tag) = open_session(&mut driver, name, &job).await?;
+            (conversation, Some(store), tag)
+        }
+        None => {
+            driver
+                .engine
+                .open_conversation(CONVERSATION, "headless", Vec::new(), Vec::new());
+            (CONVERSATION, None, None)
+        }
+    };
     let command = match &job {
         Job::Ask { question } => Command::Ask {
-            conversation: CONVERSATION,
+            conversation,
             text: question.clone(),
-            tag: None,
+            tag,
         },
         Job::Scenario { prompt, seed } => Command::Scenario {
-            conversation: CONVERSATION,
+            conversation,
             prompt: prompt.clone(),
             seed: *seed,
         },
@@ -59,7 +141,14 @@ pub async fn run(
     // Every request has a deadline (parents through their children), so
     // this ends.
     driver.run_until(|engine| !engine.is_busy()).await;
-    let outcome = report(&driver, &job);
+    if let Some(store) = store {
+        // Every save was queued before this: when it runs, they are done.
+        store
+            .call(|_| ())
+            .await
+            .map_err(|e| anyhow::anyhow!("the session was not saved: {e}"))?;
+    }
+    let outcome = report(&driver, &job, conversation);
     let mut out = std::io::stdout().lock();
     if json {
         print_json(&mut out, &driver, &outcome)?;
@@ -92,7 +181,7 @@ struct Report {
     sources: Vec<String>,
 }
 
-fn report(driver: &Driver, job: &Job) -> Report {
+fn report(driver: &Driver, job: &Job, conversation: ConversationId) -> Report {
     let engine = &driver.engine;
     match job {
         Job::Scenario { .. } => match engine.scenarios().last() {
@@ -114,7 +203,7 @@ fn report(driver: &Driver, job: &Job) -> Report {
             None => missing(),
         },
         Job::Ask { .. } => match engine
-            .conversation(CONVERSATION)
+            .conversation(conversation)
             .and_then(|c| c.messages.last())
         {
             Some(message) => {

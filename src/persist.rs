@@ -1,0 +1,358 @@
+//! Carries the engine's persistence effects (`SaveReply`, `SaveRequests`,
+//! `SaveScenario`, `DropQueued`) to the session database thread, and turns
+//! a stored session back into what the engine restores.
+//!
+//! A conversation's id is its session's row id, so no map is needed between
+//! the two. Jobs are queued on the store thread in the order the engine
+//! emitted them (the thread runs them one by one), so a reply's first save
+//! (which appends its row) always runs before its later updates.
+//!
+//! Invariants: nothing here blocks the caller (every job is queued and its
+//! result only inspected on the store thread); a failure is reported on the
+//! `problems` channel for the user, never dropped silently.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use tokio::sync::mpsc;
+
+use crate::domain::Role;
+use crate::engine::Effect;
+use crate::engine::request::RequestSummary;
+use crate::engine::workspace::{
+    ChatMessage, ConversationId, MessageKey, MessageStatus as EngineStatus, ScenarioEntry,
+    ScenarioStatus, UnsentMessage,
+};
+use crate::store::{
+    Db, MessageId, MessageRow, MessageStatus, MessageUpdate, NewMessage, RequestRow, ScenarioRow,
+    SessionData, SessionId, StoreError, StoreThread,
+};
+
+/// The session row id a conversation stands for.
+pub fn session_of(conversation: ConversationId) -> SessionId {
+    conversation.0 as SessionId
+}
+
+/// The conversation that shows a session.
+pub fn conversation_of(session: SessionId) -> ConversationId {
+    ConversationId(session.max(0) as u64)
+}
+
+type Replies = Arc<Mutex<HashMap<(ConversationId, MessageKey), MessageId>>>;
+
+/// Sends persistence effects to the store thread.
+#[derive(Clone)]
+pub struct Persister {
+    store: Arc<StoreThread>,
+    replies: Replies,
+    problems: mpsc::UnboundedSender<String>,
+}
+
+impl std::fmt::Debug for Persister {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Persister").finish_non_exhaustive()
+    }
+}
+
+fn store_status(status: &EngineStatus) -> (MessageStatus, Option<String>) {
+    match status {
+        EngineStatus::Running => (MessageStatus::Running, None),
+        EngineStatus::Done => (MessageStatus::Done, None),
+        EngineStatus::Failed(why) if why == INTERRUPTED => (MessageStatus::Incomplete, None),
+        EngineStatus::Failed(why) => (MessageStatus::Failed, Some(why.clone())),
+        EngineStatus::Cancelled => (MessageStatus::Cancelled, None),
+    }
+}
+
+/// How a reply cut short by a crash or a kill shows in the engine.
+pub const INTERRUPTED: &str = "incomplete: interrupted";
+
+impl Persister {
+    pub fn new(store: Arc<StoreThread>, problems: mpsc::UnboundedSender<String>) -> Self {
+        Self {
+            store,
+            replies: Arc::new(Mutex::new(HashMap::new())),
+            problems,
+        }
+    }
+
+    pub fn store(&self) -> &Arc<StoreThread> {
+        &self.store
+    }
+
+    /// Queue a job; report its failure (never block on it).
+    fn queue(
+        &self,
+        what: &'static str,
+        job: impl FnOnce(&mut Db) -> Result<(), StoreError> + Send + 'static,
+    ) {
+        let result = self.store.call_try(job);
+        let problems = self.problems.clone();
+        // The job is queued now; only its outcome is awaited, off the loop.
+        tokio::spawn(async move {
+            if let Err(error) = result.await {
+                tracing::error!(target: "store", %error, what, "saving failed");
+                let _ = problems.send(format!("could not save {what}: {error}"));
+            }
+        });
+    }
+
+    /// Carry out a persistence effect; any other effect is handed back.
+    ///
+    /// # Panics
+    /// When called outside a tokio runtime.
+    pub fn execute(&self, effect: Effect) -> Option<Effect> {
+        match effect {
+            Effect::SaveReply {
+                conversation,
+                message,
+                text,
+                status,
+                passages,
+                backend,
+                request,
+                no_lore,
+                question,
+            } => {
+                let replies = self.replies.clone();
+                self.queue("a reply", move |db| {
+                    let key = (conversation, message);
+                    let known = replies.lock().ok().and_then(|r| r.get(&key).copied());
+                    let (status, failure) = store_status(&status);
+                    let detail = failure.or(no_lore);
+                    match known {
+                        Some(id) => db.update_message(
+                            id,
+                            MessageUpdate {
+                                text: Some(text),
+                                status: Some(status),
+                                detail,
+                                passages: Some(passages),
+                                backend,
+                                request_id: request.map(|r| r.to_string()),
+                                timings: None,
+                            },
+                        ),
+                        None => {
+                            // The reply's first save: its question has just
+                            // left the queue and been sent.
+                            if let Some(tag) = question {
+                                db.update_message(
+                                    tag as MessageId,
+                                    MessageUpdate {
+                                        status: Some(MessageStatus::Sent),
+                                        ..Default::default()
+                                    },
+                                )?;
+                            }
+                            let row = db.append_message(
+                                session_of(conversation),
+                                NewMessage {
+                                    role: Role::Assistant,
+                                    text,
+                                    status,
+                                    detail,
+                                    backend,
+                                    passages,
+                                    request_id: request.map(|r| r.to_string()),
+                                    timings: None,
+                                },
+                            )?;
+                            if let Ok(mut replies) = replies.lock() {
+                                replies.insert(key, row.id);
+                            }
+                            Ok(())
+                        }
+                    }
+                });
+                None
+            }
+            Effect::DropQueued { tags, .. } => {
+                self.queue("a dropped message", move |db| {
+                    for tag in tags {
+                        db.update_message(
+                            tag as MessageId,
+                            MessageUpdate {
+                                status: Some(MessageStatus::Cancelled),
+                                ..Default::default()
+                            },
+                        )?;
+                    }
+                    Ok(())
+                });
+                None
+            }
+            Effect::SaveRequests(summaries) => {
+                let mut by_session: HashMap<SessionId, Vec<RequestRow>> = HashMap::new();
+                for summary in summaries {
+                    // Knowledge-base work belongs to no conversation.
+                    if let Some(conversation) = summary.conversation {
+                        by_session
+                            .entry(session_of(conversation))
+                            .or_default()
+                            .push(request_row(summary));
+                    }
+                }
+                if !by_session.is_empty() {
+                    self.queue("the request history", move |db| {
+                        for (session, rows) in by_session {
+                            match db.save_requests(session, rows) {
+                                // A session deleted meanwhile: nothing to keep.
+                                Err(StoreError::NotFound { .. }) => {}
+                                other => {
+                                    other?;
+                                }
+                            }
+                        }
+                        Ok(())
+                    });
+                }
+                None
+            }
+            Effect::SaveScenario {
+                conversation,
+                index,
+                prompt,
+                seed,
+                title,
+                markdown,
+                passages,
+                status,
+                ..
+            } => {
+                let row = ScenarioRow {
+                    seq: index as i64 + 1,
+                    prompt: Some(prompt),
+                    seed: Some(seed),
+                    title: Some(title),
+                    markdown: Some(markdown),
+                    sources: serde_json::to_value(&passages).ok(),
+                    status: Some(scenario_status(&status).to_owned()),
+                    created_ms: crate::store::now_ms(),
+                };
+                self.queue("a scenario", move |db| {
+                    db.save_scenario(session_of(conversation), row)
+                });
+                None
+            }
+            other => Some(other),
+        }
+    }
+
+    /// Forget the reply rows of a conversation (it was closed).
+    pub fn forget(&self, conversation: ConversationId) {
+        if let Ok(mut replies) = self.replies.lock() {
+            replies.retain(|(c, _), _| *c != conversation);
+        }
+    }
+}
+
+fn scenario_status(status: &ScenarioStatus) -> &'static str {
+    match status {
+        ScenarioStatus::Done => "done",
+        ScenarioStatus::Failed(_) => "failed",
+        ScenarioStatus::Cancelled => "cancelled",
+        ScenarioStatus::Generating => "running",
+    }
+}
+
+fn request_row(s: RequestSummary) -> RequestRow {
+    RequestRow {
+        id: s.id.to_string(),
+        parent: s.parent.map(|p| p.to_string()),
+        kind: Some(s.kind.label().to_owned()),
+        backend: Some(s.backend.clone()),
+        outcome: Some(s.outcome.label().to_owned()),
+        detail: s.outcome.detail(),
+        attempts: s.attempts,
+        created_ms: s.created_ms as i64,
+        ended_ms: Some(s.ended_ms as i64),
+        events: serde_json::to_value(&s).ok(),
+    }
+}
+
+/// What the engine restores from a stored session: its messages (a reply
+/// cut short shows as interrupted), the messages still unsent, and its
+/// scenarios.
+pub struct Restored {
+    pub messages: Vec<ChatMessage>,
+    pub unsent: Vec<UnsentMessage>,
+    pub scenarios: Vec<ScenarioEntry>,
+}
+
+/// A stored session as the engine restores it.
+pub fn restore(data: &SessionData) -> Restored {
+    let conversation = conversation_of(data.session.id);
+    let mut messages = Vec::new();
+    let mut unsent = Vec::new();
+    for m in &data.messages {
+        match (m.role, m.status) {
+            (Role::User, MessageStatus::Unsent) => unsent.push(UnsentMessage {
+                text: m.text.clone(),
+                tag: Some(m.id as u64),
+            }),
+            // Dropped from the queue before it was sent: not part of the
+            // conversation.
+            (Role::User, MessageStatus::Cancelled) => {}
+            _ => messages.push(chat_message(m)),
+        }
+    }
+    let scenarios = data
+        .scenarios
+        .iter()
+        .map(|s| ScenarioEntry {
+            conversation,
+            index: (s.seq - 1).max(0) as usize,
+            prompt: s.prompt.clone().unwrap_or_default(),
+            seed: s.seed.unwrap_or(0),
+            request: crate::engine::request::RequestId::nil(),
+            backend: String::new(),
+            markdown: s.markdown.clone().unwrap_or_default(),
+            status: match s.status.as_deref() {
+                Some("done") => ScenarioStatus::Done,
+                Some("cancelled") => ScenarioStatus::Cancelled,
+                Some("failed") => ScenarioStatus::Failed("failed".into()),
+                _ => ScenarioStatus::Failed(INTERRUPTED.into()),
+            },
+            passages: s
+                .sources
+                .clone()
+                .and_then(|v| serde_json::from_value(v).ok())
+                .unwrap_or_default(),
+            no_lore: None,
+        })
+        .collect();
+    Restored {
+        messages,
+        unsent,
+        scenarios,
+    }
+}
+
+fn chat_message(m: &MessageRow) -> ChatMessage {
+    let status = match m.status {
+        MessageStatus::Done | MessageStatus::Sent => EngineStatus::Done,
+        MessageStatus::Running | MessageStatus::Incomplete => {
+            EngineStatus::Failed(INTERRUPTED.into())
+        }
+        MessageStatus::Cancelled => EngineStatus::Cancelled,
+        MessageStatus::Failed => {
+            EngineStatus::Failed(m.detail.clone().unwrap_or_else(|| "failed".into()))
+        }
+        MessageStatus::Unsent => EngineStatus::Done,
+    };
+    let no_lore = match m.status {
+        MessageStatus::Done => m.detail.clone(),
+        _ => None,
+    };
+    ChatMessage {
+        role: m.role,
+        text: m.text.clone(),
+        status,
+        request: None,
+        backend: m.backend.clone(),
+        passages: m.passages.clone(),
+        no_lore,
+        tag: Some(m.id as u64),
+    }
+}
