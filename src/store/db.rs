@@ -252,14 +252,15 @@ impl Db {
         })
     }
 
-    /// Renames a session. The new name must be valid and unused.
+    /// Renames a session (not counted as activity). The new name must be
+    /// valid and unused.
     pub fn rename_session(&mut self, id: SessionId, new_name: &str) -> Result<(), StoreError> {
         validate_name(new_name)?;
         let n = self
             .conn
             .execute(
-                "UPDATE sessions SET name = ?2, updated_ms = MAX(updated_ms, ?3) WHERE id = ?1",
-                params![id, new_name, now_ms()],
+                "UPDATE sessions SET name = ?2 WHERE id = ?1",
+                params![id, new_name],
             )
             .map_err(|e| name_error(e, new_name))?;
         if n == 0 {

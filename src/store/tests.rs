@@ -268,6 +268,11 @@ fn sessions_are_created_renamed_listed_and_deleted() {
     }
     // 64 characters, however many bytes, is fine.
     db.create_session(&"é".repeat(64)).unwrap();
+    // Older activity for all, so the appends below make alpha the newest
+    // without depending on the clock moving between statements.
+    db.conn_for_tests()
+        .execute("UPDATE sessions SET updated_ms = 1000", [])
+        .unwrap();
 
     db.append_message(a.id, NewMessage::user("one", MessageStatus::Sent))
         .unwrap();
