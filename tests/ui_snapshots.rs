@@ -304,12 +304,13 @@ fn help_overlay_shows_every_binding_at_every_size() {
 }
 
 #[test]
-fn help_overlay_200x60_two_columns() {
+fn help_overlay_200x70_two_columns() {
     let mut scene = Scene::new();
     scene.view.help = true;
-    // Since the search overlay's keys came, the two columns are 56 rows:
-    // at 200x50 the help scrolls (every size is checked above).
-    let screen = scene.draw(200, 60, 0);
+    // Since the session commands came, the two columns are ~64 rows: at
+    // 200x70 they fit whole; smaller sizes scroll (every size is checked
+    // above).
+    let screen = scene.draw(200, 70, 0);
     // Both columns whole: nothing to scroll, the overlay's last rows shown.
     assert_eq!(scene.view.help_max_scroll.get(), 0, "{screen}");
     assert!(screen.contains("/chaos BACKEND latency 12s"), "{screen}");

@@ -41,8 +41,48 @@ pub enum Line {
     /// `/kb search QUERY`: list the passages the knowledge base in use
     /// finds for QUERY.
     KbSearch(String),
+    /// `/session ...`: many conversations, saved.
+    Session(SessionLine),
+    /// `/resend`: send the messages left unsent when loreweave stopped.
+    Resend,
     Help,
     Quit,
+}
+
+/// What a `/session` line asks for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SessionLine {
+    New(Option<String>),
+    Open(String),
+    Rename(String),
+    /// Asks for a confirmation first.
+    Delete(String),
+    List,
+    Export {
+        json: bool,
+    },
+}
+
+const SESSION_USAGE: &str =
+    "usage: /session new [NAME] | open NAME | rename NAME | delete NAME | list | export md|json";
+
+fn parse_session(arg: &str) -> Result<Line, String> {
+    let (sub, rest) = arg.split_once(char::is_whitespace).unwrap_or((arg, ""));
+    let rest = rest.trim();
+    let line = match sub {
+        "new" => SessionLine::New((!rest.is_empty()).then(|| rest.to_owned())),
+        "open" if !rest.is_empty() => SessionLine::Open(rest.to_owned()),
+        "rename" if !rest.is_empty() => SessionLine::Rename(rest.to_owned()),
+        "delete" if !rest.is_empty() => SessionLine::Delete(rest.to_owned()),
+        "list" | "" => SessionLine::List,
+        "export" => match rest {
+            "" | "md" | "markdown" => SessionLine::Export { json: false },
+            "json" => SessionLine::Export { json: true },
+            _ => return Err(SESSION_USAGE.into()),
+        },
+        _ => return Err(SESSION_USAGE.into()),
+    };
+    Ok(Line::Session(line))
 }
 
 const KB_USAGE: &str = "usage: /kb add PATH... | /kb use NAME | /kb search QUERY";
@@ -134,6 +174,8 @@ fn parse_slash(rest: &str) -> Result<Line, String> {
             _ => Err("usage: /rag on|off".into()),
         },
         "kb" => parse_kb(arg),
+        "session" | "sessions" => parse_session(arg),
+        "resend" => Ok(Line::Resend),
         "ask" if !arg.is_empty() => Ok(Line::Ask(arg.to_string())),
         "ask" => Err("usage: /ask QUESTION".into()),
         "help" | "?" => Ok(Line::Help),

@@ -164,6 +164,8 @@ pub enum Action {
     ToggleBreaker,
     /// Open the selected search result.
     OpenPassage,
+    /// Open the session picker.
+    Sessions,
 }
 
 /// The placeholder number in `Action::OpenCitation(PRESSED)`: filled in

@@ -5,7 +5,7 @@
 //! bound `keymap::Action`. No IO; the engine is only read, so every binding
 //! is testable without a terminal.
 
-use crossterm::event::{KeyEvent, KeyEventKind};
+use crossterm::event::{KeyCode, KeyEvent, KeyEventKind, KeyModifiers};
 
 use crate::engine::breaker::Force;
 use crate::engine::command::{Line, parse_line};
@@ -22,6 +22,10 @@ pub enum Action {
     /// Switch the knowledge base the local retriever searches.
     KbUse(String),
     /// Search the knowledge base in use and show what it finds.
+    /// Delete the session the confirmation names.
+    ConfirmDelete,
+    /// A `/session` command: the loop runs it against the session database.
+    Session(crate::engine::command::SessionLine),
     KbSearch(String),
     Quit,
 }
@@ -31,6 +35,9 @@ const PAGE: usize = 10;
 pub fn on_key(key: KeyEvent, view: &mut ViewState, engine: &Engine) -> Vec<Action> {
     if key.kind == KeyEventKind::Release {
         return Vec::new();
+    }
+    if let Some(actions) = modal(key, view) {
+        return actions;
     }
     let context = view.key_context();
     let bound = view.keymap.action_for(context, key);
@@ -79,8 +86,59 @@ pub fn on_key(key: KeyEvent, view: &mut ViewState, engine: &Engine) -> Vec<Actio
                 search.passage_scroll = 0;
             }
         }
+        Bound::Sessions => {
+            view.picker = Some(crate::ui::SessionPicker::default());
+            return vec![Action::Session(crate::engine::command::SessionLine::List)];
+        }
     }
     Vec::new()
+}
+
+/// The delete confirmation and the session picker take every key while
+/// they are open.
+fn modal(key: KeyEvent, view: &mut ViewState) -> Option<Vec<Action>> {
+    if let Some((_, name)) = &view.confirm_delete {
+        let yes = matches!(key.code, KeyCode::Char('y') | KeyCode::Char('Y'));
+        if yes {
+            return Some(vec![Action::ConfirmDelete]);
+        }
+        let kept = format!("kept session {name:?}");
+        view.confirm_delete = None;
+        return Some(vec![Action::Notice(kept, false)]);
+    }
+    let picker = view.picker.as_mut()?;
+    let ctrl = key.modifiers.contains(KeyModifiers::CONTROL);
+    match key.code {
+        KeyCode::Esc => view.picker = None,
+        KeyCode::Up => picker.selected = picker.selected.saturating_sub(1),
+        KeyCode::Down => picker.selected = picker.selected.saturating_add(1),
+        KeyCode::Backspace => {
+            picker.filter.pop();
+            picker.selected = 0;
+        }
+        KeyCode::Enter => {
+            let chosen = view.picker.as_ref().and_then(|p| p.chosen().cloned());
+            view.picker = None;
+            if let Some(s) = chosen {
+                return Some(vec![Action::Session(
+                    crate::engine::command::SessionLine::Open(s.name),
+                )]);
+            }
+        }
+        KeyCode::Char('d') if ctrl => {
+            let chosen = picker.chosen().cloned();
+            view.picker = None;
+            if let Some(s) = chosen {
+                view.confirm_delete = Some((s.id, s.name));
+            }
+        }
+        KeyCode::Char(ch) if !ctrl => {
+            picker.filter.push(ch);
+            picker.selected = 0;
+        }
+        _ => {}
+    }
+    Some(Vec::new())
 }
 
 fn ctrl_c(view: &mut ViewState, engine: &Engine) -> Vec<Action> {
@@ -268,6 +326,10 @@ fn submit(view: &mut ViewState, engine: &Engine) -> Vec<Action> {
         Line::KbAdd(paths) => Action::Engine(Command::KbAdd { paths }),
         Line::KbUse(name) => Action::KbUse(name),
         Line::KbSearch(query) => Action::KbSearch(query),
+        Line::Session(line) => Action::Session(line),
+        Line::Resend => Action::Engine(Command::ResendUnsent {
+            conversation: view.current,
+        }),
         Line::CancelQueued(number) => Action::Engine(Command::CancelQueued {
             conversation: view.current,
             number,

@@ -11,6 +11,7 @@
 
 pub mod keys;
 pub mod search;
+pub mod sessions;
 
 use std::time::Duration;
 
@@ -28,9 +29,9 @@ use keys::Action;
 
 const FRAME: Duration = Duration::from_millis(16);
 
-/// The conversation the TUI opens until sessions are stored (then it is
-/// the session's database id).
-const FIRST_CONVERSATION: ConversationId = ConversationId(1);
+/// The conversation shown until the session database has opened (no
+/// session row has id 0; after that a conversation's id is its session's).
+const FIRST_CONVERSATION: ConversationId = ConversationId(0);
 
 /// How the TUI ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -99,6 +100,20 @@ async fn run_inner(
     // Finished `/kb search`es; the loop holds a sender, so this never closes.
     let (search_tx, mut search_rx) = tokio::sync::mpsc::unbounded_channel();
 
+    // Sessions: the database opens on the blocking pool; what it answers
+    // comes back on this channel. Until it is open, nothing is sent: a
+    // message is committed before it is sent.
+    let (session_tx, mut session_rx) = tokio::sync::mpsc::unbounded_channel();
+    let mut sessions = sessions::Sessions::start(
+        crate::headless::sessions::db_path().ok(),
+        session_tx.clone(),
+    );
+    let (problem_tx, mut problem_rx) = tokio::sync::mpsc::unbounded_channel::<String>();
+    let mut data_version: Option<i64> = None;
+    let mut poll = tokio::time::interval(Duration::from_secs(1));
+    poll.set_missed_tick_behavior(MissedTickBehavior::Skip);
+    let export_dir = std::env::current_dir().unwrap_or_else(|_| std::path::PathBuf::from("."));
+
     let mut events = EventStream::new();
     let mut sigterm = signal(SignalKind::terminate())?;
     let mut sighup = signal(SignalKind::hangup())?;
@@ -106,6 +121,7 @@ async fn run_inner(
     tick.set_missed_tick_behavior(MissedTickBehavior::Skip);
     let mut last_draw = Instant::now();
     let mut dirty = false;
+    let mut session_unavailable = false;
 
     loop {
         let busy = driver.engine.is_busy();
@@ -116,7 +132,42 @@ async fn run_inner(
                     let actions = keys::on_key(key, &mut view, &driver.engine);
                     for action in actions {
                         match action {
+                            // A question is committed first, sent once stored.
+                            Action::Engine(crate::engine::Command::Ask { conversation, text, .. })
+                                if sessions.is_ready() =>
+                            {
+                                if let Err(why) = sessions.commit(conversation, text.clone()) {
+                                    view.input = ratatui_textarea::TextArea::from(text.lines());
+                                    driver.engine.set_notice(format!("not sent: {why}"), true);
+                                }
+                            }
+                            Action::Engine(crate::engine::Command::Ask { text, .. })
+                                if !session_unavailable =>
+                            {
+                                view.input = ratatui_textarea::TextArea::from(text.lines());
+                                driver.engine.set_notice("not sent yet: the session database is still opening", true);
+                            }
                             Action::Engine(command) => driver.apply(Input::Command(command)),
+                            Action::Session(line) => {
+                                let result = session_line(line, &sessions, &mut view, &mut driver, &export_dir);
+                                if let Err(why) = result {
+                                    driver.engine.set_notice(why, true);
+                                }
+                            }
+                            Action::ConfirmDelete => {
+                                if let Some((id, name)) = view.confirm_delete.take() {
+                                    let conversation = crate::persist::conversation_of(id);
+                                    let open = conversation == view.current;
+                                    // Its running and queued work stops first.
+                                    let effects = driver.engine.close_conversation(conversation, Instant::now().into_std());
+                                    driver.runtime.execute(effects);
+                                    if let Err(why) = sessions.delete(id, open) {
+                                        driver.engine.set_notice(why, true);
+                                    } else {
+                                        driver.engine.set_notice(format!("deleting session {name:?}..."), false);
+                                    }
+                                }
+                            }
                             Action::Notice(text, is_error) => driver.engine.set_notice(text, is_error),
                             Action::KbUse(name) => {
                                 if local {
@@ -173,6 +224,21 @@ async fn run_inner(
             Some(done) = search_rx.recv() => {
                 dirty |= view.search_finished(done);
             }
+            Some(event) = session_rx.recv() => {
+                on_session_event(event, &mut sessions, &mut view, &mut driver, &problem_tx, &mut session_unavailable, &mut data_version);
+                dirty = true;
+            }
+            Some(problem) = problem_rx.recv() => {
+                driver.engine.set_notice(problem, true);
+                dirty = true;
+            }
+            _ = poll.tick(), if sessions.is_ready() => {
+                // Another process may have added turns to this session.
+                let idle = driver.engine.conversation(view.current).is_some_and(|c| c.running.is_none() && c.queue.is_empty());
+                if idle {
+                    sessions.poll(view.current, data_version);
+                }
+            }
             _ = tick.tick(), if busy => dirty = true,
             () = tokio::time::sleep_until(frame_at), if dirty => {}
             _ = sigterm.recv() => return Ok(Exit::Signal(15)),
@@ -189,5 +255,166 @@ async fn run_inner(
             last_draw = Instant::now();
             dirty = false;
         }
+    }
+}
+
+/// Run a `/session` line against the database (results come back as
+/// [`sessions::SessionEvent`]s).
+fn session_line(
+    line: crate::engine::command::SessionLine,
+    sessions: &sessions::Sessions,
+    view: &mut ViewState,
+    driver: &mut crate::runtime::Driver,
+    export_dir: &std::path::Path,
+) -> Result<(), String> {
+    use crate::engine::command::SessionLine;
+    match line {
+        SessionLine::New(name) => sessions.create(name),
+        SessionLine::Open(name) => sessions.open(name),
+        SessionLine::Rename(name) => sessions.rename(view.current, name),
+        SessionLine::Delete(name) => {
+            // Asks first; `y` confirms (see `Action::ConfirmDelete`).
+            let target = driver
+                .engine
+                .conversations()
+                .find(|(_, c)| c.name == name)
+                .map(|(id, _)| crate::persist::session_of(id));
+            match target {
+                Some(id) => {
+                    view.confirm_delete = Some((id, name));
+                    Ok(())
+                }
+                None => {
+                    // Not open here: list to find it, then ask.
+                    view.pending_delete = Some(name);
+                    sessions.list()
+                }
+            }
+        }
+        SessionLine::List => sessions.list(),
+        SessionLine::Export { json } => {
+            sessions.export(view.current, json, export_dir.to_path_buf())
+        }
+    }
+}
+
+/// Apply what the session database answered.
+fn on_session_event(
+    event: sessions::SessionEvent,
+    sessions: &mut sessions::Sessions,
+    view: &mut ViewState,
+    driver: &mut crate::runtime::Driver,
+    problems: &tokio::sync::mpsc::UnboundedSender<String>,
+    unavailable: &mut bool,
+    data_version: &mut Option<i64>,
+) {
+    use sessions::SessionEvent;
+    let engine = &mut driver.engine;
+    match event {
+        SessionEvent::Ready(store, notice) => {
+            driver.runtime.set_persister(crate::persist::Persister::new(
+                store.clone(),
+                problems.clone(),
+            ));
+            sessions.set_store(store);
+            if let Some(notice) = notice {
+                driver.engine.set_notice(notice, true);
+            }
+        }
+        SessionEvent::Unavailable(why) => {
+            *unavailable = true;
+            engine.set_notice(format!("sessions are not saved: {why}"), true);
+        }
+        SessionEvent::Open(data, note) => {
+            let conversation = crate::persist::conversation_of(data.session.id);
+            if engine.conversation(conversation).is_none() {
+                let restored = crate::persist::restore(&data);
+                engine.open_conversation(
+                    conversation,
+                    data.session.name.clone(),
+                    restored.messages,
+                    restored.unsent,
+                );
+                engine.restore_scenarios(conversation, restored.scenarios);
+            }
+            // The placeholder shown before the database opened goes.
+            if view.current == FIRST_CONVERSATION && conversation != FIRST_CONVERSATION {
+                let effects =
+                    engine.close_conversation(FIRST_CONVERSATION, Instant::now().into_std());
+                driver.runtime.execute(effects);
+            }
+            view.current = conversation;
+            view.session = data.session.name.clone();
+            view.chat_scroll = 0;
+            let note = note.unwrap_or_else(|| format!("session {:?}", data.session.name));
+            driver.engine.set_notice(note, false);
+        }
+        SessionEvent::Committed {
+            conversation,
+            text,
+            result,
+        } => match result {
+            Ok(tag) => driver.apply(Input::Command(crate::engine::Command::Ask {
+                conversation,
+                text,
+                tag: Some(tag),
+            })),
+            Err(why) => {
+                // Nothing acknowledged is lost: the text goes back.
+                view.input = ratatui_textarea::TextArea::from(text.lines());
+                engine.set_notice(format!("not sent: {why}"), true);
+            }
+        },
+        SessionEvent::Listed(list) => {
+            if let Some(name) = view.pending_delete.take() {
+                match list.iter().find(|s| s.name == name) {
+                    Some(s) => view.confirm_delete = Some((s.id, name)),
+                    None => engine.set_notice(format!("no session named {name:?}"), true),
+                }
+            } else {
+                // `/session list` and Ctrl-O both show the picker.
+                let picker = view.picker.get_or_insert_with(Default::default);
+                picker.sessions = Some(list);
+            }
+        }
+        SessionEvent::Renamed { conversation, name } => {
+            engine.rename_conversation(conversation, name.clone());
+            if conversation == view.current {
+                view.session = name.clone();
+            }
+            engine.set_notice(format!("renamed to {name:?}"), false);
+        }
+        SessionEvent::Deleted(report) => engine.set_notice(report.message(), false),
+        SessionEvent::Exported(path) => {
+            engine.set_notice(format!("session exported to {}", path.display()), false)
+        }
+        SessionEvent::Polled { version, changed } => {
+            let first = data_version.is_none();
+            *data_version = Some(version);
+            if let (false, Some(data)) = (first, changed) {
+                // Another process added turns: show the session as stored,
+                // if nothing is running here meanwhile.
+                let conversation = crate::persist::conversation_of(data.session.id);
+                let idle = engine
+                    .conversation(conversation)
+                    .is_some_and(|c| c.running.is_none() && c.queue.is_empty());
+                if idle && conversation == view.current {
+                    let effects =
+                        engine.close_conversation(conversation, Instant::now().into_std());
+                    driver.runtime.execute(effects);
+                    let restored = crate::persist::restore(&data);
+                    driver.engine.open_conversation(
+                        conversation,
+                        data.session.name.clone(),
+                        restored.messages,
+                        restored.unsent,
+                    );
+                    driver
+                        .engine
+                        .restore_scenarios(conversation, restored.scenarios);
+                }
+            }
+        }
+        SessionEvent::Problem(why) => engine.set_notice(why, true),
     }
 }

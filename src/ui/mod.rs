@@ -7,6 +7,7 @@ mod help;
 pub mod markdown;
 mod panes;
 pub mod search;
+pub mod sessions;
 pub mod theme;
 
 use std::cell::Cell;
@@ -122,6 +123,35 @@ pub fn citations_in(text: &str, count: usize) -> Vec<usize> {
 }
 
 /// Everything about the screen that is not the engine's business.
+/// The session picker: a filter typed so far and the selected row among
+/// the sessions that match it.
+#[derive(Debug, Clone, Default)]
+pub struct SessionPicker {
+    pub filter: String,
+    pub selected: usize,
+    /// Every session (most recent first), once the database answered.
+    pub sessions: Option<Vec<crate::store::SessionSummary>>,
+}
+
+impl SessionPicker {
+    /// The sessions whose name holds the filter (case-insensitive).
+    pub fn matching(&self) -> Vec<&crate::store::SessionSummary> {
+        let filter = self.filter.to_lowercase();
+        self.sessions
+            .iter()
+            .flatten()
+            .filter(|s| s.name.to_lowercase().contains(&filter))
+            .collect()
+    }
+
+    /// The selected matching session.
+    pub fn chosen(&self) -> Option<&crate::store::SessionSummary> {
+        let matching = self.matching();
+        let last = matching.len().checked_sub(1)?;
+        matching.get(self.selected.min(last)).copied()
+    }
+}
+
 #[derive(Debug)]
 pub struct ViewState {
     /// The conversation on screen: the chat pane, the queue depth and the
@@ -139,6 +169,13 @@ pub struct ViewState {
     pub citation: Option<Citation>,
     /// The `/kb search` overlay.
     pub search: Option<KbSearch>,
+    /// The session picker (`Ctrl-O`), while open.
+    pub picker: Option<SessionPicker>,
+    /// A session delete waiting for `y`: (session id, name).
+    pub confirm_delete: Option<(i64, String)>,
+    /// `/session delete NAME` of a session not open here: its id is being
+    /// looked up.
+    pub pending_delete: Option<String>,
     /// The `seq` of the newest search asked for.
     pub search_seq: u64,
     /// Chat: lines scrolled up from the newest.
@@ -178,6 +215,9 @@ impl ViewState {
             detail: false,
             citation: None,
             search: None,
+            picker: None,
+            confirm_delete: None,
+            pending_delete: None,
             search_seq: 0,
             chat_scroll: 0,
             scenario_selected: None,
@@ -303,6 +343,8 @@ pub fn draw(frame: &mut Frame, engine: &Engine, view: &ViewState, now: Instant) 
     if let Some(search) = &view.search {
         search::draw(frame, area, view, search);
     }
+    sessions::picker(frame, area, view);
+    sessions::confirm(frame, area, view);
     if view.help {
         help::draw(frame, area, view);
     }

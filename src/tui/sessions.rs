@@ -1,0 +1,359 @@
+//! The TUI's sessions: the session database on its thread, and what the
+//! loop asks of it. Every job is queued on the store thread and its result
+//! comes back to the loop as a [`SessionEvent`] on a channel: the loop never
+//! waits for the disk.
+//!
+//! Invariants: a user message is committed before the engine is told to
+//! send it (`commit` -> [`SessionEvent::Committed`] -> `Command::Ask`); if
+//! the commit fails the text goes back into the input with the reason. At
+//! start the most recent session reopens (or a first one is made), replies
+//! cut short by a crash are marked incomplete and queued messages come back
+//! unsent.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use tokio::sync::mpsc;
+
+use crate::engine::workspace::ConversationId;
+use crate::persist::session_of;
+use crate::store::{
+    DeleteReport, MessageStatus, NewMessage, SessionData, SessionId, SessionSummary, StoreError,
+    StoreThread,
+};
+
+/// What the store thread answers the loop.
+#[derive(Debug)]
+pub enum SessionEvent {
+    /// The database is open (with a notice when a damaged one was moved
+    /// aside).
+    Ready(Arc<StoreThread>, Option<String>),
+    /// The database cannot be used: nothing will be saved.
+    Unavailable(String),
+    /// Show this session (at start, `/session new`, `/session open`, or
+    /// after the open one was deleted).
+    Open(Box<SessionData>, Option<String>),
+    /// A user message was committed (its row id), or why not.
+    Committed {
+        conversation: ConversationId,
+        text: String,
+        result: Result<u64, String>,
+    },
+    Listed(Vec<SessionSummary>),
+    Renamed {
+        conversation: ConversationId,
+        name: String,
+    },
+    Deleted(DeleteReport),
+    Exported(PathBuf),
+    /// The database's `data_version` now (it moves only when another
+    /// process commits), and the open session as it is then, when it moved.
+    Polled {
+        version: i64,
+        changed: Option<Box<SessionData>>,
+    },
+    /// A job failed; say so.
+    Problem(String),
+}
+
+/// The loop's handle on the session database.
+#[derive(Debug, Clone)]
+pub struct Sessions {
+    store: Option<Arc<StoreThread>>,
+    tx: mpsc::UnboundedSender<SessionEvent>,
+}
+
+fn describe(error: &StoreError) -> String {
+    crate::sanitize::one_line(&error.to_string())
+}
+
+/// A session name from the clock, unique among `taken`.
+fn fresh_name(taken: &[String]) -> String {
+    let base = crate::headless::kb::utc_time((crate::store::now_ms().max(0) / 1000) as u64)
+        .trim_end_matches(" UTC")
+        .to_owned();
+    if !taken.contains(&base) {
+        return base;
+    }
+    (2..)
+        .map(|n| format!("{base} ({n})"))
+        .find(|name| !taken.contains(name))
+        .unwrap_or(base)
+}
+
+impl Sessions {
+    /// Open the database at `path` on the blocking pool, then the most
+    /// recent session (or a first one). Results arrive on `tx`.
+    ///
+    /// # Panics
+    /// When called outside a tokio runtime.
+    pub fn start(path: Option<PathBuf>, tx: mpsc::UnboundedSender<SessionEvent>) -> Self {
+        let events = tx.clone();
+        tokio::task::spawn_blocking(move || {
+            let Some(path) = path else {
+                let _ = events.send(SessionEvent::Unavailable(
+                    "no data directory on this system".into(),
+                ));
+                return;
+            };
+            match StoreThread::spawn(&path) {
+                Ok((store, notice)) => {
+                    let store = Arc::new(store);
+                    let _ = events.send(SessionEvent::Ready(store.clone(), notice));
+                    let opened = store.call_blocking(|db| {
+                        let row = match db.most_recent()? {
+                            Some(row) => row,
+                            None => {
+                                let taken: Vec<String> = Vec::new();
+                                db.create_session(&fresh_name(&taken))?
+                            }
+                        };
+                        let interrupted = db.mark_interrupted(row.id)?;
+                        let data = db.load_session(row.id)?;
+                        let note = (!interrupted.is_empty()).then(|| {
+                            format!(
+                                "reopened {:?}: {} reply(ies) cut short are marked incomplete, {} message(s) were not sent (/resend sends them)",
+                                data.session.name,
+                                interrupted.incomplete.len(),
+                                interrupted.unsent.len()
+                            )
+                        });
+                        Ok::<_, StoreError>((data, note))
+                    });
+                    match opened {
+                        Ok(Ok((data, note))) => {
+                            let _ = events.send(SessionEvent::Open(Box::new(data), note));
+                        }
+                        Ok(Err(e)) | Err(e) => {
+                            let _ = events.send(SessionEvent::Unavailable(describe(&e)));
+                        }
+                    }
+                }
+                Err(e) => {
+                    let _ = events.send(SessionEvent::Unavailable(describe(&e)));
+                }
+            }
+        });
+        Self { store: None, tx }
+    }
+
+    /// The database is ready.
+    pub fn set_store(&mut self, store: Arc<StoreThread>) {
+        self.store = Some(store);
+    }
+
+    pub fn is_ready(&self) -> bool {
+        self.store.is_some()
+    }
+
+    /// Queue `job`; its event (or the failure) goes to the loop.
+    fn run<T: Send + 'static>(
+        &self,
+        job: impl FnOnce(&mut crate::store::Db) -> Result<T, StoreError> + Send + 'static,
+        done: impl FnOnce(Result<T, String>) -> SessionEvent + Send + 'static,
+    ) -> Result<(), String> {
+        let Some(store) = &self.store else {
+            return Err("the session database is not open (yet)".into());
+        };
+        let result = store.call_try(job);
+        let tx = self.tx.clone();
+        tokio::spawn(async move {
+            let event = done(result.await.map_err(|e| describe(&e)));
+            let _ = tx.send(event);
+        });
+        Ok(())
+    }
+
+    fn problem_or<T>(
+        f: impl FnOnce(T) -> SessionEvent,
+    ) -> impl FnOnce(Result<T, String>) -> SessionEvent {
+        move |result| match result {
+            Ok(value) => f(value),
+            Err(why) => SessionEvent::Problem(why),
+        }
+    }
+
+    /// Commit a user message as unsent; the engine is told to send it once
+    /// [`SessionEvent::Committed`] arrives.
+    pub fn commit(&self, conversation: ConversationId, text: String) -> Result<(), String> {
+        let stored = text.clone();
+        self.run(
+            move |db| {
+                db.append_message(
+                    session_of(conversation),
+                    NewMessage::user(stored, MessageStatus::Unsent),
+                )
+            },
+            move |result| SessionEvent::Committed {
+                conversation,
+                text,
+                result: result.map(|row| row.id as u64),
+            },
+        )
+    }
+
+    /// `/session new [NAME]`.
+    pub fn create(&self, name: Option<String>) -> Result<(), String> {
+        self.run(
+            move |db| {
+                let name = match name {
+                    Some(name) => name,
+                    None => {
+                        let taken: Vec<String> =
+                            db.list_sessions()?.into_iter().map(|s| s.name).collect();
+                        fresh_name(&taken)
+                    }
+                };
+                let row = db.create_session(&name)?;
+                db.load_session(row.id)
+            },
+            Self::problem_or(|data: SessionData| {
+                let note = format!("new session {:?}", data.session.name);
+                SessionEvent::Open(Box::new(data), Some(note))
+            }),
+        )
+    }
+
+    /// `/session open NAME`.
+    pub fn open(&self, name: String) -> Result<(), String> {
+        self.run(
+            move |db| {
+                let row = db.session_by_name(&name)?.ok_or(StoreError::NotFound {
+                    what: format!("session {name:?} (/session list lists them)"),
+                })?;
+                db.load_session(row.id)
+            },
+            Self::problem_or(|data| SessionEvent::Open(Box::new(data), None)),
+        )
+    }
+
+    /// Open a session by id (after picking it in the list).
+    pub fn open_id(&self, id: SessionId) -> Result<(), String> {
+        self.run(
+            move |db| db.load_session(id),
+            Self::problem_or(|data| SessionEvent::Open(Box::new(data), None)),
+        )
+    }
+
+    /// `/session rename NAME` of the open session.
+    pub fn rename(&self, conversation: ConversationId, name: String) -> Result<(), String> {
+        let new = name.clone();
+        self.run(
+            move |db| db.rename_session(session_of(conversation), &new),
+            Self::problem_or(move |()| SessionEvent::Renamed { conversation, name }),
+        )
+    }
+
+    /// Delete a session (the caller closed its conversation first), then
+    /// show `next` when it was the open one: the most recent other session,
+    /// or a new one.
+    pub fn delete(&self, id: SessionId, then_open_next: bool) -> Result<(), String> {
+        let tx = self.tx.clone();
+        self.run(
+            move |db| {
+                let report = db.delete_session(id)?;
+                let next = if then_open_next {
+                    let row = match db.most_recent()? {
+                        Some(row) => row,
+                        None => db.create_session(&fresh_name(&[]))?,
+                    };
+                    Some(db.load_session(row.id)?)
+                } else {
+                    None
+                };
+                Ok((report, next))
+            },
+            move |result| match result {
+                Ok((report, next)) => {
+                    if let Some(data) = next {
+                        let _ = tx.send(SessionEvent::Open(Box::new(data), None));
+                    }
+                    SessionEvent::Deleted(report)
+                }
+                Err(why) => SessionEvent::Problem(why),
+            },
+        )
+    }
+
+    /// `/session list` and the picker.
+    pub fn list(&self) -> Result<(), String> {
+        self.run(
+            |db| db.list_sessions(),
+            Self::problem_or(SessionEvent::Listed),
+        )
+    }
+
+    /// `/session export md|json`: a new file in `dir`, never overwriting.
+    pub fn export(
+        &self,
+        conversation: ConversationId,
+        json: bool,
+        dir: PathBuf,
+    ) -> Result<(), String> {
+        self.run(
+            move |db| {
+                let data = db.load_session(session_of(conversation))?;
+                let (text, ext) = if json {
+                    (
+                        serde_json::to_string_pretty(&crate::headless::sessions::export_json(
+                            &data,
+                        ))
+                        .unwrap_or_default()
+                            + "\n",
+                        "json",
+                    )
+                } else {
+                    (crate::headless::sessions::export_markdown(&data), "md")
+                };
+                let stem = crate::engine::slug(&data.session.name);
+                let stem = if stem.is_empty() {
+                    "session".to_owned()
+                } else {
+                    stem
+                };
+                for n in 0..1000 {
+                    let name = if n == 0 {
+                        format!("session-{stem}.{ext}")
+                    } else {
+                        format!("session-{stem}-{n}.{ext}")
+                    };
+                    let path = dir.join(name);
+                    match crate::headless::sessions::write_new(&path, &text) {
+                        Ok(()) => return Ok(path),
+                        Err(_) if path.exists() => continue,
+                        Err(e) => {
+                            return Err(StoreError::Other {
+                                detail: format!("{e:#}"),
+                            });
+                        }
+                    }
+                }
+                Err(StoreError::Other {
+                    detail: "too many exports of this session here".into(),
+                })
+            },
+            Self::problem_or(SessionEvent::Exported),
+        )
+    }
+
+    /// Has another process written since `version`? (`PRAGMA data_version`
+    /// makes the check cheap.) Then the open session comes back reloaded.
+    pub fn poll(&self, conversation: ConversationId, version: Option<i64>) {
+        let _ = self.run(
+            move |db| {
+                let now = db.data_version()?;
+                if version.is_none_or(|v| v == now) {
+                    return Ok((now, None));
+                }
+                Ok((
+                    now,
+                    Some(Box::new(db.load_session(session_of(conversation))?)),
+                ))
+            },
+            move |result| match result {
+                Ok((version, changed)) => SessionEvent::Polled { version, changed },
+                Err(why) => SessionEvent::Problem(why),
+            },
+        );
+    }
+}
