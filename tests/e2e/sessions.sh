@@ -1,0 +1,108 @@
+#!/usr/bin/env bash
+# End-to-end: sessions survive the process, in the real binary in tmux at
+# 120x40. Chat, quit, start again: the conversation is there. Then a model
+# that streams slowly: SIGKILL in the middle of its reply, start again: the
+# question is there, the partial reply is there marked incomplete. Every
+# wait is bounded and looks for text only the awaited event can put on
+# screen. Usage: tests/e2e/sessions.sh [path/to/loreweave]
+set -euo pipefail
+
+bin=${1:-target/release/loreweave}
+bin=$(realpath "$bin")
+work=$(mktemp -d)
+session="lw-e2e-sessions-$$"
+drip_pid=""
+trap 'tmux kill-session -t "$session" 2>/dev/null || true; [[ -n $drip_pid ]] && kill "$drip_pid" 2>/dev/null; rm -rf "$work"' EXIT
+
+# Logs, config and sessions go to a scratch home, never the user's.
+export XDG_STATE_HOME="$work/state" XDG_DATA_HOME="$work/data" XDG_CONFIG_HOME="$work/config"
+
+# shellcheck source=tests/e2e/lib.sh
+source "$(dirname "$0")/lib.sh"
+
+start() {
+  tmux new-session -d -s "$session" -x 120 -y 40 \
+    "cd '$work' && '$bin' $*; echo \$? > '$work/exit'; sleep 60"
+  wait_for "Request lifecycle" 10
+}
+
+stop() {
+  tmux kill-session -t "$session" 2>/dev/null || true
+  rm -f "$work/exit"
+}
+
+echo "e2e sessions: chat, quit, start again: the conversation is there"
+start
+# The session database has opened once the session is named.
+wait_for 'session "[0-9]{4}-' 10
+tmux send-keys -t "$session" -l "who guards the zzwaystone question?"
+tmux send-keys -t "$session" Enter
+wait_for "Warden Tamsin Orrel" 10
+tmux send-keys -t "$session" Tab
+sleep 0.2
+tmux send-keys -t "$session" q
+wait_file "$work/exit" 10
+stop
+start
+# Only the reopened session can show the old question after a restart.
+wait_for "who guards the zzwaystone question\?" 10
+wait_for "Warden Tamsin Orrel" 5
+stop
+
+echo "e2e sessions: SIGKILL mid-stream keeps the question and the partial reply"
+# An OpenAI-compatible server that streams one word every 200 ms, 60 words
+# (bounded: it stops by itself after 60 s).
+python3 - "$work/drip.port" <<'PY' &
+import http.server, json, sys, threading, time
+class H(http.server.BaseHTTPRequestHandler):
+    def log_message(self, *a): pass
+    def do_POST(self):
+        self.rfile.read(int(self.headers.get("Content-Length", 0)))
+        self.send_response(200)
+        self.send_header("Content-Type", "text/event-stream")
+        self.end_headers()
+        for i in range(60):
+            chunk = {"choices": [{"index": 0, "delta": {"content": f"word{i} "}}]}
+            try:
+                self.wfile.write(f"data: {json.dumps(chunk)}\n\n".encode())
+                self.wfile.flush()
+            except OSError:
+                return
+            time.sleep(0.2)
+        self.wfile.write(b"data: [DONE]\n\n")
+s = http.server.ThreadingHTTPServer(("127.0.0.1", 0), H)
+open(sys.argv[1], "w").write(str(s.server_address[1]))
+threading.Timer(60, s.shutdown).start()
+s.serve_forever()
+PY
+drip_pid=$!
+wait_file "$work/drip.port" 10
+cat > "$work/drip.toml" <<TOML
+[llm]
+provider = "openai"
+base_url = "http://127.0.0.1:$(cat "$work/drip.port")/v1"
+model = "m"
+retries = 0
+TOML
+start --config "$work/drip.toml"
+wait_for "who guards the zzwaystone question\?" 10
+tmux send-keys -t "$session" -l "tell me a zzslow story"
+tmux send-keys -t "$session" Enter
+# Several words on screen (each saved within 250 ms), then kill -9.
+wait_for "word8 " 15
+pid=$(pgrep -f "^$bin --config $work/drip.toml" | head -1)
+[[ -n $pid ]] || fail "no loreweave process to kill"
+kill -9 "$pid"
+sleep 0.5
+stop
+start --config "$work/drip.toml"
+wait_for "tell me a zzslow story" 10
+# The partial reply: at least the words shown 250 ms before the kill.
+wait_for "word5 " 5
+wait_for "incomplete" 5
+tmux send-keys -t "$session" Tab
+sleep 0.2
+tmux send-keys -t "$session" q
+wait_file "$work/exit" 10
+stop
+echo "e2e sessions: all checks passed"
