@@ -667,3 +667,55 @@ fn kb_search_with_no_match_says_so() {
     assert!(!screen.contains('\x1b'), "{screen}");
     assert!(screen.contains("no passage matches"), "{screen}");
 }
+
+fn sessions_for_picker() -> Vec<loreweave::store::SessionSummary> {
+    // Fixed times long past, so "last activity" prints a date, not "just now".
+    [
+        (3, "Ashford campaign", 42, 1_767_225_600_000),
+        (2, "one-shot: the Glasswaste", 7, 1_764_547_200_000),
+        (1, "notes \u{1b}[31mred", 0, 1_761_955_200_000),
+    ]
+    .into_iter()
+    .map(
+        |(id, name, messages, updated_ms)| loreweave::store::SessionSummary {
+            id,
+            name: name.into(),
+            messages,
+            updated_ms,
+            kb: None,
+        },
+    )
+    .collect()
+}
+
+#[test]
+fn session_picker_lists_filters_and_sanitises() {
+    let mut scene = Scene::new();
+    scene.view.picker = Some(loreweave::ui::SessionPicker {
+        filter: String::new(),
+        selected: 1,
+        sessions: Some(sessions_for_picker()),
+    });
+    let screen = scene.draw(120, 40, 0);
+    assert!(!screen.contains('\u{1b}'), "an escape reached the screen");
+    insta::assert_snapshot!("session_picker", screen);
+    // Typing filters: only matching names stay, the selection follows.
+    if let Some(picker) = scene.view.picker.as_mut() {
+        picker.filter = "glass".into();
+        picker.selected = 0;
+    }
+    let filtered = scene.draw(120, 40, 0);
+    assert!(filtered.contains("one-shot: the Glasswaste"), "{filtered}");
+    assert!(!filtered.contains("Ashford campaign"), "{filtered}");
+    insta::assert_snapshot!("session_picker_filtered", filtered);
+}
+
+#[test]
+fn session_rename_prompt_and_delete_confirmation() {
+    let mut scene = Scene::new();
+    scene.view.rename = Some((3, "Ashford campaign".into(), "Ashford, year two".into()));
+    insta::assert_snapshot!("session_rename_prompt", scene.draw(80, 24, 0));
+    scene.view.rename = None;
+    scene.view.confirm_delete = Some((3, "Ashford campaign".into()));
+    insta::assert_snapshot!("session_delete_confirmation", scene.draw(80, 24, 0));
+}

@@ -47,7 +47,7 @@ pub(super) const BINDINGS: &[Binding] = &[
     b(Main, &[k(Tab)], A::FocusNext, "focus the next pane: input, chat, scenarios, lifecycle"),
     b(Main, &[k(BackTab)], A::FocusPrev, "focus the previous pane"),
     b(Main, &[k(F(1))], A::Help, "open the help overlay"),
-    b(Main, &[ctrl('o')], A::Sessions, "the session picker: type to filter, ↑↓ choose, Enter opens, Ctrl-D deletes, Esc closes"),
+    b(Main, &[ctrl('o')], A::Sessions, "the session picker: type to filter, ↑↓ choose, Enter opens, Ctrl-R renames, Ctrl-D deletes, Esc closes"),
     b(Input, &[k(Enter), ctrl('m'), ctrl('j')], A::Submit, "send the line: a question, a scenario request or a /command"),
     b(Input, &[k(Esc)], A::FocusChat, "focus the chat pane"),
     b(Panes, &[c('q')], A::Quit, "quit"),

@@ -24,6 +24,8 @@ pub enum Action {
     /// Search the knowledge base in use and show what it finds.
     /// Delete the session the confirmation names.
     ConfirmDelete,
+    /// Rename a session (picked in the picker) to this name.
+    RenameSession(i64, String),
     /// A `/session` command: the loop runs it against the session database.
     Session(crate::engine::command::SessionLine),
     KbSearch(String),
@@ -97,6 +99,25 @@ pub fn on_key(key: KeyEvent, view: &mut ViewState, engine: &Engine) -> Vec<Actio
 /// The delete confirmation and the session picker take every key while
 /// they are open.
 fn modal(key: KeyEvent, view: &mut ViewState) -> Option<Vec<Action>> {
+    if let Some((id, _, typed)) = &mut view.rename {
+        let ctrl = key.modifiers.contains(KeyModifiers::CONTROL);
+        match key.code {
+            KeyCode::Esc => view.rename = None,
+            KeyCode::Backspace => {
+                typed.pop();
+            }
+            KeyCode::Enter => {
+                let (id, name) = (*id, typed.trim().to_owned());
+                view.rename = None;
+                if !name.is_empty() {
+                    return Some(vec![Action::RenameSession(id, name)]);
+                }
+            }
+            KeyCode::Char(ch) if !ctrl => typed.push(ch),
+            _ => {}
+        }
+        return Some(Vec::new());
+    }
     if let Some((_, name)) = &view.confirm_delete {
         let yes = matches!(key.code, KeyCode::Char('y') | KeyCode::Char('Y'));
         if yes {
@@ -130,6 +151,13 @@ fn modal(key: KeyEvent, view: &mut ViewState) -> Option<Vec<Action>> {
             view.picker = None;
             if let Some(s) = chosen {
                 view.confirm_delete = Some((s.id, s.name));
+            }
+        }
+        KeyCode::Char('r') if ctrl => {
+            let chosen = picker.chosen().cloned();
+            view.picker = None;
+            if let Some(s) = chosen {
+                view.rename = Some((s.id, s.name.clone(), s.name));
             }
         }
         KeyCode::Char(ch) if !ctrl => {

@@ -154,6 +154,11 @@ async fn run_inner(
                                     driver.engine.set_notice(why, true);
                                 }
                             }
+                            Action::RenameSession(id, name) => {
+                                if let Err(why) = sessions.rename(crate::persist::conversation_of(id), name) {
+                                    driver.engine.set_notice(why, true);
+                                }
+                            }
                             Action::ConfirmDelete => {
                                 if let Some((id, name)) = view.confirm_delete.take() {
                                     let conversation = crate::persist::conversation_of(id);

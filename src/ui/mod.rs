@@ -173,6 +173,9 @@ pub struct ViewState {
     pub picker: Option<SessionPicker>,
     /// A session delete waiting for `y`: (session id, name).
     pub confirm_delete: Option<(i64, String)>,
+    /// Renaming a session from the picker: (session id, old name, new
+    /// name typed so far).
+    pub rename: Option<(i64, String, String)>,
     /// `/session delete NAME` of a session not open here: its id is being
     /// looked up.
     pub pending_delete: Option<String>,
@@ -217,6 +220,7 @@ impl ViewState {
             search: None,
             picker: None,
             confirm_delete: None,
+            rename: None,
             pending_delete: None,
             search_seq: 0,
             chat_scroll: 0,
@@ -345,6 +349,7 @@ pub fn draw(frame: &mut Frame, engine: &Engine, view: &ViewState, now: Instant) 
     }
     sessions::picker(frame, area, view);
     sessions::confirm(frame, area, view);
+    sessions::rename(frame, area, view);
     if view.help {
         help::draw(frame, area, view);
     }

@@ -17,7 +17,9 @@ fn ago(updated_ms: i64) -> String {
         0..=59 => "just now".into(),
         60..=3599 => format!("{} min ago", secs / 60),
         3600..=86_399 => format!("{} h ago", secs / 3600),
-        _ => crate::headless::kb::utc_time((updated_ms.max(0) / 1000) as u64),
+        _ => crate::headless::kb::utc_time((updated_ms.max(0) / 1000) as u64)
+            .trim_end_matches(" UTC")
+            .to_owned(),
     }
 }
 
@@ -47,7 +49,8 @@ pub fn picker(frame: &mut Frame, area: Rect, view: &ViewState) {
             let rows = usize::from(inner.height.saturating_sub(2)).max(1);
             let selected = picker.selected.min(matching.len().saturating_sub(1));
             let first = selected.saturating_sub(rows.saturating_sub(1));
-            let name_width = usize::from(inner.width).saturating_sub(32).max(8);
+            // "▸ " name " 12345 msg  2026-01-01 00:00  (open)"
+            let name_width = usize::from(inner.width).saturating_sub(38).max(8);
             for (i, s) in matching.iter().enumerate().skip(first).take(rows) {
                 let mark = if i == selected { "▸ " } else { "  " };
                 let mut name = one_line(&s.name);
@@ -74,9 +77,31 @@ pub fn picker(frame: &mut Frame, area: Rect, view: &ViewState) {
         }
     }
     lines.push(Line::styled(
-        "Enter opens · Ctrl-D deletes · Esc closes",
+        "Enter opens · Ctrl-R renames · Ctrl-D deletes · Esc closes",
         t.dim,
     ));
+    frame.render_widget(Paragraph::new(lines), inner);
+}
+
+/// The rename prompt (Ctrl-R in the picker).
+pub fn rename(frame: &mut Frame, area: Rect, view: &ViewState) {
+    let Some((_, old, typed)) = &view.rename else {
+        return;
+    };
+    let t = &view.theme;
+    let popup = centered(area, area.width.saturating_sub(8).clamp(20, 64), 5);
+    frame.render_widget(Clear, popup);
+    let block = pane_block(" Rename session ", true, t);
+    let inner = block.inner(popup);
+    frame.render_widget(block, popup);
+    let lines = vec![
+        Line::from(vec![
+            Span::styled(format!("{:?} → ", one_line(old)), t.dim),
+            Span::raw(one_line(typed)),
+            Span::styled("▏", t.key),
+        ]),
+        Line::styled("Enter renames · Esc keeps the name", t.dim),
+    ];
     frame.render_widget(Paragraph::new(lines), inner);
 }
 
