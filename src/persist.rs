@@ -356,3 +356,146 @@ fn chat_message(m: &MessageRow) -> ChatMessage {
         tag: Some(m.id as u64),
     }
 }
+
+fn request_id(text: &str) -> Option<crate::engine::request::RequestId> {
+    ulid::Ulid::from_string(text)
+        .ok()
+        .map(crate::engine::request::RequestId)
+}
+
+/// A reopened session's stored request summaries, as the inspector shows
+/// them again. Rows that cannot be read back (an unknown kind or outcome)
+/// are left out.
+pub fn restored_requests(data: &SessionData) -> Vec<crate::engine::RestoredRequest> {
+    use crate::engine::request::{Kind, Outcome};
+    let conversation = conversation_of(data.session.id);
+    data.requests
+        .iter()
+        .filter_map(|row| {
+            let id = request_id(&row.id)?;
+            let kind = Kind::from_label(row.kind.as_deref()?)?;
+            let detail = row.detail.clone().unwrap_or_default();
+            let outcome = match row.outcome.as_deref()? {
+                "completed" => Outcome::Completed,
+                "failed" => Outcome::Failed(detail),
+                "timed out" => Outcome::TimedOut,
+                "cancelled" => Outcome::Cancelled,
+                "short-circuited" => Outcome::ShortCircuited,
+                "joined" => Outcome::Joined(request_id(&detail)?),
+                _ => return None,
+            };
+            let events = row.events.as_ref();
+            let label = events
+                .and_then(|e| e["label"].as_str())
+                .unwrap_or_default()
+                .to_owned();
+            let dispatched_ms = events.and_then(|e| e["dispatched_ms"].as_u64());
+            let timeline = events
+                .and_then(|e| e["timeline"].as_array())
+                .map(|entries| {
+                    entries
+                        .iter()
+                        .filter_map(|t| {
+                            Some((t["offset_ms"].as_u64()?, t["what"].as_str()?.to_owned()))
+                        })
+                        .collect()
+                })
+                .unwrap_or_default();
+            Some(crate::engine::RestoredRequest {
+                id,
+                parent: row.parent.as_deref().and_then(request_id),
+                conversation: Some(conversation),
+                kind,
+                backend: row.backend.clone().unwrap_or_default(),
+                label,
+                outcome,
+                attempts: row.attempts,
+                created_ms: row.created_ms.max(0) as u64,
+                dispatched_ms,
+                ended_ms: row.ended_ms.unwrap_or(row.created_ms).max(0) as u64,
+                timeline,
+            })
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::engine::request::{Kind, Outcome, RequestId, TimelineEntry};
+    use crate::engine::{Engine, EngineConfig};
+    use crate::store::Db;
+    use std::time::{Duration, Instant, SystemTime};
+
+    fn summary(
+        id: RequestId,
+        parent: Option<RequestId>,
+        kind: Kind,
+        outcome: Outcome,
+    ) -> RequestSummary {
+        RequestSummary {
+            id,
+            parent,
+            conversation: Some(ConversationId(1)),
+            kind,
+            backend: "local".into(),
+            label: "who guards the waystone?".into(),
+            outcome,
+            attempts: 2,
+            created_ms: 1_800_000_000_000,
+            dispatched_ms: Some(1_800_000_000_010),
+            ended_ms: 1_800_000_000_250,
+            timeline: vec![
+                TimelineEntry {
+                    at: Instant::now(),
+                    offset_ms: 0,
+                    what: "created".into(),
+                },
+                TimelineEntry {
+                    at: Instant::now(),
+                    offset_ms: 250,
+                    what: "retrying after 503".into(),
+                },
+            ],
+        }
+    }
+
+    #[test]
+    fn a_reopened_sessions_inspector_shows_its_stored_requests() {
+        let tmp = tempfile::tempdir().expect("tmp");
+        let mut db = Db::open(tmp.path().join("s.db")).expect("open").db;
+        let session = db.create_session("s").expect("create");
+        assert_eq!(session.id, 1);
+        let parent = RequestId(ulid::Ulid::from_parts(1_800_000_000_000, 1));
+        let child = RequestId(ulid::Ulid::from_parts(1_800_000_000_001, 2));
+        let rows = vec![
+            request_row(summary(parent, None, Kind::Turn, Outcome::Completed)),
+            request_row(summary(
+                child,
+                Some(parent),
+                Kind::Retrieve,
+                Outcome::Failed("503".into()),
+            )),
+        ];
+        db.save_requests(session.id, rows).expect("save");
+        let data = db.load_session(session.id).expect("load");
+
+        let restored = restored_requests(&data);
+        assert_eq!(restored.len(), 2);
+        let now = Instant::now();
+        let mut engine = Engine::new(EngineConfig::default(), now, SystemTime::now(), 1);
+        engine.restore_requests(restored);
+        let registry = engine.registry();
+        let p = registry.get(parent).expect("parent restored");
+        assert_eq!(p.kind, Kind::Turn);
+        assert_eq!(p.children, vec![child]);
+        let c = registry.get(child).expect("child restored");
+        assert_eq!(c.outcome(), Some(&Outcome::Failed("503".into())));
+        assert_eq!(c.attempt, 2);
+        assert_eq!(c.label, "who guards the waystone?");
+        assert_eq!(c.elapsed(now), Duration::from_millis(250));
+        let timeline: Vec<&str> = c.timeline.iter().map(|t| t.what.as_str()).collect();
+        assert_eq!(timeline, ["created", "retrying after 503"]);
+        assert_eq!(registry.live_count(), 0);
+    }
+}

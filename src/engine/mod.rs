@@ -79,6 +79,26 @@ pub struct EngineConfig {
     pub policies: BTreeMap<String, BackendPolicy>,
 }
 
+/// A finished request from an earlier run, as a reopened session's
+/// inspector shows it (see [`Engine::restore_requests`]).
+#[derive(Debug, Clone, PartialEq)]
+pub struct RestoredRequest {
+    pub id: RequestId,
+    pub parent: Option<RequestId>,
+    pub conversation: Option<ConversationId>,
+    pub kind: Kind,
+    pub backend: String,
+    pub label: String,
+    pub outcome: request::Outcome,
+    pub attempts: u32,
+    /// Wall-clock milliseconds since the Unix epoch.
+    pub created_ms: u64,
+    pub dispatched_ms: Option<u64>,
+    pub ended_ms: u64,
+    /// (milliseconds after creation, what happened).
+    pub timeline: Vec<(u64, String)>,
+}
+
 /// The backend name of knowledge-base ingests in the lifecycle pane.
 pub const KB_BACKEND: &str = "kb";
 
@@ -497,6 +517,55 @@ impl Engine {
     /// after opening it; new scenarios are numbered after them. One still
     /// marked generating becomes failed ("interrupted"). Their `conversation`
     /// is set to `id`.
+    pub fn restore_requests(&mut self, requests: Vec<RestoredRequest>) {
+        for r in requests {
+            // Wall-clock times become instants on this run's clock; the
+            // durations between them are kept exactly.
+            let before = Duration::from_millis(self.wall_origin_ms.saturating_sub(r.created_ms));
+            let created = self.origin.checked_sub(before).unwrap_or(self.origin);
+            let at = |ms: u64| created + Duration::from_millis(ms.saturating_sub(r.created_ms));
+            let request = request::Request {
+                id: r.id,
+                seq: 0,
+                kind: r.kind,
+                backend: r.backend,
+                parent: r.parent,
+                children: Vec::new(),
+                conversation: r.conversation,
+                label: r.label,
+                created,
+                dispatched: r.dispatched_ms.map(at),
+                ended: Some(at(r.ended_ms)),
+                policy: DeadlinePolicy::Unbounded,
+                deadline: None,
+                phase: Phase::Done(r.outcome),
+                attempt: r.attempts,
+                late_drops: 0,
+                timeline: r
+                    .timeline
+                    .into_iter()
+                    .map(|(offset_ms, what)| request::TimelineEntry {
+                        at: created + Duration::from_millis(offset_ms),
+                        offset_ms,
+                        what,
+                    })
+                    .collect(),
+                progress: None,
+            };
+            self.registry.restore(request);
+        }
+        // Children are listed under their parents, as when they ran.
+        let ids: Vec<(RequestId, RequestId)> = self
+            .registry
+            .all()
+            .iter()
+            .filter_map(|r| r.parent.map(|p| (p, r.id)))
+            .collect();
+        for (parent, child) in ids {
+            self.registry.add_child(parent, child);
+        }
+    }
+
     pub fn restore_scenarios(&mut self, id: ConversationId, entries: Vec<ScenarioEntry>) {
         let Some(conv) = self.conversations.get_mut(&id) else {
             return;

@@ -173,6 +173,34 @@ impl Registry {
         self.history.back()
     }
 
+    /// Record `child` under `parent` (restored requests), once.
+    pub fn add_child(&mut self, parent: RequestId, child: RequestId) {
+        let parent = self
+            .history
+            .iter_mut()
+            .find(|r| r.id == parent)
+            .or_else(|| self.live.get_mut(&parent));
+        if let Some(parent) = parent
+            && !parent.children.contains(&child)
+        {
+            parent.children.push(child);
+        }
+    }
+
+    /// Put a finished request from an earlier run (a reopened session's
+    /// inspector history) into the history ring. It is never live; one
+    /// already known is left as it is.
+    pub fn restore(&mut self, mut request: Request) {
+        if self.get(request.id).is_some() || request.outcome().is_none() {
+            return;
+        }
+        request.seq = self.next_seq();
+        if self.history.len() == self.history_cap {
+            self.history.pop_front();
+        }
+        self.history.push_back(request);
+    }
+
     /// A result for `id` arrived but `id` is not live: drop it and say so.
     /// Returns the event text.
     pub fn late_drop(&mut self, id: RequestId, backend: &str, what: &str, now: Instant) -> String {

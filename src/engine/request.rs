@@ -65,6 +65,21 @@ pub enum Kind {
 }
 
 impl Kind {
+    /// The kind a [`Kind::label`] names.
+    pub fn from_label(label: &str) -> Option<Kind> {
+        [
+            Kind::Scenario,
+            Kind::Turn,
+            Kind::Retrieve,
+            Kind::Embed,
+            Kind::Chat,
+            Kind::Generate,
+            Kind::Ingest,
+        ]
+        .into_iter()
+        .find(|k| k.label() == label)
+    }
+
     pub fn label(self) -> &'static str {
         match self {
             Kind::Scenario => "scenario",

@@ -341,6 +341,8 @@ fn on_session_event(
                     restored.unsent,
                 );
                 engine.restore_scenarios(conversation, restored.scenarios);
+                // Its inspector history, as it was when it ran.
+                engine.restore_requests(crate::persist::restored_requests(&data));
             }
             // The placeholder shown before the database opened goes.
             if view.current == FIRST_CONVERSATION && conversation != FIRST_CONVERSATION {
