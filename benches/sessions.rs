@@ -1,0 +1,111 @@
+//! Time to reopen a long session: a session database with 5,000 messages
+//! (half of them answers citing five passages each) is opened, loaded and
+//! turned into what the engine restores, as the TUI does at start. Prints
+//! medians; `cargo bench --bench sessions`. Under `cargo test` (no
+//! `--bench` argument) it is a quick smoke run over 50 messages.
+
+use std::time::{Duration, Instant};
+
+use loreweave::domain::{Location, Passage, Role};
+use loreweave::store::{Db, MessageStatus, NewMessage};
+
+fn passage(n: usize) -> Passage {
+    Passage {
+        id: format!("/notes/doc{n}.md#0"),
+        title: format!("Document {n}"),
+        source: format!("doc{n}.md"),
+        kind: None,
+        heading: Some("History".into()),
+        text: "The amber gate was raised in the old age, and its keepers still walk the \
+               ring of stones at dusk and at dawn, as their oath demands."
+            .into(),
+        score: 3.5,
+        entities: Vec::new(),
+        location: Location {
+            trail: vec!["History".into()],
+            lines: Some((12, 14)),
+        },
+    }
+}
+
+fn median(mut samples: Vec<Duration>) -> Duration {
+    samples.sort();
+    samples[samples.len() / 2]
+}
+
+fn main() {
+    let full = std::env::args().any(|a| a == "--bench");
+    let (messages, runs) = if full { (5_000, 9) } else { (50, 1) };
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let path = tmp.path().join("sessions.db");
+    let mut db = Db::open(&path).expect("open").db;
+    let session = db.create_session("long").expect("create");
+    let filled = Instant::now();
+    for i in 0..messages {
+        let message = if i % 2 == 0 {
+            NewMessage::user(
+                format!("question {i} about the amber gate?"),
+                MessageStatus::Sent,
+            )
+        } else {
+            let mut m = NewMessage::new(
+                Role::Assistant,
+                "The amber gate is kept by the wardens. [1] They walk the ring at dusk. [2] "
+                    .repeat(4),
+                MessageStatus::Done,
+            );
+            m.backend = Some("offline".into());
+            m.passages = (0..5).map(passage).collect();
+            m
+        };
+        db.append_message(session.id, message).expect("append");
+    }
+    let fill = filled.elapsed();
+    drop(db);
+    let bytes = std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
+
+    let mut open = Vec::new();
+    let mut load = Vec::new();
+    let mut restore = Vec::new();
+    for _ in 0..runs {
+        let t = Instant::now();
+        let db = Db::open(&path).expect("open").db;
+        open.push(t.elapsed());
+        let t = Instant::now();
+        let data = db.load_session(session.id).expect("load");
+        load.push(t.elapsed());
+        let t = Instant::now();
+        let restored = loreweave::persist::restore(&data);
+        restore.push(t.elapsed());
+        assert_eq!(restored.messages.len(), messages);
+    }
+    let ms = |d: Duration| d.as_secs_f64() * 1e3;
+    println!(
+        "sessions bench ({}): {messages} messages, database {:.1} MB",
+        if full { "full" } else { "smoke" },
+        bytes as f64 / 1e6
+    );
+    println!("| what | median |");
+    println!("|---|---|");
+    println!(
+        "| append {messages} messages, one commit each (synchronous=FULL) | {:.1} ms total, {:.2} ms each |",
+        ms(fill),
+        ms(fill) / messages as f64
+    );
+    println!(
+        "| open the database (pragmas, quick_check, migrations) | {:.2} ms |",
+        ms(median(open.clone()))
+    );
+    println!(
+        "| load the session (messages with their passages) | {:.2} ms |",
+        ms(median(load.clone()))
+    );
+    println!(
+        "| turn it into what the engine restores | {:.2} ms |",
+        ms(median(restore.clone()))
+    );
+    println!(
+        "| reopen in all | {:.2} ms |",
+        ms(median(open)) + ms(median(load)) + ms(median(restore))
+    );
+}
