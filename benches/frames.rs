@@ -338,11 +338,7 @@ fn with_requests(requests: usize, kb: &Arc<KnowledgeBase>, model: &Arc<OfflineMo
 }
 
 /// `questions` questions in one chat, default configuration.
-fn with_questions(
-    questions: usize,
-    kb: &Arc<KnowledgeBase>,
-    model: &Arc<OfflineModel>,
-) -> Session {
+fn with_questions(questions: usize, kb: &Arc<KnowledgeBase>, model: &Arc<OfflineModel>) -> Session {
     let mut session = Session::new(EngineConfig::default(), kb.clone(), model.clone());
     for i in 0..questions {
         session.ask(i);
@@ -450,8 +446,18 @@ fn main() {
             session.engine.registry().history_len(),
             session.messages()
         );
+        // What a key in the lifecycle pane costs today: the keymap asks
+        // for every row (`lifecycle_rows`), where one row would do.
+        let mut samples = Vec::new();
+        for _ in 0..budget.frames.min(50) {
+            let start = Instant::now();
+            black_box(ui::lifecycle_rows(&session.engine).len());
+            samples.push(start.elapsed());
+        }
+        let all_rows = median(samples);
         let f = measure(session, &budget, Series::All);
         report(&label, &f);
+        println!("{:<36} lifecycle_rows() {:>10}", "", us(all_rows));
         figures.push(f);
     }
     ratio("requests", &figures);

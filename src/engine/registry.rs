@@ -142,7 +142,10 @@ impl Registry {
     /// root (the parent left the history ring, or is not a root, or had
     /// ended when the child started), newest first.
     pub fn detached_newest_first(&self) -> impl Iterator<Item = &Request> {
-        self.detached.iter().rev().filter_map(|(_, id)| self.get(*id))
+        self.detached
+            .iter()
+            .rev()
+            .filter_map(|(_, id)| self.get(*id))
     }
 
     /// How many retained requests [`Registry::detached_newest_first`] yields.

@@ -123,6 +123,16 @@ impl std::fmt::Debug for ChatCache {
 /// A message's lines as the chat pane shows them.
 pub type RenderMessage<'r> = &'r dyn Fn(&ChatMessage) -> Vec<Line<'static>>;
 
+/// What the chat pane shows: the messages, then lines after them (the
+/// queue, or the hint in an empty chat), in `theme`.
+pub struct ChatContent<'a> {
+    pub messages: &'a [ChatMessage],
+    pub tail: Vec<Line<'static>>,
+    pub theme: &'a Theme,
+    /// Renders one message; must depend only on the message and `theme`.
+    pub render: RenderMessage<'a>,
+}
+
 impl ChatCache {
     /// How many times a message was rendered (a cache miss) so far.
     pub fn misses(&self) -> u64 {
@@ -213,18 +223,22 @@ impl ChatCache {
         self.entries.last().map_or(0, |e| e.start + e.rows)
     }
 
-    /// Draw `messages` then `tail` into `area`, wrapped, showing the bottom
-    /// with `up` rows scrolled back. Returns how far it can scroll back.
+    /// Draw the messages then the tail into `area`, wrapped, showing the
+    /// bottom with `up` rows scrolled back. Returns how far it can scroll
+    /// back.
     pub fn draw(
         &mut self,
         frame: &mut Frame,
         area: Rect,
-        messages: &[ChatMessage],
-        tail: Vec<Line<'static>>,
+        content: ChatContent<'_>,
         up: usize,
-        theme: &Theme,
-        render: RenderMessage,
     ) -> usize {
+        let ChatContent {
+            messages,
+            tail,
+            theme,
+            render,
+        } = content;
         self.frame += 1;
         self.sync(messages, area.width, theme, render);
         let tail_rows = rows(&tail, area.width);
@@ -307,5 +321,161 @@ fn borrowed<'a>(line: &'a Line<'static>) -> Line<'a> {
             .iter()
             .map(|s| Span::styled(s.content.as_ref(), s.style))
             .collect(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use ratatui::Terminal;
+    use ratatui::backend::TestBackend;
+
+    use super::*;
+    use crate::ui::markdown;
+
+    fn message(i: usize) -> ChatMessage {
+        // Short and long lines, wide characters, lists and blank lines, so
+        // messages wrap to different numbers of rows.
+        let text = match i % 4 {
+            0 => format!("question {i}"),
+            1 => format!(
+                "# Answer {i}\n\n{}\n\n- one\n- two [1]\n\n> quoted 龍 {}",
+                "word ".repeat(i % 37 + 3),
+                "長い".repeat(i % 11)
+            ),
+            2 => format!("short {i}"),
+            _ => format!(
+                "{}\n\n```\ncode {i}\n```",
+                "a-very-long-unbroken-token".repeat(i % 5 + 1)
+            ),
+        };
+        ChatMessage {
+            role: if i.is_multiple_of(2) {
+                Role::User
+            } else {
+                Role::Assistant
+            },
+            text,
+            status: MessageStatus::Done,
+            request: None,
+            backend: None,
+            passages: Vec::new(),
+            no_lore: None,
+        }
+    }
+
+    fn render(theme: &Theme) -> impl Fn(&ChatMessage) -> Vec<Line<'static>> + '_ {
+        move |m| {
+            let mut lines = markdown::to_text(&m.text, theme).lines;
+            lines.push(Line::default());
+            lines
+        }
+    }
+
+    /// The chat as it was drawn before the cache: every message's lines in
+    /// one wrapped paragraph, scrolled from the bottom.
+    fn draw_whole(
+        messages: &[ChatMessage],
+        tail: &[Line<'static>],
+        up: usize,
+        (w, h): (u16, u16),
+        theme: &Theme,
+    ) -> (String, usize) {
+        let mut lines: Vec<Line<'static>> = messages.iter().flat_map(render(theme)).collect();
+        lines.extend(tail.iter().cloned());
+        let paragraph = Paragraph::new(lines).wrap(Wrap { trim: false });
+        let max = paragraph.line_count(w).saturating_sub(usize::from(h));
+        let top = u16::try_from(max.saturating_sub(up)).expect("small in tests");
+        let mut terminal = Terminal::new(TestBackend::new(w, h)).expect("terminal");
+        terminal
+            .draw(|f| f.render_widget(paragraph.scroll((top, 0)), f.area()))
+            .expect("draw");
+        (terminal.backend().to_string(), max)
+    }
+
+    fn draw_cached(
+        cache: &mut ChatCache,
+        messages: &[ChatMessage],
+        tail: &[Line<'static>],
+        up: usize,
+        (w, h): (u16, u16),
+        theme: &Theme,
+    ) -> (String, usize) {
+        let mut terminal = Terminal::new(TestBackend::new(w, h)).expect("terminal");
+        let mut max = 0;
+        let render = render(theme);
+        terminal
+            .draw(|f| {
+                let content = ChatContent {
+                    messages,
+                    tail: tail.to_vec(),
+                    theme,
+                    render: &render,
+                };
+                max = cache.draw(f, f.area(), content, up);
+            })
+            .expect("draw");
+        (terminal.backend().to_string(), max)
+    }
+
+    #[test]
+    fn drawing_the_visible_messages_matches_drawing_them_all() {
+        let theme = Theme::plain();
+        let messages: Vec<ChatMessage> = (0..400).map(message).collect();
+        let tail = vec![Line::raw("queued (1)"), Line::raw("  #1 next question")];
+        let mut cache = ChatCache::default();
+        for size in [(50, 12), (23, 7), (80, 30)] {
+            let (_, max) = draw_whole(&messages, &tail, 0, size, &theme);
+            assert!(max > 1_000);
+            for up in [0, 1, 5, max / 2, max / 2 + 1, max - 3, max, max + 10] {
+                let whole = draw_whole(&messages, &tail, up, size, &theme);
+                let cached = draw_cached(&mut cache, &messages, &tail, up, size, &theme);
+                assert_eq!(cached, whole, "{size:?} up {up}");
+            }
+            assert!(cache.cached() <= MAX_CACHED_LINES);
+        }
+        // Fewer messages than fit, and none at all.
+        for n in [0, 1, 3] {
+            let whole = draw_whole(&messages[..n], &tail, 0, (40, 30), &theme);
+            let cached = draw_cached(&mut cache, &messages[..n], &tail, 0, (40, 30), &theme);
+            assert_eq!(cached, whole, "{n} messages");
+        }
+    }
+
+    #[test]
+    fn only_messages_that_changed_or_came_into_view_are_rendered_again() {
+        let theme = Theme::plain();
+        let mut messages: Vec<ChatMessage> = (0..300).map(message).collect();
+        let size = (60, 20);
+        let mut cache = ChatCache::default();
+        draw_cached(&mut cache, &messages, &[], 0, size, &theme);
+        assert_eq!(cache.misses(), 300, "every message once, for its rows");
+        draw_cached(&mut cache, &messages, &[], 0, size, &theme);
+        assert_eq!(cache.misses(), 300);
+
+        // A reply streams in at the end.
+        messages.push(ChatMessage {
+            status: MessageStatus::Running,
+            text: String::new(),
+            ..message(1)
+        });
+        for word in ["The ", "warden ", "of ", "the ", "pass [1]."] {
+            messages[300].text.push_str(word);
+            let before = cache.misses();
+            let drawn = draw_cached(&mut cache, &messages, &[], 0, size, &theme);
+            assert_eq!(cache.misses(), before + 1);
+            assert_eq!(drawn, draw_whole(&messages, &[], 0, size, &theme));
+        }
+        messages[300].status = MessageStatus::Done;
+        let before = cache.misses();
+        draw_cached(&mut cache, &messages, &[], 0, size, &theme);
+        assert_eq!(cache.misses(), before + 1);
+
+        // Another conversation: the anchors notice and everything is redone.
+        let other: Vec<ChatMessage> = (0..300).map(|i| message(i + 1)).collect();
+        let drawn = draw_cached(&mut cache, &other, &[], 0, size, &theme);
+        assert_eq!(drawn, draw_whole(&other, &[], 0, size, &theme));
+        // Back to a shorter list: what is gone is dropped.
+        let drawn = draw_cached(&mut cache, &messages[..10], &[], 0, size, &theme);
+        assert_eq!(drawn, draw_whole(&messages[..10], &[], 0, size, &theme));
     }
 }

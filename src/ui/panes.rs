@@ -10,7 +10,7 @@ use ratatui::style::Style;
 use ratatui::text::{Line, Span, Text};
 use ratatui::widgets::{Block, Cell, Clear, Paragraph, Row, Table, TableState, Wrap};
 
-use super::chat_cache::ChatCache;
+use super::chat_cache::{ChatCache, ChatContent};
 use super::{
     Focus, Theme, ViewState, centered, is_generation, kind_cell, lifecycle_row,
     lifecycle_row_count, lifecycle_rows_from, markdown, pane_block,
@@ -52,27 +52,17 @@ pub(super) fn chat(frame: &mut Frame, area: Rect, engine: &Engine, view: &ViewSt
     let inner = block.inner(area);
     frame.render_widget(block, area);
     let render = |message: &ChatMessage| message_lines(message, view);
+    let content = ChatContent {
+        messages: &conv.messages,
+        tail,
+        theme: t,
+        render: &render,
+    };
     let max = match view.chat_cache.try_borrow_mut() {
-        Ok(mut cache) => cache.draw(
-            frame,
-            inner,
-            &conv.messages,
-            tail,
-            view.chat_scroll,
-            t,
-            &render,
-        ),
+        Ok(mut cache) => cache.draw(frame, inner, content, view.chat_scroll),
         // Never reached (drawing is not reentrant); a throwaway cache draws
         // the same lines.
-        Err(_) => ChatCache::default().draw(
-            frame,
-            inner,
-            &conv.messages,
-            tail,
-            view.chat_scroll,
-            t,
-            &render,
-        ),
+        Err(_) => ChatCache::default().draw(frame, inner, content, view.chat_scroll),
     };
     view.chat_max_scroll.set(max);
 }
