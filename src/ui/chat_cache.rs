@@ -16,8 +16,9 @@
 //! - `entries[..settled]` are final messages (not running). The engine never
 //!   changes a final message and only ever appends text to a running one,
 //!   so only `entries[settled..]` are compared each frame, plus the first
-//!   and the last settled message as anchors: when either differs (another
-//!   conversation is shown, messages were replaced) everything is rebuilt.
+//!   and the last settled message as anchors and the messages on screen:
+//!   when one of those differs (another conversation is shown, messages
+//!   were replaced) everything is rebuilt.
 //! - A message's version is what its lines depend on: role, request, the
 //!   text's buffer and length (text only grows), status, backend, the
 //!   no-lore reason and the passages. The width and the theme key the whole
@@ -92,6 +93,20 @@ struct Entry {
     lines: Option<Vec<Line<'static>>>,
     /// The frame that last drew this message (0: never drawn).
     used: u64,
+}
+
+/// The rows on screen.
+struct Window {
+    /// How far the chat can scroll back.
+    max: usize,
+    /// The first and one past the last row on screen, from the top.
+    top: usize,
+    bottom: usize,
+    /// The first and one past the last message on screen.
+    first: usize,
+    last: usize,
+    /// The rows of all messages: where the tail starts.
+    above_tail: usize,
 }
 
 /// Rendered chat messages, by position in the conversation shown.
@@ -241,27 +256,37 @@ impl ChatCache {
         } = content;
         self.frame += 1;
         self.sync(messages, area.width, theme, render);
-        let tail_rows = rows(&tail, area.width);
-        let above_tail = self.message_rows();
-        let total = above_tail + tail_rows;
-        let height = usize::from(area.height);
-        let max = total.saturating_sub(height);
-        let top = max.saturating_sub(up);
-        let bottom = top + height;
-
-        // The messages on screen: from the first that ends below `top` to
-        // the last that starts above `bottom`.
-        let first = self.entries.partition_point(|e| e.start + e.rows <= top);
-        let mut last = first;
-        while last < self.entries.len() && self.entries[last].start < bottom {
-            let entry = &mut self.entries[last];
+        // The messages on screen are checked too, settled or not: should a
+        // final message ever change, the screen still shows what it says.
+        let mut window = self.window(up, area.height, &tail);
+        let on_screen = window.first..window.last;
+        if !self.entries[on_screen.clone()]
+            .iter()
+            .zip(&messages[on_screen])
+            .all(|(e, m)| e.version.matches(m))
+        {
+            self.reset(area.width, theme);
+            self.sync(messages, area.width, theme, render);
+            window = self.window(up, area.height, &tail);
+        }
+        let Window {
+            max,
+            top,
+            bottom,
+            first,
+            last,
+            above_tail,
+        } = window;
+        for (entry, message) in self.entries[first..last]
+            .iter_mut()
+            .zip(&messages[first..last])
+        {
             entry.used = self.frame;
             if entry.lines.is_none() {
-                entry.lines = Some(render(&messages[last]));
+                entry.lines = Some(render(message));
                 self.misses += 1;
                 self.with_lines += 1;
             }
-            last += 1;
         }
         let skip = top - self.entries.get(first).map_or(above_tail, |e| e.start);
         let mut lines: Vec<Line<'_>> = self.entries[first..last]
@@ -278,6 +303,29 @@ impl ChatCache {
         frame.render_widget(paragraph, area);
         self.evict();
         max
+    }
+
+    /// Where the screen is, `up` rows back from the bottom of a pane
+    /// `height` rows high.
+    fn window(&self, up: usize, height: u16, tail: &[Line<'static>]) -> Window {
+        let above_tail = self.message_rows();
+        let total = above_tail + rows(tail, self.width);
+        let height = usize::from(height);
+        let max = total.saturating_sub(height);
+        let top = max.saturating_sub(up);
+        let bottom = top + height;
+        // From the first message that ends below `top` to the last that
+        // starts above `bottom`.
+        let first = self.entries.partition_point(|e| e.start + e.rows <= top);
+        let last = first + self.entries[first..].partition_point(|e| e.start < bottom);
+        Window {
+            max,
+            top,
+            bottom,
+            first,
+            last,
+            above_tail,
+        }
     }
 
     /// Keep the lines of at most [`MAX_CACHED_LINES`] messages: those drawn
@@ -469,6 +517,15 @@ mod tests {
         let before = cache.misses();
         draw_cached(&mut cache, &messages, &[], 0, size, &theme);
         assert_eq!(cache.misses(), before + 1);
+
+        // A final message on screen changed after all (the engine never
+        // does this): it shows as it is now, and so does the first.
+        messages[299].text = "rewritten, and long enough to wrap: ".repeat(5);
+        let drawn = draw_cached(&mut cache, &messages, &[], 0, size, &theme);
+        assert_eq!(drawn, draw_whole(&messages, &[], 0, size, &theme));
+        messages[0].text = "rewritten, and long enough to wrap: ".repeat(5);
+        let drawn = draw_cached(&mut cache, &messages, &[], 0, size, &theme);
+        assert_eq!(drawn, draw_whole(&messages, &[], 0, size, &theme));
 
         // Another conversation: the anchors notice and everything is redone.
         let other: Vec<ChatMessage> = (0..300).map(|i| message(i + 1)).collect();
