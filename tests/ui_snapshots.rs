@@ -719,3 +719,312 @@ fn session_rename_prompt_and_delete_confirmation() {
     scene.view.confirm_delete = Some((3, "Ashford campaign".into()));
     insta::assert_snapshot!("session_delete_confirmation", scene.draw(80, 24, 0));
 }
+
+// --- Frame cost: what the caches draw must be what a fresh render draws ---
+
+/// `scene` drawn with `view` (its caches as they are) at `width`x`height`.
+fn draw_with(scene: &Scene, view: &ViewState, width: u16, height: u16, ms: u64) -> String {
+    let mut terminal = Terminal::new(TestBackend::new(width, height)).expect("terminal");
+    terminal
+        .draw(|frame| ui::draw(frame, &scene.engine, view, scene.at(ms)))
+        .expect("draw");
+    terminal.backend().to_string()
+}
+
+/// A view like `scene.view` (focus, scroll, selection) with empty caches.
+fn fresh_view(scene: &Scene) -> ViewState {
+    let mut view = ViewState::new(Theme::plain(), C);
+    view.kb_status = scene.view.kb_status.clone();
+    view.focus = scene.view.focus;
+    view.chat_scroll = scene.view.chat_scroll;
+    view.lifecycle_selected = scene.view.lifecycle_selected;
+    view
+}
+
+fn chat_misses(view: &ViewState) -> u64 {
+    view.chat_cache.borrow().misses()
+}
+
+fn ask(scene: &mut Scene, text: String, ms: u64) {
+    scene.command(
+        Command::Ask {
+            conversation: C,
+            text,
+            tag: None,
+        },
+        ms,
+    );
+}
+
+#[test]
+fn a_long_chat_scrolled_to_the_top_middle_and_bottom_draws_what_a_fresh_render_draws() {
+    let mut scene = Scene::with(EngineConfig {
+        history_cap: 50,
+        ..EngineConfig::default()
+    });
+    // More messages than the cache keeps lines for, so scrolling back
+    // renders evicted messages again.
+    let questions = 140;
+    for i in 0..questions {
+        ask(
+            &mut scene,
+            format!("who guards the waystone? (question {})", i + 1),
+            100 + 100 * i,
+        );
+    }
+    assert!(
+        scene.engine.conversation(C).map_or(0, |c| c.messages.len())
+            > ui::chat_cache::MAX_CACHED_LINES
+    );
+    let ms = 100 * (questions + 2);
+    scene.view.focus = Focus::Chat;
+    let bottom = draw_with(&scene, &scene.view, 120, 40, ms);
+    assert!(
+        bottom.contains(&format!("(question {questions})")),
+        "{bottom}"
+    );
+    let max = scene.view.chat_max_scroll.get();
+    assert!(max > 2_000, "a long chat scrolls far: {max}");
+    for up in [max, max / 2, max / 3 + 7, 1, 0, max - 1, max, 0] {
+        scene.view.chat_scroll = up;
+        let cached = draw_with(&scene, &scene.view, 120, 40, ms);
+        let fresh_view = fresh_view(&scene);
+        let fresh = draw_with(&scene, &fresh_view, 120, 40, ms);
+        assert_eq!(cached, fresh, "scrolled up {up} of {max}");
+        assert_eq!(fresh_view.chat_max_scroll.get(), max);
+        if up == max {
+            assert!(cached.contains("(question 1)"), "{cached}");
+        }
+    }
+    // The cache keeps its bound.
+    assert!(scene.view.chat_cache.borrow().cached() <= ui::chat_cache::MAX_CACHED_LINES);
+    // Another width wraps differently: the cache starts over and agrees.
+    scene.view.chat_scroll = 0;
+    for (w, h) in [(80, 24), (200, 60), (120, 40)] {
+        let cached = draw_with(&scene, &scene.view, w, h, ms);
+        assert_eq!(
+            cached,
+            draw_with(&scene, &fresh_view(&scene), w, h, ms),
+            "{w}x{h}"
+        );
+    }
+    // Drawing with nothing changed renders nothing again.
+    let before = chat_misses(&scene.view);
+    draw_with(&scene, &scene.view, 120, 40, ms);
+    assert_eq!(chat_misses(&scene.view), before);
+}
+
+#[test]
+fn a_streaming_reply_is_rendered_again_while_the_others_come_from_the_cache() {
+    let mut scene = Scene::new();
+    for i in 0..10 {
+        ask(
+            &mut scene,
+            format!("what happened at the bridge? ({i})"),
+            100 + 100 * i,
+        );
+    }
+    let ms = 2_000;
+    draw_with(&scene, &scene.view, 120, 40, ms);
+    let settled = chat_misses(&scene.view);
+    assert_eq!(settled, 20, "each message rendered once");
+
+    // One more question, stopped where its reply starts streaming.
+    let now = scene.at(ms);
+    let mut queue = scene.engine.handle(
+        Input::Command(Command::Ask {
+            conversation: C,
+            text: "who guards the waystone?".into(),
+            tag: None,
+        }),
+        now,
+    );
+    let mut generation = None;
+    while let Some(effect) = queue.pop() {
+        match effect {
+            Effect::Dispatch {
+                id,
+                backend,
+                call: Call::Retrieve(q),
+            } => {
+                let result = Ok(scene.kb.search(&q.query, q.top_k).expect("search"));
+                let now = scene.at(ms + 10);
+                queue.extend(scene.engine.handle(
+                    Input::Retrieved {
+                        id,
+                        backend,
+                        result,
+                    },
+                    now,
+                ));
+            }
+            Effect::Dispatch {
+                id,
+                backend,
+                call: Call::Generate(task),
+            } => generation = Some((id, backend, scene.model.render(&task))),
+            _ => {}
+        }
+    }
+    let (id, backend, reply) = generation.expect("the reply's generation was dispatched");
+    draw_with(&scene, &scene.view, 120, 40, ms + 20);
+    assert_eq!(
+        chat_misses(&scene.view),
+        settled + 2,
+        "the new question and its empty reply"
+    );
+
+    let tokens: Vec<&str> = reply.split_inclusive(' ').collect();
+    assert!(tokens.len() > 20);
+    for (i, token) in tokens.iter().enumerate() {
+        let now = scene.at(ms + 30 + i as u64);
+        scene.engine.handle(
+            Input::Token {
+                id,
+                backend: backend.clone(),
+                text: (*token).to_string(),
+            },
+            now,
+        );
+        let before = chat_misses(&scene.view);
+        let at = ms + 30 + i as u64;
+        let cached = draw_with(&scene, &scene.view, 120, 40, at);
+        assert_eq!(
+            chat_misses(&scene.view),
+            before + 1,
+            "only the streaming reply is rendered again (token {i})"
+        );
+        if i % 8 == 0 || i + 1 == tokens.len() {
+            assert_eq!(
+                cached,
+                draw_with(&scene, &fresh_view(&scene), 120, 40, at),
+                "token {i}"
+            );
+        }
+    }
+    assert!(
+        draw_with(&scene, &scene.view, 120, 40, ms + 900).contains("streaming"),
+        "the reply is still streaming"
+    );
+    let now = scene.at(ms + 1_000);
+    let fx = scene.engine.handle(
+        Input::Finished {
+            id,
+            backend,
+            result: Ok(()),
+        },
+        now,
+    );
+    scene.run(fx, 3_000);
+    let before = chat_misses(&scene.view);
+    let done = draw_with(&scene, &scene.view, 120, 40, 3_100);
+    assert_eq!(chat_misses(&scene.view), before + 1, "the finished reply");
+    assert_eq!(done, draw_with(&scene, &fresh_view(&scene), 120, 40, 3_100));
+    assert!(!done.contains("streaming"));
+    draw_with(&scene, &scene.view, 120, 40, 3_200);
+    assert_eq!(
+        chat_misses(&scene.view),
+        before + 1,
+        "nothing changed since"
+    );
+}
+
+/// The lifecycle order as it was built before the registry kept indexes:
+/// sort everything, roots newest first with their children, then the rest.
+fn lifecycle_rows_by_sorting(engine: &Engine) -> Vec<RequestId> {
+    let registry = engine.registry();
+    let all = registry.all();
+    let mut rows = Vec::new();
+    for root in all.iter().rev().filter(|r| r.parent.is_none()) {
+        rows.push(root.id);
+        for child in &root.children {
+            if let Some(child) = registry.get(*child) {
+                rows.push(child.id);
+            }
+        }
+    }
+    let shown: std::collections::HashSet<_> = rows.iter().copied().collect();
+    rows.extend(
+        all.iter()
+            .rev()
+            .filter(|r| !shown.contains(&r.id))
+            .map(|r| r.id),
+    );
+    rows
+}
+
+/// The short ids in the first column of the lifecycle table, top to bottom.
+fn lifecycle_ids_on_screen(screen: &str) -> Vec<String> {
+    let lines: Vec<&str> = screen.lines().collect();
+    let header = lines
+        .iter()
+        .position(|l| l.contains("│id ") && l.contains("elapsed/limit"))
+        .expect("the lifecycle table's header");
+    lines[header + 1..]
+        .iter()
+        .map_while(|l| {
+            let cell: String = l.chars().skip(2).take(6).collect();
+            cell.chars()
+                .all(|c| c.is_ascii_alphanumeric())
+                .then_some(cell)
+        })
+        .collect()
+}
+
+#[test]
+fn the_lifecycle_table_builds_only_the_rows_on_screen_in_the_same_order() {
+    let mut scene = Scene::with(EngineConfig {
+        history_cap: 60,
+        ..EngineConfig::default()
+    });
+    for i in 0..30 {
+        ask(
+            &mut scene,
+            format!("the first encounter ({i})"),
+            100 + 100 * i,
+        );
+    }
+    // A request in flight and a cancelled one among the finished.
+    let now = scene.at(5_000);
+    scene.engine.handle(
+        Input::Command(Command::Scenario {
+            conversation: C,
+            prompt: "an ambush at the bridge".into(),
+            seed: Some(3),
+        }),
+        now,
+    );
+    let rows: Vec<RequestId> = ui::lifecycle_rows(&scene.engine)
+        .iter()
+        .map(|r| r.id)
+        .collect();
+    assert_eq!(rows, lifecycle_rows_by_sorting(&scene.engine));
+    assert_eq!(rows.len(), ui::lifecycle_row_count(&scene.engine));
+    assert!(rows.len() > 60, "the ring is full and one request is live");
+    for (i, id) in rows.iter().enumerate() {
+        assert_eq!(ui::lifecycle_row(&scene.engine, i).map(|r| r.id), Some(*id));
+    }
+    assert!(ui::lifecycle_row(&scene.engine, rows.len()).is_none());
+
+    scene.view.focus = Focus::Lifecycle;
+    let last = rows.len() - 1;
+    for selected in [0, 5, 20, 21, 40, last, last + 50] {
+        scene.view.lifecycle_selected = selected;
+        let screen = draw_with(&scene, &scene.view, 120, 40, 6_000);
+        assert_eq!(
+            screen,
+            draw_with(&scene, &fresh_view(&scene), 120, 40, 6_000)
+        );
+        let shown = lifecycle_ids_on_screen(&screen);
+        assert!(shown.len() > 5, "{screen}");
+        // The table scrolls just far enough to show the selection, as
+        // ratatui does with every row built.
+        let selected = selected.min(last);
+        let first = (selected + 1).saturating_sub(shown.len());
+        let expected: Vec<String> = rows[first..first + shown.len()]
+            .iter()
+            .map(|id| id.short())
+            .collect();
+        assert_eq!(shown, expected, "selected {selected}");
+    }
+}

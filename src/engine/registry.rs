@@ -7,8 +7,16 @@
 //! Invariants: `live` holds only non-final requests; every request leaves
 //! `live` exactly once, through [`Registry::finish`]; `history` and `events`
 //! never exceed their capacities.
+//!
+//! Two indexes keep the inspector's cost independent of how much is
+//! retained: `in_history` finds a request in the ring by id without a scan,
+//! and `roots` / `detached` keep the top-level requests in creation order as
+//! requests arrive and leave, so the view never sorts the whole ring. A
+//! retained request is exactly one of: a root (no parent), attached (listed
+//! in the `children` of a retained root), or detached (its parent is gone,
+//! is not a root, or had ended when it started).
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{BTreeSet, HashMap, VecDeque};
 use std::time::Instant;
 
 use serde::Serialize;
@@ -37,6 +45,16 @@ pub struct Registry {
     live: HashMap<RequestId, Request>,
     history: VecDeque<Request>,
     history_cap: usize,
+    /// Ring position of each request in `history`, counted from the first
+    /// request ever pushed: `history[pos - evicted]`.
+    in_history: HashMap<RequestId, u64>,
+    /// Requests pushed out of the front of the ring so far.
+    evicted: u64,
+    /// Retained requests without a parent, by `seq`.
+    roots: BTreeSet<(u64, RequestId)>,
+    /// Retained requests with a parent that are not listed under a retained
+    /// root, by `seq`.
+    detached: BTreeSet<(u64, RequestId)>,
     events: VecDeque<LifecycleEvent>,
     events_cap: usize,
     next_seq: u64,
@@ -49,6 +67,10 @@ impl Registry {
             live: HashMap::new(),
             history: VecDeque::new(),
             history_cap: history_cap.max(1),
+            in_history: HashMap::new(),
+            evicted: 0,
+            roots: BTreeSet::new(),
+            detached: BTreeSet::new(),
             events: VecDeque::new(),
             events_cap: 2_000,
             next_seq: 0,
@@ -62,10 +84,20 @@ impl Registry {
     }
 
     pub fn insert(&mut self, request: Request) {
-        if let Some(parent) = request.parent
-            && let Some(parent) = self.live.get_mut(&parent)
-        {
-            parent.children.push(request.id);
+        match request.parent {
+            None => {
+                self.roots.insert((request.seq, request.id));
+            }
+            Some(parent) => {
+                let mut under_root = false;
+                if let Some(parent) = self.live.get_mut(&parent) {
+                    parent.children.push(request.id);
+                    under_root = parent.parent.is_none();
+                }
+                if !under_root {
+                    self.detached.insert((request.seq, request.id));
+                }
+            }
         }
         self.live.insert(request.id, request);
     }
@@ -84,9 +116,41 @@ impl Registry {
 
     /// A request, live or in the history ring.
     pub fn get(&self, id: RequestId) -> Option<&Request> {
-        self.live
-            .get(&id)
-            .or_else(|| self.history.iter().rev().find(|r| r.id == id))
+        self.live.get(&id).or_else(|| {
+            let slot = self.history_slot(id)?;
+            self.history.get(slot)
+        })
+    }
+
+    /// Where `id` sits in the history ring.
+    fn history_slot(&self, id: RequestId) -> Option<usize> {
+        let pos = self.in_history.get(&id)?;
+        usize::try_from(pos.checked_sub(self.evicted)?).ok()
+    }
+
+    /// How many requests are retained (live and in the history ring).
+    pub fn retained_len(&self) -> usize {
+        self.live.len() + self.history.len()
+    }
+
+    /// Retained requests without a parent, newest first.
+    pub fn roots_newest_first(&self) -> impl Iterator<Item = &Request> {
+        self.roots.iter().rev().filter_map(|(_, id)| self.get(*id))
+    }
+
+    /// Retained requests with a parent that are not listed under a retained
+    /// root (the parent left the history ring, or is not a root, or had
+    /// ended when the child started), newest first.
+    pub fn detached_newest_first(&self) -> impl Iterator<Item = &Request> {
+        self.detached
+            .iter()
+            .rev()
+            .filter_map(|(_, id)| self.get(*id))
+    }
+
+    /// How many retained requests [`Registry::detached_newest_first`] yields.
+    pub fn detached_len(&self) -> usize {
+        self.detached.len()
     }
 
     pub fn live_count(&self) -> usize {
@@ -166,20 +230,25 @@ impl Registry {
             elapsed_ms = millis(request.elapsed(now)),
             "request finished"
         );
-        if self.history.len() == self.history_cap {
-            self.history.pop_front();
-        }
+        // In first, then the oldest out: a child finishing as its parent
+        // leaves the ring must be found to be detached.
+        self.in_history
+            .insert(request.id, self.evicted + self.history.len() as u64);
         self.history.push_back(request);
+        if self.history.len() > self.history_cap
+            && let Some(gone) = self.history.pop_front()
+        {
+            self.forget(&gone);
+        }
         self.history.back()
     }
 
     /// Record `child` under `parent` (restored requests), once.
     pub fn add_child(&mut self, parent: RequestId, child: RequestId) {
-        let parent = self
-            .history
-            .iter_mut()
-            .find(|r| r.id == parent)
-            .or_else(|| self.live.get_mut(&parent));
+        let parent = match self.history_slot(parent) {
+            Some(slot) => self.history.get_mut(slot),
+            None => self.live.get_mut(&parent),
+        };
         if let Some(parent) = parent
             && !parent.children.contains(&child)
         {
@@ -188,23 +257,57 @@ impl Registry {
     }
 
     /// Put a finished request from an earlier run (a reopened session's
-    /// inspector history) into the history ring. It is never live; one
-    /// already known is left as it is.
+    /// inspector history) into the history ring, indexed as if it had
+    /// finished here. It is never live; one already known is left as it is.
     pub fn restore(&mut self, mut request: Request) {
         if self.get(request.id).is_some() || request.outcome().is_none() {
             return;
         }
         request.seq = self.next_seq();
-        if self.history.len() == self.history_cap {
-            self.history.pop_front();
+        match request.parent {
+            None => {
+                self.roots.insert((request.seq, request.id));
+            }
+            Some(parent) => {
+                let under_root = self.get(parent).is_some_and(|p| p.parent.is_none());
+                if !under_root {
+                    self.detached.insert((request.seq, request.id));
+                }
+            }
         }
+        self.in_history
+            .insert(request.id, self.evicted + self.history.len() as u64);
         self.history.push_back(request);
+        if self.history.len() > self.history_cap
+            && let Some(gone) = self.history.pop_front()
+        {
+            self.forget(&gone);
+        }
+    }
+
+    /// Drop the indexes' entries for a request that left the history ring;
+    /// its children that were listed under it (it was a root) are detached.
+    fn forget(&mut self, gone: &Request) {
+        self.evicted += 1;
+        self.in_history.remove(&gone.id);
+        if gone.parent.is_some() {
+            self.detached.remove(&(gone.seq, gone.id));
+            return;
+        }
+        self.roots.remove(&(gone.seq, gone.id));
+        for child in &gone.children {
+            if let Some(child) = self.get(*child) {
+                self.detached.insert((child.seq, child.id));
+            }
+        }
     }
 
     /// A result for `id` arrived but `id` is not live: drop it and say so.
     /// Returns the event text.
     pub fn late_drop(&mut self, id: RequestId, backend: &str, what: &str, now: Instant) -> String {
-        let found = self.history.iter_mut().rev().find(|r| r.id == id);
+        let found = self
+            .history_slot(id)
+            .and_then(|slot| self.history.get_mut(slot));
         let (text, event) = match found {
             Some(request) => {
                 request.late_drops += 1;
@@ -271,5 +374,163 @@ fn event_for(request: &Request, now: Instant, origin: Instant, event: String) ->
         kind: Some(request.kind),
         backend: request.backend.clone(),
         event,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use rand::rngs::SmallRng;
+    use rand::{Rng, SeedableRng};
+    use ulid::Ulid;
+
+    use super::*;
+    use crate::engine::request::DeadlinePolicy;
+
+    fn request(seq: u64, parent: Option<RequestId>, now: Instant) -> Request {
+        Request {
+            id: RequestId(Ulid::from_parts(seq, u128::from(seq))),
+            seq,
+            kind: if parent.is_some() {
+                Kind::Retrieve
+            } else {
+                Kind::Turn
+            },
+            backend: "local".into(),
+            conversation: None,
+            parent,
+            children: Vec::new(),
+            label: String::new(),
+            created: now,
+            dispatched: None,
+            ended: None,
+            policy: DeadlinePolicy::Unbounded,
+            deadline: None,
+            phase: Phase::Queued,
+            attempt: 0,
+            late_drops: 0,
+            timeline: Vec::new(),
+            progress: None,
+        }
+    }
+
+    /// The inspector's order as it was built before the indexes: sort
+    /// everything, roots newest first with their children, then the rest.
+    fn rows_by_sorting(registry: &Registry) -> Vec<RequestId> {
+        let all = registry.all();
+        let mut rows = Vec::new();
+        for root in all.iter().rev().filter(|r| r.parent.is_none()) {
+            rows.push(root.id);
+            for child in &root.children {
+                if let Some(child) = registry.get(*child) {
+                    rows.push(child.id);
+                }
+            }
+        }
+        let shown: std::collections::HashSet<_> = rows.iter().copied().collect();
+        rows.extend(
+            all.iter()
+                .rev()
+                .filter(|r| !shown.contains(&r.id))
+                .map(|r| r.id),
+        );
+        rows
+    }
+
+    /// The same order from the indexes, as the view builds it.
+    fn rows_from_indexes(registry: &Registry) -> Vec<RequestId> {
+        let mut rows = Vec::new();
+        for root in registry.roots_newest_first() {
+            rows.push(root.id);
+            rows.extend(
+                root.children
+                    .iter()
+                    .filter_map(|c| registry.get(*c))
+                    .map(|c| c.id),
+            );
+        }
+        rows.extend(registry.detached_newest_first().map(|r| r.id));
+        rows
+    }
+
+    #[test]
+    fn indexes_keep_the_inspector_order_through_inserts_finishes_and_evictions() {
+        let t0 = Instant::now();
+        let mut detached_seen = 0;
+        for seed in 0..20 {
+            let mut rng = SmallRng::seed_from_u64(seed);
+            let mut registry = Registry::new(t0, rng.random_range(1..12));
+            let mut ever = Vec::new();
+            for step in 0..400 {
+                let retained: Vec<RequestId> = registry.all().iter().map(|r| r.id).collect();
+                let live: Vec<RequestId> = registry.live_requests().map(|r| r.id).collect();
+                match rng.random_range(0..10) {
+                    // A root.
+                    0..3 => {
+                        let seq = registry.next_seq();
+                        registry.insert(request(seq, None, t0));
+                        ever.push(RequestId(Ulid::from_parts(seq, u128::from(seq))));
+                    }
+                    // A child of anything retained (live, ended, itself a
+                    // child) or of a request already forgotten.
+                    3..6 => {
+                        let parent = if !retained.is_empty() && rng.random_bool(0.9) {
+                            retained[rng.random_range(0..retained.len())]
+                        } else if !ever.is_empty() {
+                            ever[rng.random_range(0..ever.len())]
+                        } else {
+                            continue;
+                        };
+                        let seq = registry.next_seq();
+                        registry.insert(request(seq, Some(parent), t0));
+                        ever.push(RequestId(Ulid::from_parts(seq, u128::from(seq))));
+                    }
+                    _ if !live.is_empty() => {
+                        let id = live[rng.random_range(0..live.len())];
+                        assert!(
+                            registry
+                                .finish(id, Outcome::Completed, t0 + Duration::from_millis(step))
+                                .is_some()
+                        );
+                    }
+                    _ => {}
+                }
+                let rows = rows_from_indexes(&registry);
+                assert_eq!(rows, rows_by_sorting(&registry), "seed {seed} step {step}");
+                assert_eq!(rows.len(), registry.retained_len());
+                detached_seen += registry.detached_len();
+                let retained: std::collections::HashSet<RequestId> =
+                    registry.all().iter().map(|r| r.id).collect();
+                for id in &ever {
+                    assert_eq!(registry.get(*id).is_some(), retained.contains(id));
+                }
+            }
+            assert!(registry.history_len() <= registry.history_cap);
+        }
+        // The runs did reach the cases the indexes exist for.
+        assert!(detached_seen > 100, "{detached_seen}");
+    }
+
+    #[test]
+    fn a_late_result_finds_its_request_in_the_ring_by_id() {
+        let t0 = Instant::now();
+        let mut registry = Registry::new(t0, 3);
+        let ids: Vec<RequestId> = (0..5)
+            .map(|_| {
+                let seq = registry.next_seq();
+                let r = request(seq, None, t0);
+                let id = r.id;
+                registry.insert(r);
+                registry.finish(id, Outcome::Completed, t0);
+                id
+            })
+            .collect();
+        // The two oldest left the ring; the others count their late drops.
+        registry.late_drop(ids[3], "local", "a result", t0);
+        registry.late_drop(ids[0], "local", "a result", t0);
+        assert_eq!(registry.get(ids[3]).map(|r| r.late_drops), Some(1));
+        assert!(registry.get(ids[0]).is_none());
+        assert_eq!(registry.get(ids[4]).map(|r| r.late_drops), Some(0));
     }
 }

@@ -11,7 +11,7 @@ use crate::engine::breaker::Force;
 use crate::engine::command::{Line, parse_line};
 use crate::engine::{Command, Engine};
 use crate::keymap::{Action as Bound, Context};
-use crate::ui::{Citation, CitedIn, Focus, ViewState, lifecycle_rows};
+use crate::ui::{Citation, CitedIn, Focus, ViewState, lifecycle_row, lifecycle_row_count};
 
 /// What the loop must do after a key.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -252,7 +252,7 @@ fn scroll(step: Move, context: Context, view: &mut ViewState, engine: &Engine) {
             view.scenario_scroll = step.apply(view.scenario_scroll, max);
         }
         Context::Lifecycle => {
-            let last = lifecycle_rows(engine).len().saturating_sub(1);
+            let last = lifecycle_row_count(engine).saturating_sub(1);
             view.lifecycle_selected = step.apply(view.lifecycle_selected, last);
         }
         // An open passage scrolls; the results move the selection.
@@ -401,9 +401,11 @@ fn scenario_action(action: Bound, view: &mut ViewState, engine: &Engine) -> Vec<
 }
 
 fn lifecycle_action(action: Bound, view: &mut ViewState, engine: &Engine) -> Vec<Action> {
-    let rows = lifecycle_rows(engine);
-    view.lifecycle_selected = view.lifecycle_selected.min(rows.len().saturating_sub(1));
-    let Some(row) = rows.get(view.lifecycle_selected) else {
+    // Only the selected row is looked up: the cost does not grow with the
+    // retained history.
+    let count = lifecycle_row_count(engine);
+    view.lifecycle_selected = view.lifecycle_selected.min(count.saturating_sub(1));
+    let Some(row) = lifecycle_row(engine, view.lifecycle_selected) else {
         return Vec::new();
     };
     match action {

@@ -1,8 +1,11 @@
 //! Pure drawing: `draw(frame, engine, view, now)` reads the engine's state
 //! and the view state and writes cells. Nothing here changes state, starts
 //! work or touches the disk. Every untrusted string is sanitised on its way
-//! to the screen (`sanitize`, `markdown`).
+//! to the screen (`sanitize`, `markdown`). The only state a draw writes is
+//! view-side: layout feedback (`Cell`s) and the chat's rendered-lines cache
+//! (`chat_cache`), which only ever holds what a fresh render would draw.
 
+pub mod chat_cache;
 mod help;
 pub mod markdown;
 mod panes;
@@ -10,7 +13,7 @@ pub mod search;
 pub mod sessions;
 pub mod theme;
 
-use std::cell::Cell;
+use std::cell::{Cell, RefCell};
 use std::time::Instant;
 
 use ratatui::Frame;
@@ -204,6 +207,8 @@ pub struct ViewState {
     pub scenario_max_scroll: Cell<usize>,
     /// How far the open search passage can scroll.
     pub passage_max_scroll: Cell<usize>,
+    /// The chat's rendered messages, kept between frames.
+    pub chat_cache: RefCell<chat_cache::ChatCache>,
 }
 
 impl ViewState {
@@ -235,6 +240,7 @@ impl ViewState {
             chat_max_scroll: Cell::new(0),
             scenario_max_scroll: Cell::new(0),
             passage_max_scroll: Cell::new(0),
+            chat_cache: RefCell::default(),
         };
         view.reset_input();
         view
@@ -301,22 +307,49 @@ impl ViewState {
 }
 
 /// The lifecycle table's rows, newest pipeline first, each followed by its
-/// children in the order they started.
+/// children in the order they started; then the requests whose parent left
+/// the history ring (or never listed them), newest first.
 pub fn lifecycle_rows(engine: &Engine) -> Vec<&Request> {
-    let all = engine.registry().all();
-    let mut rows = Vec::with_capacity(all.len());
-    for root in all.iter().rev().filter(|r| r.parent.is_none()) {
-        rows.push(*root);
-        for child in &root.children {
-            if let Some(child) = engine.registry().get(*child) {
-                rows.push(child);
-            }
-        }
-    }
-    // Children whose parent fell out of the history ring still show.
-    let shown: std::collections::HashSet<_> = rows.iter().map(|r| r.id).collect();
-    rows.extend(all.iter().rev().filter(|r| !shown.contains(&r.id)).copied());
-    rows
+    lifecycle_rows_from(engine, 0).collect()
+}
+
+/// How many rows the lifecycle table has: one per retained request.
+pub fn lifecycle_row_count(engine: &Engine) -> usize {
+    engine.registry().retained_len()
+}
+
+/// The lifecycle table's row `index`, as [`lifecycle_rows`] orders them,
+/// without building the others.
+pub fn lifecycle_row(engine: &Engine, index: usize) -> Option<&Request> {
+    lifecycle_rows_from(engine, index).next()
+}
+
+/// The lifecycle table's rows from `first` on, built as they are taken: the
+/// cost is the rows skipped and taken, never a sort of the whole history
+/// (the registry keeps roots and detached requests in creation order).
+pub fn lifecycle_rows_from(engine: &Engine, first: usize) -> impl Iterator<Item = &Request> {
+    let registry = engine.registry();
+    let detached_from = registry
+        .retained_len()
+        .saturating_sub(registry.detached_len());
+    // Rows in the detached tail are reached without walking the roots.
+    let (roots, skip_roots, skip_detached) = if first >= detached_from {
+        (0, 0, first - detached_from)
+    } else {
+        (usize::MAX, first, 0)
+    };
+    registry
+        .roots_newest_first()
+        .take(roots)
+        .flat_map(move |root| {
+            std::iter::once(root).chain(
+                root.children
+                    .iter()
+                    .filter_map(move |child| registry.get(*child)),
+            )
+        })
+        .skip(skip_roots)
+        .chain(registry.detached_newest_first().skip(skip_detached))
 }
 
 pub fn draw(frame: &mut Frame, engine: &Engine, view: &ViewState, now: Instant) {

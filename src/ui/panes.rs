@@ -10,14 +10,15 @@ use ratatui::style::Style;
 use ratatui::text::{Line, Span, Text};
 use ratatui::widgets::{Block, Cell, Clear, Paragraph, Row, Table, TableState, Wrap};
 
+use super::chat_cache::{ChatCache, ChatContent};
 use super::{
-    Focus, Theme, ViewState, centered, is_generation, kind_cell, lifecycle_rows, markdown,
-    pane_block,
+    Focus, Theme, ViewState, centered, is_generation, kind_cell, lifecycle_row,
+    lifecycle_row_count, lifecycle_rows_from, markdown, pane_block,
 };
 use crate::domain::{Passage, Role};
 use crate::engine::Engine;
 use crate::engine::request::{Outcome, Phase, Request, format_duration};
-use crate::engine::workspace::{Conversation, MessageStatus, ScenarioStatus};
+use crate::engine::workspace::{ChatMessage, Conversation, MessageStatus, ScenarioStatus};
 use crate::sanitize::{one_line, sanitize};
 
 pub(super) fn chat(frame: &mut Frame, area: Rect, engine: &Engine, view: &ViewState) {
@@ -25,77 +26,99 @@ pub(super) fn chat(frame: &mut Frame, area: Rect, engine: &Engine, view: &ViewSt
     let empty = Conversation::new("");
     let conv = engine.conversation(view.current).unwrap_or(&empty);
     let block = pane_block("Chat", view.focus == Focus::Chat, t);
-    let mut lines: Vec<Line<'static>> = Vec::new();
+    // After the messages: the hint in an empty chat, or the queue and the
+    // messages left unsent.
+    let mut tail: Vec<Line<'static>> = Vec::new();
     if conv.messages.is_empty() && conv.queue.is_empty() && conv.unsent.is_empty() {
-        lines.push(Line::styled(
+        tail.push(Line::styled(
             "Ask anything about the lore, e.g. `who guards the waystone?`",
             t.dim,
         ));
-        lines.push(Line::styled(
+        tail.push(Line::styled(
             "Answers cite the passages they come from: [1], [2], ...",
             t.dim,
         ));
     }
-    for message in &conv.messages {
-        match message.role {
-            Role::User => {
-                lines.push(Line::styled("you", t.user));
-                lines.push(Line::raw(sanitize(&message.text)));
-            }
-            Role::Assistant => {
-                let backend = message.backend.as_deref().unwrap_or("assistant");
-                let mut header = vec![Span::styled(sanitize(backend), t.assistant)];
-                match &message.status {
-                    MessageStatus::Running if message.text.is_empty() => {
-                        header.push(Span::styled("  … working", t.dim));
-                    }
-                    MessageStatus::Running => header.push(Span::styled("  … streaming", t.dim)),
-                    MessageStatus::Done => {}
-                    MessageStatus::Failed(reason) => header.push(Span::styled(
-                        format!("  incomplete: {}", one_line(reason)),
-                        t.error,
-                    )),
-                    MessageStatus::Cancelled => header.push(Span::styled("  cancelled", t.warn)),
-                }
-                lines.push(Line::from(header));
-                if let Some(reason) = &message.no_lore {
-                    lines.push(Line::styled(
-                        format!("no lore: {}", one_line(reason)),
-                        t.warn,
-                    ));
-                }
-                lines.extend(markdown::to_text(&message.text, t).lines);
-                lines.extend(sources_footer(&message.text, &message.passages, view));
-            }
-        }
-        lines.push(Line::default());
-    }
     if !conv.queue.is_empty() {
-        lines.push(Line::styled(
+        tail.push(Line::styled(
             format!("queued ({})", conv.queue.len()),
             t.warn,
         ));
         for queued in &conv.queue {
-            lines.push(Line::styled(
+            tail.push(Line::styled(
                 format!("  #{} {}", queued.number, one_line(&queued.text)),
                 t.dim,
             ));
         }
     }
     if !conv.unsent.is_empty() {
-        lines.push(Line::styled(
+        tail.push(Line::styled(
             format!(
-                "unsent ({}): not sent before loreweave stopped",
+                "unsent ({}): not sent before loreweave stopped (/resend sends them)",
                 conv.unsent.len()
             ),
             t.warn,
         ));
         for unsent in &conv.unsent {
-            lines.push(Line::styled(format!("  {}", one_line(&unsent.text)), t.dim));
+            tail.push(Line::styled(format!("  {}", one_line(&unsent.text)), t.dim));
         }
     }
-    let max = render_scrolled_from_bottom(frame, area, block, lines, view.chat_scroll);
+    let inner = block.inner(area);
+    frame.render_widget(block, area);
+    let render = |message: &ChatMessage| message_lines(message, view);
+    let content = ChatContent {
+        messages: &conv.messages,
+        tail,
+        theme: t,
+        render: &render,
+    };
+    let max = match view.chat_cache.try_borrow_mut() {
+        Ok(mut cache) => cache.draw(frame, inner, content, view.chat_scroll),
+        // Never reached (drawing is not reentrant); a throwaway cache draws
+        // the same lines.
+        Err(_) => ChatCache::default().draw(frame, inner, content, view.chat_scroll),
+    };
     view.chat_max_scroll.set(max);
+}
+
+/// One message as the chat shows it: who wrote it, its text, what it cites,
+/// and a blank line.
+fn message_lines(message: &ChatMessage, view: &ViewState) -> Vec<Line<'static>> {
+    let t = &view.theme;
+    let mut lines = Vec::new();
+    match message.role {
+        Role::User => {
+            lines.push(Line::styled("you", t.user));
+            lines.push(Line::raw(sanitize(&message.text)));
+        }
+        Role::Assistant => {
+            let backend = message.backend.as_deref().unwrap_or("assistant");
+            let mut header = vec![Span::styled(sanitize(backend), t.assistant)];
+            match &message.status {
+                MessageStatus::Running if message.text.is_empty() => {
+                    header.push(Span::styled("  … working", t.dim));
+                }
+                MessageStatus::Running => header.push(Span::styled("  … streaming", t.dim)),
+                MessageStatus::Done => {}
+                MessageStatus::Failed(reason) => header.push(Span::styled(
+                    format!("  incomplete: {}", one_line(reason)),
+                    t.error,
+                )),
+                MessageStatus::Cancelled => header.push(Span::styled("  cancelled", t.warn)),
+            }
+            lines.push(Line::from(header));
+            if let Some(reason) = &message.no_lore {
+                lines.push(Line::styled(
+                    format!("no lore: {}", one_line(reason)),
+                    t.warn,
+                ));
+            }
+            lines.extend(markdown::to_text(&message.text, t).lines);
+            lines.extend(sources_footer(&message.text, &message.passages, view));
+        }
+    }
+    lines.push(Line::default());
+    lines
 }
 
 /// "cited: [1] Title (source)" lines for the passages a text really cites,
@@ -123,25 +146,6 @@ fn sources_footer(
         ]));
     }
     lines
-}
-
-/// Wrap, then show the bottom of the text, `up` lines scrolled back.
-/// Returns how far it could scroll back.
-fn render_scrolled_from_bottom(
-    frame: &mut Frame,
-    area: Rect,
-    block: ratatui::widgets::Block<'_>,
-    lines: Vec<Line<'static>>,
-    up: usize,
-) -> usize {
-    let inner = block.inner(area);
-    let paragraph = Paragraph::new(lines).wrap(Wrap { trim: false });
-    let total = paragraph.line_count(inner.width);
-    let height = usize::from(inner.height);
-    let max = total.saturating_sub(height);
-    let top = u16::try_from(max.saturating_sub(up)).unwrap_or(u16::MAX);
-    frame.render_widget(paragraph.block(block).scroll((top, 0)), area);
-    max
 }
 
 pub(super) fn scenarios(frame: &mut Frame, area: Rect, engine: &Engine, view: &ViewState) {
@@ -274,8 +278,8 @@ pub(super) fn lifecycle(
     }
     frame.render_widget(Paragraph::new(header), header_area);
 
-    let rows = lifecycle_rows(engine);
-    if rows.is_empty() {
+    let count = lifecycle_row_count(engine);
+    if count == 0 {
         frame.render_widget(
             Paragraph::new(Line::styled(
                 "No requests yet. Every retrieval and generation shows up here, live.",
@@ -284,6 +288,16 @@ pub(super) fn lifecycle(
             table_area,
         );
     } else {
+        // Only the rows on screen are built. With every row one line high
+        // and the table scrolled from the top, ratatui shows rows
+        // `selected + 1 - height ..` when the selection is below the fold;
+        // the window below starts there, so the table draws the same cells.
+        let selected = view.lifecycle_selected.min(count - 1);
+        let height = usize::from(table_area.height.saturating_sub(1));
+        let first = (selected + 1).saturating_sub(height.max(1));
+        let rows: Vec<&Request> = lifecycle_rows_from(engine, first)
+            .take(height + 1)
+            .collect();
         let table_rows = rows.iter().map(|r| {
             let (state_style, info) = row_state(r, view);
             Row::new(vec![
@@ -332,8 +346,7 @@ pub(super) fn lifecycle(
                 Style::default()
             })
             .column_spacing(1);
-        let mut state =
-            TableState::default().with_selected(Some(view.lifecycle_selected.min(rows.len() - 1)));
+        let mut state = TableState::default().with_selected(Some(selected - first));
         frame.render_stateful_widget(table, table_area, &mut state);
     }
 
@@ -403,8 +416,8 @@ pub(super) fn detail(
     now: Instant,
 ) {
     let t = &view.theme;
-    let rows = lifecycle_rows(engine);
-    let Some(selected) = rows.get(view.lifecycle_selected.min(rows.len().saturating_sub(1))) else {
+    let last = lifecycle_row_count(engine).saturating_sub(1);
+    let Some(selected) = lifecycle_row(engine, view.lifecycle_selected.min(last)) else {
         return;
     };
     let mut lines = Vec::new();

@@ -1,0 +1,539 @@
+//! The chat pane's rendered lines, kept between frames so that a frame's
+//! cost does not grow with the length of the conversation.
+//!
+//! Each message's lines (header, markdown, sources, the blank line after)
+//! are rendered once per version of the message and its wrapped row count
+//! is kept for the pane's width; a frame then only checks the messages that
+//! can still change, sums row counts to find what is on screen, and wraps
+//! and draws just those messages. Drawing stays pure: the cache is view
+//! state, and what it holds is always what a fresh render would produce.
+//!
+//! Invariants:
+//! - `entries[i]` describes `messages[i]` as of the last frame: its
+//!   `version`, its `rows` at `width` and `start` (the rows of all messages
+//!   before it), with or without its `lines` (evicted ones are rendered
+//!   again when they come into view).
+//! - `entries[..settled]` are final messages (not running). The engine never
+//!   changes a final message and only ever appends text to a running one,
+//!   so only `entries[settled..]` are compared each frame, plus the first
+//!   and the last settled message as anchors and the messages on screen:
+//!   when one of those differs (another conversation is shown, messages
+//!   were replaced) everything is rebuilt.
+//! - A message's version is what its lines depend on: role, request, the
+//!   text's buffer and length (text only grows), status, backend, the
+//!   no-lore reason and the passages. The width and the theme key the whole
+//!   cache: a change of either empties it.
+//! - At most [`MAX_CACHED_LINES`] messages keep their lines; row counts are
+//!   kept for every message (a few words each).
+
+use ratatui::Frame;
+use ratatui::layout::Rect;
+use ratatui::text::{Line, Span, Text};
+use ratatui::widgets::{Paragraph, Wrap};
+
+use super::Theme;
+use crate::domain::Role;
+use crate::engine::request::RequestId;
+use crate::engine::workspace::{ChatMessage, MessageStatus};
+
+/// How many messages keep their rendered lines: a few screens' worth. The
+/// others keep only their row count.
+pub const MAX_CACHED_LINES: usize = 256;
+
+/// What a message's rendered lines depend on.
+#[derive(Debug, Clone, PartialEq)]
+struct Version {
+    role: Role,
+    request: Option<RequestId>,
+    text_at: usize,
+    text_len: usize,
+    status: MessageStatus,
+    backend: Option<String>,
+    no_lore: Option<String>,
+    passages_at: usize,
+    passages_len: usize,
+}
+
+impl Version {
+    fn of(m: &ChatMessage) -> Self {
+        Self {
+            role: m.role,
+            request: m.request,
+            text_at: m.text.as_ptr() as usize,
+            text_len: m.text.len(),
+            status: m.status.clone(),
+            backend: m.backend.clone(),
+            no_lore: m.no_lore.clone(),
+            passages_at: m.passages.as_ptr() as usize,
+            passages_len: m.passages.len(),
+        }
+    }
+
+    /// Whether `m` is still this version (no allocation).
+    fn matches(&self, m: &ChatMessage) -> bool {
+        self.text_len == m.text.len()
+            && self.text_at == m.text.as_ptr() as usize
+            && self.request == m.request
+            && self.role == m.role
+            && self.status == m.status
+            && self.passages_len == m.passages.len()
+            && self.passages_at == m.passages.as_ptr() as usize
+            && self.backend == m.backend
+            && self.no_lore == m.no_lore
+    }
+}
+
+#[derive(Debug)]
+struct Entry {
+    version: Version,
+    /// Wrapped rows at the cache's width.
+    rows: usize,
+    /// Rows of all messages before this one.
+    start: usize,
+    lines: Option<Vec<Line<'static>>>,
+    /// The frame that last drew this message (0: never drawn).
+    used: u64,
+}
+
+/// The rows on screen.
+struct Window {
+    /// How far the chat can scroll back.
+    max: usize,
+    /// The first and one past the last row on screen, from the top.
+    top: usize,
+    bottom: usize,
+    /// The first and one past the last message on screen.
+    first: usize,
+    last: usize,
+    /// The rows of all messages: where the tail starts.
+    above_tail: usize,
+}
+
+/// Rendered chat messages, by position in the conversation shown.
+#[derive(Default)]
+pub struct ChatCache {
+    width: u16,
+    theme: Option<Theme>,
+    entries: Vec<Entry>,
+    settled: usize,
+    /// Messages that hold their lines.
+    with_lines: usize,
+    frame: u64,
+    /// Messages rendered (markdown parsed and wrapped) since the start.
+    misses: u64,
+}
+
+impl std::fmt::Debug for ChatCache {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ChatCache")
+            .field("width", &self.width)
+            .field("messages", &self.entries.len())
+            .field("settled", &self.settled)
+            .field("with_lines", &self.with_lines)
+            .field("misses", &self.misses)
+            .finish()
+    }
+}
+
+/// A message's lines as the chat pane shows them.
+pub type RenderMessage<'r> = &'r dyn Fn(&ChatMessage) -> Vec<Line<'static>>;
+
+/// What the chat pane shows: the messages, then lines after them (the
+/// queue, or the hint in an empty chat), in `theme`.
+pub struct ChatContent<'a> {
+    pub messages: &'a [ChatMessage],
+    pub tail: Vec<Line<'static>>,
+    pub theme: &'a Theme,
+    /// Renders one message; must depend only on the message and `theme`.
+    pub render: RenderMessage<'a>,
+}
+
+impl ChatCache {
+    /// How many times a message was rendered (a cache miss) so far.
+    pub fn misses(&self) -> u64 {
+        self.misses
+    }
+
+    /// How many messages hold rendered lines now.
+    pub fn cached(&self) -> usize {
+        self.with_lines
+    }
+
+    fn reset(&mut self, width: u16, theme: &Theme) {
+        self.width = width;
+        self.theme = Some(theme.clone());
+        self.entries.clear();
+        self.settled = 0;
+        self.with_lines = 0;
+    }
+
+    /// Bring the entries up to date with `messages`.
+    fn sync(&mut self, messages: &[ChatMessage], width: u16, theme: &Theme, render: RenderMessage) {
+        if width != self.width || self.theme.as_ref() != Some(theme) {
+            self.reset(width, theme);
+        }
+        let anchors_hold = self.settled <= messages.len()
+            && (self.settled == 0
+                || (self.entries[0].version.matches(&messages[0])
+                    && self.entries[self.settled - 1]
+                        .version
+                        .matches(&messages[self.settled - 1])));
+        if !anchors_hold {
+            self.reset(width, theme);
+        }
+        let mut dirty = None;
+        if self.entries.len() > messages.len() {
+            for gone in self.entries.drain(messages.len()..) {
+                self.with_lines -= usize::from(gone.lines.is_some());
+            }
+            dirty = Some(messages.len());
+        }
+        for (i, message) in messages.iter().enumerate().skip(self.settled) {
+            if self
+                .entries
+                .get(i)
+                .is_some_and(|e| e.version.matches(message))
+            {
+                continue;
+            }
+            let lines = render(message);
+            self.misses += 1;
+            let entry = Entry {
+                version: Version::of(message),
+                rows: rows(&lines, width),
+                start: 0,
+                lines: Some(lines),
+                used: 0,
+            };
+            self.with_lines += 1;
+            match self.entries.get_mut(i) {
+                Some(old) => {
+                    self.with_lines -= usize::from(old.lines.is_some());
+                    *old = entry;
+                }
+                None => self.entries.push(entry),
+            }
+            dirty.get_or_insert(i);
+        }
+        if let Some(from) = dirty {
+            let mut start = from
+                .checked_sub(1)
+                .and_then(|i| self.entries.get(i))
+                .map_or(0, |e| e.start + e.rows);
+            for entry in &mut self.entries[from..] {
+                entry.start = start;
+                start += entry.rows;
+            }
+        }
+        while messages
+            .get(self.settled)
+            .is_some_and(|m| m.status != MessageStatus::Running)
+        {
+            self.settled += 1;
+        }
+    }
+
+    /// Rows of all messages.
+    fn message_rows(&self) -> usize {
+        self.entries.last().map_or(0, |e| e.start + e.rows)
+    }
+
+    /// Draw the messages then the tail into `area`, wrapped, showing the
+    /// bottom with `up` rows scrolled back. Returns how far it can scroll
+    /// back.
+    pub fn draw(
+        &mut self,
+        frame: &mut Frame,
+        area: Rect,
+        content: ChatContent<'_>,
+        up: usize,
+    ) -> usize {
+        let ChatContent {
+            messages,
+            tail,
+            theme,
+            render,
+        } = content;
+        self.frame += 1;
+        self.sync(messages, area.width, theme, render);
+        // The messages on screen are checked too, settled or not: should a
+        // final message ever change, the screen still shows what it says.
+        let mut window = self.window(up, area.height, &tail);
+        let on_screen = window.first..window.last;
+        if !self.entries[on_screen.clone()]
+            .iter()
+            .zip(&messages[on_screen])
+            .all(|(e, m)| e.version.matches(m))
+        {
+            self.reset(area.width, theme);
+            self.sync(messages, area.width, theme, render);
+            window = self.window(up, area.height, &tail);
+        }
+        let Window {
+            max,
+            top,
+            bottom,
+            first,
+            last,
+            above_tail,
+        } = window;
+        for (entry, message) in self.entries[first..last]
+            .iter_mut()
+            .zip(&messages[first..last])
+        {
+            entry.used = self.frame;
+            if entry.lines.is_none() {
+                entry.lines = Some(render(message));
+                self.misses += 1;
+                self.with_lines += 1;
+            }
+        }
+        let skip = top - self.entries.get(first).map_or(above_tail, |e| e.start);
+        let mut lines: Vec<Line<'_>> = self.entries[first..last]
+            .iter()
+            .flat_map(|e| e.lines.iter().flatten())
+            .map(borrowed)
+            .collect();
+        if above_tail < bottom {
+            lines.extend(tail.iter().map(borrowed));
+        }
+        let paragraph = Paragraph::new(Text::from(lines))
+            .wrap(Wrap { trim: false })
+            .scroll((u16::try_from(skip).unwrap_or(u16::MAX), 0));
+        frame.render_widget(paragraph, area);
+        self.evict();
+        max
+    }
+
+    /// Where the screen is, `up` rows back from the bottom of a pane
+    /// `height` rows high.
+    fn window(&self, up: usize, height: u16, tail: &[Line<'static>]) -> Window {
+        let above_tail = self.message_rows();
+        let total = above_tail + rows(tail, self.width);
+        let height = usize::from(height);
+        let max = total.saturating_sub(height);
+        let top = max.saturating_sub(up);
+        let bottom = top + height;
+        // From the first message that ends below `top` to the last that
+        // starts above `bottom`.
+        let first = self.entries.partition_point(|e| e.start + e.rows <= top);
+        let last = first + self.entries[first..].partition_point(|e| e.start < bottom);
+        Window {
+            max,
+            top,
+            bottom,
+            first,
+            last,
+            above_tail,
+        }
+    }
+
+    /// Keep the lines of at most [`MAX_CACHED_LINES`] messages: those drawn
+    /// most recently, then the newest.
+    fn evict(&mut self) {
+        if self.with_lines <= MAX_CACHED_LINES {
+            return;
+        }
+        let keep = MAX_CACHED_LINES * 3 / 4;
+        let mut held: Vec<(u64, usize)> = self
+            .entries
+            .iter()
+            .enumerate()
+            .filter(|(_, e)| e.lines.is_some())
+            .map(|(i, e)| (e.used, i))
+            .collect();
+        // Newest use first, then the newest message.
+        held.sort_unstable_by(|a, b| b.cmp(a));
+        for &(_, i) in &held[keep..] {
+            self.entries[i].lines = None;
+        }
+        self.with_lines = keep;
+    }
+}
+
+/// Wrapped rows of `lines` at `width`, as the chat paragraph wraps them.
+fn rows(lines: &[Line<'static>], width: u16) -> usize {
+    Paragraph::new(Text::from(lines.iter().map(borrowed).collect::<Vec<_>>()))
+        .wrap(Wrap { trim: false })
+        .line_count(width)
+}
+
+/// A line that borrows its text from `line`: drawing the cached lines
+/// copies no strings.
+fn borrowed<'a>(line: &'a Line<'static>) -> Line<'a> {
+    Line {
+        style: line.style,
+        alignment: line.alignment,
+        spans: line
+            .spans
+            .iter()
+            .map(|s| Span::styled(s.content.as_ref(), s.style))
+            .collect(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use ratatui::Terminal;
+    use ratatui::backend::TestBackend;
+
+    use super::*;
+    use crate::ui::markdown;
+
+    fn message(i: usize) -> ChatMessage {
+        // Short and long lines, wide characters, lists and blank lines, so
+        // messages wrap to different numbers of rows.
+        let text = match i % 4 {
+            0 => format!("question {i}"),
+            1 => format!(
+                "# Answer {i}\n\n{}\n\n- one\n- two [1]\n\n> quoted 龍 {}",
+                "word ".repeat(i % 37 + 3),
+                "長い".repeat(i % 11)
+            ),
+            2 => format!("short {i}"),
+            _ => format!(
+                "{}\n\n```\ncode {i}\n```",
+                "a-very-long-unbroken-token".repeat(i % 5 + 1)
+            ),
+        };
+        ChatMessage {
+            role: if i.is_multiple_of(2) {
+                Role::User
+            } else {
+                Role::Assistant
+            },
+            text,
+            status: MessageStatus::Done,
+            request: None,
+            backend: None,
+            passages: Vec::new(),
+            no_lore: None,
+            tag: None,
+        }
+    }
+
+    fn render(theme: &Theme) -> impl Fn(&ChatMessage) -> Vec<Line<'static>> + '_ {
+        move |m| {
+            let mut lines = markdown::to_text(&m.text, theme).lines;
+            lines.push(Line::default());
+            lines
+        }
+    }
+
+    /// The chat as it was drawn before the cache: every message's lines in
+    /// one wrapped paragraph, scrolled from the bottom.
+    fn draw_whole(
+        messages: &[ChatMessage],
+        tail: &[Line<'static>],
+        up: usize,
+        (w, h): (u16, u16),
+        theme: &Theme,
+    ) -> (String, usize) {
+        let mut lines: Vec<Line<'static>> = messages.iter().flat_map(render(theme)).collect();
+        lines.extend(tail.iter().cloned());
+        let paragraph = Paragraph::new(lines).wrap(Wrap { trim: false });
+        let max = paragraph.line_count(w).saturating_sub(usize::from(h));
+        let top = u16::try_from(max.saturating_sub(up)).expect("small in tests");
+        let mut terminal = Terminal::new(TestBackend::new(w, h)).expect("terminal");
+        terminal
+            .draw(|f| f.render_widget(paragraph.scroll((top, 0)), f.area()))
+            .expect("draw");
+        (terminal.backend().to_string(), max)
+    }
+
+    fn draw_cached(
+        cache: &mut ChatCache,
+        messages: &[ChatMessage],
+        tail: &[Line<'static>],
+        up: usize,
+        (w, h): (u16, u16),
+        theme: &Theme,
+    ) -> (String, usize) {
+        let mut terminal = Terminal::new(TestBackend::new(w, h)).expect("terminal");
+        let mut max = 0;
+        let render = render(theme);
+        terminal
+            .draw(|f| {
+                let content = ChatContent {
+                    messages,
+                    tail: tail.to_vec(),
+                    theme,
+                    render: &render,
+                };
+                max = cache.draw(f, f.area(), content, up);
+            })
+            .expect("draw");
+        (terminal.backend().to_string(), max)
+    }
+
+    #[test]
+    fn drawing_the_visible_messages_matches_drawing_them_all() {
+        let theme = Theme::plain();
+        let messages: Vec<ChatMessage> = (0..400).map(message).collect();
+        let tail = vec![Line::raw("queued (1)"), Line::raw("  #1 next question")];
+        let mut cache = ChatCache::default();
+        for size in [(50, 12), (23, 7), (80, 30)] {
+            let (_, max) = draw_whole(&messages, &tail, 0, size, &theme);
+            assert!(max > 1_000);
+            for up in [0, 1, 5, max / 2, max / 2 + 1, max - 3, max, max + 10] {
+                let whole = draw_whole(&messages, &tail, up, size, &theme);
+                let cached = draw_cached(&mut cache, &messages, &tail, up, size, &theme);
+                assert_eq!(cached, whole, "{size:?} up {up}");
+            }
+            assert!(cache.cached() <= MAX_CACHED_LINES);
+        }
+        // Fewer messages than fit, and none at all.
+        for n in [0, 1, 3] {
+            let whole = draw_whole(&messages[..n], &tail, 0, (40, 30), &theme);
+            let cached = draw_cached(&mut cache, &messages[..n], &tail, 0, (40, 30), &theme);
+            assert_eq!(cached, whole, "{n} messages");
+        }
+    }
+
+    #[test]
+    fn only_messages_that_changed_or_came_into_view_are_rendered_again() {
+        let theme = Theme::plain();
+        let mut messages: Vec<ChatMessage> = (0..300).map(message).collect();
+        let size = (60, 20);
+        let mut cache = ChatCache::default();
+        draw_cached(&mut cache, &messages, &[], 0, size, &theme);
+        assert_eq!(cache.misses(), 300, "every message once, for its rows");
+        draw_cached(&mut cache, &messages, &[], 0, size, &theme);
+        assert_eq!(cache.misses(), 300);
+
+        // A reply streams in at the end.
+        messages.push(ChatMessage {
+            status: MessageStatus::Running,
+            text: String::new(),
+            ..message(1)
+        });
+        for word in ["The ", "warden ", "of ", "the ", "pass [1]."] {
+            messages[300].text.push_str(word);
+            let before = cache.misses();
+            let drawn = draw_cached(&mut cache, &messages, &[], 0, size, &theme);
+            assert_eq!(cache.misses(), before + 1);
+            assert_eq!(drawn, draw_whole(&messages, &[], 0, size, &theme));
+        }
+        messages[300].status = MessageStatus::Done;
+        let before = cache.misses();
+        draw_cached(&mut cache, &messages, &[], 0, size, &theme);
+        assert_eq!(cache.misses(), before + 1);
+
+        // A final message on screen changed after all (the engine never
+        // does this): it shows as it is now, and so does the first.
+        messages[299].text = "rewritten, and long enough to wrap: ".repeat(5);
+        let drawn = draw_cached(&mut cache, &messages, &[], 0, size, &theme);
+        assert_eq!(drawn, draw_whole(&messages, &[], 0, size, &theme));
+        messages[0].text = "rewritten, and long enough to wrap: ".repeat(5);
+        let drawn = draw_cached(&mut cache, &messages, &[], 0, size, &theme);
+        assert_eq!(drawn, draw_whole(&messages, &[], 0, size, &theme));
+
+        // Another conversation: the anchors notice and everything is redone.
+        let other: Vec<ChatMessage> = (0..300).map(|i| message(i + 1)).collect();
+        let drawn = draw_cached(&mut cache, &other, &[], 0, size, &theme);
+        assert_eq!(drawn, draw_whole(&other, &[], 0, size, &theme));
+        // Back to a shorter list: what is gone is dropped.
+        let drawn = draw_cached(&mut cache, &messages[..10], &[], 0, size, &theme);
+        assert_eq!(drawn, draw_whole(&messages[..10], &[], 0, size, &theme));
+    }
+}
