@@ -196,6 +196,14 @@ pub fn build_embedder(
     Ok(embedder)
 }
 
+/// The chat model a session records: `provider:model` (`offline`).
+pub fn model_name(config: &Config) -> String {
+    match config.llm.provider {
+        LlmProvider::Offline => "offline".to_owned(),
+        _ => format!("{}:{}", config.llm.name(), config.llm.model),
+    }
+}
+
 /// Which embedding model chunk vectors are kept for: provider and model.
 pub fn embedding_model(config: &Config) -> String {
     let emb = &config.embeddings;

@@ -122,6 +122,8 @@ async fn ask_with_a_session_continues_the_conversation_and_saves_it() {
     let list: serde_json::Value = serde_json::from_str(list.trim()).expect("json");
     assert_eq!(list["name"], "work");
     assert_eq!(list["messages"], 4);
+    // The session records the knowledge base it searched.
+    assert_eq!(list["kb"], "sample");
     let (_, show, _) = home.run(&["sessions", "show", "work", "--json"]);
     let show: serde_json::Value = serde_json::from_str(&show).expect("json");
     let statuses: Vec<&str> = show["messages"]

@@ -116,6 +116,22 @@ pub async fn run(
     let (conversation, store, tag) = match &session {
         Some(name) => {
             let (conversation, store, tag) = open_session(&mut driver, name, &job).await?;
+            // The session records what it is used with.
+            let model = crate::app::model_name(config);
+            let kb = match config.retriever.provider {
+                // The base really searched: `sample` while `default` is empty.
+                crate::config::RetrieverProvider::Local => crate::kb::store::home()
+                    .ok()
+                    .and_then(|home| kb::select(&home, &config.kb.name).ok())
+                    .map_or_else(|| config.kb.name.clone(), |s| s.name().to_owned()),
+                _ => format!("pipeline:{}", config.retriever.name()),
+            };
+            let session = crate::persist::session_of(conversation);
+            // Queued now; the drain before exit waits for it.
+            drop(store.call_try(move |db| {
+                db.set_session_kb(session, Some(&kb))?;
+                db.set_session_model(session, Some(&model), None)
+            }));
             (conversation, Some(store), tag)
         }
         None => {

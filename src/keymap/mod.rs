@@ -166,6 +166,8 @@ pub enum Action {
     OpenPassage,
     /// Open the session picker.
     Sessions,
+    /// Send the conversation's unsent messages again.
+    Resend,
 }
 
 /// The placeholder number in `Action::OpenCitation(PRESSED)`: filled in

@@ -88,6 +88,11 @@ pub fn on_key(key: KeyEvent, view: &mut ViewState, engine: &Engine) -> Vec<Actio
                 search.passage_scroll = 0;
             }
         }
+        Bound::Resend => {
+            return vec![Action::Engine(Command::ResendUnsent {
+                conversation: view.current,
+            })];
+        }
         Bound::Sessions => {
             view.picker = Some(crate::ui::SessionPicker::default());
             return vec![Action::Session(crate::engine::command::SessionLine::List)];

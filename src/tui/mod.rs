@@ -136,7 +136,13 @@ async fn run_inner(
                             Action::Engine(crate::engine::Command::Ask { conversation, text, .. })
                                 if sessions.is_ready() =>
                             {
-                                if let Err(why) = sessions.commit(conversation, text.clone()) {
+                                let kb_name = match kb.state() {
+                                    KbState::Ready(base, _) if local => Some(base.name().to_owned()),
+                                    _ if !local => Some(format!("pipeline:{}", config.retriever.name())),
+                                    _ => None,
+                                };
+                                let model = crate::app::model_name(config);
+                                if let Err(why) = sessions.commit(conversation, text.clone(), kb_name, model) {
                                     view.input = ratatui_textarea::TextArea::from(text.lines());
                                     driver.engine.set_notice(format!("not sent: {why}"), true);
                                 }

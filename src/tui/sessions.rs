@@ -174,15 +174,24 @@ impl Sessions {
     }
 
     /// Commit a user message as unsent; the engine is told to send it once
-    /// [`SessionEvent::Committed`] arrives.
-    pub fn commit(&self, conversation: ConversationId, text: String) -> Result<(), String> {
+    /// [`SessionEvent::Committed`] arrives. The session records the
+    /// knowledge base and the model it is used with.
+    pub fn commit(
+        &self,
+        conversation: ConversationId,
+        text: String,
+        kb: Option<String>,
+        model: String,
+    ) -> Result<(), String> {
         let stored = text.clone();
         self.run(
             move |db| {
-                db.append_message(
-                    session_of(conversation),
-                    NewMessage::user(stored, MessageStatus::Unsent),
-                )
+                let session = session_of(conversation);
+                let row =
+                    db.append_message(session, NewMessage::user(stored, MessageStatus::Unsent))?;
+                db.set_session_kb(session, kb.as_deref())?;
+                db.set_session_model(session, Some(&model), None)?;
+                Ok(row)
             },
             move |result| SessionEvent::Committed {
                 conversation,
