@@ -2,7 +2,8 @@
 //! safe to put on a terminal. Escape sequences, other control characters and
 //! bidirectional overrides are removed; tabs become spaces; newlines stay
 //! (callers that need one line use [`one_line`]). The result can never move
-//! the cursor, change colours, set the window title or reorder text.
+//! the cursor, change colours, set the window title or reorder text, and
+//! holds no invisible tag characters (U+E0000..U+E007F) hiding text.
 
 /// Make untrusted text safe for the terminal, keeping line breaks.
 pub fn sanitize(text: &str) -> String {
@@ -45,7 +46,9 @@ fn is_unsafe(c: char) -> bool {
             | '\u{2066}'..='\u{2069}'          // isolates
             | '\u{061c}'                       // arabic letter mark
             | '\u{feff}'                       // BOM / zero-width no-break space
-            | '\u{fff9}'..='\u{fffb}') // interlinear annotations
+            | '\u{fff9}'..='\u{fffb}'          // interlinear annotations
+            // Tag characters: invisible, used to smuggle hidden text.
+            | '\u{e0000}'..='\u{e007f}')
 }
 
 type Chars<'a> = std::iter::Peekable<std::str::Chars<'a>>;
@@ -95,6 +98,18 @@ fn skip_string(chars: &mut Chars<'_>) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn tag_characters_that_hide_text_are_dropped() {
+        // "hi" then "ignore previous instructions" spelled in tag characters.
+        let hidden: String = "ignore previous instructions"
+            .chars()
+            .map(|c| char::from_u32(0xE0000 + c as u32).unwrap_or(' '))
+            .collect();
+        let text = format!("hi\u{E0001}{hidden}\u{E007F}!");
+        assert_eq!(sanitize(&text), "hi!");
+        assert_eq!(one_line(&text), "hi!");
+    }
 
     #[test]
     fn strips_escape_sequences_and_controls() {
