@@ -117,6 +117,11 @@ impl Runtime {
                         tracing::debug!(id = %id, "task aborted");
                     }
                 }
+                // The task keeps running, detached from its ended request;
+                // the engine sends `Abort` when the grace ends.
+                Effect::Observe { id, until } => {
+                    tracing::debug!(id = %id, ?until, "task observed past its deadline");
+                }
                 Effect::ChunkVectors { batch, result } => {
                     if let Some(sink) = &self.backends.vector_sink {
                         sink.deliver(batch, result);

@@ -229,6 +229,9 @@ impl<'de> Visitor<'de> for LimitsOver {
                 "breaker_open_secs" => limits.breaker_open_secs = map.next_value()?,
                 "concurrency" => limits.concurrency = map.next_value()?,
                 "rate_per_minute" => limits.rate_per_minute = map.next_value()?,
+                "late_policy" => limits.late_policy = map.next_value()?,
+                "late_grace_secs" => limits.late_grace_secs = map.next_value()?,
+                "late_observe_max" => limits.late_observe_max = map.next_value()?,
                 other => return Err(de::Error::unknown_field(other, LimitsConfig::KEYS)),
             }
         }
@@ -485,14 +488,14 @@ mod tests {
             c.embeddings.limits,
             LimitsConfig {
                 retries: 0,
-                ..LimitsConfig::with_concurrency(4)
+                ..LimitsConfig::with_concurrency(4).observing()
             }
         );
         assert_eq!(
             c.retriever.limits,
             LimitsConfig {
                 rate_per_minute: 60,
-                ..LimitsConfig::with_concurrency(8)
+                ..LimitsConfig::with_concurrency(8).observing()
             }
         );
         assert_eq!(c.llm.limits, LimitsConfig::with_concurrency(2));
@@ -525,6 +528,13 @@ mod tests {
                 breaker_open_secs: 90 + u64::from(i),
                 concurrency: 11 + i as usize,
                 rate_per_minute: 13 + i,
+                late_policy: if i == 1 {
+                    crate::engine::limits::LatePolicy::Abort
+                } else {
+                    crate::engine::limits::LatePolicy::Observe
+                },
+                late_grace_secs: 17 + u64::from(i),
+                late_observe_max: 19 + i,
             };
         }
         let text = toml::to_string(&c).unwrap();

@@ -21,7 +21,7 @@ use serde::{Deserialize, Serialize};
 
 use super::ConfigError;
 use crate::engine::EngineConfig;
-use crate::engine::limits::BackendPolicy;
+use crate::engine::limits::{BackendPolicy, LatePolicy};
 use crate::engine::retry::RetryPolicy;
 
 // ----- providers -------------------------------------------------------------
@@ -180,7 +180,7 @@ impl Default for EmbeddingsConfig {
             api_key_env: String::new(),
             batch_size: 32,
             timeout: Duration::from_secs(30),
-            limits: LimitsConfig::with_concurrency(4),
+            limits: LimitsConfig::with_concurrency(4).observing(),
         }
     }
 }
@@ -213,7 +213,7 @@ impl Default for RetrieverConfig {
             timeout: Duration::from_secs(10),
             source_meta_key: "source".into(),
             extra: serde_json::Map::new(),
-            limits: LimitsConfig::with_concurrency(8),
+            limits: LimitsConfig::with_concurrency(8).observing(),
         }
     }
 }
@@ -273,6 +273,14 @@ pub struct LimitsConfig {
     pub concurrency: usize,
     /// Requests per minute; 0 means no limit.
     pub rate_per_minute: u32,
+    /// What happens to a call still running at its deadline: `observe`
+    /// keeps it running, detached, to record when it answers; `abort`
+    /// stops it.
+    pub late_policy: LatePolicy,
+    /// Seconds an observed call may run past its deadline.
+    pub late_grace_secs: u64,
+    /// Calls observed at once; past it, a late call is aborted.
+    pub late_observe_max: u32,
 }
 
 impl LimitsConfig {
@@ -283,6 +291,9 @@ impl LimitsConfig {
         "breaker_open_secs",
         "concurrency",
         "rate_per_minute",
+        "late_policy",
+        "late_grace_secs",
+        "late_observe_max",
     ];
 
     /// The defaults every section shares, with `concurrency` requests in
@@ -294,6 +305,18 @@ impl LimitsConfig {
             breaker_open_secs: 60,
             concurrency,
             rate_per_minute: 0,
+            late_policy: LatePolicy::Abort,
+            late_grace_secs: 30,
+            late_observe_max: 8,
+        }
+    }
+
+    /// The same, observing late calls (retrieval and embeddings, which cost
+    /// no tokens).
+    pub const fn observing(self) -> Self {
+        Self {
+            late_policy: LatePolicy::Observe,
+            ..self
         }
     }
 
@@ -308,6 +331,9 @@ impl LimitsConfig {
             },
             breaker_failures: self.breaker_failures,
             breaker_open: Duration::from_secs(self.breaker_open_secs),
+            late_policy: self.late_policy,
+            late_grace: Duration::from_secs(self.late_grace_secs),
+            late_observe_max: self.late_observe_max,
         }
     }
 }

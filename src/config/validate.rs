@@ -188,6 +188,9 @@ impl LimitsConfig {
             breaker_open_secs,
             concurrency,
             rate_per_minute: _,
+            late_policy: _,
+            late_grace_secs,
+            late_observe_max,
         } = *self;
         let mut out = Vec::new();
         if retries > 10 {
@@ -204,6 +207,18 @@ impl LimitsConfig {
         }
         if concurrency == 0 {
             out.push(("concurrency", "must be at least 1".into()));
+        }
+        if !(1..=3_600).contains(&late_grace_secs) {
+            out.push((
+                "late_grace_secs",
+                format!("{late_grace_secs} is out of range; use 1 to 3600"),
+            ));
+        }
+        if late_observe_max > 1_000 {
+            out.push((
+                "late_observe_max",
+                format!("{late_observe_max} is too many; use 0 to 1000"),
+            ));
         }
         out
     }

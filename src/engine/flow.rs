@@ -275,7 +275,7 @@ impl Engine {
         fx: &mut Vec<Effect>,
     ) {
         if !self.is_in_flight(id) {
-            self.late_drop(id, backend, "retrieval result", now);
+            self.late_result(id, backend, "retrieval result", now, fx);
             return;
         }
         match result {
@@ -313,7 +313,7 @@ impl Engine {
         fx: &mut Vec<Effect>,
     ) {
         if !self.is_in_flight(id) {
-            self.late_drop(id, backend, "ingest result", now);
+            self.late_result(id, backend, "ingest result", now, fx);
             return;
         }
         match result {
@@ -338,7 +338,7 @@ impl Engine {
         fx: &mut Vec<Effect>,
     ) {
         if !self.is_in_flight(id) {
-            self.late_drop(id, backend, "embedding", now);
+            self.late_result(id, backend, "embedding", now, fx);
             return;
         }
         if let Some(&(batch, count)) = self.chunk_batches.get(&id) {
@@ -418,7 +418,7 @@ impl Engine {
         fx: &mut Vec<Effect>,
     ) {
         if !self.is_in_flight(id) {
-            self.late_drop(id, backend, "token", now);
+            self.late_result(id, backend, "token", now, fx);
             return;
         }
         let Some(request) = self.registry.live_mut(id) else {
@@ -470,7 +470,7 @@ impl Engine {
         fx: &mut Vec<Effect>,
     ) {
         if !self.is_in_flight(id) {
-            self.late_drop(id, backend, "end of stream", now);
+            self.late_result(id, backend, "end of stream", now, fx);
             return;
         }
         match result {
@@ -622,6 +622,16 @@ impl Engine {
             }
         }
         self.expire(now, fx);
+        let mut graces: Vec<(Instant, RequestId)> = self
+            .observed
+            .iter()
+            .filter(|(_, o)| o.until <= now)
+            .map(|(id, o)| (o.until, *id))
+            .collect();
+        graces.sort();
+        for (_, id) in graces {
+            self.abandon(id, now, fx);
+        }
         let mut due: Vec<(u64, RequestId)> = self
             .registry
             .live_requests()
@@ -718,6 +728,7 @@ impl Engine {
         let phase = request.phase.clone();
         let backend = request.backend.clone();
         let kind = request.kind;
+        let deadline = request.deadline.unwrap_or(now);
         // A chunk batch that ends any other way than with its vectors
         // (failed for good, timed out, cancelled, short-circuited) is
         // reported so its keeper stops waiting.
@@ -762,7 +773,7 @@ impl Engine {
             b.metrics.record_outcome(&outcome, latency);
         }
         if abort {
-            fx.push(Effect::Abort { id });
+            fx.push(self.abort_or_observe(id, &backend, &outcome, deadline, now));
         }
         if let Some(Call::Retrieve(query)) = self.calls.remove(&id) {
             let key = DedupKey::new(&backend, &query);
@@ -771,6 +782,109 @@ impl Engine {
             }
         }
         self.pump(&backend, now, fx);
+    }
+
+    /// A running call's request ended early: abort the call, unless it
+    /// timed out on a backend that observes late calls and is under its
+    /// `late_observe_max`; then it runs on, detached, until its grace ends.
+    fn abort_or_observe(
+        &mut self,
+        id: RequestId,
+        backend: &str,
+        outcome: &Outcome,
+        deadline: Instant,
+        now: Instant,
+    ) -> Effect {
+        let Some(b) = self.backends.get_mut(backend) else {
+            return Effect::Abort { id };
+        };
+        let policy = b.policy;
+        let observe = *outcome == Outcome::TimedOut
+            && policy.late_policy == super::limits::LatePolicy::Observe
+            && b.metrics.observing < u64::from(policy.late_observe_max);
+        if !observe {
+            return Effect::Abort { id };
+        }
+        b.metrics.observing += 1;
+        let until = now + policy.late_grace;
+        self.observed.insert(
+            id,
+            super::Observed {
+                backend: backend.to_string(),
+                deadline,
+                until,
+            },
+        );
+        self.registry.note_ended(
+            id,
+            backend,
+            now,
+            format!(
+                "call observed past the deadline (grace {})",
+                spoken_duration(policy.late_grace)
+            ),
+            false,
+        );
+        Effect::Observe { id, until }
+    }
+
+    /// A result for a request that is not in flight: an observed call's
+    /// late arrival (recorded, counted, never applied; a stream is aborted
+    /// at its first late token), or else a late drop.
+    fn late_result(
+        &mut self,
+        id: RequestId,
+        backend: &str,
+        what: &str,
+        now: Instant,
+        fx: &mut Vec<Effect>,
+    ) {
+        let Some(observed) = self.observed.remove(&id) else {
+            self.late_drop(id, backend, what, now);
+            return;
+        };
+        let late_by = now.saturating_duration_since(observed.deadline);
+        if let Some(b) = self.backends.get_mut(&observed.backend) {
+            b.metrics.observing = b.metrics.observing.saturating_sub(1);
+            b.metrics.record_late_arrival(late_by);
+        }
+        self.total_late_drops += 1;
+        self.registry.note_ended(
+            id,
+            &observed.backend,
+            now,
+            format!(
+                "late arrival: {what} {} after the deadline",
+                super::request::format_duration(late_by)
+            ),
+            true,
+        );
+        if what == "token" {
+            fx.push(Effect::Abort { id });
+        }
+    }
+
+    /// An observed call's grace ended (or loreweave is leaving): abort it,
+    /// count it as abandoned.
+    pub(super) fn abandon(&mut self, id: RequestId, now: Instant, fx: &mut Vec<Effect>) {
+        let Some(observed) = self.observed.remove(&id) else {
+            return;
+        };
+        if let Some(b) = self.backends.get_mut(&observed.backend) {
+            b.metrics.observing = b.metrics.observing.saturating_sub(1);
+            b.metrics.late_abandoned += 1;
+        }
+        self.registry.note_ended(
+            id,
+            &observed.backend,
+            now,
+            format!(
+                "abandoned: no answer {} after the deadline",
+                super::request::format_duration(now.saturating_duration_since(observed.deadline))
+            ),
+            false,
+        );
+        fx.push(Effect::Abort { id });
     }
 
     pub(super) fn late_drop(&mut self, id: RequestId, backend: &str, what: &str, now: Instant) {

@@ -10,6 +10,28 @@ use super::metrics::BackendMetrics;
 use super::request::RequestId;
 use super::retry::RetryPolicy;
 
+/// What happens to a call still running when its request's deadline passes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LatePolicy {
+    /// The request ends (timed out) and gives its slot back, but the call
+    /// keeps running, detached, up to the grace: its answer is recorded as
+    /// a late arrival and never applied.
+    Observe,
+    /// The call is aborted at the deadline (for calls that cost tokens).
+    #[default]
+    Abort,
+}
+
+impl LatePolicy {
+    pub fn label(self) -> &'static str {
+        match self {
+            LatePolicy::Observe => "observe",
+            LatePolicy::Abort => "abort",
+        }
+    }
+}
+
 /// How a backend may be used.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct BackendPolicy {
@@ -20,6 +42,12 @@ pub struct BackendPolicy {
     pub retry: RetryPolicy,
     pub breaker_failures: u32,
     pub breaker_open: Duration,
+    /// What happens to a call past its deadline.
+    pub late_policy: LatePolicy,
+    /// How long an observed call may run past its deadline.
+    pub late_grace: Duration,
+    /// Observed calls at once on this backend; past it, expiry aborts.
+    pub late_observe_max: u32,
 }
 
 impl BackendPolicy {
@@ -30,19 +58,29 @@ impl BackendPolicy {
             retry: RetryPolicy::default(),
             breaker_failures: 5,
             breaker_open: Duration::from_secs(60),
+            late_policy: LatePolicy::Abort,
+            late_grace: Duration::from_secs(30),
+            late_observe_max: 8,
         }
     }
 
     pub fn retrieval() -> Self {
-        Self::with_concurrency(8)
+        Self {
+            late_policy: LatePolicy::Observe,
+            ..Self::with_concurrency(8)
+        }
     }
 
+    /// Chat and generation cost tokens: a late call is aborted.
     pub fn chat() -> Self {
         Self::with_concurrency(2)
     }
 
     pub fn embeddings() -> Self {
-        Self::with_concurrency(4)
+        Self {
+            late_policy: LatePolicy::Observe,
+            ..Self::with_concurrency(4)
+        }
     }
 
     /// The knowledge base's writer: one ingest at a time (more wait in

@@ -19,9 +19,18 @@ pub struct BackendMetrics {
     pub joined: u64,
     pub retries: u64,
     pub late_drops: u64,
+    /// Observed calls that answered after their deadline (also counted in
+    /// `late_drops`).
+    pub late_arrivals: u64,
+    /// Observed calls aborted when their grace ran out.
+    pub late_abandoned: u64,
+    /// Calls observed past their deadline right now (a gauge).
+    pub observing: u64,
     pub in_flight: u64,
     pub queued: u64,
     latency_ms: Histogram<u64>,
+    /// How long after the deadline observed calls answered.
+    late_by_ms: Histogram<u64>,
 }
 
 impl Default for BackendMetrics {
@@ -35,10 +44,15 @@ impl Default for BackendMetrics {
             joined: 0,
             retries: 0,
             late_drops: 0,
+            late_arrivals: 0,
+            late_abandoned: 0,
+            observing: 0,
             in_flight: 0,
             queued: 0,
             // 1 ms .. 1 hour at 2 significant digits: a few KiB per backend.
             latency_ms: Histogram::new_with_bounds(1, 3_600_000, 2)
+                .expect("constant histogram bounds are valid"),
+            late_by_ms: Histogram::new_with_bounds(1, 3_600_000, 2)
                 .expect("constant histogram bounds are valid"),
         }
     }
@@ -55,11 +69,17 @@ pub struct MetricsSnapshot {
     pub joined: u64,
     pub retries: u64,
     pub late_drops: u64,
+    pub late_arrivals: u64,
+    pub late_abandoned: u64,
+    pub observing: u64,
     pub in_flight: u64,
     pub queued: u64,
     pub p50_ms: Option<u64>,
     pub p95_ms: Option<u64>,
     pub p99_ms: Option<u64>,
+    /// How late observed calls answered, past their deadline.
+    pub late_p50_ms: Option<u64>,
+    pub late_p95_ms: Option<u64>,
 }
 
 impl BackendMetrics {
@@ -81,6 +101,16 @@ impl BackendMetrics {
         }
     }
 
+    /// An observed call answered `late_by` after its deadline.
+    pub fn record_late_arrival(&mut self, late_by: Duration) {
+        self.late_arrivals += 1;
+        self.late_drops += 1;
+        let ms = u64::try_from(late_by.as_millis())
+            .unwrap_or(u64::MAX)
+            .max(1);
+        self.late_by_ms.saturating_record(ms);
+    }
+
     /// Every request this backend's books have seen to a final state.
     pub fn finished(&self) -> u64 {
         self.ok + self.failed + self.timed_out + self.cancelled + self.short_circuited + self.joined
@@ -89,6 +119,8 @@ impl BackendMetrics {
     pub fn snapshot(&self) -> MetricsSnapshot {
         let pct =
             |q: f64| (!self.latency_ms.is_empty()).then(|| self.latency_ms.value_at_quantile(q));
+        let late =
+            |q: f64| (!self.late_by_ms.is_empty()).then(|| self.late_by_ms.value_at_quantile(q));
         MetricsSnapshot {
             ok: self.ok,
             failed: self.failed,
@@ -98,11 +130,16 @@ impl BackendMetrics {
             joined: self.joined,
             retries: self.retries,
             late_drops: self.late_drops,
+            late_arrivals: self.late_arrivals,
+            late_abandoned: self.late_abandoned,
+            observing: self.observing,
             in_flight: self.in_flight,
             queued: self.queued,
             p50_ms: pct(0.50),
             p95_ms: pct(0.95),
             p99_ms: pct(0.99),
+            late_p50_ms: late(0.50),
+            late_p95_ms: late(0.95),
         }
     }
 }

@@ -9,7 +9,10 @@
 //! Invariants: every request reaches exactly one final state (the registry
 //! enforces it); a result is applied only while its request is live, and is
 //! otherwise a counted late drop; a parent ends only after all its children
-//! have; expiry of a running request always comes with an `Abort` effect.
+//! have; expiry of a running request always comes with an `Abort` effect,
+//! or, for a backend whose late policy is observe (and under its cap), an
+//! `Observe` effect: the call is then watched, never applied, until it
+//! answers (a late arrival) or its grace ends (an `Abort`, abandoned).
 //! Conversations are independent: a command names its conversation, and one
 //! conversation's failures, queue and history never touch another's. Nothing
 //! is emitted for a conversation after it is closed. Persistence stays
@@ -160,6 +163,11 @@ pub enum Effect {
     },
     /// Stop the task running `id` (its connection is dropped with it).
     Abort { id: RequestId },
+    /// `id` expired but its call is observed: keep its task running,
+    /// detached. Its answer comes back as usual and is recorded as a late
+    /// arrival; the engine sends [`Effect::Abort`] for it when the grace
+    /// ends at `until` (or at once for a stream's first late token).
+    Observe { id: RequestId, until: Instant },
     /// Write a file without overwriting one; the result comes back as
     /// [`Input::Exported`].
     Export { path_hint: String, contents: String },
@@ -389,6 +397,14 @@ pub struct Footprint {
     pub summaries: usize,
 }
 
+/// A call observed past its request's deadline.
+#[derive(Debug, Clone)]
+struct Observed {
+    backend: String,
+    deadline: Instant,
+    until: Instant,
+}
+
 /// What makes two retrievals identical.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 struct DedupKey {
@@ -435,6 +451,9 @@ pub struct Engine {
     scenarios: Vec<ScenarioEntry>,
     notice: Option<Notice>,
     total_late_drops: u64,
+    /// Expired requests whose calls are observed past their deadline, until
+    /// they answer or their grace ends. Never live, never de-dup leaders.
+    observed: HashMap<RequestId, Observed>,
     /// Finished requests' summaries waiting for the next batch.
     summaries: Vec<RequestSummary>,
     /// When the oldest of `summaries` was added.
@@ -478,6 +497,7 @@ impl Engine {
             scenarios: Vec::new(),
             notice: None,
             total_late_drops: 0,
+            observed: HashMap::new(),
             summaries: Vec::new(),
             summaries_since: None,
         }
@@ -710,16 +730,36 @@ impl Engine {
         let flush = self
             .summaries_since
             .map(|since| since + SUMMARY_FLUSH_EVERY);
+        let graces = self.observed.values().map(|o| o.until);
         self.registry
             .next_deadline()
             .into_iter()
             .chain(retries)
+            .chain(graces)
             .chain(backends)
             .chain(flush)
             .min()
     }
 
+    /// Calls observed past their deadline right now (not counted as busy:
+    /// nothing waits for them).
+    pub fn observed_count(&self) -> usize {
+        self.observed.len()
+    }
+
+    /// Give up every observed call now (at exit): each is aborted and
+    /// counted as abandoned.
+    pub fn abandon_observed(&mut self, now: Instant) -> Vec<Effect> {
+        let mut fx = Vec::new();
+        let ids: Vec<RequestId> = self.observed.keys().copied().collect();
+        for id in ids {
+            self.abandon(id, now, &mut fx);
+        }
+        fx
+    }
+
     /// Whether anything is in flight (the UI redraws elapsed times then).
+    /// Observed calls past their deadline do not count.
     pub fn is_busy(&self) -> bool {
         self.registry.live_count() > 0
     }
@@ -1335,6 +1375,8 @@ pub fn slug(title: &str) -> String {
 
 #[cfg(test)]
 mod conversation_tests;
+#[cfg(test)]
+mod late_tests;
 #[cfg(test)]
 mod resilience_tests;
 #[cfg(test)]

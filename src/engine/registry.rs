@@ -341,6 +341,44 @@ impl Registry {
         text
     }
 
+    /// Note `text` on a request that has ended (found in the history ring
+    /// by id), as a timeline entry and an event; a request older than the
+    /// ring gets the event alone. Used for an observed call's late arrival
+    /// and for the end of its grace; `late` counts a late result on the
+    /// request, as `late_drop` does.
+    pub fn note_ended(
+        &mut self,
+        id: RequestId,
+        backend: &str,
+        now: Instant,
+        text: String,
+        late: bool,
+    ) {
+        let found = self
+            .history_slot(id)
+            .and_then(|slot| self.history.get_mut(slot));
+        let event = match found {
+            Some(request) => {
+                if late {
+                    request.late_drops += 1;
+                }
+                request.note(now, text.clone());
+                event_for(request, now, self.origin, text.clone())
+            }
+            None => LifecycleEvent {
+                at: now,
+                t_ms: millis(now.saturating_duration_since(self.origin)),
+                id: Some(id),
+                parent: None,
+                kind: None,
+                backend: backend.to_string(),
+                event: text.clone(),
+            },
+        };
+        tracing::warn!(id = %id, backend, "{text}");
+        self.push_event(event);
+    }
+
     /// An event about a backend rather than one request.
     pub fn backend_event(&mut self, backend: &str, now: Instant, what: impl Into<String>) {
         let what = what.into();
