@@ -1,6 +1,7 @@
 //! The runtime under tokio's paused clock, with in-memory backends (never
 //! real sockets under a paused clock): deadlines fire exactly, hung tasks
-//! are aborted, and the pipeline goes on without lore.
+//! are aborted (or, on an observing backend, observed until they answer
+//! late or their grace ends), and the pipeline goes on without lore.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -10,6 +11,7 @@ use futures::future::BoxFuture;
 use loreweave::backends::offline::{OfflineModel, Tables};
 use loreweave::backends::{RetrieveQuery, Retriever};
 use loreweave::domain::{BackendError, Passage};
+use loreweave::engine::limits::LatePolicy;
 use loreweave::engine::request::{Kind, Outcome};
 use loreweave::engine::workspace::ConversationId;
 use loreweave::engine::workspace::ScenarioStatus;
@@ -75,7 +77,10 @@ async fn hung_retriever_times_out_at_its_deadline_is_aborted_and_generation_proc
         dropped: dropped.clone(),
         calls: calls.clone(),
     });
-    let mut driver = driver_with(retriever, EngineConfig::default());
+    // Under `abort` (observing is covered below).
+    let mut cfg = EngineConfig::default();
+    cfg.retrieval_policy.late_policy = LatePolicy::Abort;
+    let mut driver = driver_with(retriever, cfg);
     let start = tokio::time::Instant::now();
     driver.apply(Input::Command(Command::Scenario {
         conversation: C,
@@ -315,9 +320,10 @@ async fn chaos_hang_times_out_and_chaos_off_restores() {
     assert_eq!(tokio::time::Instant::now() - start, Duration::from_secs(10));
     assert_eq!(
         driver.runtime.running_tasks(),
-        0,
-        "the hung call was aborted"
+        1,
+        "the hung call is observed, detached"
     );
+    assert_eq!(driver.engine.observed_count(), 1);
     driver.apply(Input::Command(Command::Chaos {
         backend: None,
         mode: None,
@@ -336,6 +342,93 @@ async fn chaos_hang_times_out_and_chaos_off_restores() {
         .last()
         .expect("reply");
     assert!(reply.text.contains("Warden Tamsin Orrel"), "{}", reply.text);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_real_late_answer_is_observed_and_reported() {
+    let mut driver = driver_with(
+        Arc::new(SlowRetriever(Duration::from_secs(12))),
+        EngineConfig::default(),
+    );
+    let start = tokio::time::Instant::now();
+    driver.apply(Input::Command(Command::Scenario {
+        conversation: C,
+        prompt: "the first encounter".into(),
+        seed: Some(1),
+    }));
+    // A headless command is done at the deadline: it does not wait.
+    driver.run_until(|engine| !engine.is_busy()).await;
+    assert_eq!(tokio::time::Instant::now() - start, Duration::from_secs(10));
+    assert_eq!(driver.engine.observed_count(), 1);
+    assert_eq!(driver.runtime.running_tasks(), 1, "the call runs on");
+
+    driver
+        .run_until(|engine| engine.observed_count() == 0)
+        .await;
+    assert_eq!(tokio::time::Instant::now() - start, Duration::from_secs(12));
+    let engine = &driver.engine;
+    let retrieve = engine
+        .registry()
+        .all()
+        .into_iter()
+        .find(|r| r.kind == Kind::Retrieve)
+        .expect("retrieve");
+    assert_eq!(retrieve.outcome(), Some(&Outcome::TimedOut));
+    let arrivals: Vec<&str> = retrieve
+        .timeline
+        .iter()
+        .map(|e| e.what.as_str())
+        .filter(|w| w.starts_with("late arrival"))
+        .collect();
+    assert_eq!(
+        arrivals,
+        vec!["late arrival: retrieval result 2s after the deadline"]
+    );
+    let m = engine.backends()["local"].metrics.snapshot();
+    assert_eq!((m.late_arrivals, m.late_abandoned, m.observing), (1, 0, 0));
+    assert!(
+        (1_990..=2_010).contains(&m.late_p50_ms.unwrap_or(0)),
+        "{m:?}"
+    );
+    assert_eq!(
+        engine.scenarios()[0].no_lore.as_deref(),
+        Some("retrieval timed out after 10 s"),
+        "the late answer was not applied"
+    );
+    assert_eq!(driver.runtime.running_tasks(), 0);
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_observed_call_still_hung_at_the_grace_end_is_aborted() {
+    let dropped = Arc::new(AtomicBool::new(false));
+    let retriever = Arc::new(HungRetriever {
+        dropped: dropped.clone(),
+        calls: Arc::new(AtomicUsize::new(0)),
+    });
+    let mut cfg = EngineConfig::default();
+    cfg.retrieval_policy.late_grace = Duration::from_secs(5);
+    let mut driver = driver_with(retriever, cfg);
+    let start = tokio::time::Instant::now();
+    driver.apply(Input::Command(Command::Scenario {
+        conversation: C,
+        prompt: "the first encounter".into(),
+        seed: Some(3),
+    }));
+    driver.run_until(|engine| !engine.is_busy()).await;
+    assert!(!dropped.load(Ordering::SeqCst), "observed, not aborted");
+    driver
+        .run_until(|engine| engine.observed_count() == 0)
+        .await;
+    assert_eq!(tokio::time::Instant::now() - start, Duration::from_secs(15));
+    for _ in 0..10 {
+        if dropped.load(Ordering::SeqCst) {
+            break;
+        }
+        tokio::task::yield_now().await;
+    }
+    assert!(dropped.load(Ordering::SeqCst), "aborted at the grace end");
+    assert_eq!(driver.engine.backends()["local"].metrics.late_abandoned, 1);
+    assert_eq!(driver.runtime.running_tasks(), 0);
 }
 
 /// Works file by file until told to stop (at most ~10 s, so a broken

@@ -262,6 +262,20 @@ pub(super) fn lifecycle(
                 spans.push(Span::styled(format!("{label} {n} "), style));
             }
         }
+        // Late arrivals (observed calls): how late, and how many still watched.
+        if s.late_arrivals > 0 {
+            spans.push(Span::styled(
+                format!(
+                    "late-by p50 {} p95 {} ",
+                    pct(s.late_p50_ms),
+                    pct(s.late_p95_ms)
+                ),
+                t.warn,
+            ));
+        }
+        if s.observing > 0 {
+            spans.push(Span::styled(format!("watching {} ", s.observing), t.warn));
+        }
         spans.push(Span::raw(format!(
             "│ flight {}/{} queued {} │ p50 {} p95 {} p99 {} ",
             s.in_flight,
