@@ -1261,6 +1261,8 @@ fn engine_config() -> EngineConfig {
     };
     cfg.chat_policy.retry.base = Duration::from_millis(50);
     cfg.retrieval_policy.retry.base = Duration::from_millis(50);
+    // Retrieval observes late calls; keep their grace short here.
+    cfg.retrieval_policy.late_grace = Duration::from_millis(300);
     cfg
 }
 
@@ -1335,9 +1337,21 @@ async fn engine_hung_retriever_times_out_and_the_reply_goes_on_without_lore() {
         Some("retrieval timed out after 200 ms")
     );
     assert_eq!(hayhooks.requests(), 1, "a timeout is not retried");
+    // The expired call is observed (retrieval's late policy) until its
+    // grace ends; then it is aborted, which closes its connection.
+    tokio::time::timeout(
+        Duration::from_secs(5),
+        driver.run_until(|e| e.observed_count() == 0),
+    )
+    .await
+    .expect("the grace ends");
+    assert_eq!(
+        driver.engine.backends()["hayhooks"].metrics.late_abandoned,
+        1
+    );
     assert!(
         hayhooks.wait_hangs_dropped(1, Duration::from_secs(1)).await,
-        "expiry aborted the task and so closed its connection"
+        "the grace end aborted the task and so closed its connection"
     );
     let prompt = llm.recorded()[0].body["messages"][0]["content"].clone();
     assert!(
