@@ -414,6 +414,16 @@ impl Driver {
         }
     }
 
+    /// At exit: abort every call still observed past its deadline and
+    /// count it as abandoned. Returns how many there were.
+    pub fn abandon_observed(&mut self) -> usize {
+        let now = Instant::now().into_std();
+        let count = self.engine.observed_count();
+        let effects = self.engine.abandon_observed(now);
+        self.runtime.execute(effects);
+        count
+    }
+
     /// A result that is ready now, without waiting.
     pub fn try_next_input(&mut self) -> Option<Input> {
         self.rx.try_recv().ok()

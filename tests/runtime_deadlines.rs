@@ -416,6 +416,7 @@ async fn an_observed_call_still_hung_at_the_grace_end_is_aborted() {
     }));
     driver.run_until(|engine| !engine.is_busy()).await;
     assert!(!dropped.load(Ordering::SeqCst), "observed, not aborted");
+    assert_eq!(driver.runtime.running_tasks(), 1);
     driver
         .run_until(|engine| engine.observed_count() == 0)
         .await;
@@ -429,6 +430,32 @@ async fn an_observed_call_still_hung_at_the_grace_end_is_aborted() {
     assert!(dropped.load(Ordering::SeqCst), "aborted at the grace end");
     assert_eq!(driver.engine.backends()["local"].metrics.late_abandoned, 1);
     assert_eq!(driver.runtime.running_tasks(), 0);
+}
+
+#[tokio::test(start_paused = true)]
+async fn calls_still_observed_at_exit_are_aborted_and_counted_abandoned() {
+    let dropped = Arc::new(AtomicBool::new(false));
+    let retriever = Arc::new(HungRetriever {
+        dropped: dropped.clone(),
+        calls: Arc::new(AtomicUsize::new(0)),
+    });
+    let mut driver = driver_with(retriever, EngineConfig::default());
+    driver.apply(Input::Command(Command::Ask {
+        conversation: C,
+        text: "who guards the waystone?".into(),
+        tag: None,
+    }));
+    driver.run_until(|engine| !engine.is_busy()).await;
+    assert_eq!(driver.abandon_observed(), 1);
+    for _ in 0..10 {
+        if dropped.load(Ordering::SeqCst) {
+            break;
+        }
+        tokio::task::yield_now().await;
+    }
+    assert!(dropped.load(Ordering::SeqCst), "aborted at exit");
+    assert_eq!(driver.engine.backends()["local"].metrics.late_abandoned, 1);
+    assert_eq!(driver.engine.observed_count(), 0);
 }
 
 /// Works file by file until told to stop (at most ~10 s, so a broken
