@@ -157,6 +157,9 @@ pub async fn run(
     // Every request has a deadline (parents through their children), so
     // this ends.
     driver.run_until(|engine| !engine.is_busy()).await;
+    // Calls still observed past their deadline are not waited for: they
+    // are aborted and counted as abandoned.
+    driver.abandon_observed();
     if let Some(store) = store {
         // Every save was queued before this: when it runs, they are done.
         store

@@ -374,11 +374,12 @@ pub(super) fn lifecycle(
             .into_iter()
             .rev()
             .map(|e| {
-                let style = if e.event.starts_with("late drop") {
-                    t.warn
-                } else {
-                    t.dim
-                };
+                let style =
+                    if e.event.starts_with("late drop") || e.event.starts_with("late arrival") {
+                        t.warn
+                    } else {
+                        t.dim
+                    };
                 Line::styled(
                     format!(
                         "{:>7} {} {} {}",
