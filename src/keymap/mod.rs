@@ -162,6 +162,14 @@ pub enum Action {
     CancelRequest,
     /// Cycle the selected backend's breaker: auto, open, closed.
     ToggleBreaker,
+    /// Open the lifecycle table's filter prompt.
+    Filter,
+    /// Sort the lifecycle table by the next column.
+    CycleSort,
+    /// Invert the lifecycle table's sort.
+    InvertSort,
+    /// Pause or resume following new requests in the lifecycle table.
+    Pause,
     /// Open the selected search result.
     OpenPassage,
     /// Open the session picker.
@@ -633,7 +641,14 @@ mod tests {
         );
         assert_eq!(
             map.hints(Context::Lifecycle),
-            ["Enter detail", "c cancel", "b breaker"]
+            [
+                "f filter",
+                "Enter detail",
+                "s sort",
+                "Space pause",
+                "c cancel",
+                "b breaker"
+            ]
         );
         assert_eq!(
             map.hints(Context::Search),
