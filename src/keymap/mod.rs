@@ -641,14 +641,7 @@ mod tests {
         );
         assert_eq!(
             map.hints(Context::Lifecycle),
-            [
-                "f filter",
-                "Enter detail",
-                "s sort",
-                "Space pause",
-                "c cancel",
-                "b breaker"
-            ]
+            ["f filter", "Enter detail", "c cancel"]
         );
         assert_eq!(
             map.hints(Context::Search),

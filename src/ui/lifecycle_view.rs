@@ -186,6 +186,12 @@ impl LifecycleTable {
         self.filter.is_none() && self.sort == SortBy::Pipeline && !self.inverted
     }
 
+    /// Whether rows are flat (sorted by a column): children are not under
+    /// their parents, so they are not drawn as if they were.
+    pub fn is_flat(&self) -> bool {
+        self.sort != SortBy::Pipeline
+    }
+
     pub fn is_paused(&self) -> bool {
         self.paused.is_some()
     }

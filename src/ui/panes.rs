@@ -309,11 +309,16 @@ pub(super) fn lifecycle(
         let height = usize::from(table_area.height.saturating_sub(1));
         let first = (selected + 1).saturating_sub(height.max(1));
         let rows: Vec<&Request> = table.window(engine, first, height + 1, now);
+        let flat = table.is_flat();
         let table_rows = rows.iter().map(|r| {
             let (state_style, info) = row_state(r, view);
             Row::new(vec![
                 Cell::from(r.id.short()),
-                Cell::from(kind_cell(r)),
+                Cell::from(if flat {
+                    r.kind.label().to_string()
+                } else {
+                    kind_cell(r)
+                }),
                 Cell::from(one_line(&r.backend)),
                 Cell::from(Span::styled(r.phase.label(), state_style)),
                 Cell::from(if r.attempt > 0 {
