@@ -1201,7 +1201,7 @@ fn the_filtered_and_sorted_table_shows_what_a_naive_filter_and_sort_over_all_req
                         rows.reverse();
                     }
                 } else if inverted {
-                    rows.sort_by(|a, b| key(b).cmp(&key(a)));
+                    rows.sort_by_key(|r| std::cmp::Reverse(key(r)));
                 } else {
                     rows.sort_by_key(|r| key(r));
                 }
