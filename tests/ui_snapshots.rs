@@ -1256,3 +1256,25 @@ fn the_filtered_and_sorted_table_shows_what_a_naive_filter_and_sort_over_all_req
     }
     assert!(nonempty > 60, "{nonempty}");
 }
+
+#[test]
+fn a_sorted_table_is_rebuilt_at_most_once_per_rebuild_interval() {
+    let mut scene = lifecycle_scene();
+    scene.view.lifecycle.cycle_sort();
+    let table = &scene.view.lifecycle;
+    let before = table.count(&scene.engine, scene.at(16_100));
+    ask(&mut scene, "and the tower?".to_string(), 16_150);
+    let table = &scene.view.lifecycle;
+    let retained = scene.engine.registry().retained_len();
+    assert!(retained > before);
+    // Within the interval the frame reuses the list it built...
+    let soon = scene.at(16_100) + ui::lifecycle_view::REBUILD / 2;
+    assert_eq!(table.count(&scene.engine, soon), before);
+    // ...and once it has passed, the new requests are in.
+    let later = scene.at(16_100) + ui::lifecycle_view::REBUILD;
+    assert_eq!(table.count(&scene.engine, later), retained);
+    // A new sort or filter is applied at once.
+    scene.view.lifecycle.set_filter("kind:chat");
+    let chats = scene.view.lifecycle.count(&scene.engine, later);
+    assert!(chats > 0 && chats < retained);
+}

@@ -8,9 +8,9 @@
 //!   pipeline order (`ui::lifecycle_rows_from`), built row by row: the frame
 //!   cost is the rows on screen, as before.
 //! - Otherwise the table is a list of ids, built from the whole history
-//!   only when the filter or the sort changes, when the table is paused, or
-//!   when the registry changed and the last build is at least [`REBUILD`]
-//!   old. Between builds a frame only looks up the rows on screen (and, for
+//!   only when the filter or the sort changes, or when the registry changed
+//!   (or, sorted by elapsed time, requests are live and age) and the last
+//!   build is at least [`REBUILD`] old. Between builds a frame only looks up the rows on screen (and, for
 //!   a sort by elapsed time, re-sorts that window, since live requests age
 //!   every tick). So a frame costs the visible rows, plus at most one
 //!   rebuild (a filter pass and a sort of what the filter keeps) per
@@ -251,7 +251,11 @@ impl LifecycleTable {
                 b.filter != filter
                     || b.sort != self.sort
                     || b.inverted != self.inverted
-                    || (b.fingerprint != fingerprint || self.sort == SortBy::Elapsed)
+                    // Live requests age: sorted by elapsed time they move
+                    // past finished ones, so the list is rebuilt while any
+                    // is live (finished requests keep their elapsed time).
+                    || (b.fingerprint != fingerprint
+                        || self.sort == SortBy::Elapsed && registry.live_count() > 0)
                         && now.saturating_duration_since(b.at) >= REBUILD
             }
         };
@@ -363,6 +367,14 @@ pub fn filtered_sorted<'e>(
     if sort == SortBy::Pipeline {
         if inverted {
             rows.reverse();
+        }
+    } else if sort == SortBy::Elapsed {
+        // Each elapsed time computed once, not per comparison (stable: the
+        // keys carry their index).
+        if inverted {
+            rows.sort_by_cached_key(|r| r.elapsed(now));
+        } else {
+            rows.sort_by_cached_key(|r| std::cmp::Reverse(r.elapsed(now)));
         }
     } else {
         rows.sort_by(|a, b| directed(sort, inverted, a, b, now));
