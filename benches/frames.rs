@@ -357,6 +357,29 @@ fn with_questions(questions: usize, kb: &Arc<KnowledgeBase>, model: &Arc<Offline
     session
 }
 
+/// Frames of the lifecycle pane sorted by elapsed time (and filtered by
+/// `filter`), the clock moving 16 ms a frame as on a live screen: the
+/// median frame, and the slowest one (a rebuild of the sorted list, which
+/// happens at most once per `lifecycle_view::REBUILD`).
+fn sorted_frames(session: &mut Session, budget: &Budget, filter: &str) -> (Duration, Duration) {
+    let mut view = ViewState::new(Theme::colour(), C);
+    view.kb_status = "kb sample · 32 docs".into();
+    view.focus = loreweave::ui::Focus::Lifecycle;
+    view.lifecycle.cycle_sort();
+    view.lifecycle.set_filter(filter);
+    let mut terminal = Terminal::new(TestBackend::new(WIDTH, HEIGHT)).expect("terminal");
+    let mut samples = Vec::new();
+    let started = Instant::now();
+    while samples.len() < budget.frames.max(40)
+        && (samples.len() < 40 || budget.time.is_none_or(|t| started.elapsed() < t))
+    {
+        session.ms += 16;
+        samples.push(draw(&mut terminal, session, &view));
+    }
+    let slowest = samples.iter().copied().max().unwrap_or_default();
+    (median(samples), slowest)
+}
+
 fn us(d: Duration) -> String {
     format!("{:.0} µs", d.as_secs_f64() * 1e6)
 }
@@ -424,7 +447,18 @@ fn main() {
         let n: usize = n.parse().expect("--only what=N");
         let session = match what {
             "messages" => with_messages(n, &kb, &model),
-            "requests" => with_requests(n, &kb, &model),
+            "requests" => {
+                let mut session = with_requests(n, &kb, &model);
+                for filter in ["", "kind:retrieve"] {
+                    let (frame, rebuild) = sorted_frames(&mut session, &budget, filter);
+                    println!(
+                        "{only}: sorted by elapsed, filter {filter:?}: frame {}  rebuild {}",
+                        us(frame),
+                        us(rebuild)
+                    );
+                }
+                session
+            }
             "questions" => with_questions(n, &kb, &model),
             other => panic!("--only {other}=N: messages, requests or questions"),
         };
@@ -466,9 +500,24 @@ fn main() {
             samples.push(start.elapsed());
         }
         let all_rows = median(samples);
+        let mut session = session;
+        let (sorted, sorted_rebuild) = sorted_frames(&mut session, &budget, "");
+        let (filtered, filtered_rebuild) = sorted_frames(&mut session, &budget, "kind:retrieve");
         let f = measure(session, &budget, Series::All);
         report(&label, &f);
         println!("{:<36} lifecycle_rows() {:>10}", "", us(all_rows));
+        println!(
+            "{:<36} sort by elapsed: frame {:>10}  rebuild {:>10}",
+            "",
+            us(sorted),
+            us(sorted_rebuild)
+        );
+        println!(
+            "{:<36} kind:retrieve + elapsed: frame {:>10}  rebuild {:>10}",
+            "",
+            us(filtered),
+            us(filtered_rebuild)
+        );
         figures.push(f);
     }
     ratio("requests", &figures);

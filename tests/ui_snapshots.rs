@@ -1028,3 +1028,253 @@ fn the_lifecycle_table_builds_only_the_rows_on_screen_in_the_same_order() {
         assert_eq!(shown, expected, "selected {selected}");
     }
 }
+
+/// A history for the lifecycle table's filter, sort and pause: a scenario
+/// whose retrieval timed out (and answered late), three questions, and a
+/// scenario still in flight.
+fn lifecycle_scene() -> Scene {
+    let mut scene = Scene::new();
+    let fx = scene.engine.handle(
+        Input::Command(Command::Scenario {
+            conversation: C,
+            prompt: "the first encounter".into(),
+            seed: Some(9),
+        }),
+        scene.at(0),
+    );
+    let Some(Effect::Dispatch { id: retrieve, .. }) = fx.first().cloned() else {
+        panic!("retrieval expected");
+    };
+    let fx = scene.engine.handle(Input::Tick, scene.at(10_000));
+    scene.run(fx, 10_000);
+    scene.engine.handle(
+        Input::Retrieved {
+            id: retrieve,
+            backend: "local".into(),
+            result: Ok(vec![]),
+        },
+        scene.at(12_000),
+    );
+    for (i, q) in [
+        "who guards the waystone?",
+        "where is the ford?",
+        "what of the bridge?",
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        ask(&mut scene, q.to_string(), 13_000 + 1_000 * i as u64);
+    }
+    let now = scene.at(16_000);
+    scene.engine.handle(
+        Input::Command(Command::Scenario {
+            conversation: C,
+            prompt: "an ambush at the bridge".into(),
+            seed: Some(5),
+        }),
+        now,
+    );
+    scene.view.focus = Focus::Lifecycle;
+    scene
+}
+
+#[test]
+fn lifecycle_filtered_to_timed_out_requests() {
+    let mut scene = lifecycle_scene();
+    scene.view.lifecycle.set_filter("state:timed-out");
+    let wide = scene.draw(120, 40, 17_000);
+    assert!(wide.contains("filter: state:timed-out · "), "{wide}");
+    let shown = lifecycle_ids_on_screen(&wide);
+    assert_eq!(shown.len(), 1, "{wide}");
+    insta::assert_snapshot!("lifecycle_filtered_120x40", wide);
+    insta::assert_snapshot!("lifecycle_filtered_80x24", scene.draw(80, 24, 17_000));
+}
+
+#[test]
+fn lifecycle_filter_prompt_in_the_border() {
+    let mut scene = lifecycle_scene();
+    scene.view.lifecycle.prompt = Some("kind:retrieve la".into());
+    insta::assert_snapshot!(scene.draw(80, 24, 17_000));
+}
+
+#[test]
+fn lifecycle_sorted_by_elapsed() {
+    let mut scene = lifecycle_scene();
+    scene.view.lifecycle.cycle_sort();
+    let wide = scene.draw(120, 40, 17_000);
+    assert!(wide.contains("sort: elapsed ↓"), "{wide}");
+    insta::assert_snapshot!("lifecycle_sorted_120x40", wide);
+    insta::assert_snapshot!("lifecycle_sorted_80x24", scene.draw(80, 24, 17_000));
+}
+
+#[test]
+fn lifecycle_paused_counts_new_rows_without_showing_them() {
+    let mut scene = lifecycle_scene();
+    let before = lifecycle_ids_on_screen(&scene.draw(120, 40, 16_500));
+    scene
+        .view
+        .lifecycle
+        .toggle_pause(&scene.engine, scene.at(16_500));
+    ask(&mut scene, "and the tower?".to_string(), 17_000);
+    let wide = scene.draw(120, 40, 18_000);
+    assert_eq!(lifecycle_ids_on_screen(&wide), before, "{wide}");
+    assert!(wide.contains("paused · "), "{wide}");
+    insta::assert_snapshot!("lifecycle_paused_120x40", wide);
+    insta::assert_snapshot!("lifecycle_paused_80x24", scene.draw(80, 24, 18_000));
+    // Resumed, the new rows are there.
+    scene
+        .view
+        .lifecycle
+        .toggle_pause(&scene.engine, scene.at(18_000));
+    let resumed = lifecycle_ids_on_screen(&scene.draw(120, 40, 18_000));
+    assert!(resumed.len() > before.len() || resumed != before);
+}
+
+/// The filter as its terms say, written out for each request.
+fn naive_match(filter: &str, r: &loreweave::engine::request::Request) -> bool {
+    filter.split_whitespace().all(|term| {
+        if let Some(s) = term.strip_prefix("state:") {
+            r.phase.label().replace(' ', "-") == s
+        } else if let Some(b) = term.strip_prefix("backend:") {
+            r.backend == b
+        } else if let Some(k) = term.strip_prefix("kind:") {
+            r.kind.label() == k
+        } else if term == "late" {
+            r.late_drops > 0
+        } else {
+            r.label.to_lowercase().contains(term) || r.id.to_string().to_lowercase().contains(term)
+        }
+    })
+}
+
+#[test]
+fn the_filtered_and_sorted_table_shows_what_a_naive_filter_and_sort_over_all_requests_gives() {
+    use loreweave::ui::SortBy;
+    let mut scene = lifecycle_scene();
+    for i in 0..8 {
+        ask(&mut scene, format!("the waystone ({i})"), 20_000 + 700 * i);
+    }
+    let ms = 30_000;
+    let now = scene.at(ms);
+    let filters = [
+        "",
+        "state:timed-out",
+        "state:completed kind:retrieve",
+        "kind:generate",
+        "backend:local",
+        "late",
+        "waystone",
+        "state:dispatched",
+        "kind:chat state:completed",
+    ];
+    let sorts = [
+        SortBy::Pipeline,
+        SortBy::Elapsed,
+        SortBy::State,
+        SortBy::Kind,
+        SortBy::Backend,
+        SortBy::Id,
+    ];
+    let mut nonempty = 0;
+    for filter in filters {
+        for sort in sorts {
+            for inverted in [false, true] {
+                let mut rows: Vec<&loreweave::engine::request::Request> =
+                    lifecycle_rows_by_sorting(&scene.engine)
+                        .into_iter()
+                        .filter_map(|id| scene.engine.registry().get(id))
+                        .filter(|r| naive_match(filter, r))
+                        .collect();
+                let key = |r: &loreweave::engine::request::Request| -> (Duration, String) {
+                    match sort {
+                        SortBy::Pipeline => (Duration::ZERO, String::new()),
+                        // Longest first: the negated duration, as a key.
+                        SortBy::Elapsed => (Duration::MAX - r.elapsed(now), String::new()),
+                        SortBy::State => (Duration::ZERO, r.phase.label().to_string()),
+                        SortBy::Kind => (Duration::ZERO, r.kind.label().to_string()),
+                        SortBy::Backend => (Duration::ZERO, r.backend.clone()),
+                        SortBy::Id => (Duration::ZERO, r.id.to_string()),
+                    }
+                };
+                if sort == SortBy::Pipeline {
+                    if inverted {
+                        rows.reverse();
+                    }
+                } else if inverted {
+                    rows.sort_by_key(|r| std::cmp::Reverse(key(r)));
+                } else {
+                    rows.sort_by_key(|r| key(r));
+                }
+                let expected: Vec<RequestId> = rows.iter().map(|r| r.id).collect();
+
+                let mut view = fresh_view(&scene);
+                view.lifecycle.set_filter(filter);
+                while view.lifecycle.sort != sort {
+                    view.lifecycle.cycle_sort();
+                }
+                if inverted {
+                    view.lifecycle.invert();
+                }
+                let count = view.lifecycle.count(&scene.engine, now);
+                let table: Vec<RequestId> = view
+                    .lifecycle
+                    .window(&scene.engine, 0, count + 5, now)
+                    .iter()
+                    .map(|r| r.id)
+                    .collect();
+                let case = format!("{filter:?} {sort:?} inverted {inverted}");
+                assert_eq!(table, expected, "{case}");
+                assert_eq!(
+                    view.lifecycle.hidden(&scene.engine, now),
+                    if filter.is_empty() {
+                        0
+                    } else {
+                        scene.engine.registry().retained_len() - expected.len()
+                    },
+                    "{case}"
+                );
+                // What is drawn is the top of that list.
+                let screen = draw_with(&scene, &view, 120, 40, ms);
+                let shown = lifecycle_ids_on_screen(&screen);
+                let top: Vec<String> = expected
+                    .iter()
+                    .take(shown.len())
+                    .map(|id| id.short())
+                    .collect();
+                assert_eq!(shown, top, "{case}");
+                assert_eq!(
+                    shown.len(),
+                    expected.len().min(shown.len().max(1)).min(expected.len()),
+                    "{case}"
+                );
+                if !expected.is_empty() {
+                    nonempty += 1;
+                    assert!(!shown.is_empty(), "{case}\n{screen}");
+                }
+            }
+        }
+    }
+    assert!(nonempty > 60, "{nonempty}");
+}
+
+#[test]
+fn a_sorted_table_is_rebuilt_at_most_once_per_rebuild_interval() {
+    let mut scene = lifecycle_scene();
+    scene.view.lifecycle.cycle_sort();
+    let table = &scene.view.lifecycle;
+    let before = table.count(&scene.engine, scene.at(16_100));
+    ask(&mut scene, "and the tower?".to_string(), 16_150);
+    let table = &scene.view.lifecycle;
+    let retained = scene.engine.registry().retained_len();
+    assert!(retained > before);
+    // Within the interval the frame reuses the list it built...
+    let soon = scene.at(16_100) + ui::lifecycle_view::REBUILD / 2;
+    assert_eq!(table.count(&scene.engine, soon), before);
+    // ...and once it has passed, the new requests are in.
+    let later = scene.at(16_100) + ui::lifecycle_view::REBUILD;
+    assert_eq!(table.count(&scene.engine, later), retained);
+    // A new sort or filter is applied at once.
+    scene.view.lifecycle.set_filter("kind:chat");
+    let chats = scene.view.lifecycle.count(&scene.engine, later);
+    assert!(chats > 0 && chats < retained);
+}

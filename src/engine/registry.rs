@@ -401,6 +401,13 @@ impl Registry {
         }
         self.events.push_back(event);
     }
+
+    /// The newest sequence number handed out (0 before any): requests
+    /// created since an earlier reading are the difference (the inspector's
+    /// paused table counts them).
+    pub fn last_seq(&self) -> u64 {
+        self.next_seq
+    }
 }
 
 fn event_for(request: &Request, now: Instant, origin: Instant, event: String) -> LifecycleEvent {

@@ -162,6 +162,14 @@ pub enum Action {
     CancelRequest,
     /// Cycle the selected backend's breaker: auto, open, closed.
     ToggleBreaker,
+    /// Open the lifecycle table's filter prompt.
+    Filter,
+    /// Sort the lifecycle table by the next column.
+    CycleSort,
+    /// Invert the lifecycle table's sort.
+    InvertSort,
+    /// Pause or resume following new requests in the lifecycle table.
+    Pause,
     /// Open the selected search result.
     OpenPassage,
     /// Open the session picker.
@@ -633,7 +641,7 @@ mod tests {
         );
         assert_eq!(
             map.hints(Context::Lifecycle),
-            ["Enter detail", "c cancel", "b breaker"]
+            ["f filter", "Enter detail", "c cancel"]
         );
         assert_eq!(
             map.hints(Context::Search),

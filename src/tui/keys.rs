@@ -5,13 +5,15 @@
 //! bound `keymap::Action`. No IO; the engine is only read, so every binding
 //! is testable without a terminal.
 
+use std::time::Instant;
+
 use crossterm::event::{KeyCode, KeyEvent, KeyEventKind, KeyModifiers};
 
 use crate::engine::breaker::Force;
 use crate::engine::command::{Line, parse_line};
 use crate::engine::{Command, Engine};
 use crate::keymap::{Action as Bound, Context};
-use crate::ui::{Citation, CitedIn, Focus, ViewState, lifecycle_row, lifecycle_row_count};
+use crate::ui::{Citation, CitedIn, Focus, ViewState};
 
 /// What the loop must do after a key.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -80,6 +82,23 @@ pub fn on_key(key: KeyEvent, view: &mut ViewState, engine: &Engine) -> Vec<Actio
         Bound::OpenDetail | Bound::CancelRequest | Bound::ToggleBreaker => {
             return lifecycle_action(bound, view, engine);
         }
+        Bound::Filter => {
+            let typed = view
+                .lifecycle
+                .filter
+                .as_ref()
+                .map_or_else(String::new, |f| f.text.clone());
+            view.lifecycle.prompt = Some(typed);
+        }
+        Bound::CycleSort => {
+            view.lifecycle.cycle_sort();
+            view.lifecycle_selected = 0;
+        }
+        Bound::InvertSort => {
+            view.lifecycle.invert();
+            view.lifecycle_selected = 0;
+        }
+        Bound::Pause => view.lifecycle.toggle_pause(engine, Instant::now()),
         Bound::OpenPassage => {
             if let Some(search) = &mut view.search
                 && search.selected_passage().is_some()
@@ -104,6 +123,25 @@ pub fn on_key(key: KeyEvent, view: &mut ViewState, engine: &Engine) -> Vec<Actio
 /// The delete confirmation and the session picker take every key while
 /// they are open.
 fn modal(key: KeyEvent, view: &mut ViewState) -> Option<Vec<Action>> {
+    if let Some(typed) = &mut view.lifecycle.prompt {
+        let ctrl = key.modifiers.contains(KeyModifiers::CONTROL);
+        match key.code {
+            KeyCode::Esc => view.lifecycle.prompt = None,
+            KeyCode::Char('c') if ctrl => view.lifecycle.prompt = None,
+            KeyCode::Backspace => {
+                typed.pop();
+            }
+            KeyCode::Enter => {
+                let typed = std::mem::take(typed);
+                view.lifecycle.prompt = None;
+                view.lifecycle.set_filter(&typed);
+                view.lifecycle_selected = 0;
+            }
+            KeyCode::Char(ch) if !ctrl => typed.push(ch),
+            _ => {}
+        }
+        return Some(Vec::new());
+    }
     if let Some((id, _, typed)) = &mut view.rename {
         let ctrl = key.modifiers.contains(KeyModifiers::CONTROL);
         match key.code {
@@ -257,7 +295,10 @@ fn scroll(step: Move, context: Context, view: &mut ViewState, engine: &Engine) {
             view.scenario_scroll = step.apply(view.scenario_scroll, max);
         }
         Context::Lifecycle => {
-            let last = lifecycle_row_count(engine).saturating_sub(1);
+            let last = view
+                .lifecycle
+                .count(engine, Instant::now())
+                .saturating_sub(1);
             view.lifecycle_selected = step.apply(view.lifecycle_selected, last);
         }
         // An open passage scrolls; the results move the selection.
@@ -408,9 +449,10 @@ fn scenario_action(action: Bound, view: &mut ViewState, engine: &Engine) -> Vec<
 fn lifecycle_action(action: Bound, view: &mut ViewState, engine: &Engine) -> Vec<Action> {
     // Only the selected row is looked up: the cost does not grow with the
     // retained history.
-    let count = lifecycle_row_count(engine);
+    let now = Instant::now();
+    let count = view.lifecycle.count(engine, now);
     view.lifecycle_selected = view.lifecycle_selected.min(count.saturating_sub(1));
-    let Some(row) = lifecycle_row(engine, view.lifecycle_selected) else {
+    let Some(row) = view.lifecycle.row(engine, view.lifecycle_selected, now) else {
         return Vec::new();
     };
     match action {
@@ -730,6 +772,78 @@ mod tests {
         }
         assert!(!view.detail);
         assert_eq!(view.lifecycle_selected, 0);
+    }
+
+    fn typed(view: &mut ViewState, engine: &Engine, text: &str) {
+        for ch in text.chars() {
+            assert!(on_key(key(KeyCode::Char(ch)), view, engine).is_empty());
+        }
+    }
+
+    #[test]
+    fn f_opens_a_filter_prompt_that_takes_every_key_until_enter_or_esc() {
+        let (mut view, engine) = setup();
+        view.focus = Focus::Lifecycle;
+        view.lifecycle_selected = 3;
+        on_key(key(KeyCode::Char('f')), &mut view, &engine);
+        assert_eq!(view.lifecycle.prompt.as_deref(), Some(""));
+        // q, / and space are text here, not quit, command or pause.
+        typed(&mut view, &engine, "state:timed-out q/x");
+        on_key(key(KeyCode::Backspace), &mut view, &engine);
+        assert_eq!(view.lifecycle.prompt.as_deref(), Some("state:timed-out q/"));
+        assert_eq!(view.focus, Focus::Lifecycle);
+        assert!(!view.lifecycle.is_paused());
+        on_key(key(KeyCode::Enter), &mut view, &engine);
+        assert!(view.lifecycle.prompt.is_none());
+        let applied = view.lifecycle.filter.as_ref().map(|f| f.text.clone());
+        assert_eq!(applied.as_deref(), Some("state:timed-out q/"));
+        assert_eq!(view.lifecycle_selected, 0);
+
+        // Reopened, it starts from the filter in force; Esc keeps that one.
+        on_key(key(KeyCode::Char('f')), &mut view, &engine);
+        assert_eq!(view.lifecycle.prompt.as_deref(), Some("state:timed-out q/"));
+        typed(&mut view, &engine, " late");
+        on_key(key(KeyCode::Esc), &mut view, &engine);
+        assert!(view.lifecycle.prompt.is_none());
+        let kept = view.lifecycle.filter.as_ref().map(|f| f.text.clone());
+        assert_eq!(kept.as_deref(), Some("state:timed-out q/"));
+        assert_eq!(view.focus, Focus::Lifecycle);
+
+        // An empty filter clears it.
+        on_key(key(KeyCode::Char('f')), &mut view, &engine);
+        for _ in 0..30 {
+            on_key(key(KeyCode::Backspace), &mut view, &engine);
+        }
+        on_key(key(KeyCode::Enter), &mut view, &engine);
+        assert!(view.lifecycle.filter.is_none());
+    }
+
+    #[test]
+    fn s_cycles_the_sort_r_inverts_it_and_space_pauses_and_resumes() {
+        use crate::ui::SortBy;
+        let (mut view, engine) = setup();
+        // Only in the lifecycle pane: in the input they are text.
+        on_key(key(KeyCode::Char('s')), &mut view, &engine);
+        assert_eq!(view.lifecycle.sort, SortBy::Pipeline);
+        view.focus = Focus::Lifecycle;
+        on_key(key(KeyCode::Char('s')), &mut view, &engine);
+        assert_eq!(view.lifecycle.sort, SortBy::Elapsed);
+        on_key(key(KeyCode::Char('s')), &mut view, &engine);
+        assert_eq!(view.lifecycle.sort, SortBy::State);
+        assert!(!view.lifecycle.inverted);
+        on_key(key(KeyCode::Char('r')), &mut view, &engine);
+        assert!(view.lifecycle.inverted);
+        on_key(key(KeyCode::Char(' ')), &mut view, &engine);
+        assert!(view.lifecycle.is_paused());
+        assert_eq!(view.lifecycle.new_since_pause(&engine), Some(0));
+        on_key(key(KeyCode::Char(' ')), &mut view, &engine);
+        assert!(!view.lifecycle.is_paused());
+        assert_eq!(view.lifecycle.new_since_pause(&engine), None);
+        // Changing the sort resumes following.
+        on_key(key(KeyCode::Char(' ')), &mut view, &engine);
+        on_key(key(KeyCode::Char('s')), &mut view, &engine);
+        assert!(!view.lifecycle.is_paused());
+        assert_eq!(view.lifecycle.sort, SortBy::Kind);
     }
 
     /// The search overlay opened by `/kb search QUERY`, with what the

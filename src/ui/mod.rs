@@ -7,6 +7,7 @@
 
 pub mod chat_cache;
 mod help;
+pub mod lifecycle_view;
 pub mod markdown;
 mod panes;
 pub mod search;
@@ -29,6 +30,7 @@ use crate::engine::limits::Backend;
 use crate::engine::request::{Kind, Request};
 use crate::engine::workspace::ConversationId;
 use crate::keymap::{Context, Keymap};
+pub use lifecycle_view::{Filter, LifecycleTable, SortBy};
 pub use search::{Found, KbSearch, SEARCH_TOP_K, SearchDone, SearchResults};
 pub use theme::Theme;
 
@@ -189,8 +191,10 @@ pub struct ViewState {
     /// Scenarios: the one shown (`None` follows the newest).
     pub scenario_selected: Option<usize>,
     pub scenario_scroll: usize,
-    /// Lifecycle: selected row (0 is the newest).
+    /// Lifecycle: selected row (0 is the top of the table).
     pub lifecycle_selected: usize,
+    /// Lifecycle: filter, sort and pause.
+    pub lifecycle: LifecycleTable,
     /// "kb 32 docs · 9 ms" once the index is built, "kb: indexing..." before.
     pub kb_status: String,
     pub theme: Theme,
@@ -232,6 +236,7 @@ impl ViewState {
             scenario_selected: None,
             scenario_scroll: 0,
             lifecycle_selected: 0,
+            lifecycle: LifecycleTable::default(),
             kb_status: "kb: indexing...".into(),
             theme,
             session: "default".into(),

@@ -12,8 +12,8 @@ use ratatui::widgets::{Block, Cell, Clear, Paragraph, Row, Table, TableState, Wr
 
 use super::chat_cache::{ChatCache, ChatContent};
 use super::{
-    Focus, Theme, ViewState, centered, is_generation, kind_cell, lifecycle_row,
-    lifecycle_row_count, lifecycle_rows_from, markdown, pane_block,
+    Focus, SortBy, Theme, ViewState, centered, is_generation, kind_cell, lifecycle_row_count,
+    markdown, pane_block,
 };
 use crate::domain::{Passage, Role};
 use crate::engine::Engine;
@@ -220,7 +220,20 @@ pub(super) fn lifecycle(
     now: Instant,
 ) {
     let t = &view.theme;
-    let block = pane_block("Request lifecycle", view.focus == Focus::Lifecycle, t);
+    let mut block = pane_block("Request lifecycle", view.focus == Focus::Lifecycle, t);
+    let status = table_status(engine, view, now);
+    if !status.is_empty() {
+        block =
+            block.title(Line::styled(format!(" {} ", status.join(" · ")), t.warn).right_aligned());
+    }
+    if let Some(typed) = &view.lifecycle.prompt {
+        block = block.title_bottom(Line::from(vec![
+            Span::styled(" filter: ", t.title),
+            Span::raw(one_line(typed)),
+            Span::styled("█", t.key),
+            Span::styled(" Enter applies · Esc cancels ", t.dim),
+        ]));
+    }
     let inner = block.inner(area);
     frame.render_widget(block, area);
 
@@ -292,15 +305,15 @@ pub(super) fn lifecycle(
     }
     frame.render_widget(Paragraph::new(header), header_area);
 
-    let count = lifecycle_row_count(engine);
+    let table = &view.lifecycle;
+    let count = table.count(engine, now);
     if count == 0 {
-        frame.render_widget(
-            Paragraph::new(Line::styled(
-                "No requests yet. Every retrieval and generation shows up here, live.",
-                t.dim,
-            )),
-            table_area,
-        );
+        let text = if lifecycle_row_count(engine) == 0 {
+            "No requests yet. Every retrieval and generation shows up here, live."
+        } else {
+            "No request matches the filter (f to change it)."
+        };
+        frame.render_widget(Paragraph::new(Line::styled(text, t.dim)), table_area);
     } else {
         // Only the rows on screen are built. With every row one line high
         // and the table scrolled from the top, ratatui shows rows
@@ -309,14 +322,17 @@ pub(super) fn lifecycle(
         let selected = view.lifecycle_selected.min(count - 1);
         let height = usize::from(table_area.height.saturating_sub(1));
         let first = (selected + 1).saturating_sub(height.max(1));
-        let rows: Vec<&Request> = lifecycle_rows_from(engine, first)
-            .take(height + 1)
-            .collect();
+        let rows: Vec<&Request> = table.window(engine, first, height + 1, now);
+        let flat = table.is_flat();
         let table_rows = rows.iter().map(|r| {
             let (state_style, info) = row_state(r, view);
             Row::new(vec![
                 Cell::from(r.id.short()),
-                Cell::from(kind_cell(r)),
+                Cell::from(if flat {
+                    r.kind.label().to_string()
+                } else {
+                    kind_cell(r)
+                }),
                 Cell::from(one_line(&r.backend)),
                 Cell::from(Span::styled(r.phase.label(), state_style)),
                 Cell::from(if r.attempt > 0 {
@@ -399,6 +415,31 @@ pub(super) fn lifecycle(
     }
 }
 
+/// The table's filter, sort and pause, as the pane's header shows them:
+/// `filter: state:timed-out · 12 hidden`, `sort: elapsed ↓`, `paused · 5 new`.
+fn table_status(engine: &Engine, view: &ViewState, now: Instant) -> Vec<String> {
+    let table = &view.lifecycle;
+    let mut status = Vec::new();
+    if let Some(filter) = &table.filter {
+        status.push(format!(
+            "filter: {} · {} hidden",
+            one_line(&filter.text),
+            table.hidden(engine, now)
+        ));
+    }
+    if table.sort != SortBy::Pipeline || table.inverted {
+        status.push(format!(
+            "sort: {} {}",
+            table.sort.label(),
+            if table.inverted { "↑" } else { "↓" }
+        ));
+    }
+    if let Some(new) = table.new_since_pause(engine) {
+        status.push(format!("paused · {new} new"));
+    }
+    status
+}
+
 /// The state cell's style and the detail column's text.
 fn row_state(r: &Request, view: &ViewState) -> (Style, String) {
     let t = &view.theme;
@@ -431,8 +472,11 @@ pub(super) fn detail(
     now: Instant,
 ) {
     let t = &view.theme;
-    let last = lifecycle_row_count(engine).saturating_sub(1);
-    let Some(selected) = lifecycle_row(engine, view.lifecycle_selected.min(last)) else {
+    let last = view.lifecycle.count(engine, now).saturating_sub(1);
+    let Some(selected) = view
+        .lifecycle
+        .row(engine, view.lifecycle_selected.min(last), now)
+    else {
         return;
     };
     let mut lines = Vec::new();
