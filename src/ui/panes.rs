@@ -276,28 +276,45 @@ pub(super) fn lifecycle(
             }
         }
         // Late arrivals (observed calls): how late, and how many still watched.
-        if s.late_arrivals > 0 {
-            spans.push(Span::styled(
+        let late_by = (s.late_arrivals > 0).then(|| {
+            Span::styled(
                 format!(
                     "late-by p50 {} p95 {} ",
                     pct(s.late_p50_ms),
                     pct(s.late_p95_ms)
                 ),
                 t.warn,
-            ));
-        }
+            )
+        });
+        let late_by_at = late_by.as_ref().map(|span| {
+            spans.push(span.clone());
+            spans.len() - 1
+        });
         if s.observing > 0 {
             spans.push(Span::styled(format!("watching {} ", s.observing), t.warn));
         }
         spans.push(Span::raw(format!(
-            "│ flight {}/{} queued {} │ p50 {} p95 {} p99 {} ",
-            s.in_flight,
-            b.policy.concurrency,
-            s.queued,
+            "│ flight {}/{} queued {} ",
+            s.in_flight, b.policy.concurrency, s.queued
+        )));
+        let percentiles = Span::raw(format!(
+            "│ p50 {} p95 {} p99 {} ",
             pct(s.p50_ms),
             pct(s.p95_ms),
             pct(s.p99_ms)
-        )));
+        ));
+        // On a narrow pane the latency percentiles go first, then the
+        // late-by p50, so the counts and the queue are never cut mid-word.
+        let width = |spans: &[Span<'_>]| spans.iter().map(|s| s.width()).sum::<usize>();
+        let room = usize::from(header_area.width);
+        if width(&spans) > room
+            && let Some(at) = late_by_at
+        {
+            spans[at] = Span::styled(format!("late-by p95 {} ", pct(s.late_p95_ms)), t.warn);
+        }
+        if width(&spans) + percentiles.width() <= room {
+            spans.push(percentiles);
+        }
         if let Some(mode) = engine.chaos().get(name) {
             spans.push(Span::styled(format!("CHAOS {mode}"), t.error));
         }
