@@ -280,6 +280,27 @@ pub struct Restored {
     pub scenarios: Vec<ScenarioEntry>,
 }
 
+/// Open a stored session's conversation in `engine`: its messages, its
+/// scenarios and, with `unsent`, the messages left unsent (a headless
+/// command leaves those to whoever queued them). Returns its id.
+pub fn open_in(
+    engine: &mut crate::engine::Engine,
+    data: &SessionData,
+    unsent: bool,
+) -> ConversationId {
+    let conversation = conversation_of(data.session.id);
+    let restored = restore(data);
+    let unsent = if unsent { restored.unsent } else { Vec::new() };
+    engine.open_conversation(
+        conversation,
+        data.session.name.clone(),
+        restored.messages,
+        unsent,
+    );
+    engine.restore_scenarios(conversation, restored.scenarios);
+    conversation
+}
+
 /// A stored session as the engine restores it.
 pub fn restore(data: &SessionData) -> Restored {
     let conversation = conversation_of(data.session.id);

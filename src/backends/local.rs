@@ -327,7 +327,8 @@ impl std::fmt::Debug for EmbedRoute {
 }
 
 impl EmbedRoute {
-    fn embed(&self, texts: Vec<String>) -> BoxFuture<'static, Result<Vec<Vec<f32>>, String>> {
+    /// Embed one batch of texts; the vectors in order, or why not.
+    pub fn embed(&self, texts: Vec<String>) -> BoxFuture<'static, Result<Vec<Vec<f32>>, String>> {
         match self {
             EmbedRoute::Direct(embedder) => {
                 let call = embedder.embed(texts);

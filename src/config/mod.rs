@@ -30,7 +30,7 @@ use std::path::PathBuf;
 
 pub use load::{DEFAULT_TOML, FILE_NAME, default_path, init, load, resolve_path};
 pub use overrides::Overrides;
-pub(crate) use parse::edit_distance;
+pub(crate) use parse::closest;
 pub use parse::{check_report, parse};
 pub use schema::{
     BackendNames, Config, EmbeddingsConfig, EmbeddingsProvider, KbConfig, LimitsConfig, LlmConfig,

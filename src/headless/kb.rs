@@ -151,12 +151,8 @@ async fn sync_vectors(ctx: &KbContext, out: &mut impl Write, json: bool) -> anyh
             passages.len()
         )?;
     }
-    let embedder = emb.embedder.clone();
-    let embed = move |texts: Vec<String>| {
-        let call = embedder.embed(texts);
-        Box::pin(async move { call.await.map_err(|e| e.message) })
-            as futures::future::BoxFuture<'static, Result<Vec<Vec<f32>>, String>>
-    };
+    let route = crate::backends::local::EmbedRoute::Direct(emb.embedder.clone());
+    let embed = |texts: Vec<String>| route.embed(texts);
     let result =
         crate::kb::cache::embed_missing(&passages, &mut cache, emb.batch_size, &embed).await;
     match result {
@@ -247,50 +243,26 @@ async fn run_inner(cmd: KbCmd, ctx: &KbContext) -> anyhow::Result<ExitCode> {
                 }
             }
             let opts = IngestOptions {
-                load: load_options(ctx),
                 hidden,
                 ..Default::default()
             };
-            let summary = ingest(ctx, inputs, opts, true).await?;
-            print_summary(&mut out, &ctx.name, &summary, json)?;
-            let embedded = sync_vectors(ctx, &mut out, json).await?;
-            Ok(if embedded {
-                summary_code(&summary)
-            } else {
-                ExitCode::FAILURE
-            })
+            ingest_and_report(ctx, &mut out, inputs, opts, true, json).await
         }
         KbCmd::Sync { json } => {
             let inputs = root_inputs(ctx).await?;
             let opts = IngestOptions {
-                load: load_options(ctx),
                 prune: true,
                 ..Default::default()
             };
-            let summary = ingest(ctx, inputs, opts, false).await?;
-            print_summary(&mut out, &ctx.name, &summary, json)?;
-            let embedded = sync_vectors(ctx, &mut out, json).await?;
-            Ok(if embedded {
-                summary_code(&summary)
-            } else {
-                ExitCode::FAILURE
-            })
+            ingest_and_report(ctx, &mut out, inputs, opts, false, json).await
         }
         KbCmd::Rebuild => {
             let inputs = root_inputs(ctx).await?;
             let opts = IngestOptions {
-                load: load_options(ctx),
                 force: true,
                 ..Default::default()
             };
-            let summary = ingest(ctx, inputs, opts, false).await?;
-            print_summary(&mut out, &ctx.name, &summary, false)?;
-            let embedded = sync_vectors(ctx, &mut out, false).await?;
-            Ok(if embedded {
-                summary_code(&summary)
-            } else {
-                ExitCode::FAILURE
-            })
+            ingest_and_report(ctx, &mut out, inputs, opts, false, false).await
         }
         KbCmd::Remove { paths } => {
             let name = writable(&ctx.name)?.to_owned();
@@ -522,12 +494,8 @@ async fn hybrid_eval(
         Some(dir) => VectorCache::open(dir, &emb.model)?.0,
         None => VectorCache::memory(&emb.model),
     };
-    let embedder = emb.embedder.clone();
-    let embed = move |texts: Vec<String>| {
-        let call = embedder.embed(texts);
-        Box::pin(async move { call.await.map_err(|e| e.message) })
-            as futures::future::BoxFuture<'static, Result<Vec<Vec<f32>>, String>>
-    };
+    let route = crate::backends::local::EmbedRoute::Direct(emb.embedder.clone());
+    let embed = |texts: Vec<String>| route.embed(texts);
     let (rows, _) = embed_missing(&passages, &mut cache, emb.batch_size, &embed)
         .await
         .map_err(|e| anyhow::anyhow!("embedding the chunks failed: {e}"))?;
@@ -624,12 +592,32 @@ async fn ingest(
     Ok(summary)
 }
 
-fn summary_code(summary: &Summary) -> ExitCode {
-    if summary.cancelled || !summary.failed.is_empty() {
-        ExitCode::FAILURE
-    } else {
-        ExitCode::SUCCESS
-    }
+/// `kb add`, `sync` and `rebuild`: ingest (with the configured load
+/// options), print the summary, bring the chunk vectors up to date. Exit 1
+/// when the ingest was cancelled, an input could not be read, or embedding
+/// failed.
+async fn ingest_and_report(
+    ctx: &KbContext,
+    out: &mut impl Write,
+    inputs: Vec<Input>,
+    opts: IngestOptions,
+    create: bool,
+    json: bool,
+) -> anyhow::Result<ExitCode> {
+    let opts = IngestOptions {
+        load: load_options(ctx),
+        ..opts
+    };
+    let summary = ingest(ctx, inputs, opts, create).await?;
+    print_summary(out, &ctx.name, &summary, json)?;
+    let embedded = sync_vectors(ctx, out, json).await?;
+    Ok(
+        if summary.cancelled || !summary.failed.is_empty() || !embedded {
+            ExitCode::FAILURE
+        } else {
+            ExitCode::SUCCESS
+        },
+    )
 }
 
 fn print_summary(

@@ -52,18 +52,8 @@ async fn open_session(
             db.load_session(row.id)
         })
         .await?;
-    let conversation = crate::persist::conversation_of(data.session.id);
-    let restored = crate::persist::restore(&data);
     // Unsent messages belong to whoever queued them: not resent here.
-    driver.engine.open_conversation(
-        conversation,
-        data.session.name.clone(),
-        restored.messages,
-        Vec::new(),
-    );
-    driver
-        .engine
-        .restore_scenarios(conversation, restored.scenarios);
+    let conversation = crate::persist::open_in(&mut driver.engine, &data, false);
     let (problems, mut problem_rx) = tokio::sync::mpsc::unbounded_channel::<String>();
     tokio::spawn(async move {
         while let Some(problem) = problem_rx.recv().await {

@@ -39,12 +39,8 @@ fn find(db: &Db, name: &str) -> anyhow::Result<SessionRow> {
             .list_sessions()
             .map(|l| l.into_iter().map(|s| s.name).collect())
             .unwrap_or_default();
-        let hint = known
-            .iter()
-            .map(|k| (crate::config::edit_distance(k, name), k))
-            .filter(|(d, k)| *d <= 2.max(k.chars().count() / 3))
-            .min()
-            .map(|(_, k)| format!(" (did you mean {k:?}?)"))
+        let hint = crate::config::closest(name, known.iter().map(String::as_str))
+            .map(|k| format!(" (did you mean {k:?}?)"))
             .unwrap_or_default();
         anyhow::anyhow!(
             "no session named {:?}{hint}; `loreweave sessions list` lists them",

@@ -135,12 +135,7 @@ pub fn names(home: &Path) -> Vec<String> {
 fn suggest(home: &Path, name: &str) -> Option<String> {
     let mut known = names(home);
     known.push(SAMPLE.to_owned());
-    known
-        .into_iter()
-        .map(|k| (crate::config::edit_distance(&k, name), k))
-        .filter(|(d, k)| *d <= 2.max(k.len() / 3))
-        .min()
-        .map(|(_, k)| k)
+    crate::config::closest(name, known.iter().map(String::as_str)).map(str::to_owned)
 }
 
 fn not_found(home: &Path, name: &str) -> StoreError {

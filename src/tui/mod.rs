@@ -339,14 +339,7 @@ fn on_session_event(
         SessionEvent::Open(data, note) => {
             let conversation = crate::persist::conversation_of(data.session.id);
             if engine.conversation(conversation).is_none() {
-                let restored = crate::persist::restore(&data);
-                engine.open_conversation(
-                    conversation,
-                    data.session.name.clone(),
-                    restored.messages,
-                    restored.unsent,
-                );
-                engine.restore_scenarios(conversation, restored.scenarios);
+                crate::persist::open_in(engine, &data, true);
                 // Its inspector history, as it was when it ran.
                 engine.restore_requests(crate::persist::restored_requests(&data));
             }
@@ -415,16 +408,7 @@ fn on_session_event(
                     let effects =
                         engine.close_conversation(conversation, Instant::now().into_std());
                     driver.runtime.execute(effects);
-                    let restored = crate::persist::restore(&data);
-                    driver.engine.open_conversation(
-                        conversation,
-                        data.session.name.clone(),
-                        restored.messages,
-                        restored.unsent,
-                    );
-                    driver
-                        .engine
-                        .restore_scenarios(conversation, restored.scenarios);
+                    crate::persist::open_in(&mut driver.engine, &data, true);
                 }
             }
         }
