@@ -417,7 +417,17 @@ pub fn restored_requests(data: &SessionData) -> Vec<crate::engine::RestoredReque
                     entries
                         .iter()
                         .filter_map(|t| {
-                            Some((t["offset_ms"].as_u64()?, t["what"].as_str()?.to_owned()))
+                            let offset = t["offset_ms"].as_u64()?;
+                            // Typed since format 2; text before.
+                            let event =
+                                serde_json::from_value(t["event"].clone())
+                                    .ok()
+                                    .or_else(|| {
+                                        Some(crate::engine::event::EventKind::Note {
+                                            text: t["what"].as_str()?.to_owned(),
+                                        })
+                                    })?;
+                            Some((offset, event))
                         })
                         .collect()
                 })
@@ -443,6 +453,7 @@ pub fn restored_requests(data: &SessionData) -> Vec<crate::engine::RestoredReque
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::engine::event::EventKind;
     use crate::engine::request::{Kind, Outcome, RequestId, TimelineEntry};
     use crate::engine::{Engine, EngineConfig};
     use crate::store::Db;
@@ -470,12 +481,16 @@ mod tests {
                 TimelineEntry {
                     at: Instant::now(),
                     offset_ms: 0,
-                    what: "created".into(),
+                    event: EventKind::Created {
+                        label: "who guards the waystone?".into(),
+                    },
                 },
                 TimelineEntry {
                     at: Instant::now(),
                     offset_ms: 250,
-                    what: "retrying after 503".into(),
+                    event: EventKind::Note {
+                        text: "retrying after 503".into(),
+                    },
                 },
             ],
         }
@@ -515,7 +530,7 @@ mod tests {
         assert_eq!(c.attempt, 2);
         assert_eq!(c.label, "who guards the waystone?");
         assert_eq!(c.elapsed(now), Duration::from_millis(250));
-        let timeline: Vec<&str> = c.timeline.iter().map(|t| t.what.as_str()).collect();
+        let timeline: Vec<String> = c.timeline.iter().map(|t| t.text()).collect();
         assert_eq!(timeline, ["created", "retrying after 503"]);
         assert_eq!(registry.live_count(), 0);
     }

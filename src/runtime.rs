@@ -378,6 +378,20 @@ pub struct Driver {
     pub engine: Engine,
     pub runtime: Runtime,
     rx: mpsc::UnboundedReceiver<Input>,
+    taps: Vec<Box<dyn Tap>>,
+}
+
+/// Something that follows the engine: every input with its time, and every
+/// lifecycle event it produced (the JSON Lines trace, the OpenTelemetry
+/// exporter). Called on the driver's task, so a tap must never block: one
+/// that does I/O hands its work to a thread or a task of its own.
+pub trait Tap: Send + std::fmt::Debug {
+    /// An input about to be handled at `at`.
+    fn input(&mut self, _at: std::time::Instant, _input: &Input) {}
+    /// The events handling one input produced, oldest first.
+    fn events(&mut self, _engine: &Engine, _events: &[crate::engine::event::LifecycleEvent]) {}
+    /// loreweave is leaving: write out what is buffered, within `budget`.
+    fn finish(&mut self, _engine: &Engine, _budget: std::time::Duration) {}
 }
 
 impl Driver {
@@ -386,14 +400,46 @@ impl Driver {
             engine,
             runtime,
             rx,
+            taps: Vec::new(),
         }
+    }
+
+    /// Follow the engine with `tap` from now on.
+    pub fn add_tap(&mut self, tap: Box<dyn Tap>) {
+        self.engine.set_event_tap(true);
+        self.taps.push(tap);
     }
 
     /// Apply one input now and carry out the effects.
     pub fn apply(&mut self, input: Input) {
         let now = Instant::now().into_std();
+        for tap in &mut self.taps {
+            tap.input(now, &input);
+        }
         let effects = self.engine.handle(input, now);
+        self.feed_taps();
         self.runtime.execute(effects);
+    }
+
+    fn feed_taps(&mut self) {
+        if self.taps.is_empty() {
+            return;
+        }
+        let events = self.engine.take_events();
+        if events.is_empty() {
+            return;
+        }
+        for tap in &mut self.taps {
+            tap.events(&self.engine, &events);
+        }
+    }
+
+    /// Let every tap write out what it holds (at exit), each within `budget`.
+    pub fn finish_taps(&mut self, budget: std::time::Duration) {
+        self.feed_taps();
+        for tap in &mut self.taps {
+            tap.finish(&self.engine, budget);
+        }
     }
 
     /// The next input: a task's result, or a tick at the engine's next
@@ -420,6 +466,7 @@ impl Driver {
         let now = Instant::now().into_std();
         let count = self.engine.observed_count();
         let effects = self.engine.abandon_observed(now);
+        self.feed_taps();
         self.runtime.execute(effects);
         count
     }

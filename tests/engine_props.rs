@@ -266,16 +266,7 @@ impl World {
     fn check(&mut self) {
         let all = self.engine.registry().all();
         for r in &all {
-            let finals = r
-                .timeline
-                .iter()
-                .filter(|e| {
-                    ["completed", "timed out", "cancelled", "short-circuited"]
-                        .contains(&e.what.as_str())
-                        || e.what.starts_with("failed")
-                        || e.what.starts_with("joined ") && !e.what.contains(':')
-                })
-                .count();
+            let finals = r.timeline.iter().filter(|e| e.event.is_final()).count();
             assert!(
                 finals <= 1,
                 "{} has {finals} final events: {:?}",

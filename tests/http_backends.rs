@@ -1380,7 +1380,7 @@ async fn engine_retries_a_503_and_completes() {
             request
                 .timeline
                 .iter()
-                .any(|t| t.what.starts_with("retry 1 in") && t.what.contains("HTTP 503")),
+                .any(|t| t.text().starts_with("retry 1 in") && t.text().contains("HTTP 503")),
             "{:?}",
             request.timeline
         );

@@ -296,7 +296,7 @@ async fn chaos_failures_are_retried_then_trip_the_breaker() {
             .registry()
             .events()
             .iter()
-            .any(|e| e.event.contains("closed -> open")),
+            .any(|e| e.text().contains("closed -> open")),
         "the transition is in the feed"
     );
 }
@@ -374,10 +374,10 @@ async fn a_real_late_answer_is_observed_and_reported() {
         .find(|r| r.kind == Kind::Retrieve)
         .expect("retrieve");
     assert_eq!(retrieve.outcome(), Some(&Outcome::TimedOut));
-    let arrivals: Vec<&str> = retrieve
+    let arrivals: Vec<String> = retrieve
         .timeline
         .iter()
-        .map(|e| e.what.as_str())
+        .map(|e| e.text())
         .filter(|w| w.starts_with("late arrival"))
         .collect();
     assert_eq!(

@@ -529,7 +529,7 @@ fn a_hundred_requests_finished_within_a_second_are_saved_in_one_batch() {
     assert!(generation.parent.is_some());
     assert!(generation.created_ms >= WALL && generation.ended_ms < WALL + 1_000);
     assert!(generation.ended_ms >= generation.created_ms);
-    assert!(generation.timeline.iter().any(|e| e.what == "completed"));
+    assert!(generation.timeline.iter().any(|e| e.text() == "completed"));
     let a = batch.iter().filter(|s| s.conversation == Some(A)).count();
     let b = batch.iter().filter(|s| s.conversation == Some(B)).count();
     assert_eq!((a, b), (50, 50), "each says its conversation");

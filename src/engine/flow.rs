@@ -14,6 +14,7 @@ use rand::Rng;
 use ulid::Ulid;
 
 use super::breaker::{Admission, Transition};
+use super::event::{EventKind, FallbackTo, LateAfter, QueueReason};
 use super::request::{DeadlinePolicy, Kind, Outcome, Phase, Request, RequestId, millis};
 use super::retry::Decision;
 use super::workspace::{ConversationId, MessageStatus, ScenarioStatus};
@@ -68,7 +69,12 @@ impl Engine {
             timeline: Vec::new(),
             progress: None,
         };
-        request.note(now, "created");
+        request.note(
+            now,
+            EventKind::Created {
+                label: request.label.clone(),
+            },
+        );
         tracing::info!(id = %id, kind = kind.label(), backend, parent = ?parent.map(|p| p.to_string()), "request created");
         self.registry.insert(request);
         if kind != Kind::Scenario && kind != Kind::Turn && !self.backends.contains_key(backend) {
@@ -107,11 +113,7 @@ impl Engine {
                 Some(&leader) if self.registry.is_live(leader) => {
                     self.followers.entry(leader).or_default().push(id);
                     self.calls.insert(id, call);
-                    self.registry.record(
-                        id,
-                        now,
-                        format!("joined {}: identical retrieval in flight", leader.short()),
-                    );
+                    self.registry.record(id, now, EventKind::Joined { leader });
                     return;
                 }
                 _ => {
@@ -157,17 +159,17 @@ impl Engine {
         let token =
             slot && !behind_others && b.bucket.as_mut().is_none_or(|bucket| bucket.try_take(now));
         if behind_others || !slot || !token {
-            let why = if !slot || behind_others {
-                format!(
-                    "queued: {} of {} slot(s) busy",
-                    b.metrics.in_flight, b.policy.concurrency
-                )
+            let reason = if !slot || behind_others {
+                QueueReason::Slots {
+                    busy: b.metrics.in_flight,
+                    limit: b.policy.concurrency,
+                }
             } else {
-                format!(
-                    "queued: rate limit {}/min",
-                    b.policy.rate_per_minute.unwrap_or_default()
-                )
+                QueueReason::RateLimit {
+                    per_minute: b.policy.rate_per_minute.unwrap_or_default(),
+                }
             };
+            let why = EventKind::Queued { reason };
             if from_queue {
                 b.waiting.push_front(id);
             } else {
@@ -187,7 +189,7 @@ impl Engine {
         match admission {
             Admission::Reject => self.short_circuit(id, now, fx),
             Admission::Probe => {
-                self.registry.record(id, now, "half-open probe");
+                self.registry.record(id, now, EventKind::HalfOpenProbe);
                 self.dispatch(id, now, fx);
             }
             Admission::Allow => self.dispatch(id, now, fx),
@@ -242,7 +244,7 @@ impl Engine {
         let backend = request.backend.clone();
         let attempt = request.attempt;
         self.registry
-            .record(id, now, format!("dispatched (attempt {attempt})"));
+            .record(id, now, EventKind::Dispatched { attempt });
         if let Some(b) = self.backends.get_mut(&backend) {
             b.metrics.in_flight += 1;
         }
@@ -251,16 +253,23 @@ impl Engine {
 
     pub(super) fn set_phase(&mut self, id: RequestId, phase: Phase, now: Instant) {
         if let Some(request) = self.registry.live_mut(id) {
-            let label = phase.label();
             request.dispatched.get_or_insert(now);
             request.phase = phase;
-            self.registry.record(id, now, label);
+            self.registry.record(id, now, EventKind::Working);
         }
     }
 
     fn publish(&mut self, backend: &str, transition: Option<Transition>, now: Instant) {
         if let Some(t) = transition {
-            self.registry.backend_event(backend, now, t.to_string());
+            self.registry.backend_event(
+                backend,
+                now,
+                EventKind::Breaker {
+                    from: t.from.to_string(),
+                    to: t.to.to_string(),
+                    why: t.why,
+                },
+            );
         }
     }
 
@@ -281,8 +290,13 @@ impl Engine {
         match result {
             Ok(passages) => {
                 self.attempt_succeeded(id, now);
-                self.registry
-                    .record(id, now, format!("{} passage(s) retrieved", passages.len()));
+                self.registry.record(
+                    id,
+                    now,
+                    EventKind::PassagesRetrieved {
+                        count: passages.len(),
+                    },
+                );
                 self.finish(id, Outcome::Completed, now, fx);
                 let lore = if passages.is_empty() {
                     Err("no lore matched".to_string())
@@ -318,7 +332,13 @@ impl Engine {
         }
         match result {
             Ok(summary) => {
-                self.registry.record(id, now, summary.clone());
+                self.registry.record(
+                    id,
+                    now,
+                    EventKind::Ingested {
+                        summary: summary.clone(),
+                    },
+                );
                 self.finish(id, Outcome::Completed, now, fx);
                 self.set_notice(summary, false);
             }
@@ -346,7 +366,7 @@ impl Engine {
                 Ok(vectors) if vectors.len() == count => {
                     self.attempt_succeeded(id, now);
                     self.registry
-                        .record(id, now, format!("{count} chunk vector(s)"));
+                        .record(id, now, EventKind::ChunkVectors { count });
                     self.chunk_batches.remove(&id);
                     self.finish(id, Outcome::Completed, now, fx);
                     fx.push(Effect::ChunkVectors {
@@ -369,8 +389,13 @@ impl Engine {
             Ok(mut vectors) if vectors.len() == 1 => {
                 self.attempt_succeeded(id, now);
                 let vector = vectors.pop().unwrap_or_default();
-                self.registry
-                    .record(id, now, format!("embedded ({} dimensions)", vector.len()));
+                self.registry.record(
+                    id,
+                    now,
+                    EventKind::Embedded {
+                        dimensions: vector.len(),
+                    },
+                );
                 self.finish(id, Outcome::Completed, now, fx);
                 self.embed_ended(id, Ok(vector), now, fx);
             }
@@ -402,8 +427,14 @@ impl Engine {
             Ok(vector) => job.vector = Some(vector),
             Err(reason) => {
                 job.vector = None;
-                self.registry
-                    .record(parent, now, format!("keyword retrieval only ({reason})"));
+                self.registry.record(
+                    parent,
+                    now,
+                    EventKind::Fallback {
+                        to: FallbackTo::KeywordOnly,
+                        reason,
+                    },
+                );
             }
         }
         self.start_retrieval(parent, now, fx);
@@ -430,7 +461,7 @@ impl Engine {
         }
         if request.phase != Phase::Streaming {
             request.phase = Phase::Streaming;
-            self.registry.record(id, now, "first token");
+            self.registry.record(id, now, EventKind::FirstToken);
         }
         let Some(parent) = parent else {
             return;
@@ -555,11 +586,11 @@ impl Engine {
                 self.registry.record(
                     id,
                     now,
-                    format!(
-                        "retry {} in {}: {message}",
-                        next - 1,
-                        super::request::format_duration(delay)
-                    ),
+                    EventKind::RetryScheduled {
+                        retry: next - 1,
+                        delay_ms: millis(delay),
+                        reason: message.clone(),
+                    },
                 );
                 self.pump(&backend, now, fx);
             }
@@ -690,7 +721,7 @@ impl Engine {
                     };
                     if let Some(parent) = parent {
                         self.registry
-                            .record(parent, now, format!("generation timed out: {what}"));
+                            .record(parent, now, EventKind::ChildTimedOut { what });
                         self.settle_parent(parent, now, fx);
                     }
                 }
@@ -819,10 +850,9 @@ impl Engine {
             id,
             backend,
             now,
-            format!(
-                "call observed past the deadline (grace {})",
-                spoken_duration(policy.late_grace)
-            ),
+            EventKind::Observed {
+                grace_ms: millis(policy.late_grace),
+            },
             false,
         );
         Effect::Observe { id, until }
@@ -853,10 +883,11 @@ impl Engine {
             id,
             &observed.backend,
             now,
-            format!(
-                "late arrival: {what} {} after the deadline",
-                super::request::format_duration(late_by)
-            ),
+            EventKind::LateArrival {
+                what: what.to_string(),
+                after: LateAfter::Deadline,
+                late_by_ms: Some(millis(late_by)),
+            },
             true,
         );
         if what == "token" {
@@ -878,10 +909,9 @@ impl Engine {
             id,
             &observed.backend,
             now,
-            format!(
-                "abandoned: no answer {} after the deadline",
-                super::request::format_duration(now.saturating_duration_since(observed.deadline))
-            ),
+            EventKind::Abandoned {
+                after_ms: millis(now.saturating_duration_since(observed.deadline)),
+            },
             false,
         );
         fx.push(Effect::Abort { id });
@@ -919,8 +949,14 @@ impl Engine {
             Err(reason) => {
                 job.passages.clear();
                 if reason != "no lore matched" {
-                    self.registry
-                        .record(parent, now, format!("fallback: no lore ({reason})"));
+                    self.registry.record(
+                        parent,
+                        now,
+                        EventKind::Fallback {
+                            to: FallbackTo::NoLore,
+                            reason: reason.clone(),
+                        },
+                    );
                 }
                 if let Some(job) = self.jobs.get_mut(&parent) {
                     job.no_lore = Some(reason);
@@ -953,11 +989,8 @@ impl Engine {
             self.registry.get(leader).and_then(|r| r.outcome()) == Some(&Outcome::Cancelled);
         if cancelled {
             let heir = live.remove(0);
-            self.registry.record(
-                heir,
-                now,
-                format!("leader {} cancelled: taking over", leader.short()),
-            );
+            self.registry
+                .record(heir, now, EventKind::TookOver { leader });
             if let Some(Call::Retrieve(query)) = self.calls.get(&heir).cloned() {
                 let backend = self
                     .registry

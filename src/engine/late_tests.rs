@@ -74,8 +74,8 @@ impl H {
         self.request(id)
             .timeline
             .iter()
-            .filter(|e| e.what.starts_with(start))
-            .map(|e| e.what.clone())
+            .filter(|e| e.text().starts_with(start))
+            .map(|e| e.text())
             .collect()
     }
 }
@@ -206,7 +206,7 @@ fn an_observed_call_answering_2s_late_is_one_late_arrival_never_applied() {
     );
     let last = h.engine.registry().events().back().expect("an event");
     assert_eq!(last.id, Some(a));
-    assert!(last.event.starts_with("late arrival"), "{last:?}");
+    assert!(last.text().starts_with("late arrival"), "{last:?}");
     assert_eq!(h.engine.observed_count(), 0);
 
     // Anything more from that call is an ordinary late drop: one arrival.

@@ -22,6 +22,7 @@
 
 pub mod breaker;
 pub mod command;
+pub mod event;
 mod flow;
 pub mod limits;
 pub mod metrics;
@@ -99,7 +100,7 @@ pub struct RestoredRequest {
     pub dispatched_ms: Option<u64>,
     pub ended_ms: u64,
     /// (milliseconds after creation, what happened).
-    pub timeline: Vec<(u64, String)>,
+    pub timeline: Vec<(u64, event::EventKind)>,
 }
 
 /// The backend name of knowledge-base ingests in the lifecycle pane.
@@ -564,10 +565,10 @@ impl Engine {
                 timeline: r
                     .timeline
                     .into_iter()
-                    .map(|(offset_ms, what)| request::TimelineEntry {
+                    .map(|(offset_ms, event)| request::TimelineEntry {
                         at: created + Duration::from_millis(offset_ms),
                         offset_ms,
-                        what,
+                        event,
                     })
                     .collect(),
                 progress: None,
@@ -666,6 +667,25 @@ impl Engine {
 
     pub fn registry(&self) -> &Registry {
         &self.registry
+    }
+
+    /// Keep every lifecycle event for [`Engine::take_events`] (a trace or an
+    /// exporter listens), or stop.
+    pub fn set_event_tap(&mut self, on: bool) {
+        self.registry.set_tap(on);
+    }
+
+    /// The lifecycle events since the last call, oldest first (none unless
+    /// [`Engine::set_event_tap`] is on).
+    pub fn take_events(&mut self) -> Vec<event::LifecycleEvent> {
+        self.registry.take_tapped()
+    }
+
+    /// The wall-clock time of `at` in milliseconds since the Unix epoch (the
+    /// engine knows both clocks at its start).
+    pub fn wall_ms(&self, at: Instant) -> u64 {
+        self.wall_origin_ms
+            .saturating_add(request::millis(at.saturating_duration_since(self.origin)))
     }
 
     pub fn scenarios(&self) -> &[ScenarioEntry] {
@@ -1041,7 +1061,15 @@ impl Engine {
                 match transition {
                     Some(t) => {
                         let text = t.to_string();
-                        self.registry.backend_event(&backend, now, text.clone());
+                        self.registry.backend_event(
+                            &backend,
+                            now,
+                            event::EventKind::Breaker {
+                                from: t.from.to_string(),
+                                to: t.to.to_string(),
+                                why: t.why,
+                            },
+                        );
                         self.set_notice(format!("{backend}: {text}"), false);
                     }
                     None => self.set_notice(format!("{backend}: breaker already {label}"), false),
@@ -1090,12 +1118,23 @@ impl Engine {
             match mode {
                 Some(mode) => {
                     self.chaos.insert(name.clone(), mode);
-                    self.registry
-                        .backend_event(&name, now, format!("chaos on: {mode}"));
+                    self.registry.backend_event(
+                        &name,
+                        now,
+                        event::EventKind::Chaos {
+                            text: format!("chaos on: {mode}"),
+                        },
+                    );
                 }
                 None => {
                     self.chaos.remove(&name);
-                    self.registry.backend_event(&name, now, "chaos off");
+                    self.registry.backend_event(
+                        &name,
+                        now,
+                        event::EventKind::Chaos {
+                            text: "chaos off".into(),
+                        },
+                    );
                 }
             }
             fx.push(Effect::Chaos {

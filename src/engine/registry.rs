@@ -19,26 +19,10 @@
 use std::collections::{BTreeSet, HashMap, VecDeque};
 use std::time::Instant;
 
-use serde::Serialize;
-
+use super::event::{EventKind, LateAfter};
 use super::request::{Kind, Outcome, Phase, Request, RequestId, millis};
 
-/// One lifecycle event, as shown in the event feed and exported with `--json`.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct LifecycleEvent {
-    #[serde(skip)]
-    pub at: Instant,
-    /// Milliseconds since the engine started.
-    pub t_ms: u64,
-    /// `None` for backend events (breaker transitions, chaos).
-    pub id: Option<RequestId>,
-    pub parent: Option<RequestId>,
-    /// `None` for backend events and late results older than the history ring.
-    pub kind: Option<Kind>,
-    pub backend: String,
-    /// What happened: "dispatched", "completed", "late drop: ...".
-    pub event: String,
-}
+pub use super::event::LifecycleEvent;
 
 #[derive(Debug)]
 pub struct Registry {
@@ -57,6 +41,10 @@ pub struct Registry {
     detached: BTreeSet<(u64, RequestId)>,
     events: VecDeque<LifecycleEvent>,
     events_cap: usize,
+    /// Every event since the last [`Registry::take_tapped`], when a trace
+    /// or an exporter listens (unbounded between two drains; the driver
+    /// drains after every input).
+    tap: Option<Vec<LifecycleEvent>>,
     next_seq: u64,
     origin: Instant,
 }
@@ -73,6 +61,7 @@ impl Registry {
             detached: BTreeSet::new(),
             events: VecDeque::new(),
             events_cap: 2_000,
+            tap: None,
             next_seq: 0,
             origin,
         }
@@ -198,8 +187,7 @@ impl Registry {
     }
 
     /// Record an event on a live request's timeline and in the feed.
-    pub fn record(&mut self, id: RequestId, now: Instant, what: impl Into<String>) {
-        let what = what.into();
+    pub fn record(&mut self, id: RequestId, now: Instant, what: EventKind) {
         if let Some(request) = self.live.get_mut(&id) {
             request.note(now, what.clone());
             let event = event_for(request, now, self.origin, what);
@@ -207,14 +195,22 @@ impl Registry {
         }
     }
 
+    /// Start (or stop) keeping every event for [`Registry::take_tapped`].
+    pub fn set_tap(&mut self, on: bool) {
+        self.tap = on.then(Vec::new);
+    }
+
+    /// The events recorded since the last call (none when no tap is set).
+    pub fn take_tapped(&mut self) -> Vec<LifecycleEvent> {
+        self.tap.as_mut().map(std::mem::take).unwrap_or_default()
+    }
+
     /// Move a live request to its final state. Returns the finished request,
     /// or `None` when it was not live (then nothing changes).
     pub fn finish(&mut self, id: RequestId, outcome: Outcome, now: Instant) -> Option<&Request> {
         let mut request = self.live.remove(&id)?;
-        let what = match &outcome {
-            Outcome::Failed(reason) => format!("failed: {reason}"),
-            Outcome::Joined(leader) => format!("joined {}", leader.short()),
-            other => other.label().to_string(),
+        let what = EventKind::Final {
+            outcome: outcome.clone(),
         };
         request.phase = Phase::Done(outcome);
         request.ended = Some(now);
@@ -303,45 +299,49 @@ impl Registry {
     }
 
     /// A result for `id` arrived but `id` is not live: drop it and say so.
-    /// Returns the event text.
-    pub fn late_drop(&mut self, id: RequestId, backend: &str, what: &str, now: Instant) -> String {
+    /// Returns the event.
+    pub fn late_drop(
+        &mut self,
+        id: RequestId,
+        backend: &str,
+        what: &str,
+        now: Instant,
+    ) -> EventKind {
         let found = self
             .history_slot(id)
             .and_then(|slot| self.history.get_mut(slot));
-        let (text, event) = match found {
+        let (kind, event) = match found {
             Some(request) => {
                 request.late_drops += 1;
                 let ended = request.ended.unwrap_or(now);
-                let text = format!(
-                    "late drop: {what} arrived {} after the request ended ({})",
-                    super::request::format_duration(now.saturating_duration_since(ended)),
-                    request.phase.label()
-                );
-                request.note(now, text.clone());
-                let event = event_for(request, now, self.origin, text.clone());
-                (text, event)
+                let kind = EventKind::LateArrival {
+                    what: what.to_string(),
+                    after: LateAfter::End {
+                        phase: request.phase.label().to_string(),
+                    },
+                    late_by_ms: Some(millis(now.saturating_duration_since(ended))),
+                };
+                request.note(now, kind.clone());
+                let event = event_for(request, now, self.origin, kind.clone());
+                (kind, event)
             }
             None => {
                 // Older than the history ring: still a late drop, never "unknown".
-                let text = format!("late drop: {what} for a request that ended long ago");
-                let event = LifecycleEvent {
-                    at: now,
-                    t_ms: millis(now.saturating_duration_since(self.origin)),
-                    id: Some(id),
-                    parent: None,
-                    kind: None,
-                    backend: backend.to_string(),
-                    event: text.clone(),
+                let kind = EventKind::LateArrival {
+                    what: what.to_string(),
+                    after: LateAfter::Unknown,
+                    late_by_ms: None,
                 };
-                (text, event)
+                let event = self.orphan_event(id, backend, now, kind.clone());
+                (kind, event)
             }
         };
-        tracing::warn!(id = %id, backend, "{text}");
+        tracing::warn!(id = %id, backend, "{kind}");
         self.push_event(event);
-        text
+        kind
     }
 
-    /// Note `text` on a request that has ended (found in the history ring
+    /// Note `event` on a request that has ended (found in the history ring
     /// by id), as a timeline entry and an event; a request older than the
     /// ring gets the event alone. Used for an observed call's late arrival
     /// and for the end of its grace; `late` counts a late result on the
@@ -351,7 +351,7 @@ impl Registry {
         id: RequestId,
         backend: &str,
         now: Instant,
-        text: String,
+        what: EventKind,
         late: bool,
     ) {
         let found = self
@@ -362,26 +362,37 @@ impl Registry {
                 if late {
                     request.late_drops += 1;
                 }
-                request.note(now, text.clone());
-                event_for(request, now, self.origin, text.clone())
+                request.note(now, what.clone());
+                event_for(request, now, self.origin, what)
             }
-            None => LifecycleEvent {
-                at: now,
-                t_ms: millis(now.saturating_duration_since(self.origin)),
-                id: Some(id),
-                parent: None,
-                kind: None,
-                backend: backend.to_string(),
-                event: text.clone(),
-            },
+            None => self.orphan_event(id, backend, now, what),
         };
-        tracing::warn!(id = %id, backend, "{text}");
+        tracing::warn!(id = %id, backend, "{}", event.event);
         self.push_event(event);
     }
 
+    /// An event for a request the registry no longer holds.
+    fn orphan_event(
+        &self,
+        id: RequestId,
+        backend: &str,
+        now: Instant,
+        event: EventKind,
+    ) -> LifecycleEvent {
+        LifecycleEvent {
+            at: now,
+            t_ms: millis(now.saturating_duration_since(self.origin)),
+            id: Some(id),
+            parent: None,
+            kind: None,
+            backend: backend.to_string(),
+            conversation: None,
+            event,
+        }
+    }
+
     /// An event about a backend rather than one request.
-    pub fn backend_event(&mut self, backend: &str, now: Instant, what: impl Into<String>) {
-        let what = what.into();
+    pub fn backend_event(&mut self, backend: &str, now: Instant, what: EventKind) {
         tracing::info!(backend, "{what}");
         self.push_event(LifecycleEvent {
             at: now,
@@ -390,12 +401,16 @@ impl Registry {
             parent: None,
             kind: None,
             backend: backend.to_string(),
+            conversation: None,
             event: what,
         });
     }
 
     fn push_event(&mut self, event: LifecycleEvent) {
         tracing::debug!(id = ?event.id.map(|id| id.to_string()), kind = event.kind.map_or("?", Kind::label), backend = %event.backend, event = %event.event, "lifecycle");
+        if let Some(tap) = self.tap.as_mut() {
+            tap.push(event.clone());
+        }
         if self.events.len() == self.events_cap {
             self.events.pop_front();
         }
@@ -410,7 +425,7 @@ impl Registry {
     }
 }
 
-fn event_for(request: &Request, now: Instant, origin: Instant, event: String) -> LifecycleEvent {
+fn event_for(request: &Request, now: Instant, origin: Instant, event: EventKind) -> LifecycleEvent {
     LifecycleEvent {
         at: now,
         t_ms: millis(now.saturating_duration_since(origin)),
@@ -418,6 +433,7 @@ fn event_for(request: &Request, now: Instant, origin: Instant, event: String) ->
         parent: request.parent,
         kind: Some(request.kind),
         backend: request.backend.clone(),
+        conversation: request.conversation,
         event,
     }
 }

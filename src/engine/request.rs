@@ -5,8 +5,10 @@
 use std::fmt;
 use std::time::{Duration, Instant};
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use ulid::Ulid;
+
+use super::event::EventKind;
 
 use super::workspace::ConversationId;
 
@@ -42,6 +44,15 @@ impl fmt::Display for RequestId {
     }
 }
 
+impl<'de> Deserialize<'de> for RequestId {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(deserializer)?;
+        Ulid::from_string(&text)
+            .map(RequestId)
+            .map_err(serde::de::Error::custom)
+    }
+}
+
 impl Serialize for RequestId {
     fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         serializer.collect_str(&self.0)
@@ -49,7 +60,7 @@ impl Serialize for RequestId {
 }
 
 /// What a request does.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Kind {
     /// A scenario: owns a retrieval and a generation.
@@ -94,7 +105,7 @@ impl Kind {
 }
 
 /// How a request ended. Exactly one per request.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "outcome", content = "detail", rename_all = "snake_case")]
 pub enum Outcome {
     Completed,
@@ -181,13 +192,33 @@ pub enum DeadlinePolicy {
 }
 
 /// One thing that happened to a request, for its timeline and the trace.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct TimelineEntry {
-    #[serde(skip)]
     pub at: Instant,
     /// Milliseconds since the request was created.
     pub offset_ms: u64,
-    pub what: String,
+    pub event: EventKind,
+}
+
+impl TimelineEntry {
+    /// The line the inspector shows.
+    pub fn text(&self) -> String {
+        self.event.to_string()
+    }
+}
+
+/// Saved as `{"offset_ms", "event": {...}, "what": "text"}`: the typed event
+/// for loreweave, the text for anyone reading the database by hand (and for
+/// versions that saved text only).
+impl Serialize for TimelineEntry {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeStruct;
+        let mut s = serializer.serialize_struct("TimelineEntry", 3)?;
+        s.serialize_field("offset_ms", &self.offset_ms)?;
+        s.serialize_field("event", &self.event)?;
+        s.serialize_field("what", &self.event.to_string())?;
+        s.end()
+    }
 }
 
 /// A request as the registry holds it.
@@ -247,12 +278,12 @@ impl Request {
         }
     }
 
-    pub(crate) fn note(&mut self, at: Instant, what: impl Into<String>) {
+    pub(crate) fn note(&mut self, at: Instant, event: EventKind) {
         let offset_ms = millis(at.saturating_duration_since(self.created));
         self.timeline.push(TimelineEntry {
             at,
             offset_ms,
-            what: what.into(),
+            event,
         });
     }
 }

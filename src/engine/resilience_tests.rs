@@ -134,8 +134,8 @@ fn breaker_events(h: &H) -> Vec<String> {
         .registry()
         .events()
         .iter()
-        .filter(|e| e.id.is_none() && e.backend == "local" && e.event.starts_with("breaker"))
-        .map(|e| e.event.clone())
+        .filter(|e| e.id.is_none() && e.backend == "local" && e.text().starts_with("breaker"))
+        .map(|e| e.text())
         .collect()
 }
 
@@ -282,12 +282,7 @@ fn transient_errors_are_retried_with_jittered_backoff_at_the_exact_time() {
     h.now = until;
     assert_eq!(retrieves(&h.tick()), vec![id]);
     assert_eq!(h.request(id).attempt, 2);
-    let timeline: Vec<&str> = h
-        .request(id)
-        .timeline
-        .iter()
-        .map(|e| e.what.as_str())
-        .collect();
+    let timeline: Vec<String> = h.request(id).timeline.iter().map(|e| e.text()).collect();
     assert!(
         timeline
             .iter()
@@ -483,7 +478,7 @@ fn identical_inflight_retrievals_share_one_call() {
         h.request(follower)
             .timeline
             .iter()
-            .any(|e| e.what.starts_with("joined"))
+            .any(|e| e.text().starts_with("joined"))
     );
     h.retrieved(leader[0], Ok(vec![p("shared")]));
     assert_eq!(
@@ -729,7 +724,7 @@ fn a_failed_or_slow_embedding_falls_back_to_keyword_retrieval() {
         h.request(parent)
             .timeline
             .iter()
-            .any(|e| e.what == "keyword retrieval only (embedding timed out after 2 s)"),
+            .any(|e| e.text() == "keyword retrieval only (embedding timed out after 2 s)"),
         "{:?}",
         h.request(parent).timeline
     );

@@ -13,6 +13,7 @@ use serde_json::json;
 
 use crate::backends::local::KbHandle;
 use crate::config::Config;
+use crate::engine::event::EVENT_FORMAT_VERSION;
 use crate::engine::workspace::{ConversationId, MessageStatus, ScenarioStatus};
 use crate::engine::{Command, EngineConfig, Input};
 use crate::runtime::Driver;
@@ -260,6 +261,8 @@ fn print_json(out: &mut impl Write, driver: &Driver, report: &Report) -> anyhow:
         let mut value = serde_json::to_value(event)?;
         if let Some(map) = value.as_object_mut() {
             map.insert("type".into(), json!("event"));
+            map.insert("v".into(), json!(EVENT_FORMAT_VERSION));
+            map.insert("text".into(), json!(event.text()));
         }
         writeln!(out, "{value}")?;
     }
@@ -268,6 +271,7 @@ fn print_json(out: &mut impl Write, driver: &Driver, report: &Report) -> anyhow:
         "{}",
         json!({
             "type": "result",
+            "v": EVENT_FORMAT_VERSION,
             "status": report.status,
             "error": report.error,
             "no_lore": report.no_lore,
@@ -284,7 +288,7 @@ fn print_json(out: &mut impl Write, driver: &Driver, report: &Report) -> anyhow:
     writeln!(
         out,
         "{}",
-        json!({ "type": "metrics", "late_drops": driver.engine.total_late_drops(), "backends": metrics })
+        json!({ "type": "metrics", "v": EVENT_FORMAT_VERSION, "late_drops": driver.engine.total_late_drops(), "backends": metrics })
     )?;
     Ok(())
 }

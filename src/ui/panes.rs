@@ -407,12 +407,7 @@ pub(super) fn lifecycle(
             .into_iter()
             .rev()
             .map(|e| {
-                let style =
-                    if e.event.starts_with("late drop") || e.event.starts_with("late arrival") {
-                        t.warn
-                    } else {
-                        t.dim
-                    };
+                let style = if e.event.is_late() { t.warn } else { t.dim };
                 Line::styled(
                     format!(
                         "{:>7} {} {} {}",
@@ -422,7 +417,7 @@ pub(super) fn lifecycle(
                         ),
                         e.id.map_or_else(|| "------".to_string(), |id| id.short()),
                         e.kind.map_or(e.backend.as_str(), |k| k.label()),
-                        one_line(&e.event)
+                        one_line(&e.text())
                     ),
                     style,
                 )
@@ -515,11 +510,16 @@ pub(super) fn detail(
             lines.push(Line::raw(format!("  progress: {}", one_line(progress))));
         }
         for entry in &r.timeline {
-            lines.push(Line::raw(format!(
+            let text = format!(
                 "  +{:<8} {}",
                 format_duration(std::time::Duration::from_millis(entry.offset_ms)),
-                one_line(&entry.what)
-            )));
+                one_line(&entry.text())
+            );
+            lines.push(if entry.event.is_error() || entry.event.is_late() {
+                Line::styled(text, t.warn)
+            } else {
+                Line::raw(text)
+            });
         }
         lines.push(Line::default());
     };

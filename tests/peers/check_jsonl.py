@@ -13,8 +13,8 @@ Expectations (all optional, repeatable where it makes sense):
   --text-lacks S           the result text does not contain S
   --min-text-words N       the result text has at least N words with letters
   --event KIND:BACKEND:EV  some event has this kind, a backend matching the
-                           regular expression BACKEND, and event EV (EV is a
-                           regular expression matched against the whole event)
+                           regular expression BACKEND, and text EV (EV is a
+                           regular expression matched against the whole text)
   --metrics-ok BACKEND     the metrics line reports ok >= 1 for a backend
                            whose name matches the regular expression BACKEND
 """
@@ -51,6 +51,8 @@ def main() -> int:
             problems.append(f"line {number} is not JSON ({error}): {line[:200]!r}")
             continue
         kind = obj.get("type") if isinstance(obj, dict) else None
+        if kind in ("event", "result", "metrics") and obj.get("v") != 2:
+            problems.append(f"line {number}: format version {obj.get('v')!r}, expected 2")
         {"event": events, "result": results, "metrics": metrics}.get(kind, []).append(obj)
 
     if len(results) != 1:
@@ -84,7 +86,7 @@ def main() -> int:
         if not any(
             e.get("kind") == kind
             and re.search(backend, str(e.get("backend")))
-            and re.fullmatch(event, str(e.get("event")))
+            and re.fullmatch(event, str(e.get("text")))
             for e in events
         ):
             problems.append(f"no event kind={kind} backend~/{backend}/ event~/{event}/")
