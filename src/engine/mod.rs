@@ -600,7 +600,7 @@ impl Engine {
         };
         for mut entry in entries {
             entry.conversation = id;
-            if entry.status == ScenarioStatus::Generating {
+            if entry.status == ScenarioStatus::Running {
                 entry.status = ScenarioStatus::Failed("interrupted".into());
             }
             conv.next_scenario = conv.next_scenario.max(entry.index + 1);
@@ -1280,7 +1280,7 @@ impl Engine {
             request: parent,
             backend: self.cfg.generator.clone(),
             markdown: String::new(),
-            status: ScenarioStatus::Generating,
+            status: ScenarioStatus::Running,
             passages: Vec::new(),
             no_lore: None,
         });

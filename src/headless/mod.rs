@@ -217,7 +217,7 @@ fn report(driver: &Driver, job: &Job, conversation: ConversationId) -> Report {
             Some(entry) => {
                 let (status, error) = match &entry.status {
                     ScenarioStatus::Done => ("completed", None),
-                    ScenarioStatus::Generating => ("running", Some("still running".to_string())),
+                    ScenarioStatus::Running => ("running", Some("still running".to_string())),
                     ScenarioStatus::Failed(reason) => ("failed", Some(reason.clone())),
                     ScenarioStatus::Cancelled => ("cancelled", Some("cancelled".to_string())),
                 };
