@@ -458,6 +458,9 @@ pub struct Engine {
     summaries: Vec<RequestSummary>,
     /// When the oldest of `summaries` was added.
     summaries_since: Option<Instant>,
+    /// Passages put before every generation's retrieved ones (see
+    /// [`Engine::set_context`]).
+    context: Vec<Passage>,
 }
 
 impl Engine {
@@ -500,7 +503,17 @@ impl Engine {
             observed: HashMap::new(),
             summaries: Vec::new(),
             summaries_since: None,
+            context: Vec::new(),
         }
+    }
+
+    /// Passages given by the caller rather than retrieved (headless: the
+    /// text piped on standard input). They go first in every generation
+    /// that starts from now on, before the retrieved passages, whether or
+    /// not retrieval ran or found anything, and are cited like any passage
+    /// (the first is `[1]`).
+    pub fn set_context(&mut self, passages: Vec<Passage>) {
+        self.context = passages;
     }
 
     // ----- conversations ---------------------------------------------------
@@ -1292,9 +1305,11 @@ impl Engine {
             TaskMode::Chat { question, .. } => (Kind::Chat, question.clone()),
             TaskMode::Scenario { prompt, .. } => (Kind::Generate, prompt.clone()),
         };
+        let mut passages = self.context.clone();
+        passages.extend(job.passages.iter().cloned());
         let task = GenerationTask {
             mode: job.mode.clone(),
-            passages: job.passages.clone(),
+            passages,
             no_lore_reason: job.no_lore.clone(),
         };
         let target = job.target;
@@ -1373,6 +1388,8 @@ pub fn slug(title: &str) -> String {
     }
 }
 
+#[cfg(test)]
+mod context_tests;
 #[cfg(test)]
 mod conversation_tests;
 #[cfg(test)]

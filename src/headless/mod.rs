@@ -5,6 +5,7 @@
 
 pub mod kb;
 pub mod sessions;
+pub mod stdin;
 
 use std::io::Write;
 use std::process::ExitCode;
@@ -90,7 +91,8 @@ pub enum Job {
 }
 
 /// Run one job to its end and print it. Exit code 0 when it completed, 1
-/// when it failed, timed out or was cancelled.
+/// when it failed, timed out or was cancelled. `context` (the text piped on
+/// stdin, see [`stdin`]) goes before the retrieved passages.
 pub async fn run(
     job: Job,
     cfg: EngineConfig,
@@ -98,9 +100,11 @@ pub async fn run(
     kb: KbHandle,
     json: bool,
     session: Option<String>,
+    context: Vec<crate::domain::Passage>,
 ) -> anyhow::Result<ExitCode> {
     let backends = crate::app::build_backends(config, kb)?;
     let mut driver = crate::app::driver(cfg, backends);
+    driver.engine.set_context(context);
     // With --session: the conversation continues that session and the new
     // turn is saved; without, nothing is saved.
     let (conversation, store, tag) = match &session {
