@@ -91,10 +91,7 @@ fn main() -> ExitCode {
                 let open: tui::KbOpener = Box::new(move || app::open_kb(&config_for_kb, &args));
                 tui::run(cfg, &config, open, started)
                     .await
-                    .map(|exit| match exit {
-                        Exit::Quit => ExitCode::SUCCESS,
-                        Exit::Signal(n) => ExitCode::from(128u8.saturating_add(n as u8)),
-                    })
+                    .map(|exit: Exit| ExitCode::from(exit.code()))
             }
             Some(Cmd::Ask {
                 question,
