@@ -836,6 +836,35 @@ impl Engine {
         fx
     }
 
+    /// Everything not saved yet, for an exit (a quit or a signal): the text
+    /// so far of every reply still streaming (saved at most every
+    /// [`REPLY_SAVE_EVERY`] while it streams) and the request summaries
+    /// waiting for their batch. Nothing is cancelled.
+    pub fn pending_saves(&mut self) -> Vec<Effect> {
+        let streaming: Vec<(ConversationId, usize)> = self
+            .conversations
+            .iter()
+            .flat_map(|(id, conv)| {
+                conv.messages
+                    .iter()
+                    .enumerate()
+                    .filter(|(_, m)| {
+                        m.role == Role::Assistant && m.status == MessageStatus::Running
+                    })
+                    .map(move |(index, _)| (*id, index))
+            })
+            .collect();
+        let mut fx: Vec<Effect> = streaming
+            .into_iter()
+            .filter_map(|(conversation, message)| self.save_reply(conversation, message))
+            .collect();
+        if !self.summaries.is_empty() {
+            self.summaries_since = None;
+            fx.push(Effect::SaveRequests(std::mem::take(&mut self.summaries)));
+        }
+        fx
+    }
+
     /// Hand out the waiting request summaries as one batch when the oldest
     /// has waited [`SUMMARY_FLUSH_EVERY`], or when nothing is live any more.
     fn flush_summaries(&mut self, now: Instant, fx: &mut Vec<Effect>) {
@@ -1392,6 +1421,8 @@ pub fn slug(title: &str) -> String {
 mod context_tests;
 #[cfg(test)]
 mod conversation_tests;
+#[cfg(test)]
+mod exit_tests;
 #[cfg(test)]
 mod late_tests;
 #[cfg(test)]

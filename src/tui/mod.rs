@@ -197,7 +197,7 @@ async fn run_inner(
                                     driver.engine.set_notice(why, true);
                                 }
                             }
-                            Action::Quit => return Ok(Exit::Quit),
+                            Action::Quit => return Ok(leave(&mut driver, Exit::Quit)),
                         }
                     }
                     dirty = true;
@@ -205,7 +205,7 @@ async fn run_inner(
                 Some(Ok(_)) => dirty = true,
                 Some(Err(error)) => return Err(error.into()),
                 // The terminal went away (SSH disconnect without SIGHUP).
-                None => return Ok(Exit::Signal(1)),
+                None => return Ok(leave(&mut driver, Exit::Signal(1))),
             },
             Some(batch) = chunk_batches.recv() => {
                 driver.apply(Input::Command(crate::engine::Command::EmbedChunks {
@@ -260,7 +260,7 @@ async fn run_inner(
             // terminal, and dropping the loop's state drains every save
             // already queued (the session store joins its thread).
             signal = signals.recv() => match signal {
-                terminal::SignalEvent::Exit(n) => return Ok(Exit::Signal(n)),
+                terminal::SignalEvent::Exit(n) => return Ok(leave(&mut driver, Exit::Signal(n))),
                 terminal::SignalEvent::Suspend => {
                     terminal::suspend(terminal)?;
                     dirty = true;
@@ -283,6 +283,16 @@ async fn run_inner(
             dirty = false;
         }
     }
+}
+
+/// The way out of the loop, for a quit and a signal alike: whatever is not
+/// saved yet (a streaming reply's latest text, request summaries waiting
+/// for their batch) is queued for the session store, which finishes every
+/// queued job when the loop's state is dropped.
+fn leave(driver: &mut crate::runtime::Driver, exit: Exit) -> Exit {
+    let saves = driver.engine.pending_saves();
+    driver.runtime.execute(saves);
+    exit
 }
 
 /// Run a `/session` line against the database (results come back as
