@@ -81,8 +81,11 @@ pub struct TraceArgs {
 pub enum Cmd {
     /// Ask a question of the knowledge base and print the answer (markdown).
     Ask {
-        /// The question, e.g. "who guards the waystone?"
+        /// The question, e.g. "who guards the waystone?", or `-` to read it from standard input. Text piped in with a question is added as context: the answer's first passage, [1].
         question: String,
+        /// Cap on what is read from standard input, e.g. `1MiB` (the default) or `200KB`.
+        #[arg(long, value_name = "SIZE", default_value = "1MiB", value_parser = parse_size)]
+        max_stdin: u64,
         /// Emit JSON Lines: lifecycle events, then the result and metrics.
         #[arg(long)]
         json: bool,
@@ -94,8 +97,11 @@ pub enum Cmd {
     },
     /// Generate a scenario and print it (markdown).
     Scenario {
-        /// What the scenario is for, e.g. "the first encounter".
+        /// What the scenario is for, e.g. "the first encounter", or `-` to read it from standard input. Text piped in with a prompt is added as context: the first passage.
         prompt: String,
+        /// Cap on what is read from standard input, e.g. `1MiB` (the default) or `200KB`.
+        #[arg(long, value_name = "SIZE", default_value = "1MiB", value_parser = parse_size)]
+        max_stdin: u64,
         /// Emit JSON Lines: lifecycle events, then the result and metrics.
         #[arg(long)]
         json: bool,
@@ -244,7 +250,8 @@ fn after_help() -> String {
         "Config: {} (see `loreweave config init`).\n\
          Logs go to {}/loreweave.log.<date> (never to the screen).\n\
          Set the level with --log-level or RUST_LOG.\n\n\
-         Exit codes: 0 done, 1 the request failed or timed out, 2 bad usage or a bad config.",
+         Exit codes: 0 done, 1 the request failed or timed out, 2 bad usage or a bad config\n\
+         (standard input over --max-stdin or not text is bad usage); 128+N ended by signal N.",
         crate::config::default_path().map_or_else(
             || "(no config directory)".to_string(),
             |p| p.display().to_string()
@@ -254,6 +261,10 @@ fn after_help() -> String {
 }
 
 pub use crate::domain::parse_duration;
+
+fn parse_size(text: &str) -> Result<u64, String> {
+    crate::config::parse_size(text)
+}
 
 #[cfg(test)]
 mod tests {

@@ -5,7 +5,7 @@ use std::process::ExitCode;
 
 use clap::Parser;
 use loreweave::cli::{Cli, Cmd, ConfigCmd};
-use loreweave::headless::{self, Job};
+use loreweave::headless::{self, Job, stdin};
 use loreweave::sanitize::one_line;
 use loreweave::tui::{self, Exit};
 use loreweave::{app, config, logging};
@@ -91,39 +91,43 @@ fn main() -> ExitCode {
                 let open: tui::KbOpener = Box::new(move || app::open_kb(&config_for_kb, &args));
                 tui::run(cfg, &config, open, started)
                     .await
-                    .map(|exit| match exit {
-                        Exit::Quit => ExitCode::SUCCESS,
-                        Exit::Signal(n) => ExitCode::from(128u8.saturating_add(n as u8)),
-                    })
+                    .map(|exit: Exit| ExitCode::from(exit.code()))
             }
             Some(Cmd::Ask {
                 question,
+                max_stdin,
                 json,
                 session,
                 trace,
             }) => {
+                let input = match stdin::resolve(question, stdin::ASK, max_stdin).await {
+                    Ok(input) => input,
+                    Err(error) => return Ok(stdin_failed(&error)),
+                };
                 let kb = app::open_kb(&config, &cli.global);
-                headless::run(
-                    Job::Ask { question },
-                    cfg,
-                    &config,
-                    kb,
-                    json,
-                    session,
-                    trace,
-                )
-                .await
+                let job = Job::Ask {
+                    question: input.text,
+                };
+                headless::run(job, cfg, &config, kb, json, session, trace, input.context).await
             }
             Some(Cmd::Scenario {
                 prompt,
+                max_stdin,
                 json,
                 session,
                 trace,
             }) => {
+                let input = match stdin::resolve(prompt, stdin::SCENARIO, max_stdin).await {
+                    Ok(input) => input,
+                    Err(error) => return Ok(stdin_failed(&error)),
+                };
                 let seed = cli.global.seed;
                 let kb = app::open_kb(&config, &cli.global);
-                let job = Job::Scenario { prompt, seed };
-                headless::run(job, cfg, &config, kb, json, session, trace).await
+                let job = Job::Scenario {
+                    prompt: input.text,
+                    seed,
+                };
+                headless::run(job, cfg, &config, kb, json, session, trace, input.context).await
             }
             Some(Cmd::Kb { action }) => headless::kb::run(action, kb_context).await,
             Some(Cmd::Config { .. } | Cmd::ExtractPdf { .. } | Cmd::Sessions { .. }) => {
@@ -140,6 +144,13 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// Standard input could not be used: the invocation's fault, found before
+/// any request ran, so bad usage (2), not a failed request (1).
+fn stdin_failed(error: &stdin::StdinError) -> ExitCode {
+    eprintln!("loreweave: {}", one_line(&error.to_string()));
+    ExitCode::from(EXIT_USAGE)
 }
 
 /// `loreweave config init|check|path`.

@@ -32,6 +32,8 @@ pub use load::{DEFAULT_TOML, FILE_NAME, default_path, init, load, resolve_path};
 pub use overrides::Overrides;
 pub(crate) use parse::closest;
 pub use parse::{check_report, parse};
+/// Sizes such as `1MiB` (also used by `--max-stdin`).
+pub use schema::parse_size;
 pub use schema::{
     BackendNames, Config, EmbeddingsConfig, EmbeddingsProvider, KbConfig, LimitsConfig, LlmConfig,
     LlmProvider, PromptsConfig, RetrieverConfig, RetrieverProvider,

@@ -668,7 +668,7 @@ const SIZE_UNITS: &[(&str, u64)] = &[
 /// "50MB" -> 50_000_000: a number (a fraction is allowed) and an optional
 /// unit of [`SIZE_UNITS`]; no unit means bytes. A fraction of a byte is
 /// dropped ("0.5KiB" is 512, "1.5B" is 1).
-pub(super) fn parse_size(text: &str) -> Result<u64, String> {
+pub fn parse_size(text: &str) -> Result<u64, String> {
     let text = text.trim();
     let not_a_size =
         || format!("`{text}` is not a size; try 50MB, 512KB, 1.5GB or a number of bytes");

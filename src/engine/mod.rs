@@ -464,6 +464,9 @@ pub struct Engine {
     summaries: Vec<RequestSummary>,
     /// When the oldest of `summaries` was added.
     summaries_since: Option<Instant>,
+    /// Passages put before every generation's retrieved ones (see
+    /// [`Engine::set_context`]).
+    context: Vec<Passage>,
 }
 
 impl Engine {
@@ -507,7 +510,17 @@ impl Engine {
             observed: HashMap::new(),
             summaries: Vec::new(),
             summaries_since: None,
+            context: Vec::new(),
         }
+    }
+
+    /// Passages given by the caller rather than retrieved (headless: the
+    /// text piped on standard input). They go first in every generation
+    /// that starts from now on, before the retrieved passages, whether or
+    /// not retrieval ran or found anything, and are cited like any passage
+    /// (the first is `[1]`).
+    pub fn set_context(&mut self, passages: Vec<Passage>) {
+        self.context = passages;
     }
 
     // ----- conversations ---------------------------------------------------
@@ -852,6 +865,35 @@ impl Engine {
         }
         self.advance(now, &mut fx);
         self.flush_summaries(now, &mut fx);
+        fx
+    }
+
+    /// Everything not saved yet, for an exit (a quit or a signal): the text
+    /// so far of every reply still streaming (saved at most every
+    /// [`REPLY_SAVE_EVERY`] while it streams) and the request summaries
+    /// waiting for their batch. Nothing is cancelled.
+    pub fn pending_saves(&mut self) -> Vec<Effect> {
+        let streaming: Vec<(ConversationId, usize)> = self
+            .conversations
+            .iter()
+            .flat_map(|(id, conv)| {
+                conv.messages
+                    .iter()
+                    .enumerate()
+                    .filter(|(_, m)| {
+                        m.role == Role::Assistant && m.status == MessageStatus::Running
+                    })
+                    .map(move |(index, _)| (*id, index))
+            })
+            .collect();
+        let mut fx: Vec<Effect> = streaming
+            .into_iter()
+            .filter_map(|(conversation, message)| self.save_reply(conversation, message))
+            .collect();
+        if !self.summaries.is_empty() {
+            self.summaries_since = None;
+            fx.push(Effect::SaveRequests(std::mem::take(&mut self.summaries)));
+        }
         fx
     }
 
@@ -1343,9 +1385,11 @@ impl Engine {
             TaskMode::Chat { question, .. } => (Kind::Chat, question.clone()),
             TaskMode::Scenario { prompt, .. } => (Kind::Generate, prompt.clone()),
         };
+        let mut passages = self.context.clone();
+        passages.extend(job.passages.iter().cloned());
         let task = GenerationTask {
             mode: job.mode.clone(),
-            passages: job.passages.clone(),
+            passages,
             no_lore_reason: job.no_lore.clone(),
         };
         let target = job.target;
@@ -1425,7 +1469,11 @@ pub fn slug(title: &str) -> String {
 }
 
 #[cfg(test)]
+mod context_tests;
+#[cfg(test)]
 mod conversation_tests;
+#[cfg(test)]
+mod exit_tests;
 #[cfg(test)]
 mod late_tests;
 #[cfg(test)]

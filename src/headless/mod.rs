@@ -5,6 +5,7 @@
 
 pub mod kb;
 pub mod sessions;
+pub mod stdin;
 
 use std::io::Write;
 use std::process::ExitCode;
@@ -91,7 +92,9 @@ pub enum Job {
 }
 
 /// Run one job to its end and print it. Exit code 0 when it completed, 1
-/// when it failed, timed out or was cancelled.
+/// when it failed, timed out or was cancelled. `context` (the text piped on
+/// stdin, see [`stdin`]) goes before the retrieved passages.
+#[allow(clippy::too_many_arguments)] // one per command-line option group; a struct would only rename them
 pub async fn run(
     job: Job,
     cfg: EngineConfig,
@@ -100,9 +103,11 @@ pub async fn run(
     json: bool,
     session: Option<String>,
     trace: crate::cli::TraceArgs,
+    context: Vec<crate::domain::Passage>,
 ) -> anyhow::Result<ExitCode> {
     let backends = crate::app::build_backends(config, kb)?;
     let mut driver = crate::app::driver(cfg, backends);
+    driver.engine.set_context(context);
     let recording = trace.trace.as_ref().map(|_| {
         let recording = crate::trace::Recording::new(crate::trace::DEFAULT_CAP_BYTES);
         let recorder = crate::trace::Recorder::new(&driver.engine, recording.clone());

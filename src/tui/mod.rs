@@ -1,23 +1,25 @@
 //! The TUI loop: one `tokio::select!` over terminal events, task results (and
 //! the engine's next deadline), the knowledge base becoming ready, finished
 //! `/kb search`es, a redraw tick that only runs while requests are live, and
-//! SIGTERM/SIGHUP. It
+//! signals. It
 //! drains what is ready, updates, and draws only when something changed, at
 //! most one frame per 16 ms, so an idle TUI uses no CPU. It never awaits a
 //! backend or the disk: those run as tasks and come back as inputs.
 //!
-//! The terminal is restored on every way out: normal quit, error, panic
-//! (ratatui's panic hook), SIGTERM and SIGHUP.
+//! The terminal is restored on every way out: normal quit, error, panic,
+//! SIGINT, SIGQUIT, SIGTERM and SIGHUP (which save like a quit, then exit
+//! 128 + N); SIGTSTP stops with the terminal restored, SIGCONT takes it
+//! again and redraws (see [`terminal`]).
 
 pub mod keys;
 pub mod search;
 pub mod sessions;
+pub mod terminal;
 
 use std::time::Duration;
 
 use crossterm::event::{Event, EventStream};
 use futures::StreamExt;
-use tokio::signal::unix::{SignalKind, signal};
 use tokio::time::{Instant, MissedTickBehavior};
 
 use crate::backends::local::{IndexStats, KbHandle, KbState};
@@ -52,14 +54,18 @@ pub async fn run(
     open_kb: KbOpener,
     started: std::time::Instant,
 ) -> anyhow::Result<Exit> {
-    let mut terminal = ratatui::try_init()?;
-    let result = run_inner(&mut terminal, cfg, config, open_kb, started).await;
-    ratatui::restore();
+    // The handlers first: no signal may find the terminal raw with its
+    // default action still in place.
+    let mut signals = terminal::Signals::new()?;
+    let mut tui = terminal::enter()?;
+    let result = run_inner(&mut tui, &mut signals, cfg, config, open_kb, started).await;
+    terminal::restore();
     result
 }
 
 async fn run_inner(
     terminal: &mut ratatui::DefaultTerminal,
+    signals: &mut terminal::Signals,
     cfg: EngineConfig,
     config: &Config,
     open_kb: KbOpener,
@@ -123,8 +129,6 @@ async fn run_inner(
     let export_dir = std::env::current_dir().unwrap_or_else(|_| std::path::PathBuf::from("."));
 
     let mut events = EventStream::new();
-    let mut sigterm = signal(SignalKind::terminate())?;
-    let mut sighup = signal(SignalKind::hangup())?;
     let mut tick = tokio::time::interval(Duration::from_millis(200));
     tick.set_missed_tick_behavior(MissedTickBehavior::Skip);
     let mut last_draw = Instant::now();
@@ -219,7 +223,7 @@ async fn run_inner(
                                 });
                                 driver.engine.set_notice("writing the trace...", false);
                             }
-                            Action::Quit => return Ok(Exit::Quit),
+                            Action::Quit => return Ok(leave(&mut driver, Exit::Quit)),
                         }
                     }
                     dirty = true;
@@ -227,7 +231,7 @@ async fn run_inner(
                 Some(Ok(_)) => dirty = true,
                 Some(Err(error)) => return Err(error.into()),
                 // The terminal went away (SSH disconnect without SIGHUP).
-                None => return Ok(Exit::Signal(1)),
+                None => return Ok(leave(&mut driver, Exit::Signal(1))),
             },
             Some(batch) = chunk_batches.recv() => {
                 driver.apply(Input::Command(crate::engine::Command::EmbedChunks {
@@ -282,8 +286,20 @@ async fn run_inner(
             }
             _ = tick.tick(), if busy => dirty = true,
             () = tokio::time::sleep_until(frame_at), if dirty => {}
-            _ = sigterm.recv() => return Ok(Exit::Signal(15)),
-            _ = sighup.recv() => return Ok(Exit::Signal(1)),
+            // Returning is the quit path: the caller restores the
+            // terminal, and dropping the loop's state drains every save
+            // already queued (the session store joins its thread).
+            signal = signals.recv() => match signal {
+                terminal::SignalEvent::Exit(n) => return Ok(leave(&mut driver, Exit::Signal(n))),
+                terminal::SignalEvent::Suspend => {
+                    terminal::suspend(terminal)?;
+                    dirty = true;
+                }
+                terminal::SignalEvent::Continued => {
+                    terminal::continued(terminal)?;
+                    dirty = true;
+                }
+            },
         }
         // Apply whatever else is already waiting before drawing once.
         while let Some(input) = driver.try_next_input() {
@@ -297,6 +313,16 @@ async fn run_inner(
             dirty = false;
         }
     }
+}
+
+/// The way out of the loop, for a quit and a signal alike: whatever is not
+/// saved yet (a streaming reply's latest text, request summaries waiting
+/// for their batch) is queued for the session store, which finishes every
+/// queued job when the loop's state is dropped.
+fn leave(driver: &mut crate::runtime::Driver, exit: Exit) -> Exit {
+    let saves = driver.engine.pending_saves();
+    driver.runtime.execute(saves);
+    exit
 }
 
 /// Run a `/session` line against the database (results come back as

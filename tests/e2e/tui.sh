@@ -25,7 +25,7 @@ start() {
 }
 
 # The headless scenario for the same prompt has the same title (same seed).
-title=$("$bin" scenario "the first encounter" | sed -n 's/^# //p' | head -1)
+title=$("$bin" scenario "the first encounter" </dev/null | sed -n 's/^# //p' | head -1)
 [[ -n $title ]] || fail "headless scenario printed no title"
 
 echo "e2e: scenario and question in the TUI"

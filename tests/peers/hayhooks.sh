@@ -138,7 +138,7 @@ headless() {
   local checks=()
   while [[ $1 != -- ]]; do checks+=("$1"); shift; done
   shift
-  timeout 60 "$bin" "$@" >"$work/out.jsonl" 2>"$work/err.txt" || rc=$?
+  timeout 60 "$bin" "$@" </dev/null >"$work/out.jsonl" 2>"$work/err.txt" || rc=$?
   if [[ $rc != 0 ]]; then
     cat "$work/err.txt" >&2
     head -c 3000 "$work/out.jsonl" >&2
