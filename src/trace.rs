@@ -409,11 +409,7 @@ const KEEP: &[&str] = &[
     "state",
     "from",
     "to",
-    "kind",
     "backend",
-    "id",
-    "parent",
-    "leader",
     "class",
     "mode",
 ];
@@ -422,7 +418,7 @@ const KEEP: &[&str] = &[
 /// the key `value` sits under.
 pub fn redact_value(value: &mut Value, key: Option<&str>) {
     match value {
-        Value::String(text) if key.is_none_or(|k| !KEEP.contains(&k)) => {
+        Value::String(text) if !structural(key, text) => {
             *text = redacted(text);
         }
         Value::Array(items) => {
@@ -442,6 +438,22 @@ pub fn redact_value(value: &mut Value, key: Option<&str>) {
             }
         }
         _ => {}
+    }
+}
+
+/// Whether the string `text` under `key` is structure to keep. Ids are kept
+/// only when they are request ids (a passage's id holds its file name), and
+/// kinds only when they are request kinds (a passage's kind comes from its
+/// document).
+fn structural(key: Option<&str>, text: &str) -> bool {
+    match key {
+        Some("id" | "parent" | "leader") => ulid::Ulid::from_string(text).is_ok(),
+        Some("kind") => [
+            "scenario", "turn", "retrieve", "embed", "chat", "generate", "ingest",
+        ]
+        .contains(&text),
+        Some(k) => KEEP.contains(&k),
+        None => false,
     }
 }
 
@@ -531,7 +543,7 @@ mod tests {
             "event": {"event": "created", "label": "who guards the waystone?"},
             "text": "created",
             "outcome": {"outcome": "joined", "detail": "01J00000000000000000000001"},
-            "passages": [{"source": "secret-plans.md", "text": "the vault code is 1234"}],
+            "passages": [{"id": "secret-plans.md#0", "kind": "vault", "source": "secret-plans.md", "text": "the vault code is 1234"}],
             "n": 3
         });
         redact_value(&mut value, None);
@@ -543,7 +555,9 @@ mod tests {
         let label = value["event"]["label"].as_str().unwrap_or_default();
         assert!(label.starts_with("[redacted len=24 b3="), "{label}");
         let text = value.to_string();
-        assert!(!text.contains("waystone") && !text.contains("1234") && !text.contains("secret"));
+        for secret in ["waystone", "1234", "secret", "vault"] {
+            assert!(!text.contains(secret), "{secret} survived: {text}");
+        }
         // Equal texts hash equal.
         assert_eq!(redacted("a"), redacted("a"));
         assert_ne!(redacted("a"), redacted("b"));
