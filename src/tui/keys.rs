@@ -9,10 +9,12 @@ use std::time::Instant;
 
 use crossterm::event::{KeyCode, KeyEvent, KeyEventKind, KeyModifiers};
 
+use crate::domain::Role;
 use crate::engine::breaker::Force;
 use crate::engine::command::{Line, parse_line};
 use crate::engine::{Command, Engine};
 use crate::keymap::{Action as Bound, Context};
+use crate::ui::waterfall::{self, Back, Waterfall};
 use crate::ui::{Citation, CitedIn, Focus, ViewState};
 
 /// What the loop must do after a key.
@@ -81,6 +83,16 @@ pub fn on_key(key: KeyEvent, view: &mut ViewState, engine: &Engine) -> Vec<Actio
         }
         Bound::OpenDetail | Bound::CancelRequest | Bound::ToggleBreaker => {
             return lifecycle_action(bound, view, engine);
+        }
+        Bound::OpenPipeline => return open_pipeline(context, view, engine),
+        Bound::ReturnFromPipeline => {
+            if let Some(Waterfall {
+                back: Some(back), ..
+            }) = view.waterfall.take()
+            {
+                view.focus = back.focus;
+                view.lifecycle_selected = back.lifecycle_selected;
+            }
         }
         Bound::Filter => {
             let typed = view
@@ -235,7 +247,8 @@ fn close_overlay(context: Context, view: &mut ViewState) {
             view.help = false;
             view.help_scroll = 0;
         }
-        Context::Detail => view.detail = false,
+        // Back to the table, where the pipeline's root is selected.
+        Context::Detail => view.waterfall = None,
         Context::Citation => view.citation = None,
         // Back from an open passage to the results, else close them.
         Context::Search => match &mut view.search {
@@ -294,6 +307,12 @@ fn scroll(step: Move, context: Context, view: &mut ViewState, engine: &Engine) {
             let max = view.scenario_max_scroll.get();
             view.scenario_scroll = step.apply(view.scenario_scroll, max);
         }
+        Context::Detail => {
+            if let Some(open) = &mut view.waterfall {
+                let last = waterfall::bar_count(engine, open.root).saturating_sub(1);
+                open.selected = step.apply(open.selected, last);
+            }
+        }
         Context::Lifecycle => {
             let last = view
                 .lifecycle
@@ -348,6 +367,82 @@ fn open_citation(
         }
         None => vec![Action::Notice("nothing here cites any lore".into(), true)],
     }
+}
+
+/// `w` in the chat or the scenarios: open the waterfall of the pipeline
+/// behind the lowest reply on screen, or the shown scenario. Focus moves to
+/// the lifecycle pane with the pipeline's root selected (when the table
+/// shows it); the return key comes back here.
+fn open_pipeline(context: Context, view: &mut ViewState, engine: &Engine) -> Vec<Action> {
+    let request = match context {
+        Context::Chat => chat_reply_request(view, engine),
+        Context::Scenarios => view
+            .current_scenario(engine)
+            .and_then(|i| engine.scenarios().get(i))
+            .map(|s| s.request),
+        _ => None,
+    };
+    let Some(id) = request else {
+        let what = if context == Context::Chat {
+            "no reply here to trace"
+        } else {
+            "no scenario here to trace"
+        };
+        return vec![Action::Notice(what.into(), true)];
+    };
+    let Some(root) = waterfall::root_of(engine, id) else {
+        return vec![Action::Notice(
+            "its requests are no longer in the lifecycle history".into(),
+            true,
+        )];
+    };
+    let back = Back {
+        focus: view.focus,
+        lifecycle_selected: view.lifecycle_selected,
+    };
+    if let Some(row) = view.lifecycle.position(engine, root.id, Instant::now()) {
+        view.lifecycle_selected = row;
+    }
+    view.focus = Focus::Lifecycle;
+    view.waterfall = Some(Waterfall {
+        root: root.id,
+        selected: 0,
+        back: Some(back),
+    });
+    Vec::new()
+}
+
+/// The request behind the lowest reply the chat shows (the newest reply
+/// when the chat has not been drawn yet), if it has one.
+fn chat_reply_request(
+    view: &ViewState,
+    engine: &Engine,
+) -> Option<crate::engine::request::RequestId> {
+    let messages = &engine.conversation(view.current)?.messages;
+    let shown = view
+        .chat_cache
+        .try_borrow()
+        .map(|cache| cache.shown())
+        .unwrap_or_default();
+    let reply = |m: &&crate::engine::workspace::ChatMessage| {
+        m.role == Role::Assistant && m.request.is_some()
+    };
+    let on_screen = messages
+        .get(shown.start.min(messages.len())..shown.end.min(messages.len()))
+        .unwrap_or_default();
+    on_screen
+        .iter()
+        .rev()
+        .find(reply)
+        .or_else(|| {
+            // Not drawn yet, or no reply on screen: the newest reply above.
+            messages[..shown.end.min(messages.len())]
+                .iter()
+                .rev()
+                .find(reply)
+        })
+        .or_else(|| messages.iter().rev().find(reply))
+        .and_then(|m| m.request)
 }
 
 fn submit(view: &mut ViewState, engine: &Engine) -> Vec<Action> {
@@ -456,7 +551,16 @@ fn lifecycle_action(action: Bound, view: &mut ViewState, engine: &Engine) -> Vec
         return Vec::new();
     };
     match action {
-        Bound::OpenDetail => view.detail = true,
+        Bound::OpenDetail => {
+            if let Some(root) = waterfall::root_of(engine, row.id) {
+                let selected = waterfall::bar_index(engine, root.id, row.id).unwrap_or(0);
+                view.waterfall = Some(Waterfall {
+                    root: root.id,
+                    selected,
+                    back: None,
+                });
+            }
+        }
         Bound::ToggleBreaker => {
             let Some(backend) = engine.backends().get(&row.backend) else {
                 return vec![Action::Notice(
@@ -770,7 +874,7 @@ mod tests {
         ] {
             assert!(on_key(key(code), &mut view, &engine).is_empty());
         }
-        assert!(!view.detail);
+        assert!(view.waterfall.is_none());
         assert_eq!(view.lifecycle_selected, 0);
     }
 
