@@ -1078,4 +1078,204 @@ mod tests {
         );
         assert!(view.search.is_none());
     }
+
+    // --- The waterfall and the jump to it ---
+
+    /// Carry `input` through the engine the way the runtime would, at once:
+    /// retrievals find nothing, generations write one token and finish.
+    fn drive(engine: &mut Engine, input: crate::engine::Input) {
+        use crate::engine::{Call, Effect, Input};
+        let mut queue = engine.handle(input, Instant::now());
+        while let Some(effect) = queue.pop() {
+            let Effect::Dispatch { id, backend, call } = effect else {
+                continue;
+            };
+            let next = match call {
+                Call::Retrieve(_) => Input::Retrieved {
+                    id,
+                    backend,
+                    result: Ok(Vec::new()),
+                },
+                Call::Generate(_) => {
+                    engine.handle(
+                        Input::Token {
+                            id,
+                            backend: backend.clone(),
+                            text: "# The Ford\n\nA reply.".into(),
+                        },
+                        Instant::now(),
+                    );
+                    Input::Finished {
+                        id,
+                        backend,
+                        result: Ok(()),
+                    }
+                }
+                _ => continue,
+            };
+            queue.extend(engine.handle(next, Instant::now()));
+        }
+    }
+
+    fn ask(engine: &mut Engine, text: &str) {
+        drive(
+            engine,
+            crate::engine::Input::Command(Command::Ask {
+                conversation: C,
+                text: text.into(),
+                tag: None,
+            }),
+        );
+    }
+
+    fn scenario(engine: &mut Engine, prompt: &str) {
+        drive(
+            engine,
+            crate::engine::Input::Command(Command::Scenario {
+                conversation: C,
+                prompt: prompt.into(),
+                seed: Some(3),
+            }),
+        );
+    }
+
+    /// The turn behind reply `n` (0 is the first reply).
+    fn turn(engine: &Engine, n: usize) -> crate::engine::request::RequestId {
+        engine
+            .conversation(C)
+            .into_iter()
+            .flat_map(|c| c.messages.iter())
+            .filter_map(|m| m.request)
+            .nth(n)
+            .expect("a reply with a request")
+    }
+
+    fn draw(view: &ViewState, engine: &Engine, width: u16, height: u16) {
+        let mut terminal =
+            ratatui::Terminal::new(ratatui::backend::TestBackend::new(width, height))
+                .expect("terminal");
+        terminal
+            .draw(|frame| crate::ui::draw(frame, engine, view, Instant::now()))
+            .expect("draw");
+    }
+
+    #[test]
+    fn w_in_the_chat_jumps_to_the_reply_pipeline_and_w_comes_back() {
+        let (mut view, mut engine) = setup();
+        ask(&mut engine, "who guards the waystone?");
+        scenario(&mut engine, "an ambush at the bridge");
+        let turn = turn(&engine, 0);
+        view.focus = Focus::Chat;
+        view.lifecycle_selected = 1;
+        view.chat_scroll = 2;
+        assert!(on_key(key(KeyCode::Char('w')), &mut view, &engine).is_empty());
+        assert_eq!(view.focus, Focus::Lifecycle);
+        assert_eq!(view.key_context(), Context::Detail);
+        let open = view.waterfall.expect("the waterfall is open");
+        assert_eq!(open.root, turn);
+        assert_eq!(open.selected, 0, "the root's bar");
+        // The scenario's three rows come first; then the turn.
+        assert_eq!(view.lifecycle_selected, 3);
+        assert_eq!(
+            view.lifecycle.row(&engine, 3, Instant::now()).map(|r| r.id),
+            Some(turn)
+        );
+        // Up and down move between the turn, its retrieval and its chat.
+        for _ in 0..5 {
+            on_key(key(KeyCode::Down), &mut view, &engine);
+        }
+        assert_eq!(view.waterfall.map(|w| w.selected), Some(2));
+        on_key(key(KeyCode::Char('k')), &mut view, &engine);
+        assert_eq!(view.waterfall.map(|w| w.selected), Some(1));
+        // w goes back to the chat as it was.
+        assert!(on_key(key(KeyCode::Char('w')), &mut view, &engine).is_empty());
+        assert!(view.waterfall.is_none());
+        assert_eq!(view.focus, Focus::Chat);
+        assert_eq!(view.lifecycle_selected, 1);
+        assert_eq!(view.chat_scroll, 2);
+    }
+
+    #[test]
+    fn w_on_the_shown_scenario_jumps_and_backspace_comes_back_while_esc_stays() {
+        let (mut view, mut engine) = setup();
+        scenario(&mut engine, "a burning mill");
+        ask(&mut engine, "who keeps the ford?");
+        let root = engine.scenarios()[0].request;
+        view.focus = Focus::Scenarios;
+        on_key(key(KeyCode::Char('w')), &mut view, &engine);
+        assert_eq!(view.waterfall.map(|w| w.root), Some(root));
+        assert_eq!(view.lifecycle_selected, 3, "below the newer turn's rows");
+        on_key(key(KeyCode::Backspace), &mut view, &engine);
+        assert_eq!(view.focus, Focus::Scenarios);
+        assert!(view.waterfall.is_none());
+        assert_eq!(view.lifecycle_selected, 0);
+        // Esc closes to the table instead, the pipeline's root selected.
+        on_key(key(KeyCode::Char('w')), &mut view, &engine);
+        on_key(key(KeyCode::Esc), &mut view, &engine);
+        assert!(view.waterfall.is_none());
+        assert_eq!(view.focus, Focus::Lifecycle);
+        assert_eq!(view.lifecycle_selected, 3);
+        // From the table, w does nothing more than close.
+        on_key(key(KeyCode::Enter), &mut view, &engine);
+        assert_eq!(view.waterfall.map(|w| w.root), Some(root));
+        on_key(key(KeyCode::Char('w')), &mut view, &engine);
+        assert!(view.waterfall.is_none());
+        assert_eq!(view.focus, Focus::Lifecycle);
+    }
+
+    #[test]
+    fn the_chat_jumps_to_the_lowest_reply_on_screen() {
+        let (mut view, mut engine) = setup();
+        ask(&mut engine, "who guards the waystone?");
+        ask(&mut engine, "where is the ford?");
+        view.focus = Focus::Chat;
+        // Never drawn: the newest reply.
+        on_key(key(KeyCode::Char('w')), &mut view, &engine);
+        assert_eq!(view.waterfall.map(|w| w.root), Some(turn(&engine, 1)));
+        on_key(key(KeyCode::Char('w')), &mut view, &engine);
+        // Scrolled to the top of a short chat pane: the first reply is the
+        // lowest one on screen.
+        draw(&view, &engine, 80, 20);
+        view.chat_scroll = view.chat_max_scroll.get();
+        draw(&view, &engine, 80, 20);
+        on_key(key(KeyCode::Char('w')), &mut view, &engine);
+        assert_eq!(view.waterfall.map(|w| w.root), Some(turn(&engine, 0)));
+    }
+
+    #[test]
+    fn enter_on_a_child_row_opens_its_pipeline_with_that_bar_selected() {
+        let (mut view, mut engine) = setup();
+        ask(&mut engine, "who guards the waystone?");
+        view.focus = Focus::Lifecycle;
+        view.lifecycle_selected = 2;
+        let chat = view
+            .lifecycle
+            .row(&engine, 2, Instant::now())
+            .map(|r| r.id)
+            .expect("the chat row");
+        on_key(key(KeyCode::Enter), &mut view, &engine);
+        let open = view.waterfall.expect("open");
+        assert_eq!(open.root, turn(&engine, 0));
+        assert_eq!(open.selected, 2);
+        assert_eq!(
+            crate::ui::waterfall::bar_index(&engine, open.root, chat),
+            Some(2)
+        );
+        assert_eq!(open.back, None);
+    }
+
+    #[test]
+    fn w_with_nothing_to_trace_says_so() {
+        let (mut view, engine) = setup();
+        for focus in [Focus::Chat, Focus::Scenarios] {
+            view.focus = focus;
+            let actions = on_key(key(KeyCode::Char('w')), &mut view, &engine);
+            assert!(
+                matches!(&actions[..], [Action::Notice(m, true)] if m.contains("to trace")),
+                "{actions:?}"
+            );
+            assert!(view.waterfall.is_none());
+            assert_eq!(view.focus, focus);
+        }
+    }
 }
