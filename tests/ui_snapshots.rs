@@ -1454,14 +1454,39 @@ fn waterfall_of_a_chat_that_timed_out_while_streaming() {
 
 #[test]
 fn waterfall_of_a_live_streaming_request_grows_with_time() {
-    let mut scene = Scene::new();
+    // One generation slot: the chat waits for the scenario's generation.
+    let mut cfg = EngineConfig::default();
+    cfg.chat_policy.concurrency = 1;
+    let mut scene = Scene::with(cfg);
+    let fx = scene.engine.handle(
+        Input::Command(Command::Scenario {
+            conversation: C,
+            prompt: "an ambush at the bridge".into(),
+            seed: Some(5),
+        }),
+        scene.at(0),
+    );
+    let [(scenario_retrieve, false)] = dispatches(&fx)[..] else {
+        panic!("one retrieval: {fx:?}");
+    };
+    let fx = scene.engine.handle(
+        Input::Retrieved {
+            id: scenario_retrieve,
+            backend: "local".into(),
+            result: Ok(vec![]),
+        },
+        scene.at(100),
+    );
+    let [(generate, true)] = dispatches(&fx)[..] else {
+        panic!("the scenario's generation: {fx:?}");
+    };
     let fx = scene.engine.handle(
         Input::Command(Command::Ask {
             conversation: C,
             text: "where is the ford?".into(),
             tag: None,
         }),
-        scene.at(0),
+        scene.at(200),
     );
     let [(retrieve, false)] = dispatches(&fx)[..] else {
         panic!("one retrieval: {fx:?}");
@@ -1474,8 +1499,17 @@ fn waterfall_of_a_live_streaming_request_grows_with_time() {
         },
         scene.at(500),
     );
+    assert!(dispatches(&fx).is_empty(), "the chat waits for the slot");
+    let fx = scene.engine.handle(
+        Input::Finished {
+            id: generate,
+            backend: "offline".into(),
+            result: Ok(()),
+        },
+        scene.at(800),
+    );
     let [(chat, true)] = dispatches(&fx)[..] else {
-        panic!("the chat: {fx:?}");
+        panic!("the chat gets the slot: {fx:?}");
     };
     scene.engine.handle(
         Input::Token {
@@ -1502,6 +1536,7 @@ fn waterfall_of_a_live_streaming_request_grows_with_time() {
     let streaming = |screen: &str| bar_row(screen, "└ chat").matches('▓').count();
     // On an axis from 0 to now the stream takes a growing share.
     assert!(streaming(&later) > streaming(&early), "{early}\n{later}");
-    assert!(bar_row(&later, "└ chat").contains('▸'), "{later}");
+    let bar = bar_row(&later, "└ chat");
+    assert!(bar.contains('░') && bar.contains('▸'), "{later}");
     insta::assert_snapshot!(later);
 }

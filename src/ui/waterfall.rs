@@ -172,6 +172,34 @@ pub fn lane(timeline: &[TimelineEntry], now_ms: u64) -> Lane {
     }
 }
 
+/// The bar of a finished request whose timeline has no typed events (saved
+/// before events were typed, restored with a session): queued until its
+/// dispatch, in flight until its end.
+fn untyped_lane(r: &Request) -> Lane {
+    let since = |at: Instant| millis(at.saturating_duration_since(r.created));
+    let end_ms = r.ended.map_or(0, since);
+    let dispatched_ms = r.dispatched.map_or(end_ms, since).min(end_ms);
+    let segments = [
+        (SegmentKind::Queued, 0, dispatched_ms),
+        (SegmentKind::InFlight, dispatched_ms, end_ms),
+    ]
+    .into_iter()
+    .filter(|(_, start, end)| end > start)
+    .map(|(kind, start_ms, end_ms)| Segment {
+        kind,
+        start_ms,
+        end_ms,
+    })
+    .collect();
+    Lane {
+        segments,
+        end_ms,
+        ended: true,
+        late_ms: Vec::new(),
+        reach_ms: end_ms,
+    }
+}
+
 /// Where a request's deadline fell, in milliseconds from its creation:
 /// at the end of a timed-out request; where it stands for a live one; at
 /// creation + budget for a finished one with a total budget (deadlines run
@@ -361,7 +389,10 @@ struct Bar<'e> {
 impl<'e> Bar<'e> {
     fn of(request: &'e Request, depth: usize, origin: Instant, now: Instant) -> Self {
         let now_ms = millis(now.saturating_duration_since(request.created));
-        let lane = lane(&request.timeline, now_ms);
+        let mut lane = lane(&request.timeline, now_ms);
+        if !lane.ended && request.outcome().is_some() {
+            lane = untyped_lane(request);
+        }
         Bar {
             request,
             depth,
@@ -982,6 +1013,39 @@ mod tests {
             .map(|(ch, _)| ch)
             .collect();
         assert_eq!(cells, "██··████████████████┆⏱╌╌◆ ");
+    }
+
+    #[test]
+    fn a_restored_request_with_untyped_notes_draws_from_its_dispatch_and_end() {
+        let mut r = request(
+            DeadlinePolicy::Total(Duration::from_secs(10)),
+            vec![
+                entry(
+                    0,
+                    EventKind::Note {
+                        text: "created".into(),
+                    },
+                ),
+                entry(
+                    900,
+                    EventKind::Note {
+                        text: "completed".into(),
+                    },
+                ),
+            ],
+        );
+        r.phase = crate::engine::request::Phase::Done(Outcome::Completed);
+        r.dispatched = Some(r.created + Duration::from_millis(200));
+        r.ended = Some(r.created + Duration::from_millis(900));
+        let bar = Bar::of(&r, 1, r.created, r.created + Duration::from_secs(5));
+        assert_eq!(
+            bar.lane.segments,
+            vec![
+                seg(SegmentKind::Queued, 0, 200),
+                seg(SegmentKind::InFlight, 200, 900),
+            ]
+        );
+        assert_eq!(bar.reach_ms(), 900, "not stretched to now");
     }
 
     #[test]
