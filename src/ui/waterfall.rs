@@ -942,6 +942,7 @@ mod tests {
             late_drops: 0,
             timeline,
             progress: None,
+            restored: false,
         }
     }
 
