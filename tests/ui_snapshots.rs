@@ -304,13 +304,13 @@ fn help_overlay_shows_every_binding_at_every_size() {
 }
 
 #[test]
-fn help_overlay_200x70_two_columns() {
+fn help_overlay_200x75_two_columns() {
     let mut scene = Scene::new();
     scene.view.help = true;
-    // Since the session commands came, the two columns are ~64 rows: at
-    // 200x70 they fit whole; smaller sizes scroll (every size is checked
+    // Since the waterfall's keys came, the two columns are ~71 rows: at
+    // 200x75 they fit whole; smaller sizes scroll (every size is checked
     // above).
-    let screen = scene.draw(200, 70, 0);
+    let screen = scene.draw(200, 75, 0);
     // Both columns whole: nothing to scroll, the overlay's last rows shown.
     assert_eq!(scene.view.help_max_scroll.get(), 0, "{screen}");
     assert!(screen.contains("/chaos BACKEND latency 12s"), "{screen}");
@@ -318,7 +318,7 @@ fn help_overlay_200x70_two_columns() {
         screen.contains("/breaker open|close|auto BACKEND"),
         "{screen}"
     );
-    assert!(screen.contains("close the timeline"), "{screen}");
+    assert!(screen.contains("close the waterfall"), "{screen}");
     insta::assert_snapshot!(screen);
 }
 
@@ -396,7 +396,7 @@ fn a_narrow_status_bar_drops_the_least_useful_hints_first() {
 }
 
 #[test]
-fn request_detail_overlay() {
+fn waterfall_of_a_chat_turn_opened_from_the_table() {
     let mut scene = Scene::new();
     scene.command(
         Command::Ask {
@@ -407,8 +407,10 @@ fn request_detail_overlay() {
         100,
     );
     scene.view.focus = Focus::Lifecycle;
-    scene.view.lifecycle_selected = 1;
-    scene.view.detail = true;
+    press(&mut scene, crossterm::event::KeyCode::Down);
+    press(&mut scene, crossterm::event::KeyCode::Enter);
+    let open = scene.view.waterfall.expect("Enter opens the waterfall");
+    assert_eq!(open.selected, 1, "the selected row's bar is selected");
     insta::assert_snapshot!(scene.draw(120, 40, 1_000));
 }
 
@@ -1277,4 +1279,264 @@ fn a_sorted_table_is_rebuilt_at_most_once_per_rebuild_interval() {
     scene.view.lifecycle.set_filter("kind:chat");
     let chats = scene.view.lifecycle.count(&scene.engine, later);
     assert!(chats > 0 && chats < retained);
+}
+
+// --- The waterfall ---
+
+/// The dispatches among `effects`: (id, is a generation).
+fn dispatches(effects: &[Effect]) -> Vec<(RequestId, bool)> {
+    effects
+        .iter()
+        .filter_map(|e| match e {
+            Effect::Dispatch { id, call, .. } => Some((*id, matches!(call, Call::Generate(_)))),
+            _ => None,
+        })
+        .collect()
+}
+
+/// A scenario whose retrieval fails once (HTTP 503, a retry after a
+/// backoff), times out on its second attempt at 10 s, is observed and
+/// answers 2 s late; generation runs without lore from 10 s, first token
+/// at 10.4 s, done at 11 s. The waterfall is open on the retrieval.
+fn waterfall_scene() -> (Scene, RequestId) {
+    use loreweave::domain::BackendError;
+    let mut scene = Scene::new();
+    let fx = scene.engine.handle(
+        Input::Command(Command::Scenario {
+            conversation: C,
+            prompt: "the first encounter".into(),
+            seed: Some(9),
+        }),
+        scene.at(0),
+    );
+    let [(retrieve, false)] = dispatches(&fx)[..] else {
+        panic!("one retrieval: {fx:?}");
+    };
+    scene.engine.handle(
+        Input::Retrieved {
+            id: retrieve,
+            backend: "local".into(),
+            result: Err(BackendError::transient("HTTP 503")),
+        },
+        scene.at(300),
+    );
+    // The backoff is at most 1 s (base 1 s, full jitter): redispatched by 1.3 s.
+    let fx = scene.engine.handle(Input::Tick, scene.at(1_300));
+    assert_eq!(dispatches(&fx), vec![(retrieve, false)], "the retry");
+    let fx = scene.engine.handle(Input::Tick, scene.at(10_000));
+    let [(generate, true)] = dispatches(&fx)[..] else {
+        panic!("generation without lore: {fx:?}");
+    };
+    scene.engine.handle(
+        Input::Token {
+            id: generate,
+            backend: "offline".into(),
+            text: "# The Ford\n\nNo lore.".into(),
+        },
+        scene.at(10_400),
+    );
+    scene.engine.handle(
+        Input::Finished {
+            id: generate,
+            backend: "offline".into(),
+            result: Ok(()),
+        },
+        scene.at(11_000),
+    );
+    scene.engine.handle(
+        Input::Retrieved {
+            id: retrieve,
+            backend: "local".into(),
+            result: Ok(vec![]),
+        },
+        scene.at(12_000),
+    );
+    let root = scene.engine.scenarios()[0].request;
+    scene.view.focus = Focus::Lifecycle;
+    scene.view.waterfall = Some(ui::Waterfall {
+        root,
+        selected: 1,
+        back: None,
+    });
+    (scene, retrieve)
+}
+
+/// The row of `screen` whose bar starts with `name`, from the name on.
+fn bar_row<'s>(screen: &'s str, name: &str) -> &'s str {
+    screen
+        .lines()
+        .find_map(|l| l.find(name).map(|i| &l[i..]))
+        .unwrap_or_else(|| panic!("no {name:?} bar in\n{screen}"))
+}
+
+#[test]
+fn waterfall_with_a_retry_and_a_late_arrival() {
+    let (scene, retrieve) = waterfall_scene();
+    let r = scene.engine.registry().get(retrieve).expect("retained");
+    assert_eq!(r.attempt, 2);
+    let wide = scene.draw(120, 40, 13_000);
+    let bar = bar_row(&wide, "└ retrieve local");
+    // In flight, backoff, in flight again; the deadline and the timeout at
+    // 10 s, the observed tail, the late arrival at 12 s (the axis end).
+    for glyph in ['█', '·', '┆', '⏱', '╌', '◆'] {
+        assert!(bar.contains(glyph), "{glyph} in {bar:?}");
+    }
+    let order: Vec<usize> = ['·', '┆', '⏱', '╌', '◆']
+        .iter()
+        .filter_map(|g| bar.find(*g))
+        .collect();
+    assert!(order.windows(2).all(|w| w[0] < w[1]), "{bar:?}");
+    assert!(bar_row(&wide, "└ generate offline").contains('▓'), "{wide}");
+    assert!(wide.contains("late arrival: retrieval result 2s after the deadline"));
+    assert!(wide.contains("retry 1 in "), "{wide}");
+    insta::assert_snapshot!("waterfall_retry_late_120x40", wide);
+    let narrow = scene.draw(80, 24, 13_000);
+    assert!(bar_row(&narrow, "└ retrieve").contains('◆'), "{narrow}");
+    insta::assert_snapshot!("waterfall_retry_late_80x24", narrow);
+}
+
+#[test]
+fn waterfall_of_a_chat_that_timed_out_while_streaming() {
+    let mut scene = Scene::new();
+    let fx = scene.engine.handle(
+        Input::Command(Command::Ask {
+            conversation: C,
+            text: "who guards the waystone?".into(),
+            tag: None,
+        }),
+        scene.at(0),
+    );
+    let [(retrieve, false)] = dispatches(&fx)[..] else {
+        panic!("one retrieval: {fx:?}");
+    };
+    let passages = scene
+        .kb
+        .search("who guards the waystone?", 5)
+        .expect("search");
+    let fx = scene.engine.handle(
+        Input::Retrieved {
+            id: retrieve,
+            backend: "local".into(),
+            result: Ok(passages),
+        },
+        scene.at(400),
+    );
+    let [(chat, true)] = dispatches(&fx)[..] else {
+        panic!("the chat: {fx:?}");
+    };
+    scene.engine.handle(
+        Input::Token {
+            id: chat,
+            backend: "offline".into(),
+            text: "The waystone is guarded by".into(),
+        },
+        scene.at(2_000),
+    );
+    // Then nothing: 30 s idle later the chat times out.
+    scene.engine.handle(Input::Tick, scene.at(32_000));
+    let c = scene.engine.registry().get(chat).expect("retained");
+    assert_eq!(c.phase.label(), "timed out");
+    let root = c.parent.expect("a turn");
+    scene.view.focus = Focus::Lifecycle;
+    scene.view.waterfall = Some(ui::Waterfall {
+        root,
+        selected: 2,
+        back: None,
+    });
+    let screen = scene.draw(100, 30, 33_000);
+    let bar = bar_row(&screen, "└ chat offline");
+    assert!(
+        bar.contains('▓') && bar.contains('┆') && bar.contains('⏱'),
+        "{bar:?}"
+    );
+    insta::assert_snapshot!(screen);
+}
+
+#[test]
+fn waterfall_of_a_live_streaming_request_grows_with_time() {
+    // One generation slot: the chat waits for the scenario's generation.
+    let mut cfg = EngineConfig::default();
+    cfg.chat_policy.concurrency = 1;
+    let mut scene = Scene::with(cfg);
+    let fx = scene.engine.handle(
+        Input::Command(Command::Scenario {
+            conversation: C,
+            prompt: "an ambush at the bridge".into(),
+            seed: Some(5),
+        }),
+        scene.at(0),
+    );
+    let [(scenario_retrieve, false)] = dispatches(&fx)[..] else {
+        panic!("one retrieval: {fx:?}");
+    };
+    let fx = scene.engine.handle(
+        Input::Retrieved {
+            id: scenario_retrieve,
+            backend: "local".into(),
+            result: Ok(vec![]),
+        },
+        scene.at(100),
+    );
+    let [(generate, true)] = dispatches(&fx)[..] else {
+        panic!("the scenario's generation: {fx:?}");
+    };
+    let fx = scene.engine.handle(
+        Input::Command(Command::Ask {
+            conversation: C,
+            text: "where is the ford?".into(),
+            tag: None,
+        }),
+        scene.at(200),
+    );
+    let [(retrieve, false)] = dispatches(&fx)[..] else {
+        panic!("one retrieval: {fx:?}");
+    };
+    let fx = scene.engine.handle(
+        Input::Retrieved {
+            id: retrieve,
+            backend: "local".into(),
+            result: Ok(vec![]),
+        },
+        scene.at(500),
+    );
+    assert!(dispatches(&fx).is_empty(), "the chat waits for the slot");
+    let fx = scene.engine.handle(
+        Input::Finished {
+            id: generate,
+            backend: "offline".into(),
+            result: Ok(()),
+        },
+        scene.at(800),
+    );
+    let [(chat, true)] = dispatches(&fx)[..] else {
+        panic!("the chat gets the slot: {fx:?}");
+    };
+    scene.engine.handle(
+        Input::Token {
+            id: chat,
+            backend: "offline".into(),
+            text: "The ford lies".into(),
+        },
+        scene.at(1_000),
+    );
+    let root = scene
+        .engine
+        .registry()
+        .get(chat)
+        .and_then(|c| c.parent)
+        .expect("a turn");
+    scene.view.focus = Focus::Lifecycle;
+    scene.view.waterfall = Some(ui::Waterfall {
+        root,
+        selected: 2,
+        back: None,
+    });
+    let early = scene.draw(80, 24, 2_000);
+    let later = scene.draw(80, 24, 4_000);
+    let streaming = |screen: &str| bar_row(screen, "└ chat").matches('▓').count();
+    // On an axis from 0 to now the stream takes a growing share.
+    assert!(streaming(&later) > streaming(&early), "{early}\n{later}");
+    let bar = bar_row(&later, "└ chat");
+    assert!(bar.contains('░') && bar.contains('▸'), "{later}");
+    insta::assert_snapshot!(later);
 }

@@ -45,7 +45,7 @@ pub enum Context {
     Help,
     /// The cited-passage overlay.
     Citation,
-    /// The request detail (timeline) overlay.
+    /// The waterfall overlay: a request's pipeline as bars on a time axis.
     Detail,
     /// The `/kb search` overlay: its results, or a passage opened from them.
     Search,
@@ -99,7 +99,7 @@ impl Context {
             Context::Lifecycle => "Request lifecycle",
             Context::Help => "Help overlay",
             Context::Citation => "Cited passage overlay",
-            Context::Detail => "Request detail overlay",
+            Context::Detail => "Waterfall overlay (a request's pipeline)",
             Context::Search => "Search results overlay (/kb search)",
         }
     }
@@ -156,8 +156,13 @@ pub enum Action {
     NextScenario,
     Regenerate,
     Export,
-    /// The timeline of the selected request.
+    /// The waterfall of the selected request's pipeline.
     OpenDetail,
+    /// Jump to the waterfall of the pipeline behind the reply or scenario
+    /// on screen (focus moves to the lifecycle pane).
+    OpenPipeline,
+    /// Back from the waterfall to where the jump came from (or the table).
+    ReturnFromPipeline,
     /// Cancel the selected request.
     CancelRequest,
     /// Cycle the selected backend's breaker: auto, open, closed.

@@ -5,8 +5,8 @@
 //! `UPDATE_DOCS=1 cargo test --lib keymap::docs`.
 
 use crossterm::event::KeyCode::{
-    self, BackTab, Down, End, Enter, Esc, F, Home, Left, PageDown as PgDn, PageUp as PgUp, Right,
-    Tab, Up,
+    self, BackTab, Backspace, Down, End, Enter, Esc, F, Home, Left, PageDown as PgDn,
+    PageUp as PgUp, Right, Tab, Up,
 };
 
 use super::Action::{self as A, OpenCitation};
@@ -61,6 +61,7 @@ pub(super) const BINDINGS: &[Binding] = &[
     b(Chat, &[k(Home), c('g')], A::Top, "oldest line"),
     b(Chat, &[k(End), c('G')], A::Bottom, "newest line"),
     b(Chat, &[DIGIT], OpenCitation(PRESSED), "open the passage cited as [n] by the newest reply with lore"),
+    b(Chat, &[c('w')], A::OpenPipeline, "the waterfall of the pipeline behind the lowest reply on screen"),
     b(Chat, &[c('s')], A::Resend, "send the messages left unsent when loreweave stopped (as /resend)"),
     b(Scenarios, &[k(Left), c('h')], A::PrevScenario, "show the previous scenario"),
     b(Scenarios, &[k(Right), c('l')], A::NextScenario, "show the next scenario"),
@@ -73,13 +74,14 @@ pub(super) const BINDINGS: &[Binding] = &[
     b(Scenarios, &[c('r')], A::Regenerate, "regenerate the shown scenario with a fresh seed (the new one is shown)"),
     b(Scenarios, &[c('e')], A::Export, "export the shown scenario to ./<title-slug>-<seed>.md"),
     b(Scenarios, &[DIGIT], OpenCitation(PRESSED), "open the passage the shown scenario cites as [n]"),
+    b(Scenarios, &[c('w')], A::OpenPipeline, "the waterfall of the pipeline that produced the shown scenario"),
     b(Lifecycle, &[k(Up), c('k')], A::ScrollUp, "select the row above"),
     b(Lifecycle, &[k(Down), c('j')], A::ScrollDown, "select the row below"),
     b(Lifecycle, &[k(PgUp)], A::PageUp, "move the selection ten rows up"),
     b(Lifecycle, &[k(PgDn)], A::PageDown, "move the selection ten rows down"),
     b(Lifecycle, &[k(Home), c('g')], A::Top, "select the first (newest) row"),
     b(Lifecycle, &[k(End), c('G')], A::Bottom, "select the last row"),
-    b(Lifecycle, &[k(Enter)], A::OpenDetail, "timeline of the selected request's pipeline and its children"),
+    b(Lifecycle, &[k(Enter)], A::OpenDetail, "the waterfall of the selected request's pipeline (a bar per request)"),
     b(Lifecycle, &[c('c')], A::CancelRequest, "cancel the selected request and the rest of its pipeline"),
     b(Lifecycle, &[c('b')], A::ToggleBreaker, "cycle the selected backend's breaker: auto, forced open, forced closed"),
     b(Lifecycle, &[c('f')], A::Filter, "filter the table: state:timed-out backend:NAME kind:retrieve late, or text in the label or id (terms combine; Enter applies, Esc cancels, empty clears)"),
@@ -95,7 +97,10 @@ pub(super) const BINDINGS: &[Binding] = &[
     b(HelpOverlay, &[k(End), c('G')], A::Bottom, "to the end"),
     b(Citation, &[DIGIT], OpenCitation(PRESSED), "show the passage cited as [n] instead"),
     b(Citation, &[k(Esc), c('q'), k(Enter)], A::Close, "close the passage"),
-    b(Detail, &[k(Esc), c('q'), k(Enter)], A::Close, "close the timeline"),
+    b(Detail, &[k(Up), c('k')], A::ScrollUp, "select the bar above; its events show beneath"),
+    b(Detail, &[k(Down), c('j')], A::ScrollDown, "select the bar below"),
+    b(Detail, &[c('w'), k(Backspace)], A::ReturnFromPipeline, "back to the reply or scenario a w jump came from"),
+    b(Detail, &[k(Esc), c('q'), k(Enter)], A::Close, "close the waterfall, back to the lifecycle table"),
     b(Search, &[k(Up), c('k')], A::ScrollUp, "select the passage above, or scroll an open one up"),
     b(Search, &[k(Down), c('j')], A::ScrollDown, "select the passage below, or scroll an open one down"),
     b(Search, &[k(PgUp)], A::PageUp, "ten passages up, or ten lines in an open passage"),
@@ -181,6 +186,9 @@ pub const HINTS: &[Hint] = &[
     hint(Lifecycle, &[A::OpenDetail], "detail"),
     hint(Lifecycle, &[A::CancelRequest], "cancel"),
     hint(HelpOverlay, &[A::ScrollUp, A::ScrollDown], "scroll"),
+    hint(Detail, &[A::ScrollUp, A::ScrollDown], "select"),
+    hint(Detail, &[A::ReturnFromPipeline], "return"),
+    hint(Detail, &[A::Close], "close"),
     hint(Search, &[A::ScrollUp, A::ScrollDown], "select"),
     hint(Search, &[A::OpenPassage], "open"),
     hint(Search, &[A::Close], "close"),

@@ -9,10 +9,12 @@ use std::time::Instant;
 
 use crossterm::event::{KeyCode, KeyEvent, KeyEventKind, KeyModifiers};
 
+use crate::domain::Role;
 use crate::engine::breaker::Force;
 use crate::engine::command::{Line, parse_line};
 use crate::engine::{Command, Engine};
 use crate::keymap::{Action as Bound, Context};
+use crate::ui::waterfall::{self, Back, Waterfall};
 use crate::ui::{Citation, CitedIn, Focus, ViewState};
 
 /// What the loop must do after a key.
@@ -86,6 +88,16 @@ pub fn on_key(key: KeyEvent, view: &mut ViewState, engine: &Engine) -> Vec<Actio
         }
         Bound::OpenDetail | Bound::CancelRequest | Bound::ToggleBreaker => {
             return lifecycle_action(bound, view, engine);
+        }
+        Bound::OpenPipeline => return open_pipeline(context, view, engine),
+        Bound::ReturnFromPipeline => {
+            if let Some(Waterfall {
+                back: Some(back), ..
+            }) = view.waterfall.take()
+            {
+                view.focus = back.focus;
+                view.lifecycle_selected = back.lifecycle_selected;
+            }
         }
         Bound::Filter => {
             let typed = view
@@ -240,7 +252,8 @@ fn close_overlay(context: Context, view: &mut ViewState) {
             view.help = false;
             view.help_scroll = 0;
         }
-        Context::Detail => view.detail = false,
+        // Back to the table, where the pipeline's root is selected.
+        Context::Detail => view.waterfall = None,
         Context::Citation => view.citation = None,
         // Back from an open passage to the results, else close them.
         Context::Search => match &mut view.search {
@@ -299,6 +312,12 @@ fn scroll(step: Move, context: Context, view: &mut ViewState, engine: &Engine) {
             let max = view.scenario_max_scroll.get();
             view.scenario_scroll = step.apply(view.scenario_scroll, max);
         }
+        Context::Detail => {
+            if let Some(open) = &mut view.waterfall {
+                let last = waterfall::bar_count(engine, open.root).saturating_sub(1);
+                open.selected = step.apply(open.selected, last);
+            }
+        }
         Context::Lifecycle => {
             let last = view
                 .lifecycle
@@ -353,6 +372,82 @@ fn open_citation(
         }
         None => vec![Action::Notice("nothing here cites any lore".into(), true)],
     }
+}
+
+/// `w` in the chat or the scenarios: open the waterfall of the pipeline
+/// behind the lowest reply on screen, or the shown scenario. Focus moves to
+/// the lifecycle pane with the pipeline's root selected (when the table
+/// shows it); the return key comes back here.
+fn open_pipeline(context: Context, view: &mut ViewState, engine: &Engine) -> Vec<Action> {
+    let request = match context {
+        Context::Chat => chat_reply_request(view, engine),
+        Context::Scenarios => view
+            .current_scenario(engine)
+            .and_then(|i| engine.scenarios().get(i))
+            .map(|s| s.request),
+        _ => None,
+    };
+    let Some(id) = request else {
+        let what = if context == Context::Chat {
+            "no reply here to trace"
+        } else {
+            "no scenario here to trace"
+        };
+        return vec![Action::Notice(what.into(), true)];
+    };
+    let Some(root) = waterfall::root_of(engine, id) else {
+        return vec![Action::Notice(
+            "its requests are no longer in the lifecycle history".into(),
+            true,
+        )];
+    };
+    let back = Back {
+        focus: view.focus,
+        lifecycle_selected: view.lifecycle_selected,
+    };
+    if let Some(row) = view.lifecycle.position(engine, root.id, Instant::now()) {
+        view.lifecycle_selected = row;
+    }
+    view.focus = Focus::Lifecycle;
+    view.waterfall = Some(Waterfall {
+        root: root.id,
+        selected: 0,
+        back: Some(back),
+    });
+    Vec::new()
+}
+
+/// The request behind the lowest reply the chat shows (the newest reply
+/// when the chat has not been drawn yet), if it has one.
+fn chat_reply_request(
+    view: &ViewState,
+    engine: &Engine,
+) -> Option<crate::engine::request::RequestId> {
+    let messages = &engine.conversation(view.current)?.messages;
+    let shown = view
+        .chat_cache
+        .try_borrow()
+        .map(|cache| cache.shown())
+        .unwrap_or_default();
+    let reply = |m: &&crate::engine::workspace::ChatMessage| {
+        m.role == Role::Assistant && m.request.is_some()
+    };
+    let on_screen = messages
+        .get(shown.start.min(messages.len())..shown.end.min(messages.len()))
+        .unwrap_or_default();
+    on_screen
+        .iter()
+        .rev()
+        .find(reply)
+        .or_else(|| {
+            // Not drawn yet, or no reply on screen: the newest reply above.
+            messages[..shown.end.min(messages.len())]
+                .iter()
+                .rev()
+                .find(reply)
+        })
+        .or_else(|| messages.iter().rev().find(reply))
+        .and_then(|m| m.request)
 }
 
 fn submit(view: &mut ViewState, engine: &Engine) -> Vec<Action> {
@@ -462,7 +557,16 @@ fn lifecycle_action(action: Bound, view: &mut ViewState, engine: &Engine) -> Vec
         return Vec::new();
     };
     match action {
-        Bound::OpenDetail => view.detail = true,
+        Bound::OpenDetail => {
+            if let Some(root) = waterfall::root_of(engine, row.id) {
+                let selected = waterfall::bar_index(engine, root.id, row.id).unwrap_or(0);
+                view.waterfall = Some(Waterfall {
+                    root: root.id,
+                    selected,
+                    back: None,
+                });
+            }
+        }
         Bound::ToggleBreaker => {
             let Some(backend) = engine.backends().get(&row.backend) else {
                 return vec![Action::Notice(
@@ -776,7 +880,7 @@ mod tests {
         ] {
             assert!(on_key(key(code), &mut view, &engine).is_empty());
         }
-        assert!(!view.detail);
+        assert!(view.waterfall.is_none());
         assert_eq!(view.lifecycle_selected, 0);
     }
 
@@ -979,5 +1083,205 @@ mod tests {
             "{actions:?}"
         );
         assert!(view.search.is_none());
+    }
+
+    // --- The waterfall and the jump to it ---
+
+    /// Carry `input` through the engine the way the runtime would, at once:
+    /// retrievals find nothing, generations write one token and finish.
+    fn drive(engine: &mut Engine, input: crate::engine::Input) {
+        use crate::engine::{Call, Effect, Input};
+        let mut queue = engine.handle(input, Instant::now());
+        while let Some(effect) = queue.pop() {
+            let Effect::Dispatch { id, backend, call } = effect else {
+                continue;
+            };
+            let next = match call {
+                Call::Retrieve(_) => Input::Retrieved {
+                    id,
+                    backend,
+                    result: Ok(Vec::new()),
+                },
+                Call::Generate(_) => {
+                    engine.handle(
+                        Input::Token {
+                            id,
+                            backend: backend.clone(),
+                            text: "# The Ford\n\nA reply.".into(),
+                        },
+                        Instant::now(),
+                    );
+                    Input::Finished {
+                        id,
+                        backend,
+                        result: Ok(()),
+                    }
+                }
+                _ => continue,
+            };
+            queue.extend(engine.handle(next, Instant::now()));
+        }
+    }
+
+    fn ask(engine: &mut Engine, text: &str) {
+        drive(
+            engine,
+            crate::engine::Input::Command(Command::Ask {
+                conversation: C,
+                text: text.into(),
+                tag: None,
+            }),
+        );
+    }
+
+    fn scenario(engine: &mut Engine, prompt: &str) {
+        drive(
+            engine,
+            crate::engine::Input::Command(Command::Scenario {
+                conversation: C,
+                prompt: prompt.into(),
+                seed: Some(3),
+            }),
+        );
+    }
+
+    /// The turn behind reply `n` (0 is the first reply).
+    fn turn(engine: &Engine, n: usize) -> crate::engine::request::RequestId {
+        engine
+            .conversation(C)
+            .into_iter()
+            .flat_map(|c| c.messages.iter())
+            .filter_map(|m| m.request)
+            .nth(n)
+            .expect("a reply with a request")
+    }
+
+    fn draw(view: &ViewState, engine: &Engine, width: u16, height: u16) {
+        let mut terminal =
+            ratatui::Terminal::new(ratatui::backend::TestBackend::new(width, height))
+                .expect("terminal");
+        terminal
+            .draw(|frame| crate::ui::draw(frame, engine, view, Instant::now()))
+            .expect("draw");
+    }
+
+    #[test]
+    fn w_in_the_chat_jumps_to_the_reply_pipeline_and_w_comes_back() {
+        let (mut view, mut engine) = setup();
+        ask(&mut engine, "who guards the waystone?");
+        scenario(&mut engine, "an ambush at the bridge");
+        let turn = turn(&engine, 0);
+        view.focus = Focus::Chat;
+        view.lifecycle_selected = 1;
+        view.chat_scroll = 2;
+        assert!(on_key(key(KeyCode::Char('w')), &mut view, &engine).is_empty());
+        assert_eq!(view.focus, Focus::Lifecycle);
+        assert_eq!(view.key_context(), Context::Detail);
+        let open = view.waterfall.expect("the waterfall is open");
+        assert_eq!(open.root, turn);
+        assert_eq!(open.selected, 0, "the root's bar");
+        // The scenario's three rows come first; then the turn.
+        assert_eq!(view.lifecycle_selected, 3);
+        assert_eq!(
+            view.lifecycle.row(&engine, 3, Instant::now()).map(|r| r.id),
+            Some(turn)
+        );
+        // Up and down move between the turn, its retrieval and its chat.
+        for _ in 0..5 {
+            on_key(key(KeyCode::Down), &mut view, &engine);
+        }
+        assert_eq!(view.waterfall.map(|w| w.selected), Some(2));
+        on_key(key(KeyCode::Char('k')), &mut view, &engine);
+        assert_eq!(view.waterfall.map(|w| w.selected), Some(1));
+        // w goes back to the chat as it was.
+        assert!(on_key(key(KeyCode::Char('w')), &mut view, &engine).is_empty());
+        assert!(view.waterfall.is_none());
+        assert_eq!(view.focus, Focus::Chat);
+        assert_eq!(view.lifecycle_selected, 1);
+        assert_eq!(view.chat_scroll, 2);
+    }
+
+    #[test]
+    fn w_on_the_shown_scenario_jumps_and_backspace_comes_back_while_esc_stays() {
+        let (mut view, mut engine) = setup();
+        scenario(&mut engine, "a burning mill");
+        ask(&mut engine, "who keeps the ford?");
+        let root = engine.scenarios()[0].request;
+        view.focus = Focus::Scenarios;
+        on_key(key(KeyCode::Char('w')), &mut view, &engine);
+        assert_eq!(view.waterfall.map(|w| w.root), Some(root));
+        assert_eq!(view.lifecycle_selected, 3, "below the newer turn's rows");
+        on_key(key(KeyCode::Backspace), &mut view, &engine);
+        assert_eq!(view.focus, Focus::Scenarios);
+        assert!(view.waterfall.is_none());
+        assert_eq!(view.lifecycle_selected, 0);
+        // Esc closes to the table instead, the pipeline's root selected.
+        on_key(key(KeyCode::Char('w')), &mut view, &engine);
+        on_key(key(KeyCode::Esc), &mut view, &engine);
+        assert!(view.waterfall.is_none());
+        assert_eq!(view.focus, Focus::Lifecycle);
+        assert_eq!(view.lifecycle_selected, 3);
+        // From the table, w does nothing more than close.
+        on_key(key(KeyCode::Enter), &mut view, &engine);
+        assert_eq!(view.waterfall.map(|w| w.root), Some(root));
+        on_key(key(KeyCode::Char('w')), &mut view, &engine);
+        assert!(view.waterfall.is_none());
+        assert_eq!(view.focus, Focus::Lifecycle);
+    }
+
+    #[test]
+    fn the_chat_jumps_to_the_lowest_reply_on_screen() {
+        let (mut view, mut engine) = setup();
+        ask(&mut engine, "who guards the waystone?");
+        ask(&mut engine, "where is the ford?");
+        view.focus = Focus::Chat;
+        // Never drawn: the newest reply.
+        on_key(key(KeyCode::Char('w')), &mut view, &engine);
+        assert_eq!(view.waterfall.map(|w| w.root), Some(turn(&engine, 1)));
+        on_key(key(KeyCode::Char('w')), &mut view, &engine);
+        // Scrolled to the top of a short chat pane: the first reply is the
+        // lowest one on screen.
+        draw(&view, &engine, 80, 20);
+        view.chat_scroll = view.chat_max_scroll.get();
+        draw(&view, &engine, 80, 20);
+        on_key(key(KeyCode::Char('w')), &mut view, &engine);
+        assert_eq!(view.waterfall.map(|w| w.root), Some(turn(&engine, 0)));
+    }
+
+    #[test]
+    fn enter_on_a_child_row_opens_its_pipeline_with_that_bar_selected() {
+        let (mut view, mut engine) = setup();
+        ask(&mut engine, "who guards the waystone?");
+        view.focus = Focus::Lifecycle;
+        view.lifecycle_selected = 2;
+        let chat = view
+            .lifecycle
+            .row(&engine, 2, Instant::now())
+            .map(|r| r.id)
+            .expect("the chat row");
+        on_key(key(KeyCode::Enter), &mut view, &engine);
+        let open = view.waterfall.expect("open");
+        assert_eq!(open.root, turn(&engine, 0));
+        assert_eq!(open.selected, 2);
+        assert_eq!(
+            crate::ui::waterfall::bar_index(&engine, open.root, chat),
+            Some(2)
+        );
+        assert_eq!(open.back, None);
+    }
+
+    #[test]
+    fn w_with_nothing_to_trace_says_so() {
+        let (mut view, engine) = setup();
+        for focus in [Focus::Chat, Focus::Scenarios] {
+            view.focus = focus;
+            let actions = on_key(key(KeyCode::Char('w')), &mut view, &engine);
+            assert!(
+                matches!(&actions[..], [Action::Notice(m, true)] if m.contains("to trace")),
+                "{actions:?}"
+            );
+            assert!(view.waterfall.is_none());
+            assert_eq!(view.focus, focus);
+        }
     }
 }

@@ -121,6 +121,9 @@ pub struct ChatCache {
     frame: u64,
     /// Messages rendered (markdown parsed and wrapped) since the start.
     misses: u64,
+    /// The messages on screen in the last frame (for keys that act on
+    /// what is shown: `w` jumps to the pipeline of the lowest reply).
+    shown: std::ops::Range<usize>,
 }
 
 impl std::fmt::Debug for ChatCache {
@@ -152,6 +155,11 @@ impl ChatCache {
     /// How many times a message was rendered (a cache miss) so far.
     pub fn misses(&self) -> u64 {
         self.misses
+    }
+
+    /// The messages at least partly on screen in the last frame.
+    pub fn shown(&self) -> std::ops::Range<usize> {
+        self.shown.clone()
     }
 
     /// How many messages hold rendered lines now.
@@ -288,6 +296,7 @@ impl ChatCache {
                 self.with_lines += 1;
             }
         }
+        self.shown = first..last;
         let skip = top - self.entries.get(first).map_or(above_tail, |e| e.start);
         let mut lines: Vec<Line<'_>> = self.entries[first..last]
             .iter()

@@ -306,6 +306,18 @@ impl LifecycleTable {
         self.window(engine, index, 1, now).into_iter().next()
     }
 
+    /// The row that shows `id`, if the table shows it. Walks the table from
+    /// the top and stops there: a key press's cost, not a frame's.
+    pub fn position(&self, engine: &Engine, id: RequestId, now: Instant) -> Option<usize> {
+        if let Some(paused) = &self.paused {
+            return paused.rows.iter().position(|r| *r == id);
+        }
+        if self.is_plain() {
+            return crate::ui::lifecycle_rows_from(engine, 0).position(|r| r.id == id);
+        }
+        self.ids(engine, now).iter().position(|r| *r == id)
+    }
+
     /// Rows `first..first + len` of the table, the only ones built.
     pub fn window<'e>(
         &self,

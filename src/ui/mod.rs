@@ -13,6 +13,7 @@ mod panes;
 pub mod search;
 pub mod sessions;
 pub mod theme;
+pub mod waterfall;
 
 use std::cell::{Cell, RefCell};
 use std::time::Instant;
@@ -33,6 +34,7 @@ use crate::keymap::{Context, Keymap};
 pub use lifecycle_view::{Filter, LifecycleTable, SortBy};
 pub use search::{Found, KbSearch, SEARCH_TOP_K, SearchDone, SearchResults};
 pub use theme::Theme;
+pub use waterfall::{Back, Waterfall};
 
 /// Where keys go.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -168,8 +170,9 @@ pub struct ViewState {
     /// Help overlay: lines scrolled down, and how far it can go.
     pub help_scroll: usize,
     pub help_max_scroll: Cell<usize>,
-    /// The request detail overlay for the selected lifecycle row.
-    pub detail: bool,
+    /// The waterfall of a request's pipeline (Enter in the lifecycle pane,
+    /// or a jump from a reply or a scenario).
+    pub waterfall: Option<Waterfall>,
     /// The passage overlay: citation `[n]` of a reply or a scenario.
     pub citation: Option<Citation>,
     /// The `/kb search` overlay.
@@ -224,7 +227,7 @@ impl ViewState {
             help: false,
             help_scroll: 0,
             help_max_scroll: Cell::new(0),
-            detail: false,
+            waterfall: None,
             citation: None,
             search: None,
             picker: None,
@@ -266,7 +269,7 @@ impl ViewState {
     pub fn key_context(&self) -> Context {
         if self.help {
             Context::Help
-        } else if self.detail {
+        } else if self.waterfall.is_some() {
             Context::Detail
         } else if self.citation.is_some() {
             Context::Citation
@@ -376,8 +379,8 @@ pub fn draw(frame: &mut Frame, engine: &Engine, view: &ViewState, now: Instant) 
     input(frame, input_area, engine, view);
     status_bar(frame, status_area, engine, view);
 
-    if view.detail {
-        panes::detail(frame, area, engine, view, now);
+    if let Some(open) = &view.waterfall {
+        waterfall::draw(frame, area, engine, view, open, now);
     }
     if let Some(citation) = view.citation {
         panes::citation(frame, area, engine, view, citation);

@@ -1,5 +1,5 @@
-//! The three panes (chat, scenarios, request lifecycle), the request detail
-//! overlay and the passage overlay (a cited passage; `search` draws a
+//! The three panes (chat, scenarios, request lifecycle) and the passage
+//! overlay (a cited passage; `search` draws a
 //! searched one with the same functions).
 
 use std::time::Instant;
@@ -474,78 +474,6 @@ fn row_state(r: &Request, view: &ViewState) -> (Style, String) {
         _ => Style::default(),
     };
     (style, info)
-}
-
-pub(super) fn detail(
-    frame: &mut Frame,
-    area: Rect,
-    engine: &Engine,
-    view: &ViewState,
-    now: Instant,
-) {
-    let t = &view.theme;
-    let last = view.lifecycle.count(engine, now).saturating_sub(1);
-    let Some(selected) = view
-        .lifecycle
-        .row(engine, view.lifecycle_selected.min(last), now)
-    else {
-        return;
-    };
-    let mut lines = Vec::new();
-    let show = |r: &Request, lines: &mut Vec<Line<'static>>| {
-        lines.push(Line::from(vec![
-            Span::styled(format!("{} ", r.id), t.title),
-            Span::raw(format!(
-                "{} on {} · {} · attempt {} · {} / {}",
-                r.kind.label(),
-                one_line(&r.backend),
-                r.phase.label(),
-                r.attempt,
-                format_duration(r.elapsed(now)),
-                r.budget_label()
-            )),
-        ]));
-        lines.push(Line::styled(format!("  {}", one_line(&r.label)), t.dim));
-        if let Some(progress) = &r.progress {
-            lines.push(Line::raw(format!("  progress: {}", one_line(progress))));
-        }
-        for entry in &r.timeline {
-            let text = format!(
-                "  +{:<8} {}",
-                format_duration(std::time::Duration::from_millis(entry.offset_ms)),
-                one_line(&entry.text())
-            );
-            lines.push(if entry.event.is_error() || entry.event.is_late() {
-                Line::styled(text, t.warn)
-            } else {
-                Line::raw(text)
-            });
-        }
-        lines.push(Line::default());
-    };
-    let root = selected
-        .parent
-        .and_then(|p| engine.registry().get(p))
-        .unwrap_or(selected);
-    show(root, &mut lines);
-    for child in &root.children {
-        if let Some(child) = engine.registry().get(*child) {
-            show(child, &mut lines);
-        }
-    }
-    lines.push(Line::styled("Esc closes.", t.dim));
-    let popup = centered(
-        area,
-        area.width.saturating_sub(8).max(20),
-        area.height.saturating_sub(4).max(6),
-    );
-    frame.render_widget(Clear, popup);
-    frame.render_widget(
-        Paragraph::new(lines)
-            .block(pane_block("Request detail", true, t))
-            .wrap(Wrap { trim: false }),
-        popup,
-    );
 }
 
 /// Where a passage comes from: the source's shortest unambiguous path, the

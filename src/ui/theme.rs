@@ -27,6 +27,13 @@ pub struct Theme {
     pub selected: Style,
     pub status_bar: Style,
     pub key: Style,
+    /// Waterfall segments: waiting for a slot or a rate token, in flight,
+    /// streaming, retry backoff. Their glyphs differ too (`waterfall::GLYPHS`),
+    /// so they read without colour.
+    pub wf_queued: Style,
+    pub wf_flight: Style,
+    pub wf_stream: Style,
+    pub wf_backoff: Style,
 }
 
 impl Theme {
@@ -62,6 +69,10 @@ impl Theme {
             selected: Style::new().add_modifier(Modifier::REVERSED),
             status_bar: Style::new().bg(Color::Blue).fg(Color::White),
             key: fg(Color::Yellow).add_modifier(Modifier::BOLD),
+            wf_queued: fg(Color::DarkGray),
+            wf_flight: fg(Color::Cyan),
+            wf_stream: fg(Color::Magenta),
+            wf_backoff: fg(Color::Yellow),
         }
     }
 
@@ -90,6 +101,10 @@ impl Theme {
             selected: Style::new().add_modifier(Modifier::REVERSED),
             status_bar: Style::new().add_modifier(Modifier::REVERSED),
             key: bold,
+            wf_queued: none,
+            wf_flight: none,
+            wf_stream: none,
+            wf_backoff: none,
         }
     }
 }
