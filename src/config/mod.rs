@@ -34,7 +34,7 @@ pub(crate) use parse::closest;
 pub use parse::{check_report, parse};
 pub use schema::{
     BackendNames, Config, EmbeddingsConfig, EmbeddingsProvider, KbConfig, LimitsConfig, LlmConfig,
-    LlmProvider, PromptsConfig, RetrieverConfig, RetrieverProvider,
+    LlmProvider, PromptsConfig, RetrieverConfig, RetrieverProvider, TelemetryConfig,
 };
 pub use validate::validate_kb_name;
 
