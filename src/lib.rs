@@ -17,5 +17,6 @@ pub mod prompts;
 pub mod runtime;
 pub mod sanitize;
 pub mod store;
+pub mod telemetry;
 pub mod tui;
 pub mod ui;

@@ -102,6 +102,7 @@ pub async fn run(
 ) -> anyhow::Result<ExitCode> {
     let backends = crate::app::build_backends(config, kb)?;
     let mut driver = crate::app::driver(cfg, backends);
+    let telemetry = crate::telemetry::attach(&mut driver, config)?;
     // With --session: the conversation continues that session and the new
     // turn is saved; without, nothing is saved.
     let (conversation, store, tag) = match &session {
@@ -176,6 +177,17 @@ pub async fn run(
         }
     }
     out.flush()?;
+    // Spans go out before the process does (bounded).
+    driver.finish_taps(crate::telemetry::EXIT_FLUSH);
+    if let Some(exporter) = telemetry {
+        let stats = exporter.shutdown(crate::telemetry::EXIT_FLUSH).await;
+        if stats.dropped > 0 {
+            eprintln!(
+                "loreweave: otel: {} span(s) not exported (see the log)",
+                stats.dropped
+            );
+        }
+    }
     Ok(if outcome.error.is_none() {
         ExitCode::SUCCESS
     } else {

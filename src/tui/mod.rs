@@ -53,8 +53,14 @@ pub async fn run(
     started: std::time::Instant,
 ) -> anyhow::Result<Exit> {
     let mut terminal = ratatui::try_init()?;
-    let result = run_inner(&mut terminal, cfg, config, open_kb, started).await;
+    let mut telemetry = None;
+    let result = run_inner(&mut terminal, cfg, config, open_kb, started, &mut telemetry).await;
     ratatui::restore();
+    // The driver (and its tap) is gone, so the queue is closed: send what
+    // is in it, briefly.
+    if let Some(exporter) = telemetry {
+        exporter.shutdown(Duration::from_secs(2)).await;
+    }
     result
 }
 
@@ -64,11 +70,13 @@ async fn run_inner(
     config: &Config,
     open_kb: KbOpener,
     started: std::time::Instant,
+    telemetry: &mut Option<crate::telemetry::Exporter>,
 ) -> anyhow::Result<Exit> {
     let mut view = ViewState::new(Theme::from_env(), FIRST_CONVERSATION);
     // The first frame goes out before any index work starts.
     // Backends are plugged in right after it; no input is handled before.
     let mut driver = crate::app::driver(cfg, crate::runtime::Backends::default());
+    *telemetry = crate::telemetry::attach(&mut driver, config)?;
     driver
         .engine
         .open_conversation(view.current, view.session.clone(), Vec::new(), Vec::new());
