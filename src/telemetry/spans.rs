@@ -626,3 +626,7 @@ fn set_attr(attributes: &mut Vec<KeyValue>, key: &str, value: AnyValue) {
         }),
     }
 }
+
+#[cfg(test)]
+#[path = "spans_tests.rs"]
+mod tests;
