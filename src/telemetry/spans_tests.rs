@@ -39,7 +39,9 @@ struct Pipeline {
 const UNIX_T0: u64 = 1_700_000_000_000_000_000;
 
 fn id(n: u128) -> RequestId {
-    RequestId(Ulid((0x0190_0000_0000_u128 << 80) | (n << 64) | (0xABCD_0000 + n)))
+    RequestId(Ulid(
+        (0x0190_0000_0000_u128 << 80) | (n << 64) | (0xABCD_0000 + n),
+    ))
 }
 
 fn pipeline() -> Pipeline {
@@ -156,7 +158,12 @@ fn a_pipeline_is_one_trace_with_parent_links_kinds_and_attributes() {
     let first = b.on_events(
         &[
             ev(&p, 2, p.retrieve, EventKind::Dispatched { attempt: 1 }),
-            ev(&p, 120, p.retrieve, EventKind::PassagesRetrieved { count: 3 }),
+            ev(
+                &p,
+                120,
+                p.retrieve,
+                EventKind::PassagesRetrieved { count: 3 },
+            ),
             ev(&p, 120, p.retrieve, final_(Outcome::Completed)),
         ],
         &p.table,
@@ -179,23 +186,49 @@ fn a_pipeline_is_one_trace_with_parent_links_kinds_and_attributes() {
 
     let trace = p.root.0.to_bytes().to_vec();
     for span in [retrieval, &chat, &root] {
-        assert_eq!(span.trace_id, trace, "{}: one trace per pipeline", span.name);
-        assert_eq!(span.status.as_ref().map(|s| s.code), Some(status::StatusCode::Ok as i32));
+        assert_eq!(
+            span.trace_id, trace,
+            "{}: one trace per pipeline",
+            span.name
+        );
+        assert_eq!(
+            span.status.as_ref().map(|s| s.code),
+            Some(status::StatusCode::Ok as i32)
+        );
         assert_eq!(text(span, "gen_ai.conversation.id").as_deref(), Some("7"));
-        assert_eq!(text(span, "input.value"), None, "no content without capture_content");
+        assert_eq!(
+            text(span, "input.value"),
+            None,
+            "no content without capture_content"
+        );
     }
     assert_eq!(root.name, "scenario");
     assert!(root.parent_span_id.is_empty());
     assert_eq!(root.span_id, span_id(p.root).to_vec());
-    assert_eq!(text(&root, "openinference.span.kind").as_deref(), Some("CHAIN"));
-    assert_eq!((root.start_time_unix_nano, root.end_time_unix_nano), (ns(0), ns(900)));
+    assert_eq!(
+        text(&root, "openinference.span.kind").as_deref(),
+        Some("CHAIN")
+    );
+    assert_eq!(
+        (root.start_time_unix_nano, root.end_time_unix_nano),
+        (ns(0), ns(900))
+    );
 
     assert_eq!(retrieval.name, "retrieval hayhooks");
     assert_eq!(retrieval.parent_span_id, span_id(p.root).to_vec());
     assert_eq!(retrieval.span_id, span_id(p.retrieve).to_vec());
-    assert_eq!(text(retrieval, "openinference.span.kind").as_deref(), Some("RETRIEVER"));
-    assert_eq!(text(retrieval, "gen_ai.operation.name").as_deref(), Some("retrieval"));
-    assert_eq!(text(retrieval, "gen_ai.provider.name").as_deref(), Some("hayhooks"));
+    assert_eq!(
+        text(retrieval, "openinference.span.kind").as_deref(),
+        Some("RETRIEVER")
+    );
+    assert_eq!(
+        text(retrieval, "gen_ai.operation.name").as_deref(),
+        Some("retrieval")
+    );
+    assert_eq!(
+        text(retrieval, "gen_ai.provider.name").as_deref(),
+        Some("hayhooks")
+    );
     assert_eq!(int(retrieval, "gen_ai.request.top_k"), Some(4));
     assert_eq!(int(retrieval, "loreweave.retrieval.documents"), Some(3));
     assert_eq!(int(retrieval, "loreweave.attempts"), Some(1));
@@ -211,10 +244,22 @@ fn a_pipeline_is_one_trace_with_parent_links_kinds_and_attributes() {
 
     assert_eq!(chat.name, "chat gpt-4o-mini");
     assert_eq!(chat.parent_span_id, span_id(p.root).to_vec());
-    assert_eq!(text(&chat, "openinference.span.kind").as_deref(), Some("LLM"));
-    assert_eq!(text(&chat, "gen_ai.operation.name").as_deref(), Some("chat"));
-    assert_eq!(text(&chat, "gen_ai.request.model").as_deref(), Some("gpt-4o-mini"));
-    assert_eq!(text(&chat, "gen_ai.provider.name").as_deref(), Some("openai"));
+    assert_eq!(
+        text(&chat, "openinference.span.kind").as_deref(),
+        Some("LLM")
+    );
+    assert_eq!(
+        text(&chat, "gen_ai.operation.name").as_deref(),
+        Some("chat")
+    );
+    assert_eq!(
+        text(&chat, "gen_ai.request.model").as_deref(),
+        Some("gpt-4o-mini")
+    );
+    assert_eq!(
+        text(&chat, "gen_ai.provider.name").as_deref(),
+        Some("openai")
+    );
     match attr(&chat, "gen_ai.response.time_to_first_chunk") {
         Some(Value::DoubleValue(secs)) => assert!((secs - 0.3).abs() < 1e-9, "{secs}"),
         other => panic!("time to first chunk: {other:?}"),
@@ -225,7 +270,11 @@ fn a_pipeline_is_one_trace_with_parent_links_kinds_and_attributes() {
 #[test]
 fn failures_timeouts_and_short_circuits_are_errors_with_a_type() {
     for (outcome, message, error_type) in [
-        (Outcome::Failed("HTTP 500: boom".into()), "HTTP 500: boom", "failed"),
+        (
+            Outcome::Failed("HTTP 500: boom".into()),
+            "HTTP 500: boom",
+            "failed",
+        ),
         (Outcome::TimedOut, "timed out", "timeout"),
         (
             Outcome::ShortCircuited,
@@ -245,7 +294,10 @@ fn failures_timeouts_and_short_circuits_are_errors_with_a_type() {
     // Cancelled is not an error; its status stays unset.
     let p = pipeline();
     let mut b = builder(&p, false);
-    let spans = b.on_events(&[ev(&p, 50, p.retrieve, final_(Outcome::Cancelled))], &p.table);
+    let spans = b.on_events(
+        &[ev(&p, 50, p.retrieve, final_(Outcome::Cancelled))],
+        &p.table,
+    );
     assert_eq!(spans[0].status.as_ref().map(|s| s.code), Some(0));
     assert_eq!(text(&spans[0], "error.type"), None);
 }
@@ -254,43 +306,74 @@ fn failures_timeouts_and_short_circuits_are_errors_with_a_type() {
 fn an_observed_call_keeps_its_span_open_until_the_late_arrival() {
     let p = pipeline();
     let mut b = builder(&p, false);
-    b.on_events(&[ev(&p, 2, p.retrieve, EventKind::Dispatched { attempt: 1 })], &p.table);
+    b.on_events(
+        &[ev(&p, 2, p.retrieve, EventKind::Dispatched { attempt: 1 })],
+        &p.table,
+    );
     // The deadline: the final outcome and the observation, in one input.
     let at_deadline = b.on_events(
         &[
             ev(&p, 1_000, p.retrieve, final_(Outcome::TimedOut)),
-            ev(&p, 1_000, p.retrieve, EventKind::Observed { grace_ms: 30_000 }),
-            ev(&p, 1_000, p.root, EventKind::Fallback {
-                to: crate::engine::event::FallbackTo::NoLore,
-                reason: "retrieval timed out".into(),
-            }),
+            ev(
+                &p,
+                1_000,
+                p.retrieve,
+                EventKind::Observed { grace_ms: 30_000 },
+            ),
+            ev(
+                &p,
+                1_000,
+                p.root,
+                EventKind::Fallback {
+                    to: crate::engine::event::FallbackTo::NoLore,
+                    reason: "retrieval timed out".into(),
+                },
+            ),
         ],
         &p.table,
     );
     assert!(at_deadline.is_empty(), "the observed span stays open");
     assert_eq!(b.open_count(), 2);
-    let root = b.on_events(&[ev(&p, 1_500, p.root, final_(Outcome::Completed))], &p.table);
+    let root = b.on_events(
+        &[ev(&p, 1_500, p.root, final_(Outcome::Completed))],
+        &p.table,
+    );
     assert_eq!(root.len(), 1);
     assert_eq!(root[0].name, "scenario");
     assert_eq!(event_names(&root[0]), ["fallback"]);
 
     let late = b.on_events(
-        &[ev(&p, 3_000, p.retrieve, EventKind::LateArrival {
-            what: "passages".into(),
-            after: LateAfter::Deadline,
-            late_by_ms: Some(2_000),
-        })],
+        &[ev(
+            &p,
+            3_000,
+            p.retrieve,
+            EventKind::LateArrival {
+                what: "passages".into(),
+                after: LateAfter::Deadline,
+                late_by_ms: Some(2_000),
+            },
+        )],
         &p.table,
     );
     assert_eq!(late.len(), 1, "the arrival ends the span");
     let span = &late[0];
     assert_eq!(b.open_count(), 0);
-    assert_eq!(span.end_time_unix_nano, ns(3_000), "how long the backend really took");
+    assert_eq!(
+        span.end_time_unix_nano,
+        ns(3_000),
+        "how long the backend really took"
+    );
     let status = span.status.clone().unwrap();
-    assert_eq!((status.code, status.message.as_str()), (status::StatusCode::Error as i32, "timed out"));
+    assert_eq!(
+        (status.code, status.message.as_str()),
+        (status::StatusCode::Error as i32, "timed out")
+    );
     assert_eq!(text(span, "error.type").as_deref(), Some("timeout"));
     assert_eq!(int(span, "loreweave.late.by_ms"), Some(2_000));
-    assert_eq!(event_names(span), ["dispatched", "deadline", "observed", "late_arrival"]);
+    assert_eq!(
+        event_names(span),
+        ["dispatched", "deadline", "observed", "late_arrival"]
+    );
     let deadline = span.events.iter().find(|e| e.name == "deadline").unwrap();
     assert_eq!(deadline.time_unix_nano, ns(1_000));
     assert_eq!(span.parent_span_id, span_id(p.root).to_vec());
@@ -303,25 +386,45 @@ fn an_abandoned_call_ends_at_the_end_of_its_grace_and_exit_closes_the_rest() {
     b.on_events(
         &[
             ev(&p, 1_000, p.retrieve, final_(Outcome::TimedOut)),
-            ev(&p, 1_000, p.retrieve, EventKind::Observed { grace_ms: 5_000 }),
+            ev(
+                &p,
+                1_000,
+                p.retrieve,
+                EventKind::Observed { grace_ms: 5_000 },
+            ),
             ev(&p, 1_000, p.generate, EventKind::Dispatched { attempt: 1 }),
         ],
         &p.table,
     );
     let spans = b.on_events(
-        &[ev(&p, 6_000, p.retrieve, EventKind::Abandoned { after_ms: 5_000 })],
+        &[ev(
+            &p,
+            6_000,
+            p.retrieve,
+            EventKind::Abandoned { after_ms: 5_000 },
+        )],
         &p.table,
     );
     assert_eq!(spans.len(), 1);
     assert_eq!(spans[0].end_time_unix_nano, ns(6_000));
-    assert_eq!(event_names(&spans[0]), ["deadline", "observed", "abandoned"]);
+    assert_eq!(
+        event_names(&spans[0]),
+        ["deadline", "observed", "abandoned"]
+    );
     // A late drop after the span went out has nothing to go on.
     let none = b.on_events(
-        &[ev(&p, 7_000, p.retrieve, EventKind::LateArrival {
-            what: "passages".into(),
-            after: LateAfter::End { phase: "timed out".into() },
-            late_by_ms: Some(6_000),
-        })],
+        &[ev(
+            &p,
+            7_000,
+            p.retrieve,
+            EventKind::LateArrival {
+                what: "passages".into(),
+                after: LateAfter::End {
+                    phase: "timed out".into(),
+                },
+                late_by_ms: Some(6_000),
+            },
+        )],
         &p.table,
     );
     assert!(none.is_empty());
@@ -330,7 +433,10 @@ fn an_abandoned_call_ends_at_the_end_of_its_grace_and_exit_closes_the_rest() {
     assert_eq!(closed.len(), 1);
     assert_eq!(closed[0].name, "chat gpt-4o-mini");
     assert_eq!(closed[0].end_time_unix_nano, ns(8_000));
-    assert_eq!(closed[0].status.as_ref().map(|s| s.code), Some(status::StatusCode::Error as i32));
+    assert_eq!(
+        closed[0].status.as_ref().map(|s| s.code),
+        Some(status::StatusCode::Error as i32)
+    );
     assert_eq!(b.open_count(), 0);
 }
 
@@ -342,11 +448,16 @@ fn breaker_changes_go_on_the_spans_in_flight_on_that_backend() {
         &[
             ev(&p, 2, p.retrieve, EventKind::Dispatched { attempt: 1 }),
             ev(&p, 500, p.generate, EventKind::Dispatched { attempt: 1 }),
-            ev(&p, 600, p.retrieve, EventKind::RetryScheduled {
-                retry: 1,
-                delay_ms: 200,
-                reason: "HTTP 503".into(),
-            }),
+            ev(
+                &p,
+                600,
+                p.retrieve,
+                EventKind::RetryScheduled {
+                    retry: 1,
+                    delay_ms: 200,
+                    reason: "HTTP 503".into(),
+                },
+            ),
         ],
         &p.table,
     );
@@ -367,17 +478,34 @@ fn breaker_changes_go_on_the_spans_in_flight_on_that_backend() {
     b.on_events(&[breaker], &p.table);
     let spans = b.on_events(
         &[
-            ev(&p, 800, p.retrieve, final_(Outcome::Failed("HTTP 503".into()))),
+            ev(
+                &p,
+                800,
+                p.retrieve,
+                final_(Outcome::Failed("HTTP 503".into())),
+            ),
             ev(&p, 900, p.generate, final_(Outcome::Completed)),
         ],
         &p.table,
     );
-    let retrieval = spans.iter().find(|s| s.name.starts_with("retrieval")).unwrap();
+    let retrieval = spans
+        .iter()
+        .find(|s| s.name.starts_with("retrieval"))
+        .unwrap();
     let chat = spans.iter().find(|s| s.name.starts_with("chat")).unwrap();
     assert_eq!(event_names(retrieval), ["dispatched", "retry", "breaker"]);
     let breaker = &retrieval.events[2];
-    assert!(breaker.attributes.iter().any(|kv| kv.key == "loreweave.breaker.to"));
-    assert_eq!(event_names(chat), ["dispatched"], "another backend's breaker");
+    assert!(
+        breaker
+            .attributes
+            .iter()
+            .any(|kv| kv.key == "loreweave.breaker.to")
+    );
+    assert_eq!(
+        event_names(chat),
+        ["dispatched"],
+        "another backend's breaker"
+    );
 }
 
 #[test]
