@@ -66,6 +66,17 @@ pub struct GlobalArgs {
     pub log_level: String,
 }
 
+/// `--trace FILE [--redact]` on the headless commands.
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct TraceArgs {
+    /// Write a JSON Lines trace of the run to FILE: a header, every engine input and lifecycle event with its time, then every request (format: docs/trace-format.md).
+    #[arg(long, value_name = "FILE")]
+    pub trace: Option<std::path::PathBuf>,
+    /// With --trace: replace every text in the trace (queries, passages, tokens, answers) with its length and a hash.
+    #[arg(long, requires = "trace")]
+    pub redact: bool,
+}
+
 #[derive(Debug, Subcommand)]
 pub enum Cmd {
     /// Ask a question of the knowledge base and print the answer (markdown).
@@ -78,6 +89,8 @@ pub enum Cmd {
         /// Continue this saved session (created when missing): its earlier turns go to the model as history, and the new turn is saved.
         #[arg(long, value_name = "NAME")]
         session: Option<String>,
+        #[command(flatten)]
+        trace: TraceArgs,
     },
     /// Generate a scenario and print it (markdown).
     Scenario {
@@ -89,6 +102,8 @@ pub enum Cmd {
         /// Save the scenario into this session (created when missing).
         #[arg(long, value_name = "NAME")]
         session: Option<String>,
+        #[command(flatten)]
+        trace: TraceArgs,
     },
     /// Manage knowledge bases: add your documents, search, list, sync, evaluate.
     Kb {

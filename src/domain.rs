@@ -121,7 +121,7 @@ pub struct GenerationTask {
 }
 
 /// How the engine's retry policy should treat an error.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum ErrorClass {
     /// Connect errors, timeouts, 5xx, 408, 429: worth another attempt.
@@ -132,7 +132,7 @@ pub enum ErrorClass {
 
 /// An error reported by a backend. The message is untrusted (it may quote a
 /// server's body) and is sanitised before display.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct BackendError {
     pub class: ErrorClass,
     pub message: String,
@@ -190,7 +190,8 @@ pub fn seed_for_prompt(prompt: &str) -> u64 {
 
 /// Fault injection on a backend, for watching timeouts, retries, breakers
 /// and late drops happen on purpose.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum ChaosMode {
     /// Every call waits this long before it starts.
     Latency(Duration),

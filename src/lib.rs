@@ -18,5 +18,6 @@ pub mod runtime;
 pub mod sanitize;
 pub mod store;
 pub mod telemetry;
+pub mod trace;
 pub mod tui;
 pub mod ui;

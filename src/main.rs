@@ -100,19 +100,30 @@ fn main() -> ExitCode {
                 question,
                 json,
                 session,
+                trace,
             }) => {
                 let kb = app::open_kb(&config, &cli.global);
-                headless::run(Job::Ask { question }, cfg, &config, kb, json, session).await
+                headless::run(
+                    Job::Ask { question },
+                    cfg,
+                    &config,
+                    kb,
+                    json,
+                    session,
+                    trace,
+                )
+                .await
             }
             Some(Cmd::Scenario {
                 prompt,
                 json,
                 session,
+                trace,
             }) => {
                 let seed = cli.global.seed;
                 let kb = app::open_kb(&config, &cli.global);
                 let job = Job::Scenario { prompt, seed };
-                headless::run(job, cfg, &config, kb, json, session).await
+                headless::run(job, cfg, &config, kb, json, session, trace).await
             }
             Some(Cmd::Kb { action }) => headless::kb::run(action, kb_context).await,
             Some(Cmd::Config { .. } | Cmd::ExtractPdf { .. } | Cmd::Sessions { .. }) => {

@@ -252,7 +252,7 @@ fn scenario_status(status: &ScenarioStatus) -> &'static str {
         ScenarioStatus::Done => "done",
         ScenarioStatus::Failed(_) => "failed",
         ScenarioStatus::Cancelled => "cancelled",
-        ScenarioStatus::Generating => "running",
+        ScenarioStatus::Running => "running",
     }
 }
 

@@ -23,6 +23,9 @@ const B: ConversationId = ConversationId(2);
 fn conversation(p: u8) -> ConversationId {
     if p.is_multiple_of(2) { A } else { B }
 }
+use loreweave::engine::event::EventKind;
+use loreweave::runtime::Tap;
+use loreweave::trace::{Recorder, Recording, Snapshot, TraceLine};
 use proptest::prelude::*;
 
 #[derive(Debug, Clone)]
@@ -66,6 +69,9 @@ struct World {
     replies: HashMap<(ConversationId, MessageKey), (Option<Instant>, bool)>,
     summarised: HashSet<RequestId>,
     b_closed: bool,
+    /// Records every input and event, as `--trace` does.
+    recorder: Recorder,
+    recording: Recording,
 }
 
 impl World {
@@ -89,7 +95,12 @@ impl World {
         let mut engine = Engine::new(cfg, now, SystemTime::UNIX_EPOCH, 5);
         assert!(engine.open_conversation(A, "a", Vec::new(), Vec::new()));
         assert!(engine.open_conversation(B, "b", Vec::new(), Vec::new()));
+        engine.set_event_tap(true);
+        let recording = Recording::new(usize::MAX);
+        let recorder = Recorder::new(&engine, recording.clone());
         Self {
+            recorder,
+            recording,
             engine,
             now,
             calls: Vec::new(),
@@ -102,7 +113,10 @@ impl World {
     }
 
     fn apply(&mut self, input: Input) {
+        self.recorder.input(self.now, &input);
         let fx = self.engine.handle(input, self.now);
+        let events = self.engine.take_events();
+        self.recorder.events(&self.engine, &events);
         self.effects(fx);
         self.check();
     }
@@ -249,6 +263,8 @@ impl World {
             })),
             Step::CloseB => {
                 let fx = self.engine.close_conversation(B, self.now);
+                let events = self.engine.take_events();
+                self.recorder.events(&self.engine, &events);
                 self.b_closed = true;
                 self.effects(fx);
                 self.check();
@@ -361,15 +377,146 @@ fn passage() -> Passage {
     }
 }
 
+impl World {
+    /// The trace of this world, written and parsed back.
+    fn trace(&self, redact: bool) -> (String, Vec<TraceLine>) {
+        let snapshot = Snapshot::take(
+            &self.engine,
+            Some(&self.recording),
+            serde_json::json!({}),
+            redact,
+        );
+        let mut out = Vec::new();
+        snapshot.write_to(&mut out).expect("written to memory");
+        let text = String::from_utf8(out).expect("UTF-8");
+        let lines = loreweave::trace::parse(&text).unwrap_or_else(|(n, e)| panic!("line {n}: {e}"));
+        (text, lines)
+    }
+
+    /// The trace's invariants: one final event per request, children end
+    /// before their parents, late arrivals only after the end, and every
+    /// line round-trips through serde.
+    fn check_trace(&self) {
+        let (text, lines) = self.trace(false);
+        assert!(matches!(lines.first(), Some(TraceLine::Header(h)) if h.complete && !h.redacted));
+        // Round trip: parse, write again, the same line.
+        for (raw, line) in text.lines().zip(&lines) {
+            let again = serde_json::to_string(line).expect("serialised");
+            assert_eq!(again, raw, "line does not round-trip");
+        }
+        let mut final_at: HashMap<RequestId, usize> = HashMap::new();
+        let mut parent_of: HashMap<RequestId, RequestId> = HashMap::new();
+        for (n, line) in lines.iter().enumerate() {
+            let TraceLine::Event(e) = line else { continue };
+            let Some(id) = e.id else { continue };
+            if let Some(parent) = e.parent {
+                parent_of.insert(id, parent);
+            }
+            match &e.event {
+                EventKind::Final { .. } => {
+                    assert!(
+                        final_at.insert(id, n).is_none(),
+                        "{id} has two final events"
+                    );
+                }
+                EventKind::LateArrival { .. }
+                | EventKind::Observed { .. }
+                | EventKind::Abandoned { .. } => {
+                    // Late arrivals (and an observed call's end) only ever follow the end.
+                    assert!(
+                        final_at.contains_key(&id),
+                        "{} before {id} ended (line {n})",
+                        e.text
+                    );
+                }
+                _ => assert!(
+                    !final_at.contains_key(&id),
+                    "{} after {id} ended (line {n})",
+                    e.text
+                ),
+            }
+        }
+        let requests: Vec<_> = lines
+            .iter()
+            .filter_map(|l| match l {
+                TraceLine::Request(r) => Some(r),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(requests.len(), self.engine.registry().all().len());
+        for r in &requests {
+            assert!(final_at.contains_key(&r.id), "{} has no final event", r.id);
+            if let Some(parent) = r.parent {
+                assert!(
+                    final_at[&r.id] < final_at[&parent],
+                    "child {} ends after its parent {parent}",
+                    r.id
+                );
+            }
+        }
+        // Redacted: the same lines, no text of the user's left.
+        let (redacted, lines_r) = self.trace(true);
+        assert_eq!(lines_r.len(), lines.len());
+        for secret in ["question ", "prompt ", "tok ", "a.md"] {
+            assert!(!redacted.contains(secret), "{secret:?} survived --redact");
+        }
+    }
+
+    /// Re-drive a fresh engine with the trace's inputs at their times: it
+    /// must do exactly what this one did (the trace is complete).
+    fn check_redrive(&self) {
+        let (_, lines) = self.trace(false);
+        let Some(TraceLine::Header(header)) = lines.first() else {
+            panic!("no header");
+        };
+        let origin = Instant::now();
+        let wall = SystemTime::UNIX_EPOCH + Duration::from_millis(header.started_ms);
+        let mut engine = Engine::new(header.engine.clone(), origin, wall, header.seed);
+        engine.open_conversation(A, "a", Vec::new(), Vec::new());
+        engine.open_conversation(B, "b", Vec::new(), Vec::new());
+        engine.set_event_tap(true);
+        let mut replayed = Vec::new();
+        for line in &lines {
+            if let TraceLine::Input { t_us, input } = line {
+                engine.handle(input.clone(), origin + Duration::from_micros(*t_us));
+                replayed.extend(
+                    engine
+                        .take_events()
+                        .into_iter()
+                        .map(|e| (e.t_ms, e.id, e.event)),
+                );
+            }
+        }
+        let recorded: Vec<_> = lines
+            .iter()
+            .filter_map(|l| match l {
+                TraceLine::Event(e) => Some((e.t_ms, e.id, e.event.clone())),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(
+            replayed, recorded,
+            "re-driving the trace did something else"
+        );
+    }
+}
+
 proptest! {
     #![proptest_config(ProptestConfig { cases: 200, ..ProptestConfig::default() })]
 
     #[test]
     fn lifecycle_invariants_hold_under_any_interleaving(embed in any::<bool>(), steps in prop::collection::vec(step(), 1..80)) {
         let mut world = World::new(embed);
+        let redrivable = !steps.iter().any(|s| matches!(s, Step::CloseB));
         for step in steps {
             world.step(step);
         }
         world.drain();
+        world.check_trace();
+        // Closing a conversation is not an engine input (the trace cannot
+        // replay it); every other world must replay exactly.
+        if redrivable {
+            world.check_redrive();
+        }
     }
 }

@@ -24,7 +24,8 @@ pub enum BreakerState {
 }
 
 /// Manual override.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum Force {
     Auto,
     Open,

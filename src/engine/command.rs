@@ -45,6 +45,11 @@ pub enum Line {
     Session(SessionLine),
     /// `/resend`: send the messages left unsent when loreweave stopped.
     Resend,
+    /// `/trace export [--redact] [FILE]`: write the trace so far.
+    TraceExport {
+        file: Option<String>,
+        redact: bool,
+    },
     Help,
     Quit,
 }
@@ -83,6 +88,25 @@ fn parse_session(arg: &str) -> Result<Line, String> {
         _ => return Err(SESSION_USAGE.into()),
     };
     Ok(Line::Session(line))
+}
+
+const TRACE_USAGE: &str = "usage: /trace export [--redact] [FILE]";
+
+fn parse_trace(arg: &str) -> Result<Line, String> {
+    let mut words = arg.split_whitespace();
+    if words.next() != Some("export") {
+        return Err(TRACE_USAGE.into());
+    }
+    let mut file = None;
+    let mut redact = false;
+    for word in words {
+        match word {
+            "--redact" => redact = true,
+            _ if word.starts_with("--") || file.is_some() => return Err(TRACE_USAGE.into()),
+            _ => file = Some(word.to_owned()),
+        }
+    }
+    Ok(Line::TraceExport { file, redact })
 }
 
 const KB_USAGE: &str = "usage: /kb add PATH... | /kb use NAME | /kb search QUERY";
@@ -176,6 +200,7 @@ fn parse_slash(rest: &str) -> Result<Line, String> {
         "kb" => parse_kb(arg),
         "session" | "sessions" => parse_session(arg),
         "resend" => Ok(Line::Resend),
+        "trace" => parse_trace(arg),
         "ask" if !arg.is_empty() => Ok(Line::Ask(arg.to_string())),
         "ask" => Err("usage: /ask QUESTION".into()),
         "help" | "?" => Ok(Line::Help),

@@ -702,7 +702,7 @@ fn scenarios_are_saved_when_they_end_numbered_within_their_conversation() {
         status: if index == 0 {
             ScenarioStatus::Done
         } else {
-            ScenarioStatus::Generating
+            ScenarioStatus::Running
         },
         passages: Vec::new(),
         no_lore: None,

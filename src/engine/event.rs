@@ -100,6 +100,9 @@ pub enum EventKind {
         /// How long after the deadline or the end.
         late_by_ms: Option<u64>,
     },
+    /// A result from an earlier attempt of a request that is still live (it
+    /// was retried or re-queued since): dropped, never applied.
+    StaleResult { what: String },
     /// An observed call gave no answer within its grace and was aborted.
     Abandoned { after_ms: u64 },
     /// A backend's breaker changed state.
@@ -137,6 +140,7 @@ impl EventKind {
             EventKind::ChildTimedOut { .. } => "child_timed_out",
             EventKind::Observed { .. } => "observed",
             EventKind::LateArrival { .. } => "late_arrival",
+            EventKind::StaleResult { .. } => "stale_result",
             EventKind::Abandoned { .. } => "abandoned",
             EventKind::Breaker { .. } => "breaker",
             EventKind::Chaos { .. } => "chaos",
@@ -149,9 +153,12 @@ impl EventKind {
         matches!(self, EventKind::Final { .. })
     }
 
-    /// A late result (after the deadline or the end).
+    /// A late result (after the deadline, the end, or its attempt).
     pub fn is_late(&self) -> bool {
-        matches!(self, EventKind::LateArrival { .. })
+        matches!(
+            self,
+            EventKind::LateArrival { .. } | EventKind::StaleResult { .. }
+        )
     }
 
     /// Something went wrong here (styled as an error).
@@ -266,6 +273,9 @@ impl fmt::Display for EventKind {
                     ),
                     _ => write!(f, "late drop: {what} for a request that ended long ago"),
                 }
+            }
+            EventKind::StaleResult { what } => {
+                write!(f, "late drop: {what} from an earlier attempt")
             }
             EventKind::Abandoned { after_ms } => write!(
                 f,

@@ -68,6 +68,7 @@ impl Engine {
             late_drops: 0,
             timeline: Vec::new(),
             progress: None,
+            restored: false,
         };
         request.note(
             now,

@@ -33,7 +33,7 @@ impl LatePolicy {
 }
 
 /// How a backend may be used.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct BackendPolicy {
     /// Calls in flight at once; more wait in FIFO order.
     pub concurrency: usize,

@@ -56,8 +56,9 @@ pub const REPLY_SAVE_EVERY: Duration = Duration::from_millis(250);
 /// while the engine is busy (and at once when it goes idle).
 pub const SUMMARY_FLUSH_EVERY: Duration = Duration::from_secs(1);
 
-/// Settings the engine's rules depend on.
-#[derive(Debug, Clone)]
+/// Settings the engine's rules depend on (written whole into a trace's
+/// header, so a trace can re-drive an engine with the same rules).
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct EngineConfig {
     pub retriever: String,
     pub generator: String,
@@ -232,7 +233,8 @@ pub enum Effect {
 }
 
 /// What the user asks the engine for.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(tag = "command", content = "args", rename_all = "snake_case")]
 pub enum Command {
     /// Ask in a conversation. The caller has stored the question already:
     /// this is "it is stored, go" (it starts now, or queues behind the
@@ -302,8 +304,10 @@ pub enum Command {
     },
 }
 
-/// Everything that can happen to the engine.
-#[derive(Debug, Clone, PartialEq)]
+/// Everything that can happen to the engine (recorded in traces, tagged
+/// `"input"`, fields under `"data"`).
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(tag = "input", content = "data", rename_all = "snake_case")]
 pub enum Input {
     Command(Command),
     Retrieved {
@@ -434,6 +438,7 @@ pub struct Engine {
     cfg: EngineConfig,
     registry: Registry,
     rng: SmallRng,
+    seed: u64,
     origin: Instant,
     wall_origin_ms: u64,
     /// Pipelines by parent id; removed when the parent ends.
@@ -485,6 +490,7 @@ impl Engine {
             registry: Registry::new(origin, cfg.history_cap),
             cfg,
             rng: SmallRng::seed_from_u64(seed),
+            seed,
             origin,
             wall_origin_ms,
             jobs: HashMap::new(),
@@ -572,6 +578,7 @@ impl Engine {
                     })
                     .collect(),
                 progress: None,
+                restored: true,
             };
             self.registry.restore(request);
         }
@@ -593,7 +600,7 @@ impl Engine {
         };
         for mut entry in entries {
             entry.conversation = id;
-            if entry.status == ScenarioStatus::Generating {
+            if entry.status == ScenarioStatus::Running {
                 entry.status = ScenarioStatus::Failed("interrupted".into());
             }
             conv.next_scenario = conv.next_scenario.max(entry.index + 1);
@@ -667,6 +674,11 @@ impl Engine {
 
     pub fn registry(&self) -> &Registry {
         &self.registry
+    }
+
+    /// The seed ids and fresh scenario seeds come from.
+    pub fn seed(&self) -> u64 {
+        self.seed
     }
 
     /// Keep every lifecycle event for [`Engine::take_events`] (a trace or an
@@ -1268,7 +1280,7 @@ impl Engine {
             request: parent,
             backend: self.cfg.generator.clone(),
             markdown: String::new(),
-            status: ScenarioStatus::Generating,
+            status: ScenarioStatus::Running,
             passages: Vec::new(),
             no_lore: None,
         });

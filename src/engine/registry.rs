@@ -307,6 +307,18 @@ impl Registry {
         what: &str,
         now: Instant,
     ) -> EventKind {
+        if let Some(request) = self.live.get_mut(&id) {
+            // Still live: an answer to an attempt that was given up on.
+            request.late_drops += 1;
+            let kind = EventKind::StaleResult {
+                what: what.to_string(),
+            };
+            request.note(now, kind.clone());
+            let event = event_for(request, now, self.origin, kind.clone());
+            tracing::warn!(id = %id, backend, "{kind}");
+            self.push_event(event);
+            return kind;
+        }
         let found = self
             .history_slot(id)
             .and_then(|slot| self.history.get_mut(slot));
@@ -473,6 +485,7 @@ mod tests {
             late_drops: 0,
             timeline: Vec::new(),
             progress: None,
+            restored: false,
         }
     }
 

@@ -249,6 +249,9 @@ pub struct Request {
     pub timeline: Vec<TimelineEntry>,
     /// Where long work stands ("12/40 files · 57 chunks"), while it runs.
     pub progress: Option<String>,
+    /// Restored from a stored session's lifecycle summary (an earlier run):
+    /// its timeline is what was saved, not what this run saw.
+    pub restored: bool,
 }
 
 impl Request {

@@ -11,7 +11,7 @@ use rand::Rng;
 
 use crate::domain::{BackendError, ErrorClass};
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct RetryPolicy {
     /// Retries after the first attempt.
     pub max_retries: u32,

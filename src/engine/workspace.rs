@@ -44,6 +44,8 @@ impl fmt::Display for MessageKey {
     }
 }
 
+/// Where a reply or a scenario stands (one enum for both: they live the
+/// same life).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum MessageStatus {
     /// Retrieval or generation is running; `text` may hold a partial reply.
@@ -122,13 +124,8 @@ impl Conversation {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum ScenarioStatus {
-    Generating,
-    Done,
-    Failed(String),
-    Cancelled,
-}
+/// A scenario's status: the same four states as a message's.
+pub type ScenarioStatus = MessageStatus;
 
 #[derive(Debug, Clone)]
 pub struct ScenarioEntry {

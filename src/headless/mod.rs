@@ -99,10 +99,17 @@ pub async fn run(
     kb: KbHandle,
     json: bool,
     session: Option<String>,
+    trace: crate::cli::TraceArgs,
 ) -> anyhow::Result<ExitCode> {
     let backends = crate::app::build_backends(config, kb)?;
     let mut driver = crate::app::driver(cfg, backends);
     let telemetry = crate::telemetry::attach(&mut driver, config)?;
+    let recording = trace.trace.as_ref().map(|_| {
+        let recording = crate::trace::Recording::new(crate::trace::DEFAULT_CAP_BYTES);
+        let recorder = crate::trace::Recorder::new(&driver.engine, recording.clone());
+        driver.add_tap(Box::new(recorder));
+        recording
+    });
     // With --session: the conversation continues that session and the new
     // turn is saved; without, nothing is saved.
     let (conversation, store, tag) = match &session {
@@ -152,6 +159,18 @@ pub async fn run(
     // Calls still observed past their deadline are not waited for: they
     // are aborted and counted as abandoned.
     driver.abandon_observed();
+    if let (Some(path), Some(recording)) = (&trace.trace, &recording) {
+        let snapshot = crate::trace::Snapshot::take(
+            &driver.engine,
+            Some(recording),
+            crate::trace::backends_of(config),
+            trace.redact,
+        );
+        let written = snapshot
+            .write_file(path)
+            .map_err(|e| anyhow::anyhow!("trace not written to {}: {e}", path.display()))?;
+        tracing::info!(path = %path.display(), lines = written.inputs_and_events, "trace written");
+    }
     if let Some(store) = store {
         // Every save was queued before this: when it runs, they are done.
         store
@@ -210,7 +229,7 @@ fn report(driver: &Driver, job: &Job, conversation: ConversationId) -> Report {
             Some(entry) => {
                 let (status, error) = match &entry.status {
                     ScenarioStatus::Done => ("completed", None),
-                    ScenarioStatus::Generating => ("running", Some("still running".to_string())),
+                    ScenarioStatus::Running => ("running", Some("still running".to_string())),
                     ScenarioStatus::Failed(reason) => ("failed", Some(reason.clone())),
                     ScenarioStatus::Cancelled => ("cancelled", Some("cancelled".to_string())),
                 };

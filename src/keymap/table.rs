@@ -147,6 +147,7 @@ pub const COMMANDS: &[SlashCommand] = &[
     cmd("/session delete NAME", &[], "/session delete old", "delete a session for good, after a y to confirm (its running work stops first)"),
     cmd("/session list", &["/sessions"], "/session list", "the session picker, as Ctrl-O opens it"),
     cmd("/session export md|json", &[], "/session export md", "write the open session (messages, cited passages, scenarios) to a new file here"),
+    cmd("/trace export [--redact] [FILE]", &[], "/trace export bug.jsonl", "write a JSON Lines trace (every input, event and request so far) to FILE or a new file here; --redact hides every text"),
     cmd("/resend", &[], "/resend", "send again the messages left unsent when loreweave stopped"),
     cmd("/help", &["/?"], "/help", "open the help overlay"),
     cmd("/quit", &["/q"], "/quit", "quit"),

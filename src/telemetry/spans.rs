@@ -465,6 +465,7 @@ impl SpanBuilder {
             | EventKind::HalfOpenProbe
             | EventKind::Working
             | EventKind::ChunkVectors { .. }
+            | EventKind::StaleResult { .. }
             | EventKind::Breaker { .. }
             | EventKind::Chaos { .. }) => {
                 let attrs = if capture || !matches!(other, EventKind::Note { .. }) {

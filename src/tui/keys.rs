@@ -31,6 +31,11 @@ pub enum Action {
     /// A `/session` command: the loop runs it against the session database.
     Session(crate::engine::command::SessionLine),
     KbSearch(String),
+    /// Write the trace so far to FILE (or a new file here).
+    TraceExport {
+        file: Option<String>,
+        redact: bool,
+    },
     Quit,
 }
 
@@ -401,6 +406,7 @@ fn submit(view: &mut ViewState, engine: &Engine) -> Vec<Action> {
         Line::KbUse(name) => Action::KbUse(name),
         Line::KbSearch(query) => Action::KbSearch(query),
         Line::Session(line) => Action::Session(line),
+        Line::TraceExport { file, redact } => Action::TraceExport { file, redact },
         Line::Resend => Action::Engine(Command::ResendUnsent {
             conversation: view.current,
         }),

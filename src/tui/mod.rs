@@ -77,6 +77,12 @@ async fn run_inner(
     // Backends are plugged in right after it; no input is handled before.
     let mut driver = crate::app::driver(cfg, crate::runtime::Backends::default());
     *telemetry = crate::telemetry::attach(&mut driver, config)?;
+    // Everything the engine is given and does, for `/trace export`.
+    let recording = crate::trace::Recording::new(crate::trace::DEFAULT_CAP_BYTES);
+    driver.add_tap(Box::new(crate::trace::Recorder::new(
+        &driver.engine,
+        recording.clone(),
+    )));
     driver
         .engine
         .open_conversation(view.current, view.session.clone(), Vec::new(), Vec::new());
@@ -117,6 +123,8 @@ async fn run_inner(
         session_tx.clone(),
     );
     let (problem_tx, mut problem_rx) = tokio::sync::mpsc::unbounded_channel::<String>();
+    // Written traces: the notice to show.
+    let (trace_tx, mut trace_rx) = tokio::sync::mpsc::unbounded_channel::<(String, bool)>();
     let mut data_version: Option<i64> = None;
     let mut poll = tokio::time::interval(Duration::from_secs(1));
     poll.set_missed_tick_behavior(MissedTickBehavior::Skip);
@@ -201,6 +209,24 @@ async fn run_inner(
                                     driver.engine.set_notice(why, true);
                                 }
                             }
+                            Action::TraceExport { file, redact } => {
+                                let dir = export_dir.clone();
+                                // Shared lines, not copies: cheap on the loop;
+                                // the writing happens on the blocking pool.
+                                let snapshot = crate::trace::Snapshot::take(&driver.engine, Some(&recording), crate::trace::backends_of(config), redact);
+                                let tx = trace_tx.clone();
+                                tokio::task::spawn_blocking(move || {
+                                    // The name is picked here: it looks at the disk.
+                                    let path = trace_path(&dir, file.as_deref());
+                                    let shown = crate::sanitize::sanitize(&path.display().to_string());
+                                    let notice = match snapshot.write_file(&path) {
+                                        Ok(w) => (format!("trace written to {shown}: {} inputs and events, {} requests{}", w.inputs_and_events, w.requests, if w.restored > 0 { format!(" ({} restored from the session)", w.restored) } else { String::new() }), false),
+                                        Err(e) => (format!("trace not written to {shown}: {e}"), true),
+                                    };
+                                    let _ = tx.send(notice);
+                                });
+                                driver.engine.set_notice("writing the trace...", false);
+                            }
                             Action::Quit => return Ok(Exit::Quit),
                         }
                     }
@@ -245,6 +271,10 @@ async fn run_inner(
             }
             Some(event) = session_rx.recv() => {
                 on_session_event(event, &mut sessions, &mut view, &mut driver, &problem_tx, &mut session_unavailable, &mut data_version);
+                dirty = true;
+            }
+            Some((notice, is_error)) = trace_rx.recv() => {
+                driver.engine.set_notice(notice, is_error);
                 dirty = true;
             }
             Some(problem) = problem_rx.recv() => {
@@ -421,5 +451,39 @@ fn on_session_event(
             }
         }
         SessionEvent::Problem(why) => engine.set_notice(why, true),
+    }
+}
+
+/// Where `/trace export` writes: FILE as given (`~/` expanded, relative to
+/// the directory loreweave started in), else a new timestamped file there.
+fn trace_path(dir: &std::path::Path, file: Option<&str>) -> std::path::PathBuf {
+    match file {
+        Some(file) => {
+            let expanded = match file.strip_prefix("~/") {
+                Some(rest) => std::env::var_os("HOME")
+                    .map(|home| std::path::PathBuf::from(home).join(rest))
+                    .unwrap_or_else(|| std::path::PathBuf::from(file)),
+                None => std::path::PathBuf::from(file),
+            };
+            dir.join(expanded)
+        }
+        None => {
+            let secs = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_secs());
+            let mut n = 0;
+            loop {
+                let name = if n == 0 {
+                    format!("loreweave-trace-{secs}.jsonl")
+                } else {
+                    format!("loreweave-trace-{secs}-{n}.jsonl")
+                };
+                let path = dir.join(name);
+                if !path.exists() {
+                    return path;
+                }
+                n += 1;
+            }
+        }
     }
 }

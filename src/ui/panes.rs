@@ -174,7 +174,7 @@ pub(super) fn scenarios(frame: &mut Frame, area: Rect, engine: &Engine, view: &V
     }
     for (i, entry) in scenarios.iter().enumerate().skip(first) {
         let mut title: String = one_line(&entry.title()).chars().take(24).collect();
-        if entry.status == ScenarioStatus::Generating {
+        if entry.status == ScenarioStatus::Running {
             title.push_str(" …");
         }
         let style = if i == current { t.selected } else { t.dim };
@@ -186,7 +186,7 @@ pub(super) fn scenarios(frame: &mut Frame, area: Rect, engine: &Engine, view: &V
     let entry = &scenarios[current];
     let mut lines: Vec<Line<'static>> = Vec::new();
     match &entry.status {
-        ScenarioStatus::Generating if entry.markdown.is_empty() => {
+        ScenarioStatus::Running if entry.markdown.is_empty() => {
             lines.push(Line::styled(
                 format!("Generating: {} …", one_line(&entry.prompt)),
                 t.dim,
