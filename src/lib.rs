@@ -17,6 +17,7 @@ pub mod prompts;
 pub mod runtime;
 pub mod sanitize;
 pub mod store;
+pub mod telemetry;
 pub mod trace;
 pub mod tui;
 pub mod ui;

@@ -124,6 +124,8 @@ check_cases!(
     kb_bad_size,
     kb_bad_values,
     kb_zero_sizes,
+    telemetry_good,
+    telemetry_bad,
 );
 
 #[test]

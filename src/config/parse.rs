@@ -24,7 +24,7 @@ use toml::de::{DeTable, DeValue, ValueDeserializer};
 
 use super::schema::{
     Config, EmbeddingsConfig, KbConfig, LimitsConfig, LlmConfig, PromptsConfig, RetrieverConfig,
-    SECTIONS,
+    SECTIONS, TelemetryConfig,
 };
 use super::{ConfigError, Diagnostic};
 
@@ -174,6 +174,9 @@ fn deserialize_section(
             config.retriever = with_limits(table, span, |s: &mut RetrieverConfig| &mut s.limits)?;
         }
         "prompts" => config.prompts = PromptsConfig::deserialize(part(table, span, |_| true))?,
+        "telemetry" => {
+            config.telemetry = TelemetryConfig::deserialize(part(table, span, |_| true))?;
+        }
         _ => config.kb = KbConfig::deserialize(part(table, span, |_| true))?,
     }
     Ok(())

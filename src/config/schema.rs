@@ -1,5 +1,5 @@
 //! The configuration's shape: one serde struct per section (`[llm]`,
-//! `[embeddings]`, `[retriever]`, `[prompts]`, `[kb]`), the limits the backend
+//! `[embeddings]`, `[retriever]`, `[prompts]`, `[kb]`, `[telemetry]`), the limits the backend
 //! sections share (`LimitsConfig`, one per section), the provider enums, the
 //! defaults, the keys as the file spells them, and what the rest of the
 //! crate reads from a `Config`: backend names, endpoints, API keys, the
@@ -116,6 +116,7 @@ pub struct Config {
     pub retriever: RetrieverConfig,
     pub prompts: PromptsConfig,
     pub kb: KbConfig,
+    pub telemetry: TelemetryConfig,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -251,6 +252,40 @@ impl Default for KbConfig {
             max_file_size: 50_000_000,
             fetch_timeout: Duration::from_secs(20),
             max_fetch_size: 10_000_000,
+        }
+    }
+}
+
+/// OpenTelemetry export of every pipeline as a trace (OTLP/HTTP protobuf).
+/// The `OTEL_EXPORTER_OTLP_*` variables and `OTEL_SDK_DISABLED` are read by
+/// `crate::telemetry`, over these values.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TelemetryConfig {
+    /// `false` turns export off even when an endpoint is set.
+    pub enabled: bool,
+    /// The OTLP/HTTP traces URL, used as given (e.g.
+    /// `http://127.0.0.1:6006/v1/traces`); "" means no export unless an
+    /// `OTEL_EXPORTER_OTLP_*ENDPOINT` variable names one.
+    pub endpoint: String,
+    /// Put queries, prompts and answers on the spans.
+    pub capture_content: bool,
+    /// Finished spans waiting to be sent; past it, spans are dropped (and
+    /// counted).
+    pub queue_size: usize,
+    /// The deadline of one export request.
+    #[serde(with = "duration_text")]
+    pub export_timeout: Duration,
+}
+
+impl Default for TelemetryConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            endpoint: String::new(),
+            capture_content: false,
+            queue_size: 2048,
+            export_timeout: Duration::from_secs(10),
         }
     }
 }
@@ -405,6 +440,17 @@ pub(super) const SECTIONS: &[Section] = &[
     Section {
         name: "kb",
         keys: &["name", "max_file_size", "fetch_timeout", "max_fetch_size"],
+        limits: false,
+    },
+    Section {
+        name: "telemetry",
+        keys: &[
+            "enabled",
+            "endpoint",
+            "capture_content",
+            "queue_size",
+            "export_timeout",
+        ],
         limits: false,
     },
 ];

@@ -148,6 +148,21 @@ impl Config {
         if kb.fetch_timeout.is_zero() {
             add("kb", "fetch_timeout", "must be more than 0".into());
         }
+
+        let tel = &self.telemetry;
+        if let Err(e) = check_url(&tel.endpoint) {
+            add("telemetry", "endpoint", e);
+        }
+        if !(1..=1_000_000).contains(&tel.queue_size) {
+            add(
+                "telemetry",
+                "queue_size",
+                format!("{} is out of range; use 1 to 1000000", tel.queue_size),
+            );
+        }
+        if tel.export_timeout.is_zero() {
+            add("telemetry", "export_timeout", "must be more than 0".into());
+        }
         out
     }
 }

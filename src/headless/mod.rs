@@ -108,6 +108,7 @@ pub async fn run(
     let backends = crate::app::build_backends(config, kb)?;
     let mut driver = crate::app::driver(cfg, backends);
     driver.engine.set_context(context);
+    let telemetry = crate::telemetry::attach(&mut driver, config)?;
     let recording = trace.trace.as_ref().map(|_| {
         let recording = crate::trace::Recording::new(crate::trace::DEFAULT_CAP_BYTES);
         let recorder = crate::trace::Recorder::new(&driver.engine, recording.clone());
@@ -200,6 +201,17 @@ pub async fn run(
         }
     }
     out.flush()?;
+    // Spans go out before the process does (bounded).
+    driver.finish_taps(crate::telemetry::EXIT_FLUSH);
+    if let Some(exporter) = telemetry {
+        let stats = exporter.shutdown(crate::telemetry::EXIT_FLUSH).await;
+        if stats.dropped > 0 {
+            eprintln!(
+                "loreweave: otel: {} span(s) not exported (see the log)",
+                stats.dropped
+            );
+        }
+    }
     Ok(if outcome.error.is_none() {
         ExitCode::SUCCESS
     } else {

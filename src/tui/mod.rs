@@ -58,8 +58,23 @@ pub async fn run(
     // default action still in place.
     let mut signals = terminal::Signals::new()?;
     let mut tui = terminal::enter()?;
-    let result = run_inner(&mut tui, &mut signals, cfg, config, open_kb, started).await;
+    let mut telemetry = None;
+    let result = run_inner(
+        &mut tui,
+        &mut signals,
+        cfg,
+        config,
+        open_kb,
+        started,
+        &mut telemetry,
+    )
+    .await;
     terminal::restore();
+    // The driver (and its tap) is gone, so the queue is closed: send what
+    // is in it, briefly.
+    if let Some(exporter) = telemetry {
+        exporter.shutdown(Duration::from_secs(2)).await;
+    }
     result
 }
 
@@ -70,11 +85,13 @@ async fn run_inner(
     config: &Config,
     open_kb: KbOpener,
     started: std::time::Instant,
+    telemetry: &mut Option<crate::telemetry::Exporter>,
 ) -> anyhow::Result<Exit> {
     let mut view = ViewState::new(Theme::from_env(), FIRST_CONVERSATION);
     // The first frame goes out before any index work starts.
     // Backends are plugged in right after it; no input is handled before.
     let mut driver = crate::app::driver(cfg, crate::runtime::Backends::default());
+    *telemetry = crate::telemetry::attach(&mut driver, config)?;
     // Everything the engine is given and does, for `/trace export`.
     let recording = crate::trace::Recording::new(crate::trace::DEFAULT_CAP_BYTES);
     driver.add_tap(Box::new(crate::trace::Recorder::new(

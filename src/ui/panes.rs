@@ -221,7 +221,12 @@ pub(super) fn lifecycle(
 ) {
     let t = &view.theme;
     let mut block = pane_block("Request lifecycle", view.focus == Focus::Lifecycle, t);
-    let status = table_status(engine, view, now);
+    let mut status = table_status(engine, view, now);
+    // Spans the OpenTelemetry exporter could not queue or send.
+    let otel_dropped = crate::telemetry::dropped_total();
+    if otel_dropped > 0 {
+        status.push(format!("otel: {otel_dropped} dropped"));
+    }
     if !status.is_empty() {
         block =
             block.title(Line::styled(format!(" {} ", status.join(" · ")), t.warn).right_aligned());
