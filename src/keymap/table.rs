@@ -84,7 +84,7 @@ pub(super) const BINDINGS: &[Binding] = &[
     b(Lifecycle, &[k(Enter)], A::OpenDetail, "the waterfall of the selected request's pipeline (a bar per request)"),
     b(Lifecycle, &[c('c')], A::CancelRequest, "cancel the selected request and the rest of its pipeline"),
     b(Lifecycle, &[c('b')], A::ToggleBreaker, "cycle the selected backend's breaker: auto, forced open, forced closed"),
-    b(Lifecycle, &[c('f')], A::Filter, "filter the table: state:timed-out backend:NAME kind:retrieve late, or text in the label or id (terms combine; Enter applies, Esc cancels, empty clears)"),
+    b(Lifecycle, &[c('f')], A::Filter, "filter the table: state:timed-out backend:NAME kind:retrieve late, or text in the label or id (terms combine; Enter applies, Esc cancels, Ctrl-U empties, empty clears)"),
     b(Lifecycle, &[c('s')], A::CycleSort, "sort by the next column: pipeline, elapsed, state, kind, backend, id (sorted rows are flat)"),
     b(Lifecycle, &[c('r')], A::InvertSort, "invert the sort"),
     b(Lifecycle, &[c(' ')], A::Pause, "pause following (the rows stay put, new requests are counted); again resumes"),

@@ -145,6 +145,7 @@ fn modal(key: KeyEvent, view: &mut ViewState) -> Option<Vec<Action>> {
         match key.code {
             KeyCode::Esc => view.lifecycle.prompt = None,
             KeyCode::Char('c') if ctrl => view.lifecycle.prompt = None,
+            KeyCode::Char('u') if ctrl => typed.clear(),
             KeyCode::Backspace => {
                 typed.pop();
             }

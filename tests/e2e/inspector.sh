@@ -45,12 +45,31 @@ wait_for "filter: state:timed-out · [0-9]+ hidden" 5
 screen | grep -Eq "retrieve +local +completed" && fail "a completed retrieval is still listed"
 screen | grep -Eq "retrieve +local +timed out" || fail "the timed-out retrieval is not listed"
 
-# WATERFALL-STEP (kept by the merge of the waterfall)
+echo "e2e inspector: Enter opens the pipeline's waterfall, Esc closes it"
+tmux send-keys -t "$session" Enter
+wait_for "┌ Pipeline" 5
+wait_for "└ retrieve .*┆⏱" 5
+wait_for "call observed past the deadline" 5
+wait_for "↑↓ select · w return · Esc close" 5
+tmux send-keys -t "$session" Escape
+wait_gone "┌ Pipeline" 5
+tmux send-keys -t "$session" f
+wait_for "filter: .*Enter applies" 5
+tmux send-keys -t "$session" C-u Enter   # an empty filter shows every row again
+wait_gone "filter: state:timed-out" 5
+
+echo "e2e inspector: w in the chat jumps to the reply's pipeline, w comes back"
+tmux send-keys -t "$session" Tab Tab   # Lifecycle -> Input -> Chat
+sleep 0.2
+tmux send-keys -t "$session" w
+wait_for "┌ Pipeline" 5
+wait_for "turn [a-z0-9]{6} what lies beneath the mere" 5
+tmux send-keys -t "$session" w
+wait_gone "┌ Pipeline" 5
+tmux send-keys -t "$session" BTab   # Chat -> Input
+sleep 0.2
 
 echo "e2e inspector: export the trace, plain and redacted"
-tmux send-keys -t "$session" Escape
-tmux send-keys -t "$session" Tab    # Lifecycle -> Input
-sleep 0.2
 send "/trace export plain.jsonl"
 wait_for "trace written to .*plain.jsonl" 10
 send "/trace export --redact redacted.jsonl"
@@ -112,4 +131,24 @@ sleep 0.2
 tmux send-keys -t "$session" q
 wait_file "$work/exit" 10
 [[ $(cat "$work/exit") == 0 ]] || fail "exit code $(cat "$work/exit")"
+
+echo "e2e inspector: an OTLP collector where nothing listens: the UI answers, drops are counted"
+tmux kill-session -t "$session" 2>/dev/null || true
+rm -f "$work/exit"
+dead=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1]); s.close()')
+tmux new-session -d -s "$session" -x 120 -y 40 \
+  "cd '$work' && OTEL_EXPORTER_OTLP_ENDPOINT=http://127.0.0.1:$dead '$bin'; echo \$? > '$work/exit'; sleep 60"
+wait_for "Request lifecycle" 10
+send "who guards the waystone?"
+wait_for "turn +pipeline +completed" 15
+send "what of the bridge?"
+wait_for "Ninefold Bridge" 15
+# The exporter sends within a second and fails: only that puts this here.
+send "/rag off"
+wait_for "otel: [1-9][0-9]* dropped" 10
+tmux send-keys -t "$session" Tab    # Input -> Chat
+sleep 0.2
+tmux send-keys -t "$session" q
+wait_file "$work/exit" 10
+[[ $(cat "$work/exit") == 0 ]] || fail "exit code $(cat "$work/exit") with a dead collector"
 echo "e2e inspector: ok"
