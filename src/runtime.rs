@@ -262,13 +262,20 @@ impl Runtime {
                     let mut result = Ok(());
                     while let Some(item) = stream.next().await {
                         match item {
-                            Ok(text) => {
-                                let token = Input::Token {
-                                    id,
-                                    backend: backend.clone(),
-                                    text,
+                            Ok(chunk) => {
+                                let input = match chunk {
+                                    crate::backends::Chunk::Text(text) => Input::Token {
+                                        id,
+                                        backend: backend.clone(),
+                                        text,
+                                    },
+                                    crate::backends::Chunk::Usage(usage) => Input::Usage {
+                                        id,
+                                        backend: backend.clone(),
+                                        usage,
+                                    },
                                 };
-                                if tx.send(token).is_err() {
+                                if tx.send(input).is_err() {
                                     return;
                                 }
                             }

@@ -18,7 +18,7 @@ use loreweave::backends::haystack::HayhooksRetriever;
 use loreweave::backends::http::{ApiKey, HttpOptions, build_client, with_bearer};
 use loreweave::backends::ollama::{OllamaChat, OllamaEmbedder};
 use loreweave::backends::openai::{GenParams, OpenAiChat, OpenAiEmbedder};
-use loreweave::backends::{ChatModel, Embedder, RetrieveQuery, Retriever};
+use loreweave::backends::{ChatModel, Chunk, Embedder, RetrieveQuery, Retriever};
 use loreweave::domain::{BackendError, ErrorClass, GenerationTask, Passage, TaskMode};
 use loreweave::engine::request::{Kind, Outcome};
 use loreweave::engine::workspace::MessageStatus;
@@ -117,6 +117,8 @@ fn host(server: &FaultServer) -> String {
 #[derive(Debug)]
 struct Streamed {
     tokens: Vec<String>,
+    /// The token counts the server reported.
+    usage: Option<loreweave::backends::Usage>,
     error: Option<BackendError>,
 }
 
@@ -134,11 +136,13 @@ async fn stream_all(model: &dyn ChatModel) -> Streamed {
     let mut stream = model.generate(task());
     tokio::time::timeout(GUARD, async move {
         let mut tokens = Vec::new();
+        let mut usage = None;
         let mut error = None;
         for _ in 0..10_000 {
             match stream.next().await {
                 None => break,
-                Some(Ok(t)) => tokens.push(t),
+                Some(Ok(Chunk::Text(t))) => tokens.push(t),
+                Some(Ok(Chunk::Usage(u))) => usage = Some(u),
                 Some(Err(e)) => {
                     error = Some(e);
                     assert!(stream.next().await.is_none(), "an error ends the stream");
@@ -146,7 +150,11 @@ async fn stream_all(model: &dyn ChatModel) -> Streamed {
                 }
             }
         }
-        Streamed { tokens, error }
+        Streamed {
+            tokens,
+            usage,
+            error,
+        }
     })
     .await
     .expect("the stream ends within the guard")
@@ -489,7 +497,7 @@ async fn a_slow_drip_arrives_token_by_token_and_dropping_it_disconnects() {
             .await
             .expect("a token")
             .expect("not an error");
-        assert_eq!(token, drip_token(n));
+        assert_eq!(token, Chunk::Text(drip_token(n)));
         arrivals.push(Instant::now());
     }
     assert!(
@@ -601,6 +609,14 @@ async fn ollama_chat_streams_ndjson_and_sends_options() {
     let out = stream_all(&ollama_with(&server.base, CAP)).await;
     assert!(out.error.is_none(), "{:?}", out.error);
     assert_eq!(out.tokens, TOKENS);
+    // The last line's counts come through.
+    assert_eq!(
+        out.usage,
+        Some(loreweave::backends::Usage {
+            input_tokens: Some(26),
+            output_tokens: Some(4)
+        })
+    );
     let sent = &server.recorded()[0];
     assert_eq!(sent.path, "/api/chat");
     assert_eq!(sent.body["model"], "llama-test");
@@ -707,7 +723,7 @@ async fn ollama_chat_drip_then_drop_disconnects() {
     let model = ollama_with(&server.base, CAP);
     let mut stream = model.generate(task());
     let first = guarded(stream.next()).await.expect("token").expect("ok");
-    assert_eq!(first, drip_token(0));
+    assert_eq!(first, Chunk::Text(drip_token(0)));
     drop(stream);
     assert!(server.wait_disconnects(1, Duration::from_secs(1)).await);
 }

@@ -52,5 +52,32 @@ pub trait VectorSink: Send + Sync {
 /// Streams generated text for a task, chunk by chunk. The stream ends after
 /// the last chunk; an `Err` item ends it with an error.
 pub trait ChatModel: Send + Sync {
-    fn generate(&self, task: GenerationTask) -> BoxStream<'static, Result<String, BackendError>>;
+    fn generate(&self, task: GenerationTask) -> BoxStream<'static, Result<Chunk, BackendError>>;
+}
+
+/// One item of a generation stream.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Chunk {
+    /// Generated text.
+    Text(String),
+    /// Token counts, when the server reports them (Ollama's last line; an
+    /// OpenAI-compatible chunk that carries `usage`).
+    Usage(Usage),
+}
+
+impl Chunk {
+    /// The text, if this is text.
+    pub fn text(self) -> Option<String> {
+        match self {
+            Chunk::Text(text) => Some(text),
+            Chunk::Usage(_) => None,
+        }
+    }
+}
+
+/// Tokens a generation used, as the server counted them.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Usage {
+    pub input_tokens: Option<u64>,
+    pub output_tokens: Option<u64>,
 }

@@ -22,7 +22,7 @@ use super::http::{
     read_capped, send,
 };
 use super::openai::{GenParams, check_dimensions, malformed_response, reject_empty, vector};
-use super::{ChatModel, Embedder};
+use super::{ChatModel, Chunk, Embedder, Usage};
 use crate::domain::{BackendError, GenerationTask};
 use crate::prompts::Prompts;
 
@@ -82,7 +82,7 @@ impl OllamaChat {
 }
 
 impl ChatModel for OllamaChat {
-    fn generate(&self, task: GenerationTask) -> BoxStream<'static, Result<String, BackendError>> {
+    fn generate(&self, task: GenerationTask) -> BoxStream<'static, Result<Chunk, BackendError>> {
         let req = self.client.post(self.url.clone()).json(&self.body(&task));
         let cap = self.max_body_bytes;
         tracing::debug!(url = %log_label(&self.url), model = %self.model, "ollama chat request");
@@ -98,13 +98,25 @@ impl ChatModel for OllamaChat {
 
 /// What one NDJSON line means.
 enum Line {
-    /// Text; `last` when the line also says `done: true`.
+    /// Text; `last` when the line also says `done: true` (then with the
+    /// token counts it reports).
     Token {
         text: String,
         last: bool,
+        usage: Option<Usage>,
     },
     Nothing,
-    Done,
+    Done(Option<Usage>),
+}
+
+/// The counts of Ollama's last line (`prompt_eval_count`, `eval_count`).
+fn usage_of(value: &Value) -> Option<Usage> {
+    let count = |key: &str| value.get(key).and_then(Value::as_u64);
+    let usage = Usage {
+        input_tokens: count("prompt_eval_count"),
+        output_tokens: count("eval_count"),
+    };
+    (usage != Usage::default()).then_some(usage)
 }
 
 fn parse_line(line: &[u8]) -> Result<Line, BackendError> {
@@ -126,12 +138,14 @@ fn parse_line(line: &[u8]) -> Result<Line, BackendError> {
             ));
         }
         // A last line may still carry text.
+        let usage = usage_of(&value);
         return Ok(if content.is_empty() {
-            Line::Done
+            Line::Done(usage)
         } else {
             Line::Token {
                 text: content.to_string(),
                 last: true,
+                usage,
             }
         });
     }
@@ -141,14 +155,16 @@ fn parse_line(line: &[u8]) -> Result<Line, BackendError> {
         Line::Token {
             text: content.to_string(),
             last: false,
+            usage: None,
         }
     })
 }
 
-/// The content of an Ollama NDJSON body (already capped).
+/// The content of an Ollama NDJSON body (already capped), then the token
+/// counts its last line reports.
 pub fn ndjson_tokens<S, B>(
     body: S,
-) -> impl Stream<Item = Result<String, BackendError>> + Send + 'static
+) -> impl Stream<Item = Result<Chunk, BackendError>> + Send + 'static
 where
     S: Stream<Item = Result<B, BackendError>> + Send + 'static,
     B: AsRef<[u8]> + Send + 'static,
@@ -158,16 +174,22 @@ where
         buffer: Vec<u8>,
         eof: bool,
         done: bool,
+        /// The last line's counts, sent after its text.
+        queued: Option<Usage>,
     }
     let state = State {
         body: body.boxed(),
         buffer: Vec::new(),
         eof: false,
         done: false,
+        queued: None,
     };
     stream::unfold(Some(state), |state| async move {
         let mut st = state?;
         loop {
+            if let Some(usage) = st.queued.take() {
+                return Some((Ok(Chunk::Usage(usage)), Some(st)));
+            }
             if st.done {
                 return None;
             }
@@ -189,10 +211,15 @@ where
                 match parse_line(trimmed) {
                     Err(error) => return Some((Err(error), None)),
                     Ok(Line::Nothing) => continue,
-                    Ok(Line::Done) => return None,
-                    Ok(Line::Token { text, last }) => {
+                    Ok(Line::Done(None)) => return None,
+                    Ok(Line::Done(Some(usage))) => {
+                        st.done = true;
+                        return Some((Ok(Chunk::Usage(usage)), Some(st)));
+                    }
+                    Ok(Line::Token { text, last, usage }) => {
                         st.done = last;
-                        return Some((Ok(text), Some(st)));
+                        st.queued = usage;
+                        return Some((Ok(Chunk::Text(text)), Some(st)));
                     }
                 }
             }
@@ -299,9 +326,35 @@ mod tests {
     use crate::domain::ErrorClass;
 
     async fn collect(parts: &[&[u8]]) -> Vec<Result<String, BackendError>> {
+        collect_all(parts)
+            .await
+            .into_iter()
+            .filter_map(|item| match item {
+                Ok(Chunk::Text(text)) => Some(Ok(text)),
+                Ok(Chunk::Usage(_)) => None,
+                Err(e) => Some(Err(e)),
+            })
+            .collect()
+    }
+
+    async fn collect_all(parts: &[&[u8]]) -> Vec<Result<Chunk, BackendError>> {
         let owned: Vec<Result<Vec<u8>, BackendError>> =
             parts.iter().map(|p| Ok(p.to_vec())).collect();
         ndjson_tokens(stream::iter(owned)).collect().await
+    }
+
+    #[tokio::test]
+    async fn the_last_line_reports_its_token_counts() {
+        let body = b"{\"message\":{\"content\":\"Hi\"}}\n{\"message\":{\"content\":\"\"},\"done\":true,\"prompt_eval_count\":26,\"eval_count\":3}\n";
+        let out = collect_all(&[body]).await;
+        let usage = Usage {
+            input_tokens: Some(26),
+            output_tokens: Some(3),
+        };
+        assert_eq!(
+            out,
+            vec![Ok(Chunk::Text("Hi".into())), Ok(Chunk::Usage(usage))]
+        );
     }
 
     #[tokio::test]

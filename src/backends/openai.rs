@@ -22,7 +22,7 @@ use super::http::{
     ApiKey, capped_stream, endpoint, in_band_error, incomplete, log_label, malformed_chunk,
     parse_http_url, read_capped, redact_secrets, send, shorten, utf8_lossy, with_bearer,
 };
-use super::{ChatModel, Embedder};
+use super::{ChatModel, Chunk, Embedder, Usage};
 use crate::domain::{BackendError, GenerationTask};
 use crate::prompts::Prompts;
 use crate::sanitize::one_line;
@@ -95,7 +95,7 @@ impl OpenAiChat {
 }
 
 impl ChatModel for OpenAiChat {
-    fn generate(&self, task: GenerationTask) -> BoxStream<'static, Result<String, BackendError>> {
+    fn generate(&self, task: GenerationTask) -> BoxStream<'static, Result<Chunk, BackendError>> {
         let req = with_bearer(
             self.client
                 .post(self.url.clone())
@@ -116,11 +116,13 @@ impl ChatModel for OpenAiChat {
     }
 }
 
-/// The content deltas of an OpenAI SSE body (already capped).
+/// The content deltas of an OpenAI SSE body (already capped), and the
+/// token usage of a chunk that carries one (up to the `finish_reason`: a
+/// trailing usage chunk after it is not waited for).
 pub fn sse_tokens<S, B>(
     body: S,
     key: Option<ApiKey>,
-) -> impl Stream<Item = Result<String, BackendError>> + Send + 'static
+) -> impl Stream<Item = Result<Chunk, BackendError>> + Send + 'static
 where
     S: Stream<Item = Result<B, BackendError>> + Send + 'static,
     B: AsRef<[u8]> + Send + 'static,
@@ -130,14 +132,20 @@ where
         key: Option<ApiKey>,
         /// A `finish_reason` arrived: the stream is complete.
         finished: bool,
+        /// Usage that came in the same chunk as text: sent next.
+        queued: Option<Usage>,
     }
     let state = State {
         events: utf8_lossy(body).eventsource().boxed(),
         key,
         finished: false,
+        queued: None,
     };
     stream::unfold(Some(state), |state| async move {
         let mut st = state?;
+        if let Some(usage) = st.queued.take() {
+            return Some((Ok(Chunk::Usage(usage)), Some(st)));
+        }
         if st.finished {
             return None;
         }
@@ -184,9 +192,13 @@ where
                         .find(|c| c.get("index").and_then(Value::as_u64) == Some(0))
                         .or_else(|| choices.first())
                 });
+            let usage = usage_of(&value);
             let Some(choice) = choice else {
                 // A usage chunk (choices empty) or something else to skip.
-                continue;
+                match usage {
+                    Some(usage) => return Some((Ok(Chunk::Usage(usage)), Some(st))),
+                    None => continue,
+                }
             };
             if choice.get("finish_reason").is_some_and(|r| !r.is_null()) {
                 st.finished = true;
@@ -197,15 +209,30 @@ where
                 .and_then(Value::as_str)
                 .filter(|c| !c.is_empty())
                 .map(str::to_string);
-            match content {
-                Some(text) => return Some((Ok(text), Some(st))),
+            match (content, usage) {
+                (Some(text), usage) => {
+                    st.queued = usage;
+                    return Some((Ok(Chunk::Text(text)), Some(st)));
+                }
+                (None, Some(usage)) => return Some((Ok(Chunk::Usage(usage)), Some(st))),
                 // A finish_reason ends the reply: nothing after it is needed
                 // (and a server that then hangs cannot stall a done reply).
-                None if st.finished => return None,
-                None => {}
+                (None, None) if st.finished => return None,
+                (None, None) => {}
             }
         }
     })
+}
+
+/// An OpenAI `usage` object's counts, when the chunk has one.
+fn usage_of(value: &Value) -> Option<Usage> {
+    let usage = value.get("usage").filter(|u| u.is_object())?;
+    let count = |key: &str| usage.get(key).and_then(Value::as_u64);
+    let usage = Usage {
+        input_tokens: count("prompt_tokens"),
+        output_tokens: count("completion_tokens"),
+    };
+    (usage != Usage::default()).then_some(usage)
 }
 
 fn event_error(error: EventStreamError<BackendError>) -> BackendError {
@@ -403,7 +430,42 @@ mod tests {
     }
 
     async fn collect(parts: &[&str]) -> Vec<Result<String, BackendError>> {
-        sse_tokens(chunks(parts), None).collect().await
+        sse_tokens(chunks(parts), None)
+            .filter_map(|item| async move {
+                match item {
+                    Ok(Chunk::Text(text)) => Some(Ok(text)),
+                    Ok(Chunk::Usage(_)) => None,
+                    Err(e) => Some(Err(e)),
+                }
+            })
+            .collect()
+            .await
+    }
+
+    #[tokio::test]
+    async fn usage_in_a_chunk_is_reported_after_its_text() {
+        let out: Vec<_> = sse_tokens(
+            chunks(&[
+                "data: {\"choices\":[{\"index\":0,\"delta\":{\"content\":\"Hi\"}}]}\n\n",
+                "data: {\"choices\":[{\"index\":0,\"delta\":{\"content\":\"!\"},\"finish_reason\":\"stop\"}],\"usage\":{\"prompt_tokens\":12,\"completion_tokens\":2}}\n\n",
+                "data: [DONE]\n\n",
+            ]),
+            None,
+        )
+        .collect()
+        .await;
+        let usage = Usage {
+            input_tokens: Some(12),
+            output_tokens: Some(2),
+        };
+        assert_eq!(
+            out,
+            vec![
+                Ok(Chunk::Text("Hi".into())),
+                Ok(Chunk::Text("!".into())),
+                Ok(Chunk::Usage(usage)),
+            ]
+        );
     }
 
     #[tokio::test]
@@ -437,7 +499,10 @@ mod tests {
             let out: Vec<_> = sse_tokens(stream::iter(parts), None).collect().await;
             assert_eq!(
                 out,
-                vec![Ok("caf\u{e9} ".to_string()), Ok("\u{1f980}".to_string())],
+                vec![
+                    Ok(Chunk::Text("caf\u{e9} ".to_string())),
+                    Ok(Chunk::Text("\u{1f980}".to_string()))
+                ],
                 "chunk size {size}"
             );
         }

@@ -75,6 +75,11 @@ pub enum EventKind {
     Embedded { dimensions: usize },
     /// A batch of chunk vectors answered.
     ChunkVectors { count: usize },
+    /// The server's token counts for a generation.
+    Usage {
+        input_tokens: Option<u64>,
+        output_tokens: Option<u64>,
+    },
     /// An ingest's summary.
     Ingested { summary: String },
     /// A retry is scheduled `delay_ms` from now; `retry` counts from 1.
@@ -132,6 +137,7 @@ impl EventKind {
             EventKind::PassagesRetrieved { .. } => "passages_retrieved",
             EventKind::Embedded { .. } => "embedded",
             EventKind::ChunkVectors { .. } => "chunk_vectors",
+            EventKind::Usage { .. } => "usage",
             EventKind::Ingested { .. } => "ingested",
             EventKind::RetryScheduled { .. } => "retry_scheduled",
             EventKind::Joined { .. } => "joined",
@@ -223,6 +229,18 @@ impl fmt::Display for EventKind {
             EventKind::PassagesRetrieved { count } => write!(f, "{count} passage(s) retrieved"),
             EventKind::Embedded { dimensions } => write!(f, "embedded ({dimensions} dimensions)"),
             EventKind::ChunkVectors { count } => write!(f, "{count} chunk vector(s)"),
+            EventKind::Usage {
+                input_tokens,
+                output_tokens,
+            } => {
+                let n = |v: &Option<u64>| v.map_or_else(|| "?".to_string(), |v| v.to_string());
+                write!(
+                    f,
+                    "tokens: {} in, {} out",
+                    n(input_tokens),
+                    n(output_tokens)
+                )
+            }
             EventKind::Ingested { summary } => f.write_str(summary),
             EventKind::RetryScheduled {
                 retry,

@@ -520,7 +520,7 @@ impl Engine {
 
     /// A result is wanted only from a request that has a call out: live and
     /// dispatched or streaming (a retrying request's old attempt is over).
-    fn is_in_flight(&self, id: RequestId) -> bool {
+    pub(super) fn is_in_flight(&self, id: RequestId) -> bool {
         self.registry
             .live(id)
             .is_some_and(|r| matches!(r.phase, Phase::Dispatched | Phase::Streaming))

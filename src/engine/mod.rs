@@ -325,6 +325,12 @@ pub enum Input {
         backend: String,
         result: Result<Vec<Vec<f32>>, BackendError>,
     },
+    /// The token counts a generation's server reported.
+    Usage {
+        id: RequestId,
+        backend: String,
+        usage: crate::backends::Usage,
+    },
     /// A generation stream ended, cleanly or with an error.
     Finished {
         id: RequestId,
@@ -833,6 +839,20 @@ impl Engine {
                 result,
             } => self.on_retrieved(id, &backend, result, now, &mut fx),
             Input::Token { id, backend, text } => self.on_token(id, &backend, text, now, &mut fx),
+            Input::Usage { id, usage, .. } => {
+                // Counted on the request if it is still running; a late
+                // count changes nothing and is not worth a late drop.
+                if self.is_in_flight(id) {
+                    self.registry.record(
+                        id,
+                        now,
+                        event::EventKind::Usage {
+                            input_tokens: usage.input_tokens,
+                            output_tokens: usage.output_tokens,
+                        },
+                    );
+                }
+            }
             Input::Embedded {
                 id,
                 backend,

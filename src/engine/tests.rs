@@ -467,3 +467,37 @@ fn history_ring_stays_bounded() {
     assert_eq!(engine.registry().history_len(), 50);
     assert_eq!(engine.backends()["offline"].metrics.ok, 500);
 }
+
+#[test]
+fn usage_the_server_reports_is_recorded_on_the_running_generation_only() {
+    let mut h = Harness::new();
+    let fx = h.scenario("the first encounter");
+    let (retrieve, _) = single_dispatch(&fx);
+    let usage = crate::backends::Usage {
+        input_tokens: Some(10),
+        output_tokens: Some(2),
+    };
+    h.at(0.1);
+    let fx = h.send(Input::Retrieved {
+        id: retrieve,
+        backend: "local".into(),
+        result: Ok(vec![passage("Waystone")]),
+    });
+    // A request no longer in flight: nothing recorded.
+    h.send(Input::Usage {
+        id: retrieve,
+        backend: "local".into(),
+        usage,
+    });
+    let (generate, _) = single_dispatch(&fx);
+    h.send(Input::Usage {
+        id: generate,
+        backend: "offline".into(),
+        usage,
+    });
+    let texts = |h: &Harness, id| -> Vec<String> {
+        h.request(id).timeline.iter().map(|e| e.text()).collect()
+    };
+    assert!(texts(&h, generate).contains(&"tokens: 10 in, 2 out".to_string()));
+    assert!(!texts(&h, retrieve).iter().any(|t| t.starts_with("tokens")));
+}

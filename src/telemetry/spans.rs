@@ -333,6 +333,21 @@ impl SpanBuilder {
                 }
                 span.events.push(event_at(time, "first_token", Vec::new()));
             }
+            EventKind::Usage {
+                input_tokens,
+                output_tokens,
+            } => {
+                for (key, value) in [
+                    ("gen_ai.usage.input_tokens", input_tokens),
+                    ("gen_ai.usage.output_tokens", output_tokens),
+                    ("llm.token_count.prompt", input_tokens),
+                    ("llm.token_count.completion", output_tokens),
+                ] {
+                    if let Some(value) = value {
+                        set_attr(&mut span.attributes, key, int_value(*value));
+                    }
+                }
+            }
             EventKind::PassagesRetrieved { count } => {
                 set_attr(
                     &mut span.attributes,

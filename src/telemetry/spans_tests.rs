@@ -531,3 +531,30 @@ fn content_goes_on_spans_only_with_capture_content() {
         }
     }
 }
+
+#[test]
+fn token_usage_the_server_reports_becomes_gen_ai_usage() {
+    let p = pipeline();
+    let mut b = builder(&p, false);
+    let spans = b.on_events(
+        &[
+            ev(&p, 500, p.generate, EventKind::Dispatched { attempt: 1 }),
+            ev(&p, 800, p.generate, EventKind::FirstToken),
+            ev(
+                &p,
+                899,
+                p.generate,
+                EventKind::Usage {
+                    input_tokens: Some(26),
+                    output_tokens: Some(4),
+                },
+            ),
+            ev(&p, 900, p.generate, final_(Outcome::Completed)),
+        ],
+        &p.table,
+    );
+    let chat = spans.first().expect("the generation ended");
+    assert_eq!(int(chat, "gen_ai.usage.input_tokens"), Some(26));
+    assert_eq!(int(chat, "gen_ai.usage.output_tokens"), Some(4));
+    assert_eq!(int(chat, "llm.token_count.completion"), Some(4));
+}

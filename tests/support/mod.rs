@@ -477,7 +477,7 @@ fn nd_token(text: &str) -> String {
 fn nd_done() -> String {
     format!(
         "{}\n",
-        json!({"model": "m", "message": {"role": "assistant", "content": ""}, "done": true, "done_reason": "stop", "eval_count": 4})
+        json!({"model": "m", "message": {"role": "assistant", "content": ""}, "done": true, "done_reason": "stop", "prompt_eval_count": 26, "eval_count": 4})
     )
 }
 

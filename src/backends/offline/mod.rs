@@ -18,7 +18,7 @@ use std::sync::Arc;
 use futures::StreamExt;
 use futures::stream::BoxStream;
 
-use crate::backends::ChatModel;
+use crate::backends::{ChatModel, Chunk};
 use crate::domain::{BackendError, GenerationTask, TaskMode};
 
 pub use answer::answer;
@@ -52,9 +52,9 @@ impl OfflineModel {
 }
 
 impl ChatModel for OfflineModel {
-    fn generate(&self, task: GenerationTask) -> BoxStream<'static, Result<String, BackendError>> {
+    fn generate(&self, task: GenerationTask) -> BoxStream<'static, Result<Chunk, BackendError>> {
         let chunks = chunk_words(&self.render(&task), WORDS_PER_CHUNK);
-        futures::stream::iter(chunks.into_iter().map(Ok)).boxed()
+        futures::stream::iter(chunks.into_iter().map(|text| Ok(Chunk::Text(text)))).boxed()
     }
 }
 
@@ -137,7 +137,7 @@ pub(crate) mod tests {
 
     fn collect(model: &OfflineModel, task: GenerationTask) -> Vec<String> {
         block_on_stream(model.generate(task))
-            .map(|chunk| chunk.unwrap())
+            .filter_map(|chunk| chunk.unwrap().text())
             .collect()
     }
 
