@@ -5,10 +5,13 @@
 //! A [`Recorder`] is a [`Tap`] on the driver: it turns every engine input
 //! (with its time) and every lifecycle event into a line as it happens and
 //! keeps them in a shared [`Recording`], up to a byte cap (past it the trace
-//! says it is incomplete; nothing is written twice or reordered). Exporting
-//! takes a cheap [`Snapshot`] on the caller's thread (lines are shared, not
-//! copied) and writes it elsewhere: the TUI writes on the blocking pool,
-//! never on its loop. The snapshot adds a header first and one line per
+//! says it is incomplete; nothing is written twice or reordered). A headless
+//! run keeps its lines in memory; the TUI, which may run for days, spools
+//! them to a file of its own (`trace-PID.spool` beside the log) through a
+//! writer thread, so its memory does not grow with the trace and the loop
+//! never touches the disk. Exporting takes a cheap [`Snapshot`] on the
+//! caller's thread and writes it elsewhere: the TUI writes on the blocking
+//! pool, never on its loop. The snapshot adds a header first and one line per
 //! retained request last; requests restored from a stored session carry
 //! `"restored": true` (their timelines are what was saved).
 //!
@@ -18,8 +21,8 @@
 //! still match. Ids, kinds, backend names, states, numbers and times stay.
 
 use std::io::Write;
-use std::path::Path;
-use std::sync::{Arc, Mutex, PoisonError};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, PoisonError, mpsc};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use serde::{Deserialize, Serialize};
@@ -37,8 +40,11 @@ pub const TRACE_FORMAT_VERSION: u32 = 1;
 /// The header's `format`.
 pub const TRACE_FORMAT: &str = "loreweave-trace";
 
-/// Lines kept in memory at most, in bytes (the TUI records all along).
+/// Lines kept in memory at most, in bytes (a headless run).
 pub const DEFAULT_CAP_BYTES: usize = 256 * 1024 * 1024;
+
+/// Bytes a spool may hold (the TUI's recording, on disk).
+pub const SPOOL_CAP_BYTES: u64 = 2 * 1024 * 1024 * 1024;
 
 /// One line of a trace.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -139,30 +145,224 @@ struct Buffer {
 /// The lines recorded so far, shared between the recorder (on the driver)
 /// and whoever exports.
 #[derive(Debug, Clone)]
-pub struct Recording(Arc<Mutex<Buffer>>);
+pub struct Recording(Store);
+
+#[derive(Debug, Clone)]
+enum Store {
+    Memory(Arc<Mutex<Buffer>>),
+    Spool(Arc<Spool>),
+}
+
+/// A spool file and the thread that appends to it.
+#[derive(Debug)]
+struct Spool {
+    path: PathBuf,
+    tx: Mutex<mpsc::Sender<SpoolJob>>,
+    /// Bytes sent to the writer and lines past the cap (counted on the
+    /// sender's side, so the cap holds without asking the thread).
+    sent: Mutex<(u64, u64)>,
+    cap: u64,
+}
+
+enum SpoolJob {
+    Line(String),
+    /// Flush, then answer with the file's length and whether writing failed.
+    Sync(mpsc::Sender<(u64, bool)>),
+}
+
+impl Drop for Spool {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.path);
+    }
+}
 
 impl Recording {
+    /// Lines kept in memory, up to `cap_bytes`.
     pub fn new(cap_bytes: usize) -> Self {
-        Recording(Arc::new(Mutex::new(Buffer {
+        Recording(Store::Memory(Arc::new(Mutex::new(Buffer {
             cap: cap_bytes,
             ..Buffer::default()
-        })))
+        }))))
+    }
+
+    /// Lines appended to a file in `dir` (named after this process,
+    /// removed when the last handle goes), up to `cap_bytes`. Spool files
+    /// left by processes that are gone (a SIGKILL) are removed. The caller
+    /// never touches the disk: the writer thread creates the file, and a
+    /// spool that could not be written makes the trace say it is incomplete.
+    pub fn spooled(dir: &Path, cap_bytes: u64) -> std::io::Result<Self> {
+        let path = dir.join(format!("trace-{}.spool", std::process::id()));
+        let (tx, rx) = mpsc::channel::<SpoolJob>();
+        let (dir, file_path) = (dir.to_path_buf(), path.clone());
+        std::thread::Builder::new()
+            .name("trace-spool".into())
+            .spawn(move || {
+                let opened = std::fs::create_dir_all(&dir).and_then(|()| {
+                    remove_stale_spools(&dir);
+                    std::fs::File::create(&file_path)
+                });
+                let mut failed = opened.is_err();
+                if let Err(e) = &opened {
+                    tracing::warn!("trace spool {}: {e}; recording stops", file_path.display());
+                }
+                let mut out = opened.ok().map(std::io::BufWriter::new);
+                let mut len = 0u64;
+                for job in rx {
+                    match job {
+                        SpoolJob::Line(line) if !failed => {
+                            let Some(out) = out.as_mut() else { continue };
+                            let ok = out
+                                .write_all(line.as_bytes())
+                                .and_then(|()| out.write_all(b"\n"));
+                            match ok {
+                                Ok(()) => len += line.len() as u64 + 1,
+                                Err(e) => {
+                                    tracing::warn!("trace spool: {e}; recording stops");
+                                    failed = true;
+                                }
+                            }
+                        }
+                        SpoolJob::Line(_) => {}
+                        SpoolJob::Sync(reply) => {
+                            if let Some(out) = out.as_mut() {
+                                failed |= out.flush().is_err();
+                            }
+                            let _ = reply.send((len, failed));
+                        }
+                    }
+                }
+            })?;
+        Ok(Recording(Store::Spool(Arc::new(Spool {
+            path,
+            tx: Mutex::new(tx),
+            sent: Mutex::new((0, 0)),
+            cap: cap_bytes,
+        }))))
     }
 
     fn push(&self, line: String) {
-        let mut buffer = self.0.lock().unwrap_or_else(PoisonError::into_inner);
-        if buffer.bytes + line.len() > buffer.cap {
-            buffer.dropped += 1;
-            return;
+        match &self.0 {
+            Store::Memory(buffer) => {
+                let mut buffer = buffer.lock().unwrap_or_else(PoisonError::into_inner);
+                if buffer.bytes + line.len() > buffer.cap {
+                    buffer.dropped += 1;
+                    return;
+                }
+                buffer.bytes += line.len() + 1;
+                buffer.lines.push(line.into());
+            }
+            Store::Spool(spool) => {
+                let mut sent = spool.sent.lock().unwrap_or_else(PoisonError::into_inner);
+                if sent.0 + line.len() as u64 + 1 > spool.cap {
+                    sent.1 += 1;
+                    return;
+                }
+                sent.0 += line.len() as u64 + 1;
+                let tx = spool.tx.lock().unwrap_or_else(PoisonError::into_inner);
+                if tx.send(SpoolJob::Line(line)).is_err() {
+                    sent.1 += 1;
+                }
+            }
         }
-        buffer.bytes += line.len() + 1;
-        buffer.lines.push(line.into());
     }
 
-    /// The lines so far (shared, not copied) and how many were dropped.
-    fn lines(&self) -> (Vec<Arc<str>>, u64) {
-        let buffer = self.0.lock().unwrap_or_else(PoisonError::into_inner);
-        (buffer.lines.clone(), buffer.dropped)
+    /// What is recorded so far: lines in memory (shared, not copied), or
+    /// the spool's file and how much of it is written. Waits for the spool
+    /// thread to flush: call it off the UI loop.
+    fn lines(&self) -> Lines {
+        match &self.0 {
+            Store::Memory(buffer) => {
+                let buffer = buffer.lock().unwrap_or_else(PoisonError::into_inner);
+                Lines::Memory(buffer.lines.clone(), buffer.dropped)
+            }
+            Store::Spool(spool) => {
+                let (reply, answer) = mpsc::channel();
+                let sent = spool
+                    .tx
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .send(SpoolJob::Sync(reply));
+                let dropped = spool.sent.lock().unwrap_or_else(PoisonError::into_inner).1;
+                match sent.ok().and_then(|()| answer.recv().ok()) {
+                    Some((len, failed)) => Lines::Spool {
+                        path: spool.path.clone(),
+                        len,
+                        dropped: dropped + u64::from(failed),
+                        _keep: spool.clone(),
+                    },
+                    None => Lines::Memory(Vec::new(), dropped + 1),
+                }
+            }
+        }
+    }
+}
+
+/// Spool files in `dir` whose process is gone.
+fn remove_stale_spools(dir: &Path) {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let Some(pid) = name
+            .to_str()
+            .and_then(|n| n.strip_prefix("trace-"))
+            .and_then(|n| n.strip_suffix(".spool"))
+            .and_then(|n| n.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        if pid != std::process::id() && !Path::new(&format!("/proc/{pid}")).exists() {
+            let _ = std::fs::remove_file(entry.path());
+        }
+    }
+}
+
+/// The recorded lines a snapshot writes.
+#[derive(Debug, Clone)]
+enum Lines {
+    Memory(Vec<Arc<str>>, u64),
+    Spool {
+        path: PathBuf,
+        /// Bytes of the file that were written when the snapshot was taken.
+        len: u64,
+        dropped: u64,
+        /// The file stays while the snapshot needs it.
+        _keep: Arc<Spool>,
+    },
+}
+
+impl Lines {
+    fn dropped(&self) -> u64 {
+        match self {
+            Lines::Memory(_, dropped) | Lines::Spool { dropped, .. } => *dropped,
+        }
+    }
+
+    /// Each line, in order.
+    fn for_each(&self, mut f: impl FnMut(&str) -> std::io::Result<()>) -> std::io::Result<usize> {
+        match self {
+            Lines::Memory(lines, _) => {
+                for line in lines {
+                    f(line)?;
+                }
+                Ok(lines.len())
+            }
+            Lines::Spool { len: 0, .. } => Ok(0),
+            Lines::Spool { path, len, .. } => {
+                use std::io::{BufRead, Read};
+                let file = std::fs::File::open(path)?;
+                let mut reader = std::io::BufReader::new(file.take(*len));
+                let mut line = String::new();
+                let mut count = 0;
+                while reader.read_line(&mut line)? > 0 {
+                    f(line.trim_end_matches('\n'))?;
+                    count += 1;
+                    line.clear();
+                }
+                Ok(count)
+            }
+        }
     }
 }
 
@@ -224,7 +424,7 @@ impl Tap for Recorder {
 #[derive(Debug, Clone)]
 pub struct Snapshot {
     header: Header,
-    lines: Vec<Arc<str>>,
+    recording: Option<Recording>,
     requests: Vec<RequestLine>,
 }
 
@@ -240,13 +440,13 @@ pub struct Written {
 impl Snapshot {
     /// The trace of `engine` so far. `recording` is `None` when nothing was
     /// recorded (then only the requests are in it, and it is incomplete).
+    /// Cheap: the recorded lines are read when the trace is written.
     pub fn take(
         engine: &Engine,
         recording: Option<&Recording>,
         backends: Value,
         redact: bool,
     ) -> Self {
-        let (lines, dropped) = recording.map(Recording::lines).unwrap_or_default();
         let requests: Vec<RequestLine> = engine
             .registry()
             .all()
@@ -264,7 +464,8 @@ impl Snapshot {
                 .duration_since(UNIX_EPOCH)
                 .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX)),
             seed: engine.seed(),
-            complete: recording.is_some() && dropped == 0,
+            // Settled when written (lines past the cap are known then).
+            complete: recording.is_some(),
             redacted: redact,
             has_restored,
             engine: engine.config().clone(),
@@ -272,18 +473,25 @@ impl Snapshot {
         };
         Self {
             header,
-            lines,
+            recording: recording.cloned(),
             requests,
         }
     }
 
-    /// Write the trace as JSON Lines.
+    /// Write the trace as JSON Lines. With a spooled recording this waits
+    /// for the spool to be flushed and reads it: never on the UI loop.
     pub fn write_to(&self, out: &mut impl Write) -> std::io::Result<Written> {
         let mut out = Counting {
             inner: out,
             bytes: 0,
         };
-        let redact = self.header.redacted;
+        let lines = match &self.recording {
+            Some(recording) => recording.lines(),
+            None => Lines::Memory(Vec::new(), 0),
+        };
+        let mut header = self.header.clone();
+        header.complete &= lines.dropped() == 0;
+        let redact = header.redacted;
         let line = |value: &TraceLine| -> std::io::Result<String> {
             if !redact {
                 return serde_json::to_string(value).map_err(std::io::Error::other);
@@ -293,24 +501,24 @@ impl Snapshot {
             serde_json::to_string(&value).map_err(std::io::Error::other)
         };
         // The header holds settings, not the user's text: never redacted.
-        let header = serde_json::to_string(&TraceLine::Header(Box::new(self.header.clone())))
+        let header = serde_json::to_string(&TraceLine::Header(Box::new(header)))
             .map_err(std::io::Error::other)?;
         writeln!(out, "{header}")?;
-        for text in &self.lines {
+        let recorded = lines.for_each(|text| {
             if redact {
                 let mut value: Value = serde_json::from_str(text).map_err(std::io::Error::other)?;
                 redact_value(&mut value, None);
-                writeln!(out, "{value}")?;
+                writeln!(out, "{value}")
             } else {
-                writeln!(out, "{text}")?;
+                writeln!(out, "{text}")
             }
-        }
+        })?;
         for request in &self.requests {
             writeln!(out, "{}", line(&TraceLine::Request(request.clone()))?)?;
         }
         out.flush()?;
         Ok(Written {
-            inputs_and_events: self.lines.len(),
+            inputs_and_events: recorded,
             requests: self.requests.len(),
             restored: self.requests.iter().filter(|r| r.restored).count(),
             bytes: out.bytes,
@@ -561,6 +769,50 @@ mod tests {
         // Equal texts hash equal.
         assert_eq!(redacted("a"), redacted("a"));
         assert_ne!(redacted("a"), redacted("b"));
+    }
+
+    #[test]
+    fn a_spooled_recording_writes_every_line_in_order_and_removes_its_file() {
+        let dir = std::env::temp_dir().join(format!("lw-spool-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).expect("temp dir");
+        // A spool of a process that is gone is removed at start.
+        let stale = dir.join("trace-4000000000.spool");
+        std::fs::write(&stale, "old").expect("stale spool");
+        let recording = Recording::spooled(&dir, 1 << 20).expect("spool");
+        for n in 0..1000 {
+            recording.push(format!("{{\"n\":{n}}}"));
+        }
+        let lines = recording.lines();
+        let mut seen = Vec::new();
+        let count = lines
+            .for_each(|line| {
+                seen.push(line.to_string());
+                Ok(())
+            })
+            .expect("read back");
+        assert_eq!(count, 1000);
+        assert_eq!(seen[0], "{\"n\":0}");
+        assert_eq!(seen[999], "{\"n\":999}");
+        assert_eq!(lines.dropped(), 0);
+        assert!(!stale.exists(), "the stale spool is still there");
+        let path = dir.join(format!("trace-{}.spool", std::process::id()));
+        assert!(path.exists());
+        drop(lines);
+        drop(recording);
+        assert!(!path.exists(), "the spool outlived its recording");
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn past_the_cap_lines_are_counted_not_kept() {
+        let recording = Recording::new(25);
+        for n in 0..5 {
+            recording.push(format!("line {n}"));
+        }
+        let lines = recording.lines();
+        assert_eq!(lines.for_each(|_| Ok(())).expect("memory"), 3);
+        assert_eq!(lines.dropped(), 2);
     }
 
     #[test]

@@ -92,8 +92,11 @@ async fn run_inner(
     // Backends are plugged in right after it; no input is handled before.
     let mut driver = crate::app::driver(cfg, crate::runtime::Backends::default());
     *telemetry = crate::telemetry::attach(&mut driver, config)?;
-    // Everything the engine is given and does, for `/trace export`.
-    let recording = crate::trace::Recording::new(crate::trace::DEFAULT_CAP_BYTES);
+    // Everything the engine is given and does, for `/trace export`: spooled
+    // to a file by a thread of its own (the TUI may run for days).
+    let recording =
+        crate::trace::Recording::spooled(&crate::logging::log_dir(), crate::trace::SPOOL_CAP_BYTES)
+            .unwrap_or_else(|_| crate::trace::Recording::new(crate::trace::DEFAULT_CAP_BYTES));
     driver.add_tap(Box::new(crate::trace::Recorder::new(
         &driver.engine,
         recording.clone(),
@@ -161,9 +164,11 @@ async fn run_inner(
                     let actions = keys::on_key(key, &mut view, &driver.engine);
                     for action in actions {
                         match action {
-                            // A question is committed first, sent once stored.
+                            // A question is committed first, sent once stored
+                            // (not into the placeholder shown until the
+                            // session is loaded, which follows the open).
                             Action::Engine(crate::engine::Command::Ask { conversation, text, .. })
-                                if sessions.is_ready() =>
+                                if sessions.is_ready() && conversation != FIRST_CONVERSATION =>
                             {
                                 let kb_name = match kb.state() {
                                     KbState::Ready(base, _) if local => Some(base.name().to_owned()),
