@@ -15,7 +15,7 @@ use ratatui::buffer::Buffer;
 pub fn ascii_for(c: char) -> Option<char> {
     Some(match c {
         // Waterfall segments and marks (`waterfall::GLYPHS`).
-        '░' => '.',
+        '░' => '_',
         '█' => '#',
         '▓' => '=',
         '·' => '.',
