@@ -61,6 +61,12 @@ pub struct GlobalArgs {
     /// Knowledge base to use (env LOREWEAVE_KB; default `default`, or the built-in `sample` lore while `default` is empty).
     #[arg(long, global = true, value_name = "NAME")]
     pub kb: Option<String>,
+    /// Mouse capture in the TUI: wheel scrolling and click-to-focus (as `[ui] mouse = true`; off by default so the terminal's own selection works).
+    #[arg(long, global = true)]
+    pub mouse: bool,
+    /// Draw borders and glyphs in ASCII only (as `[ui] ascii = true`).
+    #[arg(long, global = true)]
+    pub ascii: bool,
     /// Log level for the log file: error, warn, info, debug or trace (RUST_LOG wins when set).
     #[arg(long, global = true, value_name = "LEVEL", default_value = "info", value_parser = ["error", "warn", "info", "debug", "trace"])]
     pub log_level: String,

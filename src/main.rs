@@ -89,6 +89,9 @@ fn main() -> ExitCode {
             None => {
                 let (config_for_kb, args) = (config.clone(), cli.global.clone());
                 let open: tui::KbOpener = Box::new(move || app::open_kb(&config_for_kb, &args));
+                let mut config = config.clone();
+                config.ui.mouse |= cli.global.mouse;
+                config.ui.ascii |= cli.global.ascii;
                 tui::run(cfg, &config, open, started)
                     .await
                     .map(|exit: Exit| ExitCode::from(exit.code()))

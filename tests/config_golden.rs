@@ -126,6 +126,8 @@ check_cases!(
     kb_zero_sizes,
     telemetry_good,
     telemetry_bad,
+    keys_good,
+    keys_bad,
 );
 
 #[test]

@@ -1540,3 +1540,125 @@ fn waterfall_of_a_live_streaming_request_grows_with_time() {
     assert!(bar.contains('░') && bar.contains('▸'), "{later}");
     insta::assert_snapshot!(later);
 }
+
+// --- Layout: zoom, too small, ASCII, remapped keys --------------------------
+
+/// A scene with a scenario and a question answered, as the main screen
+/// snapshots have it.
+fn busy_scene() -> Scene {
+    let mut scene = Scene::new();
+    scene.command(
+        Command::Scenario {
+            conversation: C,
+            prompt: "the first encounter".into(),
+            seed: None,
+        },
+        100,
+    );
+    scene.command(
+        Command::Ask {
+            conversation: C,
+            text: "who guards the waystone?".into(),
+            tag: None,
+        },
+        2_000,
+    );
+    scene
+}
+
+#[test]
+fn zoomed_chat_80x24() {
+    let mut scene = busy_scene();
+    press(&mut scene, crossterm::event::KeyCode::Esc); // focus the chat
+    press(&mut scene, crossterm::event::KeyCode::Char('z'));
+    assert!(scene.view.zoom, "z zooms");
+    let screen = scene.draw(80, 24, 3_000);
+    assert!(!screen.contains("Scenarios"), "{screen}");
+    assert!(!screen.contains("Request lifecycle"), "{screen}");
+    insta::assert_snapshot!(screen);
+    press(&mut scene, crossterm::event::KeyCode::Char('z'));
+    assert!(!scene.view.zoom, "z again goes back");
+    assert!(scene.draw(80, 24, 3_000).contains("Request lifecycle"));
+}
+
+#[test]
+fn zoomed_lifecycle_follows_the_focus_120x40() {
+    let mut scene = busy_scene();
+    press(&mut scene, crossterm::event::KeyCode::Esc);
+    press(&mut scene, crossterm::event::KeyCode::Char('z'));
+    // Tab moves the focus, and the zoom shows the pane that has it.
+    press(&mut scene, crossterm::event::KeyCode::Tab);
+    press(&mut scene, crossterm::event::KeyCode::Tab);
+    let screen = scene.draw(120, 40, 3_000);
+    assert!(screen.contains("Request lifecycle"), "{screen}");
+    assert!(!screen.contains(" Chat "), "{screen}");
+    insta::assert_snapshot!(screen);
+}
+
+#[test]
+fn below_the_minimum_size_a_message_replaces_the_panes() {
+    let scene = busy_scene();
+    let screen = scene.draw(36, 11, 3_000);
+    assert!(screen.contains("terminal too small"), "{screen}");
+    assert!(
+        screen.contains(&format!("need {} x {}", ui::MIN_WIDTH, ui::MIN_HEIGHT)),
+        "{screen}"
+    );
+    insta::assert_snapshot!(screen);
+    // Every size draws, down to nothing, and the minimum shows the panes.
+    for (w, h) in [(1, 1), (39, 40), (200, 11), (7, 3)] {
+        let screen = scene.draw(w, h, 3_000);
+        assert!(!screen.contains("Request lifecycle"), "{w}x{h}");
+    }
+    let at_minimum = scene.draw(ui::MIN_WIDTH, ui::MIN_HEIGHT, 3_000);
+    assert!(at_minimum.contains("Request lifecycle"), "{at_minimum}");
+}
+
+/// No box drawing, block or arrow glyph anywhere on `screen`.
+fn assert_ascii_only(screen: &str) {
+    for c in screen.chars() {
+        assert!(
+            !('\u{2190}'..='\u{25ff}').contains(&c) && !"•…·›✓✗⏱⊘◆".contains(c),
+            "{c:?} in ASCII mode:\n{screen}"
+        );
+    }
+}
+
+#[test]
+fn ascii_mode_120x40() {
+    let mut scene = busy_scene();
+    scene.view.ascii = true;
+    let screen = scene.draw(120, 40, 3_000);
+    assert_ascii_only(&screen);
+    insta::assert_snapshot!(screen);
+}
+
+#[test]
+fn ascii_mode_80x24_with_the_help_overlay() {
+    let mut scene = busy_scene();
+    scene.view.ascii = true;
+    let screen = scene.draw(80, 24, 3_000);
+    assert_ascii_only(&screen);
+    insta::assert_snapshot!(screen);
+    press(&mut scene, crossterm::event::KeyCode::F(1));
+    assert_ascii_only(&scene.draw(80, 24, 3_000));
+}
+
+#[test]
+fn remapped_keys_show_in_the_hints_and_the_help() {
+    let mut scene = busy_scene();
+    let config = loreweave::config::parse(
+        "[keys]\nquit = \"Ctrl-Q\"\nchat.scroll_down = [\"Down\", \"n\"]\n",
+    )
+    .expect("a valid remap");
+    let (keymap, problems) = config.keys.keymap();
+    assert!(problems.is_empty(), "{problems:?}");
+    scene.view.keymap = keymap;
+    press(&mut scene, crossterm::event::KeyCode::Esc); // focus the chat
+    let screen = scene.draw(120, 40, 3_000);
+    assert!(screen.contains("Ctrl-Q quit"), "{screen}");
+    press(&mut scene, crossterm::event::KeyCode::Char('?'));
+    let help = help_at_every_scroll(&mut scene, 120, 40).join("\n");
+    assert!(help.contains("Ctrl-Q"), "{help}");
+    assert!(help.contains("↓ n"), "{help}");
+}

@@ -35,8 +35,9 @@ pub use parse::{check_report, parse};
 /// Sizes such as `1MiB` (also used by `--max-stdin`).
 pub use schema::parse_size;
 pub use schema::{
-    BackendNames, Config, EmbeddingsConfig, EmbeddingsProvider, KbConfig, LimitsConfig, LlmConfig,
-    LlmProvider, PromptsConfig, RetrieverConfig, RetrieverProvider, TelemetryConfig,
+    BackendNames, Config, EmbeddingsConfig, EmbeddingsProvider, KbConfig, KeysConfig, LimitsConfig,
+    LlmConfig, LlmProvider, PromptsConfig, RetrieverConfig, RetrieverProvider, TelemetryConfig,
+    UiConfig,
 };
 pub use validate::validate_kb_name;
 

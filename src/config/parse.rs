@@ -23,8 +23,8 @@ use serde::de::{self, DeserializeOwned, DeserializeSeed, Deserializer, MapAccess
 use toml::de::{DeTable, DeValue, ValueDeserializer};
 
 use super::schema::{
-    Config, EmbeddingsConfig, KbConfig, LimitsConfig, LlmConfig, PromptsConfig, RetrieverConfig,
-    SECTIONS, TelemetryConfig,
+    Config, EmbeddingsConfig, KbConfig, KeysConfig, LimitsConfig, LlmConfig, PromptsConfig,
+    RetrieverConfig, SECTIONS, TelemetryConfig, UiConfig, apply_remap,
 };
 use super::{ConfigError, Diagnostic};
 
@@ -177,6 +177,7 @@ fn deserialize_section(
         "telemetry" => {
             config.telemetry = TelemetryConfig::deserialize(part(table, span, |_| true))?;
         }
+        "ui" => config.ui = UiConfig::deserialize(part(table, span, |_| true))?,
         _ => config.kb = KbConfig::deserialize(part(table, span, |_| true))?,
     }
     Ok(())
@@ -270,10 +271,25 @@ pub fn parse(text: &str) -> Result<Config, ConfigError> {
     let mut at = Locations::default();
     let mut refused: Vec<(&str, &str)> = Vec::new();
     let mut config = Config::default();
-    let section_names: Vec<&str> = SECTIONS.iter().map(|s| s.name).collect();
+    let mut section_names: Vec<&str> = SECTIONS.iter().map(|s| s.name).collect();
+    section_names.push("keys");
 
     for (key, value) in root.into_inner() {
         let name = key.get_ref().as_ref();
+        if name == "keys" {
+            let DeValue::Table(table) = value.into_inner() else {
+                diagnostics.push(diagnostic(
+                    text,
+                    key.span().start,
+                    "`keys` must be a section ([keys]), not a single value".into(),
+                ));
+                continue;
+            };
+            let (keys, found) = read_keys(text, &table, key.span().start);
+            config.keys = keys;
+            diagnostics.extend(found);
+            continue;
+        }
         let Some(section) = SECTIONS.iter().find(|s| s.name == name) else {
             let hint = match suggestion(name, &section_names) {
                 Some(s) => format!("did you mean [{s}]?"),
@@ -372,6 +388,94 @@ pub fn parse(text: &str) -> Result<Config, ConfigError> {
         return Err(ConfigError::Parse(sorted(diagnostics)));
     }
     Ok(config)
+}
+
+/// Reads `[keys]`: `action = KEYS` remaps an action wherever it works,
+/// `context.action = KEYS` (or `[keys.context]`) in one context; KEYS is a
+/// key or a list of keys. Unknown contexts, actions and keys are reported
+/// at their line, then every key the remaps bind twice where contexts meet,
+/// at the line of the remap that did it.
+fn read_keys(text: &str, table: &DeTable<'_>, header: usize) -> (KeysConfig, Vec<Diagnostic>) {
+    let mut diagnostics = Vec::new();
+    let mut keys = KeysConfig::default();
+    let mut map = crate::keymap::Keymap::default();
+    // (entry name, where it is written, the keys it gave)
+    let mut applied: Vec<(String, usize, Vec<crate::keymap::Key>)> = Vec::new();
+    let mut entries: Vec<(String, usize, &toml::Spanned<DeValue<'_>>)> = Vec::new();
+    for (k, v) in table.iter() {
+        let name = k.get_ref().to_string();
+        match v.get_ref() {
+            DeValue::Table(inner) => {
+                for (k2, v2) in inner.iter() {
+                    entries.push((format!("{name}.{}", k2.get_ref()), k2.span().start, v2));
+                }
+            }
+            _ => entries.push((name, k.span().start, v)),
+        }
+    }
+    for (name, at, value) in entries {
+        let given: Vec<String> = match value.get_ref() {
+            DeValue::String(s) => vec![s.to_string()],
+            DeValue::Array(items) => {
+                let strings: Vec<String> = items
+                    .iter()
+                    .filter_map(|i| i.get_ref().as_str().map(str::to_string))
+                    .collect();
+                if strings.len() != items.len() {
+                    diagnostics.push(diagnostic(
+                        text,
+                        value.span().start,
+                        format!("[keys] {name}: every key must be a string, e.g. [\"Up\", \"k\"]"),
+                    ));
+                    continue;
+                }
+                strings
+            }
+            _ => {
+                diagnostics.push(diagnostic(
+                    text,
+                    value.span().start,
+                    format!("[keys] {name}: give a key or a list of keys, e.g. \"Ctrl-Q\" or [\"Up\", \"k\"]"),
+                ));
+                continue;
+            }
+        };
+        match apply_remap(&mut map, &name, &given) {
+            Ok(()) => {
+                let parsed = given.iter().filter_map(|g| g.parse().ok()).collect();
+                applied.push((name.clone(), at, parsed));
+                keys.0.insert(name, given);
+            }
+            Err(e) => diagnostics.push(diagnostic(text, at, format!("[keys] {name}: {e}"))),
+        }
+    }
+    for conflict in map.conflicts() {
+        // The last remap that gave this key to one of the two actions.
+        let culprit = applied.iter().rev().find(|(name, _, given)| {
+            let action = name.rsplit('.').next().unwrap_or(name);
+            [conflict.first.1, conflict.second.1]
+                .iter()
+                .any(|a| a.id() == action)
+                && given.iter().any(|k| k.overlaps(conflict.key))
+        });
+        let (at, message) = match culprit {
+            Some((name, at, _)) => (
+                *at,
+                format!("[keys] {name}: {conflict} (in {})", conflict.context.id()),
+            ),
+            None => (
+                header,
+                format!("[keys]: {conflict} (in {})", conflict.context.id()),
+            ),
+        };
+        if !diagnostics
+            .iter()
+            .any(|d: &Diagnostic| d.message == message)
+        {
+            diagnostics.push(diagnostic(text, at, message));
+        }
+    }
+    (keys, diagnostics)
 }
 
 fn sorted(mut diagnostics: Vec<Diagnostic>) -> Vec<Diagnostic> {

@@ -117,6 +117,87 @@ pub struct Config {
     pub prompts: PromptsConfig,
     pub kb: KbConfig,
     pub telemetry: TelemetryConfig,
+    pub ui: UiConfig,
+    /// `[keys]`: remapped actions, checked by `parse`.
+    #[serde(skip_serializing_if = "KeysConfig::is_empty")]
+    pub keys: KeysConfig,
+}
+
+/// How the terminal is used.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct UiConfig {
+    /// Mouse capture: wheel scrolling and click-to-focus (off: the
+    /// terminal's own selection works).
+    pub mouse: bool,
+    /// Borders and glyphs in ASCII only.
+    pub ascii: bool,
+}
+
+/// `[keys]` as written: `action` or `context.action` -> its keys. `parse`
+/// refuses unknown actions, contexts and keys and keys bound twice, with
+/// their lines; [`KeysConfig::keymap`] applies the entries.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct KeysConfig(pub BTreeMap<String, Vec<String>>);
+
+impl KeysConfig {
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// The default binding table with these remaps applied, and the
+    /// problems of the entries that could not be (none after `parse`).
+    pub fn keymap(&self) -> (crate::keymap::Keymap, Vec<String>) {
+        let mut map = crate::keymap::Keymap::default();
+        let mut problems = Vec::new();
+        for (name, keys) in &self.0 {
+            if let Err(e) = apply_remap(&mut map, name, keys) {
+                problems.push(format!("[keys] {name}: {e}"));
+            }
+        }
+        (map, problems)
+    }
+}
+
+/// Apply one `[keys]` entry (`action` or `context.action`) to `map`.
+pub(super) fn apply_remap(
+    map: &mut crate::keymap::Keymap,
+    name: &str,
+    keys: &[String],
+) -> Result<(), String> {
+    use crate::keymap::{Action, Context, Key};
+    let (context, action_name) = match name.split_once('.') {
+        Some((c, a)) => (Some(c), a),
+        None => (None, name),
+    };
+    let context = match context {
+        Some(c) => Some(Context::from_id(c).ok_or_else(|| {
+            let ids = Context::ALL.iter().map(|c| c.id());
+            match super::parse::closest(c, ids) {
+                Some(s) => format!("unknown context `{c}`; did you mean `{s}`?"),
+                None => format!(
+                    "unknown context `{c}`; contexts are {}",
+                    Context::ALL.map(|c| c.id()).join(", ")
+                ),
+            }
+        })?),
+        None => None,
+    };
+    let action = Action::from_id(action_name).ok_or_else(|| {
+        let names = crate::keymap::ACTION_NAMES.iter().map(|(n, _)| *n);
+        match super::parse::closest(action_name, names) {
+            Some(s) => format!("unknown action `{action_name}`; did you mean `{s}`?"),
+            None => {
+                format!("unknown action `{action_name}`; the actions are listed in docs/keys.md")
+            }
+        }
+    })?;
+    let keys = keys
+        .iter()
+        .map(|k| k.parse::<Key>())
+        .collect::<Result<Vec<Key>, String>>()?;
+    map.rebind(context, action, keys).map_err(|e| e.to_string())
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -451,6 +532,11 @@ pub(super) const SECTIONS: &[Section] = &[
             "queue_size",
             "export_timeout",
         ],
+        limits: false,
+    },
+    Section {
+        name: "ui",
+        keys: &["mouse", "ascii"],
         limits: false,
     },
 ];

@@ -72,7 +72,7 @@ fn section(id: &str, keymap: &Keymap) -> Option<String> {
 
 /// The markdown table of one context's keys.
 pub fn keys_table(keymap: &Keymap, context: Context) -> String {
-    let mut out = String::from("| key | does |\n|---|---|\n");
+    let mut out = String::from("| key | does | `[keys]` name |\n|---|---|---|\n");
     for binding in keymap.in_context(context) {
         let mut keys: Vec<String> = Vec::new();
         for key in binding.keys.iter() {
@@ -82,9 +82,10 @@ pub fn keys_table(keymap: &Keymap, context: Context) -> String {
             }
         }
         out.push_str(&format!(
-            "| {} | {} |\n",
+            "| {} | {} | `{}` |\n",
             or_list(&keys),
-            escape(binding.description)
+            escape(binding.description),
+            binding.action.id()
         ));
     }
     out

@@ -11,10 +11,11 @@
 //! - Within the contexts that are live together (`Context::chain`), no key
 //!   is bound twice (a test checks the default table).
 //! - Lookup is a search over a table value (`Keymap`), never a match on key
-//!   codes, so a `[keys]` config section can later rebind an action by
-//!   editing that value.
+//!   codes: the `[keys]` config section rebinds an action by editing that
+//!   value (`remap.rs`), and the TUI's table is built from the config.
 
 pub mod docs;
+mod remap;
 mod table;
 
 use std::borrow::Cow;
@@ -22,6 +23,7 @@ use std::fmt;
 
 use crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
 
+pub use remap::{ACTION_NAMES, Conflict, RemapError};
 pub use table::{COMMANDS, HINTS};
 
 /// Where a binding applies. The screen is in exactly one context at a time
@@ -181,6 +183,8 @@ pub enum Action {
     Sessions,
     /// Send the conversation's unsent messages again.
     Resend,
+    /// Zoom the focused pane to the whole screen, or back.
+    Zoom,
 }
 
 /// The placeholder number in `Action::OpenCitation(PRESSED)`: filled in

@@ -54,6 +54,7 @@ pub(super) const BINDINGS: &[Binding] = &[
     b(Panes, &[c('?')], A::Help, "open the help overlay"),
     b(Panes, &[c('i'), k(Esc)], A::FocusInput, "focus the input"),
     b(Panes, &[c('/')], A::StartCommand, "focus the input and type / to start a command"),
+    b(Panes, &[c('z')], A::Zoom, "zoom the focused pane to the whole screen; again to go back"),
     b(Chat, &[k(Up), c('k')], A::ScrollUp, "scroll back one line"),
     b(Chat, &[k(Down), c('j')], A::ScrollDown, "scroll forward one line"),
     b(Chat, &[k(PgUp)], A::PageUp, "scroll back ten lines"),

@@ -76,6 +76,7 @@ pub fn on_key(key: KeyEvent, view: &mut ViewState, engine: &Engine) -> Vec<Actio
             view.input.insert_char('/');
         }
         Bound::Quit => return vec![Action::Quit],
+        Bound::Zoom => view.zoom = !view.zoom,
         Bound::ScrollUp
         | Bound::ScrollDown
         | Bound::PageUp
@@ -296,6 +297,23 @@ impl Move {
             Move::Bottom => max,
         }
     }
+}
+
+/// Scroll the pane of `context` by `lines`, as its arrow keys do (the mouse
+/// wheel).
+pub(super) fn scroll_lines(
+    context: Context,
+    up: bool,
+    lines: usize,
+    view: &mut ViewState,
+    engine: &Engine,
+) {
+    let step = if up {
+        Move::Up(lines)
+    } else {
+        Move::Down(lines)
+    };
+    scroll(step, context, view, engine);
 }
 
 fn scroll(step: Move, context: Context, view: &mut ViewState, engine: &Engine) {

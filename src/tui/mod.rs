@@ -12,6 +12,7 @@
 //! again and redraws (see [`terminal`]).
 
 pub mod keys;
+pub mod mouse;
 pub mod search;
 pub mod sessions;
 pub mod terminal;
@@ -88,6 +89,13 @@ async fn run_inner(
     telemetry: &mut Option<crate::telemetry::Exporter>,
 ) -> anyhow::Result<Exit> {
     let mut view = ViewState::new(Theme::from_env(), FIRST_CONVERSATION);
+    // The user's keys ([keys], checked when the config was read).
+    let (keymap, problems) = config.keys.keymap();
+    view.keymap = keymap;
+    for problem in problems {
+        tracing::warn!(%problem, "key remap ignored");
+    }
+    view.ascii = config.ui.ascii;
     // The first frame goes out before any index work starts.
     // Backends are plugged in right after it; no input is handled before.
     let mut driver = crate::app::driver(cfg, crate::runtime::Backends::default());
@@ -110,6 +118,12 @@ async fn run_inner(
         first_frame_ms = first_frame.as_secs_f64() * 1e3,
         "first frame drawn"
     );
+    if config.ui.mouse {
+        terminal::enable_mouse_capture()?;
+    }
+    // The terminal queries that can stall go after the first frame and off
+    // the loop; keys are read once they are answered (or timed out).
+    let mut keyboard_query = Some(Box::pin(terminal::keyboard_enhancement_supported()));
 
     let index_started = Instant::now();
     let kb = open_kb();
@@ -148,7 +162,7 @@ async fn run_inner(
     poll.set_missed_tick_behavior(MissedTickBehavior::Skip);
     let export_dir = std::env::current_dir().unwrap_or_else(|_| std::path::PathBuf::from("."));
 
-    let mut events = EventStream::new();
+    let mut events: Option<EventStream> = None;
     let mut tick = tokio::time::interval(Duration::from_millis(200));
     tick.set_missed_tick_behavior(MissedTickBehavior::Skip);
     let mut last_draw = Instant::now();
@@ -159,7 +173,23 @@ async fn run_inner(
         let busy = driver.engine.is_busy();
         let frame_at = last_draw + FRAME;
         tokio::select! {
-            event = events.next() => match event {
+            supported = async { match keyboard_query.as_mut() { Some(q) => q.await, None => std::future::pending().await } }, if keyboard_query.is_some() => {
+                keyboard_query = None;
+                if supported {
+                    let flags = crossterm::event::KeyboardEnhancementFlags::DISAMBIGUATE_ESCAPE_CODES;
+                    if let Err(error) = terminal::push_keyboard_flags(flags) {
+                        tracing::warn!(%error, "keyboard enhancement not pushed");
+                    }
+                }
+                tracing::info!(supported, "keyboard enhancement query answered");
+                events = Some(EventStream::new());
+            }
+            event = async { match events.as_mut() { Some(e) => e.next().await, None => std::future::pending().await } }, if events.is_some() => match event {
+                Some(Ok(Event::Mouse(m))) => {
+                    let size = terminal.size()?;
+                    let area = ratatui::layout::Rect::new(0, 0, size.width, size.height);
+                    dirty |= mouse::on_mouse(m, area, &mut view, &driver.engine);
+                }
                 Some(Ok(Event::Key(key))) => {
                     let actions = keys::on_key(key, &mut view, &driver.engine);
                     for action in actions {

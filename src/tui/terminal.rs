@@ -110,6 +110,18 @@ pub fn push_keyboard_flags(flags: KeyboardEnhancementFlags) -> io::Result<()> {
     execute!(io::stdout(), PushKeyboardEnhancementFlags(flags))
 }
 
+/// Whether the terminal speaks the keyboard-enhancement protocol. crossterm
+/// asks and waits up to 2 s for an answer a terminal may never give, so
+/// this runs on the blocking pool, after the first frame, before the UI
+/// reads keys (keys typed meanwhile wait in the terminal, none are lost).
+pub async fn keyboard_enhancement_supported() -> bool {
+    tokio::task::spawn_blocking(|| {
+        crossterm::terminal::supports_keyboard_enhancement().unwrap_or(false)
+    })
+    .await
+    .unwrap_or(false)
+}
+
 /// Give the terminal back as it was: mouse capture, bracketed paste, focus
 /// reports and keyboard-enhancement flags off (the flags are popped while
 /// still on the alternate screen, whose flag stack they belong to), the

@@ -25,6 +25,9 @@
 //!   cache: a change of either empties it.
 //! - At most [`MAX_CACHED_LINES`] messages keep their lines; row counts are
 //!   kept for every message (a few words each).
+//! - A message's markdown is a [`StreamedMarkdown`]: when a running message
+//!   grows, only its open last block is parsed, rendered and wrapped again,
+//!   so a delta costs the same at 1 KB as at 100 KB.
 
 use ratatui::Frame;
 use ratatui::layout::Rect;
@@ -32,6 +35,7 @@ use ratatui::text::{Line, Span, Text};
 use ratatui::widgets::{Paragraph, Wrap};
 
 use super::Theme;
+use super::markdown::{StreamedMarkdown, wrapped_rows};
 use crate::domain::Role;
 use crate::engine::request::RequestId;
 use crate::engine::workspace::{ChatMessage, MessageStatus};
@@ -90,7 +94,7 @@ struct Entry {
     rows: usize,
     /// Rows of all messages before this one.
     start: usize,
-    lines: Option<Vec<Line<'static>>>,
+    lines: Option<Rendered>,
     /// The frame that last drew this message (0: never drawn).
     used: u64,
 }
@@ -138,8 +142,61 @@ impl std::fmt::Debug for ChatCache {
     }
 }
 
-/// A message's lines as the chat pane shows them.
-pub type RenderMessage<'r> = &'r dyn Fn(&ChatMessage) -> Vec<Line<'static>>;
+/// A message as the chat pane shows it: lines before its text, whether its
+/// text follows as markdown, lines after.
+#[derive(Debug, Default)]
+pub struct MessageParts {
+    pub head: Vec<Line<'static>>,
+    pub markdown: bool,
+    pub foot: Vec<Line<'static>>,
+}
+
+/// Renders a message's parts; the markdown is rendered by the cache.
+pub type RenderMessage<'r> = &'r dyn Fn(&ChatMessage) -> MessageParts;
+
+/// A message's rendered lines: head, markdown, foot.
+#[derive(Debug)]
+struct Rendered {
+    head: Vec<Line<'static>>,
+    body: Option<StreamedMarkdown>,
+    foot: Vec<Line<'static>>,
+}
+
+impl Rendered {
+    /// Render `message`, reusing `old`'s markdown when the text grew from
+    /// it (only the open block is rendered again).
+    fn new(
+        message: &ChatMessage,
+        render: RenderMessage,
+        theme: &Theme,
+        old: Option<Rendered>,
+    ) -> Self {
+        let MessageParts {
+            head,
+            markdown,
+            foot,
+        } = render(message);
+        let body = markdown.then(|| {
+            let mut body = old.and_then(|o| o.body).unwrap_or_default();
+            body.update(&message.text, theme);
+            body
+        });
+        Self { head, body, foot }
+    }
+
+    fn lines(&self) -> impl Iterator<Item = &Line<'static>> {
+        self.head
+            .iter()
+            .chain(self.body.iter().flat_map(StreamedMarkdown::lines))
+            .chain(self.foot.iter())
+    }
+
+    fn rows(&mut self, width: u16) -> usize {
+        wrapped_rows(&self.head, width)
+            + self.body.as_mut().map_or(0, |b| b.rows(width))
+            + wrapped_rows(&self.foot, width)
+    }
+}
 
 /// What the chat pane shows: the messages, then lines after them (the
 /// queue, or the hint in an empty chat), in `theme`.
@@ -204,21 +261,20 @@ impl ChatCache {
             {
                 continue;
             }
-            let lines = render(message);
+            let old = self.entries.get_mut(i).and_then(|e| e.lines.take());
+            self.with_lines -= usize::from(old.is_some());
+            let mut lines = Rendered::new(message, render, theme, old);
             self.misses += 1;
             let entry = Entry {
                 version: Version::of(message),
-                rows: rows(&lines, width),
+                rows: lines.rows(width),
                 start: 0,
                 lines: Some(lines),
                 used: 0,
             };
             self.with_lines += 1;
             match self.entries.get_mut(i) {
-                Some(old) => {
-                    self.with_lines -= usize::from(old.lines.is_some());
-                    *old = entry;
-                }
+                Some(slot) => *slot = entry,
                 None => self.entries.push(entry),
             }
             dirty.get_or_insert(i);
@@ -291,7 +347,7 @@ impl ChatCache {
         {
             entry.used = self.frame;
             if entry.lines.is_none() {
-                entry.lines = Some(render(message));
+                entry.lines = Some(Rendered::new(message, render, theme, None));
                 self.misses += 1;
                 self.with_lines += 1;
             }
@@ -300,7 +356,7 @@ impl ChatCache {
         let skip = top - self.entries.get(first).map_or(above_tail, |e| e.start);
         let mut lines: Vec<Line<'_>> = self.entries[first..last]
             .iter()
-            .flat_map(|e| e.lines.iter().flatten())
+            .flat_map(|e| e.lines.iter().flat_map(Rendered::lines))
             .map(borrowed)
             .collect();
         if above_tail < bottom {
@@ -318,7 +374,7 @@ impl ChatCache {
     /// `height` rows high.
     fn window(&self, up: usize, height: u16, tail: &[Line<'static>]) -> Window {
         let above_tail = self.message_rows();
-        let total = above_tail + rows(tail, self.width);
+        let total = above_tail + wrapped_rows(tail, self.width);
         let height = usize::from(height);
         let max = total.saturating_sub(height);
         let top = max.saturating_sub(up);
@@ -358,13 +414,6 @@ impl ChatCache {
         }
         self.with_lines = keep;
     }
-}
-
-/// Wrapped rows of `lines` at `width`, as the chat paragraph wraps them.
-fn rows(lines: &[Line<'static>], width: u16) -> usize {
-    Paragraph::new(Text::from(lines.iter().map(borrowed).collect::<Vec<_>>()))
-        .wrap(Wrap { trim: false })
-        .line_count(width)
 }
 
 /// A line that borrows its text from `line`: drawing the cached lines
@@ -429,6 +478,15 @@ mod tests {
         }
     }
 
+    fn parts(m: &ChatMessage) -> MessageParts {
+        let _ = m;
+        MessageParts {
+            head: Vec::new(),
+            markdown: true,
+            foot: vec![Line::default()],
+        }
+    }
+
     /// The chat as it was drawn before the cache: every message's lines in
     /// one wrapped paragraph, scrolled from the bottom.
     fn draw_whole(
@@ -460,7 +518,7 @@ mod tests {
     ) -> (String, usize) {
         let mut terminal = Terminal::new(TestBackend::new(w, h)).expect("terminal");
         let mut max = 0;
-        let render = render(theme);
+        let render = parts;
         terminal
             .draw(|f| {
                 let content = ChatContent {

@@ -1,17 +1,56 @@
 //! Markdown (untrusted: model output, documents) -> ratatui `Text`. The input
 //! is sanitised first, so nothing in it can reach the terminal as a control
-//! sequence. Citations like `[1]` are highlighted so they read as references.
+//! sequence. Citations like `[1]` are highlighted so they read as references;
+//! links show their URL after their text; code blocks keep their blank lines
+//! and are indented in the code style.
+//!
+//! A streamed message is rendered incrementally by [`StreamedMarkdown`]: the
+//! lines of its finished blocks are kept and only the open tail is parsed
+//! and rendered again when a delta arrives, so the cost of a delta does not
+//! grow with the length of the message.
+//!
+//! Invariants (checked by a property test over random split points):
+//! - After any sequence of `update`s with growing prefixes of a text, the
+//!   lines of a `StreamedMarkdown` equal `to_text` of that text.
+//! - A block is kept ("committed") only when the next top-level block has
+//!   begun after a blank line with a character that cannot continue any
+//!   earlier block (a letter, `#` or `>`), so no later text can change how
+//!   the kept blocks parse. A fenced code block or HTML block that is still
+//!   open is a single block to the parser and is therefore never split.
+//! - Link reference definitions (`[x]: url`) can change how text far before
+//!   or after them parses: a message that holds `]:` is rendered whole on
+//!   every update (correct, just not incremental).
 
 use pulldown_cmark::{Event, HeadingLevel, Options, Parser, Tag, TagEnd};
 use ratatui::style::{Modifier, Style};
 use ratatui::text::{Line, Span, Text};
+use ratatui::widgets::{Paragraph, Wrap};
 
 use super::theme::Theme;
-use crate::sanitize::sanitize;
+use crate::sanitize::{sanitize, sanitize_into};
 
 /// Render markdown into lines of styled text.
 pub fn to_text(markdown: &str, theme: &Theme) -> Text<'static> {
     let clean = sanitize(markdown);
+    let mut lines = render(&clean, theme, false).lines;
+    while lines.last().is_some_and(|l| l.spans.is_empty()) {
+        lines.pop();
+    }
+    Text::from(lines)
+}
+
+/// The lines of some blocks, and where a later render could start.
+struct Rendered {
+    lines: Vec<Line<'static>>,
+    /// Points where the blocks before can be kept: (byte offset in the
+    /// text rendered, lines rendered before it).
+    cuts: Vec<(usize, usize)>,
+}
+
+/// Render sanitised markdown. `after_content`: lines come before these and
+/// the last of them is not blank (so a first block is set apart by a blank
+/// line exactly as it would be in one render of everything).
+fn render(clean: &str, theme: &Theme, after_content: bool) -> Rendered {
     let mut r = Renderer {
         theme,
         lines: Vec::new(),
@@ -20,16 +59,30 @@ pub fn to_text(markdown: &str, theme: &Theme) -> Text<'static> {
         lists: Vec::new(),
         quote: 0,
         pending_prefix: None,
+        after_content,
+        links: Vec::new(),
+        code: false,
     };
+    let mut cuts = Vec::new();
+    let mut depth = 0usize;
     // The parser splits text at brackets ("[", "1]"), so adjacent text
     // events are joined before citations are looked for.
     let mut text = String::new();
-    for event in Parser::new_ext(&clean, Options::ENABLE_STRIKETHROUGH) {
+    for (event, range) in Parser::new_ext(clean, Options::ENABLE_STRIKETHROUGH).into_offset_iter() {
         match event {
             Event::Text(t) => text.push_str(&t),
             other => {
                 if !text.is_empty() {
                     r.text(&std::mem::take(&mut text));
+                }
+                let top_level_start = depth == 0 && matches!(other, Event::Start(_));
+                if top_level_start && r.current.is_empty() && is_cut(clean, range.start) {
+                    cuts.push((range.start, r.lines.len()));
+                }
+                match &other {
+                    Event::Start(_) => depth += 1,
+                    Event::End(_) => depth = depth.saturating_sub(1),
+                    _ => {}
                 }
                 r.event(other);
             }
@@ -39,10 +92,195 @@ pub fn to_text(markdown: &str, theme: &Theme) -> Text<'static> {
         r.text(&text);
     }
     r.flush();
-    while r.lines.last().is_some_and(|l| l.spans.is_empty()) {
-        r.lines.pop();
+    Rendered {
+        lines: r.lines,
+        cuts,
     }
-    Text::from(r.lines)
+}
+
+/// Whether a top-level block starting at `at` begins a line after a blank
+/// line with a character no earlier block can take in: everything before
+/// `at` then parses the same whatever follows.
+fn is_cut(clean: &str, at: usize) -> bool {
+    let Some(before) = clean.get(..at) else {
+        return false;
+    };
+    let Some(before) = before.strip_suffix('\n') else {
+        return false;
+    };
+    // The line before `at` is blank, and some text comes before it.
+    let blank_line = before.rsplit('\n').next().unwrap_or("");
+    if !blank_line.trim().is_empty() || before.trim().is_empty() {
+        return false;
+    }
+    clean[at..]
+        .chars()
+        .next()
+        .is_some_and(|c| c.is_alphabetic() || c == '#' || c == '>')
+}
+
+/// A message's markdown rendered as it streams in. `update` takes the
+/// whole text so far (each call's text extends the last one's); `lines`
+/// are what `to_text` would render for it.
+#[derive(Debug, Default, Clone)]
+pub struct StreamedMarkdown {
+    /// Bytes of the raw text sanitised into `clean`.
+    raw_len: usize,
+    /// The last bytes of the raw text sanitised, to notice a text that did
+    /// not grow from the last one (then everything is rendered again).
+    raw_end: Vec<u8>,
+    /// The sanitised text, up to where the sanitiser was last at rest.
+    clean: String,
+    /// Bytes of `clean` whose blocks are kept in `kept`.
+    kept_at: usize,
+    /// The lines of the kept blocks (blank lines at the end included).
+    kept: Vec<Line<'static>>,
+    /// How many blank lines end `kept`.
+    kept_blank_tail: usize,
+    /// The lines of the blocks after `kept_at` (its blank lines at the end
+    /// trimmed).
+    open: Vec<Line<'static>>,
+    /// The text holds a link reference definition: no blocks are kept.
+    whole: bool,
+    /// Bumped whenever `kept` loses lines (a rebuild); lines are only ever
+    /// appended to `kept` otherwise.
+    generation: u64,
+    /// Rows of `kept[..kept_counted]` at the width in `rows_at`.
+    kept_rows: usize,
+    kept_counted: usize,
+    rows_at: (u64, u16),
+}
+
+/// Rows of `lines` wrapped at `width` without trimming: each line wraps on
+/// its own, so rows of a list are the sum of rows of its parts.
+pub fn wrapped_rows(lines: &[Line<'static>], width: u16) -> usize {
+    if lines.is_empty() {
+        return 0;
+    }
+    let borrowed: Vec<Line<'_>> = lines
+        .iter()
+        .map(|line| Line {
+            style: line.style,
+            alignment: line.alignment,
+            spans: line
+                .spans
+                .iter()
+                .map(|s| Span::styled(s.content.as_ref(), s.style))
+                .collect(),
+        })
+        .collect();
+    Paragraph::new(Text::from(borrowed))
+        .wrap(Wrap { trim: false })
+        .line_count(width)
+}
+
+/// How many raw bytes are kept to check that a text grew from the last.
+const RAW_CHECK: usize = 32;
+
+impl StreamedMarkdown {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Render `text`, which should extend the text of the last update;
+    /// only its unfinished tail is parsed again. A text that does not
+    /// extend the last is rendered from scratch.
+    pub fn update(&mut self, text: &str, theme: &Theme) {
+        let grew = text.len() >= self.raw_len
+            && text.is_char_boundary(self.raw_len)
+            && text.as_bytes()[..self.raw_len].ends_with(&self.raw_end);
+        if !grew {
+            let generation = self.generation + 1;
+            *self = Self {
+                generation,
+                rows_at: (u64::MAX, 0),
+                ..Self::default()
+            };
+        }
+        // Sanitise what is new, up to where the sanitiser rests; the rest
+        // (an escape sequence cut by the delta) waits for the next update.
+        let pending = &text[self.raw_len..];
+        let (used, kept) = sanitize_into(pending, &mut self.clean);
+        let unsettled = self.clean.split_off(kept);
+        self.raw_len += used;
+        let check_from = self.raw_len.saturating_sub(RAW_CHECK);
+        self.raw_end.clear();
+        self.raw_end
+            .extend_from_slice(&text.as_bytes()[check_from..self.raw_len]);
+        if self.clean[self.kept_at..].contains("]:") || unsettled.contains("]:") {
+            self.whole = true;
+        }
+        if self.whole && self.kept_at > 0 {
+            self.kept_at = 0;
+            self.kept.clear();
+            self.kept_blank_tail = 0;
+            self.generation += 1;
+        }
+        let after_content = self.kept.last().is_some_and(|l| !l.spans.is_empty());
+        let open: std::borrow::Cow<'_, str> = if unsettled.is_empty() {
+            std::borrow::Cow::Borrowed(&self.clean[self.kept_at..])
+        } else {
+            std::borrow::Cow::Owned(format!("{}{unsettled}", &self.clean[self.kept_at..]))
+        };
+        let mut rendered = render(&open, theme, after_content);
+        // Keep the blocks before the last cut inside the settled text; the
+        // open block after it is rendered again next time.
+        let settled = self.clean.len() - self.kept_at;
+        if !self.whole
+            && let Some(&(at, lines)) = rendered.cuts.iter().rev().find(|(at, _)| *at <= settled)
+        {
+            let rest = rendered.lines.split_off(lines);
+            let moved = std::mem::replace(&mut rendered.lines, rest);
+            for line in moved {
+                if line.spans.is_empty() {
+                    self.kept_blank_tail += 1;
+                } else {
+                    self.kept_blank_tail = 0;
+                }
+                self.kept.push(line);
+            }
+            self.kept_at += at;
+        }
+        while rendered.lines.last().is_some_and(|l| l.spans.is_empty()) {
+            rendered.lines.pop();
+        }
+        self.open = rendered.lines;
+    }
+
+    /// The rendered lines: the kept ones, then the open block's; blank lines
+    /// at the very end are left out, as `to_text` does.
+    pub fn lines(&self) -> impl Iterator<Item = &Line<'static>> {
+        let kept = if self.open.is_empty() {
+            &self.kept[..self.kept.len() - self.kept_blank_tail]
+        } else {
+            &self.kept[..]
+        };
+        kept.iter().chain(self.open.iter())
+    }
+
+    /// How many rows `lines` take wrapped at `width` (as a paragraph with
+    /// `Wrap { trim: false }` wraps them). The kept lines' rows are counted
+    /// once per width; only the open block's are counted each time.
+    pub fn rows(&mut self, width: u16) -> usize {
+        if self.rows_at != (self.generation, width) {
+            self.rows_at = (self.generation, width);
+            self.kept_rows = 0;
+            self.kept_counted = 0;
+        }
+        self.kept_rows += wrapped_rows(&self.kept[self.kept_counted..], width);
+        self.kept_counted = self.kept.len();
+        if self.open.is_empty() {
+            // Blank lines take a row each.
+            self.kept_rows - self.kept_blank_tail
+        } else {
+            self.kept_rows + wrapped_rows(&self.open, width)
+        }
+    }
+
+    /// Bytes of sanitised text whose lines are kept (for tests and figures).
+    pub fn kept_bytes(&self) -> usize {
+        self.kept_at
+    }
 }
 
 struct Renderer<'t> {
@@ -55,6 +293,12 @@ struct Renderer<'t> {
     quote: usize,
     /// Bullet or number waiting for the item's first text.
     pending_prefix: Option<String>,
+    /// Lines were rendered before these and the last was not blank.
+    after_content: bool,
+    /// The URLs of the links being rendered, innermost last.
+    links: Vec<String>,
+    /// Inside a code block.
+    code: bool,
 }
 
 impl Renderer<'_> {
@@ -101,13 +345,34 @@ impl Renderer<'_> {
 
     fn blank(&mut self) {
         self.flush();
-        if self.lines.last().is_some_and(|l| !l.spans.is_empty()) {
+        let last_has_text = match self.lines.last() {
+            Some(line) => !line.spans.is_empty(),
+            None => self.after_content,
+        };
+        if last_has_text {
             self.lines.push(Line::default());
         }
     }
 
     fn text(&mut self, text: &str) {
         let style = self.style();
+        if self.code {
+            // Every line of a code block, blank ones too, indented; the
+            // newline that ends the block makes no line.
+            let mut parts = text.split('\n').peekable();
+            while let Some(part) = parts.next() {
+                if parts.peek().is_none() && part.is_empty() {
+                    break;
+                }
+                self.start_line();
+                self.current.push(Span::styled(format!("  {part}"), style));
+                if parts.peek().is_some() {
+                    self.lines
+                        .push(Line::from(std::mem::take(&mut self.current)));
+                }
+            }
+            return;
+        }
         for (i, part) in text.split('\n').enumerate() {
             if i > 0 {
                 self.flush();
@@ -168,8 +433,12 @@ impl Renderer<'_> {
                 Tag::CodeBlock(_) => {
                     self.blank();
                     self.push_style(self.theme.code);
+                    self.code = true;
                 }
-                Tag::Link { .. } => self.push_style(self.theme.link),
+                Tag::Link { dest_url, .. } => {
+                    self.links.push(dest_url.to_string());
+                    self.push_style(self.theme.link);
+                }
                 _ => {}
             },
             Event::End(tag) => match tag {
@@ -193,12 +462,23 @@ impl Renderer<'_> {
                     }
                     self.flush();
                 }
-                TagEnd::Emphasis | TagEnd::Strong | TagEnd::Strikethrough | TagEnd::Link => {
-                    self.pop_style()
+                TagEnd::Emphasis | TagEnd::Strong | TagEnd::Strikethrough => self.pop_style(),
+                TagEnd::Link => {
+                    self.pop_style();
+                    let url = self.links.pop().unwrap_or_default();
+                    // The URL after the text, unless the text is the URL
+                    // (an autolink) or there is none.
+                    let shown: String = self.current.iter().map(|s| s.content.as_ref()).collect();
+                    if !url.is_empty() && !shown.ends_with(url.as_str()) {
+                        self.start_line();
+                        self.current
+                            .push(Span::styled(format!(" ({url})"), self.theme.dim));
+                    }
                 }
                 TagEnd::CodeBlock => {
                     self.flush();
                     self.pop_style();
+                    self.code = false;
                 }
                 _ => {}
             },
@@ -286,6 +566,151 @@ mod tests {
             .find(|s| s.content == "[1]")
             .expect("citation span");
         assert_eq!(cite.style, theme.citation);
+    }
+
+    #[test]
+    fn links_show_their_url_and_code_blocks_keep_blank_lines() {
+        let theme = Theme::plain();
+        let md = "See [the map](https://example.org/map) and <https://x.org>.\n\n```rust\nfn a() {}\n\nfn b() {}\n```\n";
+        assert_eq!(
+            plain(&to_text(md, &theme)),
+            vec![
+                "See the map (https://example.org/map) and https://x.org.",
+                "",
+                "  fn a() {}",
+                "  ",
+                "  fn b() {}",
+            ]
+        );
+    }
+
+    /// Markdown an answer is made of: every block kind, blank lines inside
+    /// code, loose and nested lists, quotes, links, escapes, CRLF, a
+    /// reference definition.
+    const PIECES: &[&str] = &[
+        "# Heading one\n\n",
+        "## Second *level*\n",
+        "Setext\n===\n\n",
+        "A paragraph with **bold**, _italic_, `code` and a [link](http://e.org/a) [1].\n",
+        "continued on the next line\n\n",
+        "- item one\n- item two\n  - nested\n\n",
+        "1. first\n\n2. second, loose\n\n",
+        "3) third\n",
+        "> a quote [2]\n> more\n\n",
+        "```\ncode line\n\nafter a blank\n",
+        "```\n\n",
+        "~~~python\nx = 1\n~~~\n",
+        "    indented code\n\n    still code\n\n",
+        "---\n\n",
+        "Plain words then\n\n",
+        "Tail text",
+        "<!-- a comment\n\nstill comment -->\n\n",
+        "\u{1b}[31mred\u{1b}[0m and \u{1b}]0;title\u{7} gone\r\n\r\n",
+        "  * star item\n\n",
+        "\n",
+        "Wörds 龍 ok\n\n",
+    ];
+
+    /// Render `text` delta by delta, cut at `cuts` (byte positions, moved to
+    /// char boundaries), checking every step against a whole render.
+    fn streamed_equals_whole(text: &str, cuts: &[usize]) -> Result<(), String> {
+        let theme = Theme::plain();
+        let mut streamed = StreamedMarkdown::new();
+        let mut points: Vec<usize> = cuts
+            .iter()
+            .map(|c| {
+                let mut c = c % (text.len() + 1);
+                while !text.is_char_boundary(c) {
+                    c += 1;
+                }
+                c
+            })
+            .collect();
+        points.push(text.len());
+        points.sort_unstable();
+        for end in points {
+            streamed.update(&text[..end], &theme);
+            let whole = to_text(&text[..end], &theme).lines;
+            let got: Vec<Line<'static>> = streamed.lines().cloned().collect();
+            if got != whole {
+                return Err(format!(
+                    "at {end} of {text:?}:\nstreamed {:?}\nwhole    {:?}",
+                    plain(&Text::from(got)),
+                    plain(&Text::from(whole))
+                ));
+            }
+            for width in [13, 40] {
+                let rows = streamed.rows(width);
+                if rows != wrapped_rows(&whole, width) {
+                    return Err(format!("rows at {end} width {width} of {text:?}"));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn streaming_in_random_deltas_renders_what_a_whole_render_does(
+            picks in proptest::collection::vec(0..PIECES.len() - 1, 1..24),
+            cuts in proptest::collection::vec(0usize..4_000, 0..40),
+        ) {
+            // The reference definition is left out here (tested below).
+            let text: String = picks.iter().map(|i| PIECES[*i]).collect();
+            if let Err(e) = streamed_equals_whole(&text, &cuts) {
+                proptest::prop_assert!(false, "{}", e);
+            }
+        }
+    }
+
+    #[test]
+    fn four_thousand_deltas_render_like_one_and_keep_finished_blocks() {
+        let theme = Theme::plain();
+        let mut text = String::new();
+        let mut streamed = StreamedMarkdown::new();
+        let mut n = 0;
+        while n < 4_000 {
+            for (i, piece) in PIECES.iter().enumerate().take(PIECES.len() - 1) {
+                // Pieces cut into deltas of 1 to 7 bytes.
+                let mut rest = *piece;
+                while !rest.is_empty() {
+                    let mut at = ((n * 7 + i) % 7 + 1).min(rest.len());
+                    while !rest.is_char_boundary(at) {
+                        at += 1;
+                    }
+                    text.push_str(&rest[..at]);
+                    rest = &rest[at..];
+                    streamed.update(&text, &theme);
+                    n += 1;
+                }
+            }
+            text.push_str("\n\nClosing words.\n\n");
+        }
+        streamed.update(&text, &theme);
+        let got: Vec<Line<'static>> = streamed.lines().cloned().collect();
+        assert_eq!(got, to_text(&text, &theme).lines);
+        // Nearly all of it is kept: only the last block is rendered again.
+        let open = &streamed.clean[streamed.kept_bytes()..];
+        assert_eq!(open, "Closing words.\n\n");
+    }
+
+    #[test]
+    fn a_reference_definition_is_rendered_whole_and_correctly() {
+        let text = "Go [there][x] now.\n\nMiddle words.\n\n[x]: http://e.org\n\nAfter [x].\n";
+        for step in [1, 3, 10] {
+            let cuts: Vec<usize> = (0..text.len()).step_by(step).collect();
+            streamed_equals_whole(text, &cuts).unwrap_or_else(|e| panic!("{e}"));
+        }
+    }
+
+    #[test]
+    fn a_text_that_did_not_grow_is_rendered_from_scratch() {
+        let theme = Theme::plain();
+        let mut streamed = StreamedMarkdown::new();
+        streamed.update("# One\n\nFirst para.\n\nSecond", &theme);
+        streamed.update("Other text\n\nEntirely", &theme);
+        let got: Vec<Line<'static>> = streamed.lines().cloned().collect();
+        assert_eq!(got, to_text("Other text\n\nEntirely", &theme).lines);
     }
 
     #[test]

@@ -4,7 +4,14 @@
 //! to the screen (`sanitize`, `markdown`). The only state a draw writes is
 //! view-side: layout feedback (`Cell`s) and the chat's rendered-lines cache
 //! (`chat_cache`), which only ever holds what a fresh render would draw.
+//!
+//! Layout: [`ScreenLayout`] places the panes (or one zoomed pane), the input
+//! and the status bar; below [`MIN_WIDTH`] x [`MIN_HEIGHT`] a "terminal too
+//! small" message is drawn instead. Every size is safe to draw at, 0x0 too.
+//! With `ViewState::ascii` the finished frame's glyphs are replaced by ASCII
+//! (`ascii.rs`), so no box drawing reaches the terminal.
 
+mod ascii;
 pub mod chat_cache;
 mod help;
 pub mod lifecycle_view;
@@ -216,6 +223,10 @@ pub struct ViewState {
     pub passage_max_scroll: Cell<usize>,
     /// The chat's rendered messages, kept between frames.
     pub chat_cache: RefCell<chat_cache::ChatCache>,
+    /// The focused pane fills the screen (above the input and status bar).
+    pub zoom: bool,
+    /// Borders and glyphs in ASCII only (`--ascii`, `[ui] ascii`).
+    pub ascii: bool,
 }
 
 impl ViewState {
@@ -249,6 +260,8 @@ impl ViewState {
             scenario_max_scroll: Cell::new(0),
             passage_max_scroll: Cell::new(0),
             chat_cache: RefCell::default(),
+            zoom: false,
+            ascii: false,
         };
         view.reset_input();
         view
@@ -301,6 +314,15 @@ impl ViewState {
                 true
             }
             _ => false,
+        }
+    }
+
+    /// The pane a zoom shows: the focused one, or the chat while the
+    /// input has the focus.
+    pub fn zoomed(&self) -> Focus {
+        match self.focus {
+            Focus::Input => Focus::Chat,
+            pane => pane,
         }
     }
 
@@ -360,22 +382,110 @@ pub fn lifecycle_rows_from(engine: &Engine, first: usize) -> impl Iterator<Item 
         .chain(registry.detached_newest_first().skip(skip_detached))
 }
 
-pub fn draw(frame: &mut Frame, engine: &Engine, view: &ViewState, now: Instant) {
-    let area = frame.area();
-    let [main, input_area, status_area] = Layout::vertical([
-        Constraint::Min(8),
-        Constraint::Length(3),
-        Constraint::Length(1),
-    ])
-    .areas(area);
-    let [top, lifecycle_area] =
-        Layout::vertical([Constraint::Percentage(55), Constraint::Percentage(45)]).areas(main);
-    let [chat_area, scenario_area] =
-        Layout::horizontal([Constraint::Percentage(55), Constraint::Percentage(45)]).areas(top);
+/// Below this size the panes are replaced by a "terminal too small"
+/// message: at 40x12 every pane still shows a few lines (the main area
+/// keeps its 8 rows) and the status bar its essentials.
+pub const MIN_WIDTH: u16 = 40;
+pub const MIN_HEIGHT: u16 = 12;
 
-    panes::chat(frame, chat_area, engine, view);
-    panes::scenarios(frame, scenario_area, engine, view);
-    panes::lifecycle(frame, lifecycle_area, engine, view, now);
+/// Where everything goes at one terminal size: the three panes (a zoomed
+/// pane gets the whole main area, the others none), the input and the
+/// status bar. `None` below [`MIN_WIDTH`] x [`MIN_HEIGHT`]. The mouse
+/// handler reads the same rectangles the frame was drawn with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ScreenLayout {
+    pub chat: Rect,
+    pub scenarios: Rect,
+    pub lifecycle: Rect,
+    pub input: Rect,
+    pub status: Rect,
+}
+
+impl ScreenLayout {
+    pub fn of(area: Rect, view: &ViewState) -> Option<Self> {
+        if area.width < MIN_WIDTH || area.height < MIN_HEIGHT {
+            return None;
+        }
+        let [main, input, status] = Layout::vertical([
+            Constraint::Min(8),
+            Constraint::Length(3),
+            Constraint::Length(1),
+        ])
+        .areas(area);
+        let none = Rect::new(main.x, main.y, 0, 0);
+        if view.zoom {
+            let mut out = Self {
+                chat: none,
+                scenarios: none,
+                lifecycle: none,
+                input,
+                status,
+            };
+            match view.zoomed() {
+                Focus::Scenarios => out.scenarios = main,
+                Focus::Lifecycle => out.lifecycle = main,
+                _ => out.chat = main,
+            }
+            return Some(out);
+        }
+        let [top, lifecycle] =
+            Layout::vertical([Constraint::Percentage(55), Constraint::Percentage(45)]).areas(main);
+        let [chat, scenarios] =
+            Layout::horizontal([Constraint::Percentage(55), Constraint::Percentage(45)]).areas(top);
+        Some(Self {
+            chat,
+            scenarios,
+            lifecycle,
+            input,
+            status,
+        })
+    }
+
+    /// The pane at a screen position, if any.
+    pub fn pane_at(&self, column: u16, row: u16) -> Option<Focus> {
+        let at = ratatui::layout::Position::new(column, row);
+        [
+            (self.chat, Focus::Chat),
+            (self.scenarios, Focus::Scenarios),
+            (self.lifecycle, Focus::Lifecycle),
+            (self.input, Focus::Input),
+        ]
+        .into_iter()
+        .find(|(r, _)| r.contains(at))
+        .map(|(_, f)| f)
+    }
+}
+
+pub fn draw(frame: &mut Frame, engine: &Engine, view: &ViewState, now: Instant) {
+    draw_screen(frame, engine, view, now);
+    if view.ascii {
+        ascii::downgrade(frame.buffer_mut());
+    }
+}
+
+fn draw_screen(frame: &mut Frame, engine: &Engine, view: &ViewState, now: Instant) {
+    let area = frame.area();
+    let Some(layout) = ScreenLayout::of(area, view) else {
+        too_small(frame, area, view);
+        return;
+    };
+    let ScreenLayout {
+        chat: chat_area,
+        scenarios: scenario_area,
+        lifecycle: lifecycle_area,
+        input: input_area,
+        status: status_area,
+    } = layout;
+
+    if !chat_area.is_empty() {
+        panes::chat(frame, chat_area, engine, view);
+    }
+    if !scenario_area.is_empty() {
+        panes::scenarios(frame, scenario_area, engine, view);
+    }
+    if !lifecycle_area.is_empty() {
+        panes::lifecycle(frame, lifecycle_area, engine, view, now);
+    }
     input(frame, input_area, engine, view);
     status_bar(frame, status_area, engine, view);
 
@@ -394,6 +504,25 @@ pub fn draw(frame: &mut Frame, engine: &Engine, view: &ViewState, now: Instant) 
     if view.help {
         help::draw(frame, area, view);
     }
+}
+
+/// The message that replaces the panes below the minimum size.
+fn too_small(frame: &mut Frame, area: Rect, view: &ViewState) {
+    let t = &view.theme;
+    let lines = vec![
+        Line::styled("terminal too small", t.warn),
+        Line::raw(format!("need {MIN_WIDTH} x {MIN_HEIGHT}")),
+        Line::styled(format!("now {} x {}", area.width, area.height), t.dim),
+    ];
+    let height = u16::try_from(lines.len()).unwrap_or(u16::MAX);
+    let top = area.y + area.height.saturating_sub(height) / 2;
+    let rect = Rect::new(area.x, top, area.width, height.min(area.height));
+    frame.render_widget(
+        Paragraph::new(lines)
+            .alignment(ratatui::layout::Alignment::Center)
+            .wrap(ratatui::widgets::Wrap { trim: true }),
+        rect,
+    );
 }
 
 pub(crate) fn pane_block<'a>(title: &'a str, focused: bool, theme: &Theme) -> Block<'a> {

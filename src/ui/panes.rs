@@ -10,7 +10,7 @@ use ratatui::style::Style;
 use ratatui::text::{Line, Span, Text};
 use ratatui::widgets::{Block, Cell, Clear, Paragraph, Row, Table, TableState, Wrap};
 
-use super::chat_cache::{ChatCache, ChatContent};
+use super::chat_cache::{ChatCache, ChatContent, MessageParts};
 use super::{
     Focus, SortBy, Theme, ViewState, centered, is_generation, kind_cell, lifecycle_row_count,
     markdown, pane_block,
@@ -65,7 +65,7 @@ pub(super) fn chat(frame: &mut Frame, area: Rect, engine: &Engine, view: &ViewSt
     }
     let inner = block.inner(area);
     frame.render_widget(block, area);
-    let render = |message: &ChatMessage| message_lines(message, view);
+    let render = |message: &ChatMessage| message_parts(message, view);
     let content = ChatContent {
         messages: &conv.messages,
         tail,
@@ -81,11 +81,15 @@ pub(super) fn chat(frame: &mut Frame, area: Rect, engine: &Engine, view: &ViewSt
     view.chat_max_scroll.set(max);
 }
 
-/// One message as the chat shows it: who wrote it, its text, what it cites,
-/// and a blank line.
-fn message_lines(message: &ChatMessage, view: &ViewState) -> Vec<Line<'static>> {
+/// One message as the chat shows it: who wrote it, its text (a reply's as
+/// markdown, rendered by the cache as it streams), what it cites, and a
+/// blank line. What it cites is listed once the reply is final, so a delta
+/// never scans the whole text.
+fn message_parts(message: &ChatMessage, view: &ViewState) -> MessageParts {
     let t = &view.theme;
     let mut lines = Vec::new();
+    let mut foot = Vec::new();
+    let mut markdown = false;
     match message.role {
         Role::User => {
             lines.push(Line::styled("you", t.user));
@@ -113,12 +117,18 @@ fn message_lines(message: &ChatMessage, view: &ViewState) -> Vec<Line<'static>> 
                     t.warn,
                 ));
             }
-            lines.extend(markdown::to_text(&message.text, t).lines);
-            lines.extend(sources_footer(&message.text, &message.passages, view));
+            markdown = true;
+            if message.status != MessageStatus::Running {
+                foot = sources_footer(&message.text, &message.passages, view);
+            }
         }
     }
-    lines.push(Line::default());
-    lines
+    foot.push(Line::default());
+    MessageParts {
+        head: lines,
+        markdown,
+        foot,
+    }
 }
 
 /// "cited: [1] Title (source)" lines for the passages a text really cites,
