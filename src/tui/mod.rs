@@ -155,6 +155,10 @@ async fn run_inner(
     loop {
         let busy = driver.engine.is_busy();
         let frame_at = last_draw + FRAME;
+        // The notice on screen times out then: wake to draw without it.
+        let notice_expiry = view
+            .notices
+            .expiry(&driver.engine, Instant::now().into_std());
         tokio::select! {
             event = events.next() => match event {
                 Some(Ok(Event::Key(key))) => {
@@ -302,6 +306,7 @@ async fn run_inner(
                 }
             }
             _ = tick.tick(), if busy => dirty = true,
+            () = tokio::time::sleep_until(notice_expiry.map_or(frame_at, Instant::from_std)), if notice_expiry.is_some() => dirty = true,
             () = tokio::time::sleep_until(frame_at), if dirty => {}
             // Returning is the quit path: the caller restores the
             // terminal, and dropping the loop's state drains every save
@@ -324,6 +329,8 @@ async fn run_inner(
             dirty = true;
         }
         if dirty && Instant::now() >= last_draw + FRAME {
+            view.notices
+                .observe(&driver.engine, Instant::now().into_std());
             terminal
                 .draw(|frame| ui::draw(frame, &driver.engine, &view, Instant::now().into_std()))?;
             last_draw = Instant::now();

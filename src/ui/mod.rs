@@ -9,6 +9,7 @@ pub mod chat_cache;
 mod help;
 pub mod lifecycle_view;
 pub mod markdown;
+pub mod notice;
 mod panes;
 pub mod search;
 pub mod sessions;
@@ -216,6 +217,8 @@ pub struct ViewState {
     pub passage_max_scroll: Cell<usize>,
     /// The chat's rendered messages, kept between frames.
     pub chat_cache: RefCell<chat_cache::ChatCache>,
+    /// When the notice in the input's border goes (the loop observes).
+    pub notices: notice::NoticeClock,
 }
 
 impl ViewState {
@@ -249,6 +252,7 @@ impl ViewState {
             scenario_max_scroll: Cell::new(0),
             passage_max_scroll: Cell::new(0),
             chat_cache: RefCell::default(),
+            notices: notice::NoticeClock::default(),
         };
         view.reset_input();
         view
@@ -376,7 +380,7 @@ pub fn draw(frame: &mut Frame, engine: &Engine, view: &ViewState, now: Instant) 
     panes::chat(frame, chat_area, engine, view);
     panes::scenarios(frame, scenario_area, engine, view);
     panes::lifecycle(frame, lifecycle_area, engine, view, now);
-    input(frame, input_area, engine, view);
+    input(frame, input_area, engine, view, now);
     status_bar(frame, status_area, engine, view);
 
     if let Some(open) = &view.waterfall {
@@ -407,10 +411,10 @@ pub(crate) fn pane_block<'a>(title: &'a str, focused: bool, theme: &Theme) -> Bl
         .title(Span::styled(format!(" {title} "), theme.title))
 }
 
-fn input(frame: &mut Frame, area: Rect, engine: &Engine, view: &ViewState) {
+fn input(frame: &mut Frame, area: Rect, engine: &Engine, view: &ViewState, now: Instant) {
     let focused = view.focus == Focus::Input;
     let mut block = pane_block("Input", focused, &view.theme);
-    if let Some(notice) = engine.notice() {
+    if let Some(notice) = view.notices.visible(engine, now) {
         let style = if notice.is_error {
             view.theme.error
         } else {
