@@ -126,6 +126,9 @@ check_cases!(
     kb_zero_sizes,
     telemetry_good,
     telemetry_bad,
+    ui_good,
+    ui_bad,
+    ui_bad_value,
 );
 
 #[test]

@@ -36,7 +36,7 @@ pub use parse::{check_report, parse};
 pub use schema::parse_size;
 pub use schema::{
     BackendNames, Config, EmbeddingsConfig, EmbeddingsProvider, KbConfig, LimitsConfig, LlmConfig,
-    LlmProvider, PromptsConfig, RetrieverConfig, RetrieverProvider, TelemetryConfig,
+    LlmProvider, PromptsConfig, RetrieverConfig, RetrieverProvider, TelemetryConfig, UiConfig,
 };
 pub use validate::validate_kb_name;
 

@@ -24,7 +24,7 @@ use toml::de::{DeTable, DeValue, ValueDeserializer};
 
 use super::schema::{
     Config, EmbeddingsConfig, KbConfig, LimitsConfig, LlmConfig, PromptsConfig, RetrieverConfig,
-    SECTIONS, TelemetryConfig,
+    SECTIONS, TelemetryConfig, UiConfig,
 };
 use super::{ConfigError, Diagnostic};
 
@@ -177,6 +177,7 @@ fn deserialize_section(
         "telemetry" => {
             config.telemetry = TelemetryConfig::deserialize(part(table, span, |_| true))?;
         }
+        "ui" => config.ui = UiConfig::deserialize(part(table, span, |_| true))?,
         _ => config.kb = KbConfig::deserialize(part(table, span, |_| true))?,
     }
     Ok(())

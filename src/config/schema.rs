@@ -1,5 +1,5 @@
 //! The configuration's shape: one serde struct per section (`[llm]`,
-//! `[embeddings]`, `[retriever]`, `[prompts]`, `[kb]`, `[telemetry]`), the limits the backend
+//! `[embeddings]`, `[retriever]`, `[prompts]`, `[kb]`, `[telemetry]`, `[ui]`), the limits the backend
 //! sections share (`LimitsConfig`, one per section), the provider enums, the
 //! defaults, the keys as the file spells them, and what the rest of the
 //! crate reads from a `Config`: backend names, endpoints, API keys, the
@@ -117,6 +117,7 @@ pub struct Config {
     pub prompts: PromptsConfig,
     pub kb: KbConfig,
     pub telemetry: TelemetryConfig,
+    pub ui: UiConfig,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -290,6 +291,24 @@ impl Default for TelemetryConfig {
     }
 }
 
+/// The terminal UI.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct UiConfig {
+    /// The largest message the input sends, in bytes; a longer one is
+    /// refused with a notice and stays in the input.
+    #[serde(with = "size_text")]
+    pub max_input: u64,
+}
+
+impl Default for UiConfig {
+    fn default() -> Self {
+        Self {
+            max_input: 100_000,
+        }
+    }
+}
+
 /// The limits that `[llm]`, `[embeddings]` and `[retriever]` share: retries,
 /// the circuit breaker, concurrency and rate. In the file they are keys of
 /// the section itself. serde's `flatten` cannot read them so (it loses
@@ -451,6 +470,11 @@ pub(super) const SECTIONS: &[Section] = &[
             "queue_size",
             "export_timeout",
         ],
+        limits: false,
+    },
+    Section {
+        name: "ui",
+        keys: &["max_input"],
         limits: false,
     },
 ];
