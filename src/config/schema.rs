@@ -303,9 +303,7 @@ pub struct UiConfig {
 
 impl Default for UiConfig {
     fn default() -> Self {
-        Self {
-            max_input: 100_000,
-        }
+        Self { max_input: 100_000 }
     }
 }
 
