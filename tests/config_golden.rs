@@ -128,6 +128,9 @@ check_cases!(
     telemetry_bad,
     keys_good,
     keys_bad,
+    ui_good,
+    ui_bad,
+    ui_bad_value,
 );
 
 #[test]

@@ -304,13 +304,13 @@ fn help_overlay_shows_every_binding_at_every_size() {
 }
 
 #[test]
-fn help_overlay_200x75_two_columns() {
+fn help_overlay_200x82_two_columns() {
     let mut scene = Scene::new();
     scene.view.help = true;
-    // Since the waterfall's keys came, the two columns are ~71 rows: at
-    // 200x75 they fit whole; smaller sizes scroll (every size is checked
+    // Since the input and copy keys came, the two columns are ~78 rows: at
+    // 200x82 they fit whole; smaller sizes scroll (every size is checked
     // above).
-    let screen = scene.draw(200, 75, 0);
+    let screen = scene.draw(200, 82, 0);
     // Both columns whole: nothing to scroll, the overlay's last rows shown.
     assert_eq!(scene.view.help_max_scroll.get(), 0, "{screen}");
     assert!(screen.contains("/chaos BACKEND latency 12s"), "{screen}");
@@ -1647,10 +1647,9 @@ fn ascii_mode_80x24_with_the_help_overlay() {
 #[test]
 fn remapped_keys_show_in_the_hints_and_the_help() {
     let mut scene = busy_scene();
-    let config = loreweave::config::parse(
-        "[keys]\nquit = \"Ctrl-Q\"\nchat.scroll_down = [\"Down\", \"n\"]\n",
-    )
-    .expect("a valid remap");
+    let config =
+        loreweave::config::parse("[keys]\nquit = \"Ctrl-Q\"\nchat.scroll_down = [\"j\", \"n\"]\n")
+            .expect("a valid remap");
     let (keymap, problems) = config.keys.keymap();
     assert!(problems.is_empty(), "{problems:?}");
     scene.view.keymap = keymap;
@@ -1660,5 +1659,81 @@ fn remapped_keys_show_in_the_hints_and_the_help() {
     press(&mut scene, crossterm::event::KeyCode::Char('?'));
     let help = help_at_every_scroll(&mut scene, 120, 40).join("\n");
     assert!(help.contains("Ctrl-Q"), "{help}");
-    assert!(help.contains("↓ n"), "{help}");
+    assert!(help.contains("j n"), "{help}");
+}
+
+// --- Input and copy (issue 11 items 1 and 2) ---
+
+fn press_key(scene: &mut Scene, key: crossterm::event::KeyEvent) {
+    let actions = loreweave::tui::keys::on_key(key, &mut scene.view, &scene.engine);
+    for action in actions {
+        if let loreweave::tui::keys::Action::Notice(text, is_error) = action {
+            scene.engine.set_notice(text, is_error);
+        }
+    }
+}
+
+fn type_in(scene: &mut Scene, text: &str) {
+    use crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
+    for c in text.chars() {
+        press_key(scene, KeyEvent::new(KeyCode::Char(c), KeyModifiers::NONE));
+    }
+}
+
+#[test]
+fn multi_line_input_grows_to_six_lines_then_scrolls() {
+    use crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
+    let mut scene = Scene::new();
+    type_in(&mut scene, "three lines:");
+    press_key(&mut scene, KeyEvent::new(KeyCode::Enter, KeyModifiers::ALT));
+    type_in(&mut scene, "the second");
+    press_key(
+        &mut scene,
+        KeyEvent::new(KeyCode::Char('j'), KeyModifiers::CONTROL),
+    );
+    type_in(&mut scene, "and the third");
+    insta::assert_snapshot!("input_three_lines_80x24", scene.draw(80, 24, 0));
+    for n in 4..=9 {
+        press_key(
+            &mut scene,
+            KeyEvent::new(KeyCode::Char('j'), KeyModifiers::CONTROL),
+        );
+        type_in(&mut scene, &format!("line {n}"));
+    }
+    // Nine lines: six show, the cursor's (the last) among them.
+    insta::assert_snapshot!("input_nine_lines_scrolled_80x24", scene.draw(80, 24, 0));
+}
+
+#[test]
+fn a_message_over_max_input_is_refused_and_stays() {
+    use crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
+    let mut scene = Scene::new();
+    scene.view.max_input = 20;
+    type_in(&mut scene, "a question that is far too long");
+    press_key(
+        &mut scene,
+        KeyEvent::new(KeyCode::Enter, KeyModifiers::NONE),
+    );
+    assert_eq!(
+        scene.view.input.lines(),
+        ["a question that is far too long"]
+    );
+    insta::assert_snapshot!("input_refused_over_max_input_80x24", scene.draw(80, 24, 0));
+}
+
+#[test]
+fn the_selected_chat_message_is_marked() {
+    use crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
+    let mut scene = Scene::new();
+    ask(&mut scene, "who guards the waystone?".into(), 100);
+    ask(&mut scene, "where is the ford?".into(), 2_000);
+    scene.view.focus = Focus::Chat;
+    scene.draw(100, 30, 3_000);
+    // Up from nothing selects the newest message; twice more, the first
+    // question's reply.
+    for _ in 0..3 {
+        press_key(&mut scene, KeyEvent::new(KeyCode::Up, KeyModifiers::NONE));
+    }
+    assert_eq!(scene.view.chat_selected, Some(1));
+    insta::assert_snapshot!("chat_selected_message_100x30", scene.draw(100, 30, 3_000));
 }

@@ -1,5 +1,5 @@
 //! The configuration's shape: one serde struct per section (`[llm]`,
-//! `[embeddings]`, `[retriever]`, `[prompts]`, `[kb]`, `[telemetry]`), the limits the backend
+//! `[embeddings]`, `[retriever]`, `[prompts]`, `[kb]`, `[telemetry]`, `[ui]`), the limits the backend
 //! sections share (`LimitsConfig`, one per section), the provider enums, the
 //! defaults, the keys as the file spells them, and what the rest of the
 //! crate reads from a `Config`: backend names, endpoints, API keys, the
@@ -121,17 +121,6 @@ pub struct Config {
     /// `[keys]`: remapped actions, checked by `parse`.
     #[serde(skip_serializing_if = "KeysConfig::is_empty")]
     pub keys: KeysConfig,
-}
-
-/// How the terminal is used.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct UiConfig {
-    /// Mouse capture: wheel scrolling and click-to-focus (off: the
-    /// terminal's own selection works).
-    pub mouse: bool,
-    /// Borders and glyphs in ASCII only.
-    pub ascii: bool,
 }
 
 /// `[keys]` as written: `action` or `context.action` -> its keys. `parse`
@@ -371,6 +360,31 @@ impl Default for TelemetryConfig {
     }
 }
 
+/// The terminal UI.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct UiConfig {
+    /// Mouse capture: wheel scrolling and click-to-focus (off: the
+    /// terminal's own selection works).
+    pub mouse: bool,
+    /// Borders and glyphs in ASCII only.
+    pub ascii: bool,
+    /// The largest message the input sends, in bytes; a longer one is
+    /// refused with a notice and stays in the input.
+    #[serde(with = "size_text")]
+    pub max_input: u64,
+}
+
+impl Default for UiConfig {
+    fn default() -> Self {
+        Self {
+            mouse: false,
+            ascii: false,
+            max_input: 100_000,
+        }
+    }
+}
+
 /// The limits that `[llm]`, `[embeddings]` and `[retriever]` share: retries,
 /// the circuit breaker, concurrency and rate. In the file they are keys of
 /// the section itself. serde's `flatten` cannot read them so (it loses
@@ -536,7 +550,7 @@ pub(super) const SECTIONS: &[Section] = &[
     },
     Section {
         name: "ui",
-        keys: &["mouse", "ascii"],
+        keys: &["mouse", "ascii", "max_input"],
         limits: false,
     },
 ];

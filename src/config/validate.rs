@@ -149,6 +149,10 @@ impl Config {
             add("kb", "fetch_timeout", "must be more than 0".into());
         }
 
+        if self.ui.max_input == 0 {
+            add("ui", "max_input", "must be more than 0 bytes".into());
+        }
+
         let tel = &self.telemetry;
         if let Err(e) = check_url(&tel.endpoint) {
             add("telemetry", "endpoint", e);

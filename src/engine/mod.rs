@@ -362,6 +362,24 @@ pub enum Input {
 pub struct Notice {
     pub text: String,
     pub is_error: bool,
+    /// Counts up with every notice set: the view times each one from when
+    /// it first saw its number (see `ui::NoticeClock`).
+    pub seq: u64,
+    /// While what it says is still true (see [`Engine::notice_holds`]).
+    pub holds: Holds,
+}
+
+/// How long a notice stays true, beyond its few seconds on screen.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Holds {
+    /// Until it times out.
+    Always,
+    /// "queued (depth N)": while the conversation's queue is N deep (it
+    /// goes when the queue drains or moves on).
+    QueueDepth {
+        conversation: ConversationId,
+        depth: usize,
+    },
 }
 
 /// Mutable views of a pipeline's target (see `Engine::target_mut`).
@@ -462,6 +480,8 @@ pub struct Engine {
     conversations: BTreeMap<ConversationId, Conversation>,
     scenarios: Vec<ScenarioEntry>,
     notice: Option<Notice>,
+    /// The number the last notice set was given.
+    notice_seq: u64,
     total_late_drops: u64,
     /// Expired requests whose calls are observed past their deadline, until
     /// they answer or their grace ends. Never live, never de-dup leaders.
@@ -512,6 +532,7 @@ impl Engine {
             conversations: BTreeMap::new(),
             scenarios: Vec::new(),
             notice: None,
+            notice_seq: 0,
             total_late_drops: 0,
             observed: HashMap::new(),
             summaries: Vec::new(),
@@ -818,10 +839,34 @@ impl Engine {
     /// Put a message in the status line (for errors found outside the engine,
     /// such as a bad command line).
     pub fn set_notice(&mut self, text: impl Into<String>, is_error: bool) {
+        self.set_notice_holding(text, is_error, Holds::Always);
+    }
+
+    /// A notice that goes as soon as `holds` is no longer true.
+    pub fn set_notice_holding(&mut self, text: impl Into<String>, is_error: bool, holds: Holds) {
+        self.notice_seq += 1;
+        let seq = self.notice_seq;
         self.notice = Some(Notice {
             text: text.into(),
             is_error,
+            seq,
+            holds,
         });
+    }
+
+    /// Whether what the notice says is still true (a notice that is
+    /// always true still times out in the view).
+    pub fn notice_holds(&self, notice: &Notice) -> bool {
+        match notice.holds {
+            Holds::Always => true,
+            Holds::QueueDepth {
+                conversation,
+                depth,
+            } => self
+                .conversations
+                .get(&conversation)
+                .is_some_and(|c| c.queue.len() == depth),
+        }
     }
 
     // ----- the one entry point ---------------------------------------------
@@ -1244,9 +1289,13 @@ impl Engine {
             conv.next_queue_number += 1;
             conv.queue.push_back(QueuedMessage { number, text, tag });
             let depth = conv.queue.len();
-            self.set_notice(
+            self.set_notice_holding(
                 format!("queued (depth {depth}): a reply is still running"),
                 false,
+                Holds::QueueDepth {
+                    conversation,
+                    depth,
+                },
             );
             return;
         }

@@ -185,6 +185,18 @@ pub enum Action {
     Resend,
     /// Zoom the focused pane to the whole screen, or back.
     Zoom,
+    /// Insert a newline in the input.
+    Newline,
+    /// In the input: a line up, or on the first line the previous input.
+    HistoryPrev,
+    /// In the input: a line down, or on the last line the next input.
+    HistoryNext,
+    /// Select the chat message above.
+    SelectPrev,
+    /// Select the chat message below.
+    SelectNext,
+    /// Copy what is selected or shown (to the clipboard, or via OSC 52).
+    Copy,
 }
 
 /// The placeholder number in `Action::OpenCitation(PRESSED)`: filled in
@@ -559,9 +571,17 @@ mod tests {
             map.action_for(Context::Input, press(KeyCode::BackTab, KeyModifiers::SHIFT)),
             Some(Action::FocusPrev)
         );
-        // Ctrl-J sends; plain j is text.
+        // Ctrl-J and Alt-Enter break the line, Enter sends; plain j is text.
         assert_eq!(
             map.action_for(Context::Input, press(KeyCode::Char('j'), ctrl)),
+            Some(Action::Newline)
+        );
+        assert_eq!(
+            map.action_for(Context::Input, press(KeyCode::Enter, KeyModifiers::ALT)),
+            Some(Action::Newline)
+        );
+        assert_eq!(
+            map.action_for(Context::Input, press(KeyCode::Enter, none)),
             Some(Action::Submit)
         );
         assert_eq!(
@@ -642,7 +662,7 @@ mod tests {
         );
         assert_eq!(
             map.hints(Context::Chat),
-            ["↑↓ scroll", "1-9 open citation", "q quit"]
+            ["↑↓ select", "y copy", "1-9 open citation", "q quit"]
         );
         assert_eq!(
             map.hints(Context::Scenarios),

@@ -51,6 +51,12 @@ pub const ACTION_NAMES: &[(&str, Action)] = &[
     ("sessions", Action::Sessions),
     ("resend", Action::Resend),
     ("zoom", Action::Zoom),
+    ("newline", Action::Newline),
+    ("history_prev", Action::HistoryPrev),
+    ("history_next", Action::HistoryNext),
+    ("select_prev", Action::SelectPrev),
+    ("select_next", Action::SelectNext),
+    ("copy", Action::Copy),
 ];
 
 impl Action {

@@ -16,6 +16,10 @@ use super::Context::{
 };
 use super::{Binding, Hint, Key, PRESSED, SlashCommand};
 
+const fn alt(code: KeyCode) -> Key {
+    Key::Chord(code, crossterm::event::KeyModifiers::ALT)
+}
+
 const fn k(code: KeyCode) -> Key {
     Key::plain(code)
 }
@@ -44,19 +48,25 @@ const fn b(
 #[rustfmt::skip]
 pub(super) const BINDINGS: &[Binding] = &[
     b(Global, &[ctrl('c')], A::Interrupt, "cancel the running reply; with nothing running, press twice to quit"),
-    b(Main, &[k(Tab)], A::FocusNext, "focus the next pane: input, chat, scenarios, lifecycle"),
+    b(Main, &[k(Tab)], A::FocusNext, "in the input, complete a /command or its argument when one fits; else focus the next pane: input, chat, scenarios, lifecycle"),
     b(Main, &[k(BackTab)], A::FocusPrev, "focus the previous pane"),
     b(Main, &[k(F(1))], A::Help, "open the help overlay"),
     b(Main, &[ctrl('o')], A::Sessions, "the session picker: type to filter, ↑↓ choose, Enter opens, Ctrl-R renames, Ctrl-D deletes, Esc closes"),
-    b(Input, &[k(Enter), ctrl('m'), ctrl('j')], A::Submit, "send the line: a question, a scenario request or a /command"),
+    b(Input, &[k(Enter), ctrl('m')], A::Submit, "send the input: a question, a scenario request or a /command"),
+    b(Input, &[alt(Enter), ctrl('j')], A::Newline, "insert a newline (Shift-Enter too, where the terminal reports it); the input grows to 6 lines, then scrolls"),
+    b(Input, &[k(Up)], A::HistoryPrev, "on the first line: the previous input of this session; else a line up"),
+    b(Input, &[k(Down)], A::HistoryNext, "on the last line: the next input (past the newest, what was typed); else a line down"),
     b(Input, &[k(Esc)], A::FocusChat, "focus the chat pane"),
     b(Panes, &[c('q')], A::Quit, "quit"),
     b(Panes, &[c('?')], A::Help, "open the help overlay"),
     b(Panes, &[c('i'), k(Esc)], A::FocusInput, "focus the input"),
     b(Panes, &[c('/')], A::StartCommand, "focus the input and type / to start a command"),
     b(Panes, &[c('z')], A::Zoom, "zoom the focused pane to the whole screen; again to go back"),
-    b(Chat, &[k(Up), c('k')], A::ScrollUp, "scroll back one line"),
-    b(Chat, &[k(Down), c('j')], A::ScrollDown, "scroll forward one line"),
+    b(Panes, &[c('y')], A::Copy, "copy the selected message, the shown scenario or the selected request (clipboard, else OSC 52)"),
+    b(Chat, &[k(Up)], A::SelectPrev, "select the message above (highlighted; y copies it)"),
+    b(Chat, &[k(Down)], A::SelectNext, "select the message below; past the newest, back to following"),
+    b(Chat, &[c('k')], A::ScrollUp, "scroll back one line"),
+    b(Chat, &[c('j')], A::ScrollDown, "scroll forward one line"),
     b(Chat, &[k(PgUp)], A::PageUp, "scroll back ten lines"),
     b(Chat, &[k(PgDn)], A::PageDown, "scroll forward ten lines"),
     b(Chat, &[k(Home), c('g')], A::Top, "oldest line"),
@@ -98,6 +108,7 @@ pub(super) const BINDINGS: &[Binding] = &[
     b(HelpOverlay, &[k(End), c('G')], A::Bottom, "to the end"),
     b(Citation, &[DIGIT], OpenCitation(PRESSED), "show the passage cited as [n] instead"),
     b(Citation, &[k(Esc), c('q'), k(Enter)], A::Close, "close the passage"),
+    b(Citation, &[c('y')], A::Copy, "copy the passage"),
     b(Detail, &[k(Up), c('k')], A::ScrollUp, "select the bar above; its events show beneath"),
     b(Detail, &[k(Down), c('j')], A::ScrollDown, "select the bar below"),
     b(Detail, &[c('w'), k(Backspace)], A::ReturnFromPipeline, "back to the reply or scenario a w jump came from"),
@@ -110,6 +121,7 @@ pub(super) const BINDINGS: &[Binding] = &[
     b(Search, &[k(End), c('G')], A::Bottom, "the last match, or the end of an open passage"),
     b(Search, &[k(Enter)], A::OpenPassage, "open the selected passage, its whole text"),
     b(Search, &[k(Esc), c('q')], A::Close, "back from an open passage to the results, else close"),
+    b(Search, &[c('y')], A::Copy, "copy the open (or selected) passage"),
 ];
 
 const fn cmd(
@@ -174,7 +186,8 @@ pub const HINTS: &[Hint] = &[
     hint(Input, &[A::Submit], "send"),
     hint(Input, &[A::FocusNext], "panes"),
     hint(Input, &[A::Help], "help"),
-    hint(Chat, &[A::ScrollUp, A::ScrollDown], "scroll"),
+    hint(Chat, &[A::SelectPrev, A::SelectNext], "select"),
+    hint(Chat, &[A::Copy], "copy"),
     hint(Chat, &[OpenCitation(PRESSED)], "open citation"),
     hint(Chat, &[A::Quit], "quit"),
     hint(Scenarios, &[A::PrevScenario, A::NextScenario], "pick"),

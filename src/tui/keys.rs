@@ -38,6 +38,11 @@ pub enum Action {
         file: Option<String>,
         redact: bool,
     },
+    /// List this directory (off the loop) for Tab completion, then
+    /// complete again.
+    ListDir(std::path::PathBuf),
+    /// Copy this (`y`): the loop writes it to the clipboard or the terminal.
+    Copy(Result<super::copy::Copied, String>),
     Quit,
 }
 
@@ -51,6 +56,17 @@ pub fn on_key(key: KeyEvent, view: &mut ViewState, engine: &Engine) -> Vec<Actio
         return actions;
     }
     let context = view.key_context();
+    // Shift-Enter arrives as Enter with Shift where the terminal reports
+    // it (keyboard enhancement); the table ignores Shift, so it is read
+    // here: a newline, like Alt-Enter.
+    if context == Context::Input
+        && key.code == KeyCode::Enter
+        && key.modifiers.contains(KeyModifiers::SHIFT)
+    {
+        view.quit_armed = false;
+        super::input::newline(view);
+        return Vec::new();
+    }
     let bound = view.keymap.action_for(context, key);
     if bound != Some(Bound::Interrupt) {
         view.quit_armed = false;
@@ -64,7 +80,13 @@ pub fn on_key(key: KeyEvent, view: &mut ViewState, engine: &Engine) -> Vec<Actio
     };
     match bound {
         Bound::Interrupt => return ctrl_c(view, engine),
+        Bound::FocusNext if context == Context::Input => return tab(view, engine, true),
         Bound::FocusNext => view.focus = view.focus.next(),
+        Bound::Newline => super::input::newline(view),
+        Bound::HistoryPrev => super::input::up(view, engine),
+        Bound::HistoryNext => super::input::down(view, engine),
+        Bound::SelectPrev | Bound::SelectNext => select_message(bound, view, engine),
+        Bound::Copy => return vec![Action::Copy(super::copy::what(context, view, engine))],
         Bound::FocusPrev => view.focus = view.focus.prev(),
         Bound::Help => view.help = true,
         Bound::Close => close_overlay(context, view),
@@ -469,8 +491,61 @@ fn chat_reply_request(
         .and_then(|m| m.request)
 }
 
+/// Tab in the input: complete a slash command, else move the focus.
+/// `may_list`: a missing directory listing may be asked for (not again
+/// after one came back).
+pub fn tab(view: &mut ViewState, engine: &Engine, may_list: bool) -> Vec<Action> {
+    use super::complete::Completion;
+    match super::complete::complete_input(view, engine) {
+        Completion::NotApplicable if may_list => view.focus = view.focus.next(),
+        Completion::NotApplicable | Completion::Done => {}
+        Completion::Candidates(names) => {
+            let shown: Vec<String> = names.iter().take(12).cloned().collect();
+            let more = names.len().saturating_sub(shown.len());
+            let mut text = shown.join("  ");
+            if more > 0 {
+                text.push_str(&format!("  (+{more})"));
+            }
+            return vec![Action::Notice(text, false)];
+        }
+        Completion::NeedDir(dir) if may_list => return vec![Action::ListDir(dir)],
+        Completion::NeedDir(_) => {}
+    }
+    Vec::new()
+}
+
+/// Up/Down in the chat: select the message above or below (from none,
+/// Up selects the newest); Down past the newest clears the selection and
+/// follows the newest again. The chat scrolls to show the selected one.
+fn select_message(action: Bound, view: &mut ViewState, engine: &Engine) {
+    let count = engine
+        .conversation(view.current)
+        .map_or(0, |c| c.messages.len());
+    let Some(last) = count.checked_sub(1) else {
+        view.chat_selected = None;
+        return;
+    };
+    view.chat_selected = match (action, view.chat_selected) {
+        (Bound::SelectPrev, None) => Some(last),
+        (Bound::SelectPrev, Some(i)) => Some(i.min(last).saturating_sub(1)),
+        (_, Some(i)) if i < last => Some(i + 1),
+        _ => None,
+    };
+    match view.chat_selected {
+        Some(i) => {
+            if let Ok(cache) = view.chat_cache.try_borrow() {
+                view.chat_scroll = cache.scroll_showing(i, view.chat_scroll);
+            }
+        }
+        None => view.chat_scroll = 0,
+    }
+}
+
 fn submit(view: &mut ViewState, engine: &Engine) -> Vec<Action> {
-    let text = view.input.lines().join(" ");
+    let text = super::input::text(view);
+    if let Some(why) = super::input::refused(text.len(), view.max_input) {
+        return vec![Action::Notice(why, true)];
+    }
     let parsed = match parse_line(&text) {
         Ok(Some(line)) => line,
         Ok(None) => return Vec::new(),
@@ -478,9 +553,14 @@ fn submit(view: &mut ViewState, engine: &Engine) -> Vec<Action> {
         Err(message) => return vec![Action::Notice(message, true)],
     };
     view.reset_input();
+    view.recall = super::input::Recall::default();
+    if !matches!(parsed, Line::Ask(_)) {
+        super::input::remember_sent(view, engine, text.trim().to_owned());
+    }
     let action = match parsed {
         Line::Ask(text) => {
             view.chat_scroll = 0;
+            view.chat_selected = None;
             Action::Engine(Command::Ask {
                 conversation: view.current,
                 text,
@@ -813,8 +893,8 @@ mod tests {
             on_key(key(code), &mut view, &engine);
             view.chat_scroll
         };
-        assert_eq!(press(KeyCode::Down), 0);
-        assert_eq!(press(KeyCode::Up), 1);
+        assert_eq!(press(KeyCode::Char('j')), 0);
+        assert_eq!(press(KeyCode::Char('k')), 1);
         assert_eq!(press(KeyCode::Char('k')), 2);
         assert_eq!(press(KeyCode::PageUp), 12);
         assert_eq!(press(KeyCode::PageUp), 20);
@@ -859,19 +939,25 @@ mod tests {
             &engine,
         );
         assert_eq!(view.chat_scroll, 1);
-        // Ctrl-J sends from the input; Ctrl-A is the text area's.
+        // Ctrl-J, Alt-Enter and Shift-Enter break the line; Enter sends
+        // the lines joined with newlines; Ctrl-A is the text area's.
         view.focus = Focus::Input;
         type_text(&mut view, &engine, "hi");
-        let actions = on_key(
+        for newline in [
             with(KeyCode::Char('j'), KeyModifiers::CONTROL),
-            &mut view,
-            &engine,
-        );
+            with(KeyCode::Enter, KeyModifiers::ALT),
+            with(KeyCode::Enter, KeyModifiers::SHIFT),
+        ] {
+            assert!(on_key(newline, &mut view, &engine).is_empty());
+        }
+        type_text(&mut view, &engine, "there");
+        assert_eq!(view.input.lines(), ["hi", "", "", "there"]);
+        let actions = on_key(key(KeyCode::Enter), &mut view, &engine);
         assert_eq!(
             actions,
             vec![Action::Engine(Command::Ask {
                 conversation: C,
-                text: "hi".into(),
+                text: "hi\n\n\nthere".into(),
                 tag: None,
             })]
         );

@@ -11,6 +11,9 @@
 //! 128 + N); SIGTSTP stops with the terminal restored, SIGCONT takes it
 //! again and redraws (see [`terminal`]).
 
+pub mod complete;
+pub mod copy;
+pub mod input;
 pub mod keys;
 pub mod mouse;
 pub mod search;
@@ -114,6 +117,14 @@ async fn run_inner(
         .open_conversation(view.current, view.session.clone(), Vec::new(), Vec::new());
     terminal.draw(|frame| ui::draw(frame, &driver.engine, &view, Instant::now().into_std()))?;
     let first_frame = started.elapsed();
+    // After the first frame: pasted text arrives as one event (never sent
+    // on its newlines). Terminals with the keyboard enhancement protocol
+    // report Shift-Enter once the query below has found it (its flags are
+    // pushed then). Both are undone on every way out.
+    if let Err(error) = terminal::enable_bracketed_paste() {
+        tracing::warn!(%error, "bracketed paste not enabled");
+    }
+    view.max_input = usize::try_from(config.ui.max_input).unwrap_or(usize::MAX);
     tracing::info!(
         first_frame_ms = first_frame.as_secs_f64() * 1e3,
         "first frame drawn"
@@ -157,6 +168,12 @@ async fn run_inner(
     let (problem_tx, mut problem_rx) = tokio::sync::mpsc::unbounded_channel::<String>();
     // Written traces: the notice to show.
     let (trace_tx, mut trace_rx) = tokio::sync::mpsc::unbounded_channel::<(String, bool)>();
+    // Directories listed for Tab completion, and what `y` copied through
+    // a clipboard tool (or why it could not be: OSC 52 then).
+    let (listing_tx, mut listing_rx) =
+        tokio::sync::mpsc::unbounded_channel::<(std::path::PathBuf, complete::Listing)>();
+    type CopyResult = (copy::Copied, Result<&'static str, String>);
+    let (copy_tx, mut copy_rx) = tokio::sync::mpsc::unbounded_channel::<CopyResult>();
     let mut data_version: Option<i64> = None;
     let mut poll = tokio::time::interval(Duration::from_secs(1));
     poll.set_missed_tick_behavior(MissedTickBehavior::Skip);
@@ -172,6 +189,10 @@ async fn run_inner(
     loop {
         let busy = driver.engine.is_busy();
         let frame_at = last_draw + FRAME;
+        // The notice on screen times out then: wake to draw without it.
+        let notice_expiry = view
+            .notices
+            .expiry(&driver.engine, Instant::now().into_std());
         tokio::select! {
             supported = async { match keyboard_query.as_mut() { Some(q) => q.await, None => std::future::pending().await } }, if keyboard_query.is_some() => {
                 keyboard_query = None;
@@ -275,8 +296,35 @@ async fn run_inner(
                                 });
                                 driver.engine.set_notice("writing the trace...", false);
                             }
+                            Action::ListDir(dir) => {
+                                let tx = listing_tx.clone();
+                                tokio::task::spawn_blocking(move || {
+                                    let listing = complete::list_dir(&dir);
+                                    let _ = tx.send((dir, listing));
+                                });
+                            }
+                            Action::Copy(Err(why)) => driver.engine.set_notice(why, true),
+                            Action::Copy(Ok(copied)) => {
+                                // Finding and running a tool touches the
+                                // disk: the blocking pool does it.
+                                let tx = copy_tx.clone();
+                                tokio::task::spawn_blocking(move || {
+                                    let env = |k: &str| std::env::var(k).ok();
+                                    let result = match copy::clipboard_tool(&env, &copy::on_path) {
+                                        Some((tool, args)) => copy::run_tool(tool, args, &copied.text).map(|()| tool),
+                                        None => Err(String::new()),
+                                    };
+                                    let _ = tx.send((copied, result));
+                                });
+                            }
                             Action::Quit => return Ok(leave(&mut driver, Exit::Quit)),
                         }
+                    }
+                    dirty = true;
+                }
+                Some(Ok(Event::Paste(text))) => {
+                    if let Some((notice, is_error)) = input::paste(&text, &mut view) {
+                        driver.engine.set_notice(notice, is_error);
                     }
                     dirty = true;
                 }
@@ -321,6 +369,30 @@ async fn run_inner(
                 on_session_event(event, &mut sessions, &mut view, &mut driver, &problem_tx, &mut session_unavailable, &mut data_version);
                 dirty = true;
             }
+            Some((dir, listing)) = listing_rx.recv() => {
+                view.dir_cache.insert(dir, listing);
+                for action in keys::tab(&mut view, &driver.engine, false) {
+                    if let Action::Notice(text, is_error) = action {
+                        driver.engine.set_notice(text, is_error);
+                    }
+                }
+                dirty = true;
+            }
+            Some((copied, result)) = copy_rx.recv() => {
+                let how = match result {
+                    Ok(tool) => tool.to_owned(),
+                    Err(why) => {
+                        if !why.is_empty() {
+                            tracing::warn!(%why, "clipboard tool failed; OSC 52 instead");
+                        }
+                        // Between frames, through the terminal's writer.
+                        copy::write_osc52(terminal.backend_mut(), &copied.text)?;
+                        "OSC 52".to_owned()
+                    }
+                };
+                driver.engine.set_notice(copied.notice(&how), false);
+                dirty = true;
+            }
             Some((notice, is_error)) = trace_rx.recv() => {
                 driver.engine.set_notice(notice, is_error);
                 dirty = true;
@@ -337,6 +409,7 @@ async fn run_inner(
                 }
             }
             _ = tick.tick(), if busy => dirty = true,
+            () = tokio::time::sleep_until(notice_expiry.map_or(frame_at, Instant::from_std)), if notice_expiry.is_some() => dirty = true,
             () = tokio::time::sleep_until(frame_at), if dirty => {}
             // Returning is the quit path: the caller restores the
             // terminal, and dropping the loop's state drains every save
@@ -359,6 +432,8 @@ async fn run_inner(
             dirty = true;
         }
         if dirty && Instant::now() >= last_draw + FRAME {
+            view.notices
+                .observe(&driver.engine, Instant::now().into_std());
             terminal
                 .draw(|frame| ui::draw(frame, &driver.engine, &view, Instant::now().into_std()))?;
             last_draw = Instant::now();

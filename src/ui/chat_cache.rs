@@ -128,6 +128,10 @@ pub struct ChatCache {
     /// The messages on screen in the last frame (for keys that act on
     /// what is shown: `w` jumps to the pipeline of the lowest reply).
     shown: std::ops::Range<usize>,
+    /// The last frame's pane height and tail rows (for keys that scroll a
+    /// selected message into view).
+    height: usize,
+    tail_rows: usize,
 }
 
 impl std::fmt::Debug for ChatCache {
@@ -206,6 +210,9 @@ pub struct ChatContent<'a> {
     pub theme: &'a Theme,
     /// Renders one message; must depend only on the message and `theme`.
     pub render: RenderMessage<'a>,
+    /// The selected message: its first line is marked `▶ ` in `theme.selected`
+    /// (at draw time: the cached lines stay unmarked).
+    pub selected: Option<usize>,
 }
 
 impl ChatCache {
@@ -222,6 +229,27 @@ impl ChatCache {
     /// How many messages hold rendered lines now.
     pub fn cached(&self) -> usize {
         self.with_lines
+    }
+
+    /// The scroll (rows up from the bottom, as `draw` takes it) that shows
+    /// message `index`, moving as little as possible from `up`: its top
+    /// row when it is taller than the pane. `up` unchanged when the last
+    /// frame did not have the message.
+    pub fn scroll_showing(&self, index: usize, up: usize) -> usize {
+        let Some(entry) = self.entries.get(index) else {
+            return up;
+        };
+        let total = self.message_rows() + self.tail_rows;
+        let max = total.saturating_sub(self.height);
+        let top = max.saturating_sub(up.min(max));
+        let new_top = if entry.start < top || entry.rows > self.height {
+            entry.start
+        } else if entry.start + entry.rows > top + self.height {
+            entry.start + entry.rows - self.height
+        } else {
+            top
+        };
+        max.saturating_sub(new_top.min(max))
     }
 
     fn reset(&mut self, width: u16, theme: &Theme) {
@@ -317,6 +345,7 @@ impl ChatCache {
             tail,
             theme,
             render,
+            selected,
         } = content;
         self.frame += 1;
         self.sync(messages, area.width, theme, render);
@@ -353,12 +382,21 @@ impl ChatCache {
             }
         }
         self.shown = first..last;
+        self.height = usize::from(area.height);
+        self.tail_rows = super::markdown::wrapped_rows(&tail, self.width);
         let skip = top - self.entries.get(first).map_or(above_tail, |e| e.start);
-        let mut lines: Vec<Line<'_>> = self.entries[first..last]
-            .iter()
-            .flat_map(|e| e.lines.iter().flat_map(Rendered::lines))
-            .map(borrowed)
-            .collect();
+        let mut lines: Vec<Line<'_>> = Vec::new();
+        for (i, entry) in self.entries.iter().enumerate().take(last).skip(first) {
+            let mut own = entry.lines.iter().flat_map(Rendered::lines).map(borrowed);
+            if selected == Some(i)
+                && let Some(header) = own.next()
+            {
+                let mut spans = vec![Span::styled("▶ ", theme.selected)];
+                spans.extend(header.spans);
+                lines.push(Line::from(spans).patch_style(theme.selected));
+            }
+            lines.extend(own);
+        }
         if above_tail < bottom {
             lines.extend(tail.iter().map(borrowed));
         }
@@ -526,6 +564,7 @@ mod tests {
                     tail: tail.to_vec(),
                     theme,
                     render: &render,
+                    selected: None,
                 };
                 max = cache.draw(f, f.area(), content, up);
             })

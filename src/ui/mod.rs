@@ -16,6 +16,7 @@ pub mod chat_cache;
 mod help;
 pub mod lifecycle_view;
 pub mod markdown;
+pub mod notice;
 mod panes;
 pub mod search;
 pub mod sessions;
@@ -198,6 +199,9 @@ pub struct ViewState {
     pub search_seq: u64,
     /// Chat: lines scrolled up from the newest.
     pub chat_scroll: usize,
+    /// Chat: the selected message (Up/Down with the chat focused; `y`
+    /// copies it). `None`: nothing selected.
+    pub chat_selected: Option<usize>,
     /// Scenarios: the one shown (`None` follows the newest).
     pub scenario_selected: Option<usize>,
     pub scenario_scroll: usize,
@@ -227,6 +231,16 @@ pub struct ViewState {
     pub zoom: bool,
     /// Borders and glyphs in ASCII only (`--ascii`, `[ui] ascii`).
     pub ascii: bool,
+    /// When the notice in the input's border goes (the loop observes).
+    pub notices: notice::NoticeClock,
+    /// Lines sent this run that are not chat messages, for recalling.
+    pub sent_lines: Vec<crate::tui::input::SentLine>,
+    /// An earlier input being recalled with Up/Down.
+    pub recall: crate::tui::input::Recall,
+    /// `[ui] max_input`: the largest message sent, in bytes.
+    pub max_input: usize,
+    /// Directories listed (off the loop) for Tab completion.
+    pub dir_cache: std::collections::HashMap<std::path::PathBuf, crate::tui::complete::Listing>,
 }
 
 impl ViewState {
@@ -247,6 +261,7 @@ impl ViewState {
             pending_delete: None,
             search_seq: 0,
             chat_scroll: 0,
+            chat_selected: None,
             scenario_selected: None,
             scenario_scroll: 0,
             lifecycle_selected: 0,
@@ -262,6 +277,11 @@ impl ViewState {
             chat_cache: RefCell::default(),
             zoom: false,
             ascii: false,
+            notices: notice::NoticeClock::default(),
+            sent_lines: Vec::new(),
+            recall: crate::tui::input::Recall::default(),
+            max_input: 100_000,
+            dir_cache: std::collections::HashMap::new(),
         };
         view.reset_input();
         view
@@ -408,7 +428,7 @@ impl ScreenLayout {
         }
         let [main, input, status] = Layout::vertical([
             Constraint::Min(8),
-            Constraint::Length(3),
+            Constraint::Length(input_height(view)),
             Constraint::Length(1),
         ])
         .areas(area);
@@ -486,7 +506,7 @@ fn draw_screen(frame: &mut Frame, engine: &Engine, view: &ViewState, now: Instan
     if !lifecycle_area.is_empty() {
         panes::lifecycle(frame, lifecycle_area, engine, view, now);
     }
-    input(frame, input_area, engine, view);
+    input(frame, input_area, engine, view, now);
     status_bar(frame, status_area, engine, view);
 
     if let Some(open) = &view.waterfall {
@@ -536,10 +556,20 @@ pub(crate) fn pane_block<'a>(title: &'a str, focused: bool, theme: &Theme) -> Bl
         .title(Span::styled(format!(" {title} "), theme.title))
 }
 
-fn input(frame: &mut Frame, area: Rect, engine: &Engine, view: &ViewState) {
+/// The most lines the input shows; past them it scrolls.
+pub const INPUT_MAX_ROWS: u16 = 6;
+
+/// The input's height with its border: it grows with its lines up to
+/// [`INPUT_MAX_ROWS`].
+fn input_height(view: &ViewState) -> u16 {
+    let rows = u16::try_from(view.input.lines().len()).unwrap_or(u16::MAX);
+    rows.clamp(1, INPUT_MAX_ROWS) + 2
+}
+
+fn input(frame: &mut Frame, area: Rect, engine: &Engine, view: &ViewState, now: Instant) {
     let focused = view.focus == Focus::Input;
     let mut block = pane_block("Input", focused, &view.theme);
-    if let Some(notice) = engine.notice() {
+    if let Some(notice) = view.notices.visible(engine, now) {
         let style = if notice.is_error {
             view.theme.error
         } else {
@@ -560,11 +590,15 @@ fn input(frame: &mut Frame, area: Rect, engine: &Engine, view: &ViewState) {
     }
     let inner = block.inner(area);
     frame.render_widget(block, area);
-    let mut textarea = view.input.clone();
-    if !focused {
+    if focused {
+        // Drawn in place (no copy of what may be a large paste); it keeps
+        // its scroll position between frames.
+        frame.render_widget(&view.input, inner);
+    } else {
+        let mut textarea = view.input.clone();
         textarea.set_cursor_style(Style::default());
+        frame.render_widget(&textarea, inner);
     }
-    frame.render_widget(&textarea, inner);
 }
 
 fn status_bar(frame: &mut Frame, area: Rect, engine: &Engine, view: &ViewState) {

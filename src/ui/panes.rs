@@ -71,6 +71,7 @@ pub(super) fn chat(frame: &mut Frame, area: Rect, engine: &Engine, view: &ViewSt
         tail,
         theme: t,
         render: &render,
+        selected: view.chat_selected,
     };
     let max = match view.chat_cache.try_borrow_mut() {
         Ok(mut cache) => cache.draw(frame, inner, content, view.chat_scroll),
