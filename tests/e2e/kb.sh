@@ -125,10 +125,19 @@ tmux send-keys -t "$session" Tab   # chat pane: ? opens the help from a pane
 sleep 0.2
 tmux send-keys -t "$session" "?"
 wait_for "Esc, q or \? closes this help" 5
-wait_for "/kb add PATH\.\.\. +add files, folders or URLs" 2
-# /kb search is the next row, below the fold at 120x40: scroll ten rows.
-tmux send-keys -t "$session" PageDown
-wait_for "/kb search QUERY +search the knowledge base in use" 2
+# The slash commands are near the end of a help taller than the screen:
+# page down until each row shows (a bounded number of pages).
+page_to() {
+  local pattern=$1 i
+  for ((i = 0; i < 12; i++)); do
+    screen | grep -Eq -- "$pattern" && return 0
+    tmux send-keys -t "$session" PageDown
+    sleep 0.2
+  done
+  wait_for "$pattern" 2
+}
+page_to "/kb add PATH\.\.\. +add files, folders or URLs"
+page_to "/kb search QUERY +search the knowledge base in use"
 tmux send-keys -t "$session" Escape
 wait_gone "closes this help" 5
 
