@@ -737,7 +737,7 @@ impl Engine {
             calls: self.calls.len(),
             dedup: self.dedup.len(),
             followers: self.followers.len(),
-            waiting: self.backends.values().map(|b| b.waiting.len()).sum(),
+            waiting: self.backends.values().map(Backend::fifo_len).sum(),
             summaries: self.summaries.len(),
         }
     }
@@ -763,14 +763,10 @@ impl Engine {
             _ => None,
         });
         let backends = self.backends.values().flat_map(|b| {
-            let token = if b.waiting.is_empty() || !b.has_slot() {
-                None
-            } else {
-                b.bucket
-                    .as_ref()
-                    .and_then(|bucket| bucket.next_token_time())
-            };
-            b.breaker.next_change().into_iter().chain(token)
+            b.breaker
+                .next_change()
+                .into_iter()
+                .chain(b.next_token_time())
         });
         let flush = self
             .summaries_since
