@@ -436,11 +436,18 @@ impl Engine {
             return;
         };
         let parent = request.parent;
-        if let DeadlinePolicy::Streaming { idle, .. } = request.policy {
-            request.deadline = Some(now + idle);
-        }
-        if request.phase != Phase::Streaming {
+        let idle = match request.policy {
+            DeadlinePolicy::Streaming { idle, .. } => Some(idle),
+            _ => None,
+        };
+        let first = request.phase != Phase::Streaming;
+        if first {
             request.phase = Phase::Streaming;
+        }
+        if let Some(idle) = idle {
+            self.registry.set_deadline(id, Some(now + idle));
+        }
+        if first {
             self.registry.record(id, now, EventKind::FirstToken);
         }
         let Some(parent) = parent else {
@@ -558,6 +565,7 @@ impl Engine {
                 let until = now + delay;
                 if let Some(r) = self.registry.live_mut(id) {
                     r.phase = Phase::Retrying { until };
+                    self.retrying.insert((until, r.seq, id));
                 }
                 if let Some(b) = self.backends.get_mut(&backend) {
                     b.metrics.retries += 1;
@@ -625,12 +633,15 @@ impl Engine {
     /// Everything time makes due: breakers leaving Open, deadlines, retries
     /// whose backoff is over, rate tokens for waiting requests.
     pub(super) fn advance(&mut self, now: Instant, fx: &mut Vec<Effect>) {
-        let names: Vec<String> = self.backends.keys().cloned().collect();
-        for name in &names {
-            if let Some(b) = self.backends.get_mut(name) {
-                let t = b.breaker.tick(now);
-                self.publish(name, t, now);
-            }
+        // Nothing is allocated here unless something changes: this runs
+        // twice per input.
+        let transitions: Vec<(String, Transition)> = self
+            .backends
+            .iter_mut()
+            .filter_map(|(name, b)| b.breaker.tick(now).map(|t| (name.clone(), t)))
+            .collect();
+        for (name, t) in transitions {
+            self.publish(&name, Some(t), now);
         }
         self.expire(now, fx);
         let mut graces: Vec<(Instant, RequestId)> = self
@@ -643,17 +654,25 @@ impl Engine {
         for (_, id) in graces {
             self.abandon(id, now, fx);
         }
-        let mut due: Vec<(u64, RequestId)> = self
-            .registry
-            .live_requests()
-            .filter(|r| matches!(r.phase, Phase::Retrying { until } if until <= now))
-            .map(|r| (r.seq, r.id))
-            .collect();
+        let mut due: Vec<(u64, RequestId)> = Vec::new();
+        while let Some(&(until, seq, id)) = self.retrying.first()
+            && until <= now
+        {
+            self.retrying.pop_first();
+            due.push((seq, id));
+        }
         due.sort();
         for (_, id) in due {
             self.admit(id, false, now, fx);
         }
-        for name in &names {
+        // A backend with nobody waiting has nothing to hand out.
+        let waiting: Vec<String> = self
+            .backends
+            .iter()
+            .filter(|(_, b)| b.waiting_len() > 0)
+            .map(|(name, _)| name.clone())
+            .collect();
+        for name in &waiting {
             self.pump(name, now, fx);
         }
     }
@@ -737,6 +756,7 @@ impl Engine {
             return;
         };
         let phase = request.phase.clone();
+        let seq = request.seq;
         let backend = request.backend.clone();
         let kind = request.kind;
         let deadline = request.deadline.unwrap_or(now);
@@ -753,6 +773,9 @@ impl Engine {
             });
         }
         let running = matches!(phase, Phase::Dispatched | Phase::Streaming);
+        if let Phase::Retrying { until } = phase {
+            self.retrying.remove(&(until, seq, id));
+        }
         self.release_slot(id);
         let abort = running && matches!(outcome, Outcome::TimedOut | Outcome::Cancelled);
         let cancelled = outcome == Outcome::Cancelled;

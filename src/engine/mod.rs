@@ -460,6 +460,9 @@ pub struct Engine {
     /// Expired requests whose calls are observed past their deadline, until
     /// they answer or their grace ends. Never live, never de-dup leaders.
     observed: HashMap<RequestId, Observed>,
+    /// Live requests waiting out a retry's backoff, by when it ends: exactly
+    /// the live requests in `Phase::Retrying { until }`.
+    retrying: std::collections::BTreeSet<(Instant, u64, RequestId)>,
     /// Finished requests' summaries waiting for the next batch.
     summaries: Vec<RequestSummary>,
     /// When the oldest of `summaries` was added.
@@ -508,6 +511,7 @@ impl Engine {
             notice: None,
             total_late_drops: 0,
             observed: HashMap::new(),
+            retrying: std::collections::BTreeSet::new(),
             summaries: Vec::new(),
             summaries_since: None,
             context: Vec::new(),
@@ -758,10 +762,7 @@ impl Engine {
     /// retry's backoff ending, a breaker's open period ending, a rate token
     /// for a waiting request, or a batch of request summaries falling due.
     pub fn next_deadline(&self) -> Option<Instant> {
-        let retries = self.registry.live_requests().filter_map(|r| match r.phase {
-            Phase::Retrying { until } => Some(until),
-            _ => None,
-        });
+        let retries = self.retrying.first().map(|(until, _, _)| *until);
         let backends = self.backends.values().flat_map(|b| {
             b.breaker
                 .next_change()
