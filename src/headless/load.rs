@@ -152,7 +152,7 @@ struct BackendLoad {
 }
 
 /// Everything the run counts, fed by the engine's lifecycle events.
-#[derive(Debug)]
+#[derive(Debug, Default)]
 pub struct LoadStats {
     latencies: BTreeMap<Stage, Histogram<u64>>,
     /// Pipelines ended, by outcome label.
@@ -168,23 +168,6 @@ pub struct LoadStats {
     backends: BTreeMap<String, BackendLoad>,
     /// Conversations whose turn ended (closed by the loop).
     ended_conversations: Vec<ConversationId>,
-}
-
-impl Default for LoadStats {
-    fn default() -> Self {
-        Self {
-            latencies: BTreeMap::new(),
-            outcomes: BTreeMap::new(),
-            pipelines_ended: 0,
-            retries: 0,
-            breaker_trips: 0,
-            late_arrivals: 0,
-            errors: HashMap::new(),
-            out_of_descriptors: 0,
-            backends: BTreeMap::new(),
-            ended_conversations: Vec::new(),
-        }
-    }
 }
 
 impl LoadStats {
@@ -366,6 +349,16 @@ pub struct Summary {
     pub out_of_descriptors: u64,
     pub backends: BTreeMap<String, BackendSummary>,
     pub bottleneck: Bottleneck,
+    /// This process's peak resident memory (Linux), in MB.
+    pub peak_rss_mb: Option<f64>,
+}
+
+/// `VmHWM` of this process, where /proc has it.
+fn peak_rss_mb() -> Option<f64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let kb: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kb / 1024.0)
 }
 
 fn ms(us: u64) -> f64 {
@@ -480,6 +473,7 @@ impl Summary {
             out_of_descriptors: stats.out_of_descriptors,
             backends,
             bottleneck,
+            peak_rss_mb: peak_rss_mb(),
         }
     }
 }
@@ -548,6 +542,9 @@ pub fn render(s: &Summary) -> String {
         "  retries {} · breaker trips {} · late arrivals {}",
         s.retries, s.breaker_trips, s.late_arrivals
     );
+    if let Some(mb) = s.peak_rss_mb {
+        let _ = writeln!(out, "  peak memory: {mb:.1} MB");
+    }
     let _ = writeln!(out, "\nLatency (completed, ms):");
     let _ = writeln!(
         out,
