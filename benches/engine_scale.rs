@@ -86,8 +86,9 @@ impl Driver {
             t0,
             inputs: 0,
             pipelines: 0,
-            // Distinct prompts: identical retrievals would be joined.
-            prompts: (0..4_096)
+            // Distinct prompts among the live pipelines (the last `live`
+            // submitted): identical live retrievals would be joined.
+            prompts: (0..(2 * live + 1_024))
                 .map(|i| format!("the keep at dawn {i}"))
                 .collect(),
             passages: vec![Passage {
@@ -116,7 +117,7 @@ impl Driver {
             Step::Submit => {
                 let n = self.pipelines;
                 self.pipelines += 1;
-                let prompt = self.prompts[(n % 4_096) as usize].clone();
+                let prompt = self.prompts[(n % self.prompts.len() as u64) as usize].clone();
                 let fx = self.input(Input::Command(Command::Scenario {
                     conversation: C,
                     prompt,
@@ -224,8 +225,9 @@ fn memory_child(retained: usize, live: usize) {
         eprintln!("footprint: {f:?}");
         black_box(&driver.engine);
     } else {
-        let driver = Driver::new(10_000, 1);
-        black_box(&driver.engine);
+        let t0 = Instant::now();
+        let engine = Engine::new(config(10_000, 1), t0, SystemTime::UNIX_EPOCH, 7);
+        black_box(&engine);
     }
     println!("{}", vm("VmHWM:").unwrap_or(0));
 }
