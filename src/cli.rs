@@ -117,6 +117,30 @@ pub enum Cmd {
         #[command(flatten)]
         trace: TraceArgs,
     },
+    /// Load-test the configured stack: run N pipelines, C at a time, through the configured backends and their limits, then print throughput, latency per stage, outcomes and errors.
+    Load {
+        /// Pipelines to run (default 100 without --duration; with it, as many as the duration allows).
+        #[arg(short = 'n', long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
+        requests: Option<u64>,
+        /// Pipelines in flight at once.
+        #[arg(short = 'c', long, value_name = "C", default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..=100_000))]
+        concurrency: u64,
+        /// Stop after this long, e.g. `30s` or `2m` (whichever of N and D ends first).
+        #[arg(short = 'z', long, value_name = "D", value_parser = parse_duration)]
+        duration: Option<Duration>,
+        /// What each pipeline is: a question (retrieve, chat) or a scenario (retrieve, generate).
+        #[arg(long, value_enum, default_value = "ask")]
+        kind: crate::headless::load::LoadKind,
+        /// Prompts to use in turn, one per line (default: questions about the sample lore).
+        #[arg(long, value_name = "FILE")]
+        prompts: Option<PathBuf>,
+        /// Show a progress bar instead of the live lifecycle view.
+        #[arg(long)]
+        no_tui: bool,
+        /// Print the summary as one JSON document.
+        #[arg(long)]
+        json: bool,
+    },
     /// Manage knowledge bases: add your documents, search, list, sync, evaluate.
     Kb {
         #[command(subcommand)]

@@ -132,6 +132,40 @@ fn main() -> ExitCode {
                 };
                 headless::run(job, cfg, &config, kb, json, session, trace, input.context).await
             }
+            Some(Cmd::Load {
+                requests,
+                concurrency,
+                duration,
+                kind,
+                prompts,
+                no_tui,
+                json,
+            }) => {
+                let prompts = match prompts {
+                    Some(path) => match headless::load::read_prompts(&path) {
+                        Ok(prompts) => prompts,
+                        Err(error) => {
+                            eprintln!("loreweave: {}", one_line(&format!("{error:#}")));
+                            return Ok(ExitCode::from(EXIT_USAGE));
+                        }
+                    },
+                    None => headless::load::DEFAULT_PROMPTS
+                        .iter()
+                        .map(|p| (*p).to_owned())
+                        .collect(),
+                };
+                let opts = headless::load::LoadOptions {
+                    requests,
+                    concurrency: usize::try_from(concurrency).unwrap_or(usize::MAX),
+                    duration,
+                    kind,
+                    prompts,
+                    tui: !no_tui,
+                    json,
+                };
+                let kb = app::open_kb(&config, &cli.global);
+                headless::load::run(opts, cfg, &config, kb).await
+            }
             Some(Cmd::Kb { action }) => headless::kb::run(action, kb_context).await,
             Some(Cmd::Config { .. } | Cmd::ExtractPdf { .. } | Cmd::Sessions { .. }) => {
                 Ok(ExitCode::SUCCESS)

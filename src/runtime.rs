@@ -25,6 +25,9 @@ use crate::domain::{BackendError, ChaosMode};
 use crate::engine::request::RequestId;
 use crate::engine::{Call, Effect, Engine, Input};
 
+/// The task table is never pruned below this size.
+const PRUNE_FLOOR: usize = 64;
+
 /// The backends the runtime can call, by the name the engine uses.
 #[derive(Default, Clone)]
 pub struct Backends {
@@ -53,6 +56,10 @@ pub struct Runtime {
     backends: Backends,
     tx: mpsc::UnboundedSender<Input>,
     tasks: HashMap<RequestId, AbortHandle>,
+    /// `tasks` is pruned of finished tasks when it reaches this size (then
+    /// set to twice what is left): amortised O(1) per dispatch, however
+    /// many calls are in flight.
+    prune_at: usize,
     /// Where conversations are saved, when they are.
     persister: Option<crate::persist::Persister>,
     /// Ingests run on the blocking pool, where aborting the task does not
@@ -73,6 +80,7 @@ impl Runtime {
                 backends,
                 tx,
                 tasks: HashMap::new(),
+                prune_at: PRUNE_FLOOR,
                 persister: None,
                 cancels: HashMap::new(),
                 export_dir,
@@ -156,8 +164,11 @@ impl Runtime {
     }
 
     fn dispatch(&mut self, id: RequestId, backend: String, call: Call) {
-        self.tasks.retain(|_, handle| !handle.is_finished());
-        self.cancels.retain(|id, _| self.tasks.contains_key(id));
+        if self.tasks.len() >= self.prune_at {
+            self.tasks.retain(|_, handle| !handle.is_finished());
+            self.cancels.retain(|id, _| self.tasks.contains_key(id));
+            self.prune_at = (2 * self.tasks.len()).max(PRUNE_FLOOR);
+        }
         let tx = self.tx.clone();
         let chaos = Chaos::roll(self.chaos.get(&backend).copied(), &mut self.rng);
         let handle = match call {

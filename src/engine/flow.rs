@@ -4,9 +4,11 @@
 //! parent's pipeline on.
 //!
 //! Invariants kept here: a request holds a slot exactly while it is
-//! `Dispatched` or `Streaming`; it is in its backend's `waiting` FIFO exactly
-//! while it is `Queued` for a slot or a token; `finish` is the only way out
-//! and releases both; a result is applied only to a live request.
+//! `Dispatched` or `Streaming`; it is in its backend's FIFO exactly while it
+//! is `Queued` for a slot or a token; `finish` is the only way out and
+//! releases both; a result is applied only to a live request. The slot
+//! count, the FIFO and the observed-call cap are the backend's own
+//! ([`super::limits::Backend`]): this file asks it, never reaches in.
 
 use std::time::{Duration, Instant};
 
@@ -14,7 +16,8 @@ use rand::Rng;
 use ulid::Ulid;
 
 use super::breaker::{Admission, Transition};
-use super::event::{EventKind, FallbackTo, LateAfter, QueueReason};
+use super::event::{EventKind, FallbackTo, LateAfter};
+use super::limits::Gate;
 use super::request::{DeadlinePolicy, Kind, Outcome, Phase, Request, RequestId, millis};
 use super::retry::Decision;
 use super::workspace::{ConversationId, MessageStatus, ScenarioStatus};
@@ -140,8 +143,7 @@ impl Engine {
         };
         if expired {
             if from_queue {
-                b.waiting.push_front(id);
-                b.metrics.queued += 1;
+                b.enqueue(id, true);
             }
             return;
         }
@@ -155,28 +157,9 @@ impl Engine {
         let Some(b) = self.backends.get_mut(&backend) else {
             return;
         };
-        let behind_others = !from_queue && !b.waiting.is_empty();
-        let slot = b.has_slot();
-        let token =
-            slot && !behind_others && b.bucket.as_mut().is_none_or(|bucket| bucket.try_take(now));
-        if behind_others || !slot || !token {
-            let reason = if !slot || behind_others {
-                QueueReason::Slots {
-                    busy: b.metrics.in_flight,
-                    limit: b.policy.concurrency,
-                }
-            } else {
-                QueueReason::RateLimit {
-                    per_minute: b.policy.rate_per_minute.unwrap_or_default(),
-                }
-            };
+        if let Gate::Wait(reason) = b.gate(from_queue, now) {
             let why = EventKind::Queued { reason };
-            if from_queue {
-                b.waiting.push_front(id);
-            } else {
-                b.waiting.push_back(id);
-            }
-            b.metrics.queued += 1;
+            b.enqueue(id, from_queue);
             if let Some(r) = self.registry.live_mut(id) {
                 r.phase = Phase::Queued;
             }
@@ -203,29 +186,25 @@ impl Engine {
             let Some(b) = self.backends.get_mut(backend) else {
                 return;
             };
-            let Some(&head) = b.waiting.front() else {
+            let Some(head) = b.head() else {
                 return;
             };
             if !self.registry.is_live(head) {
-                b.waiting.pop_front();
-                b.metrics.queued = b.metrics.queued.saturating_sub(1);
+                // `finish` withdraws what ends; this only guards the FIFO.
+                let registry = &self.registry;
+                b.drop_dead(|id| registry.is_live(id));
                 continue;
             }
-            let rejecting = b.breaker.is_rejecting();
-            if !rejecting && !b.has_slot() {
+            if !b.head_may_start(now) {
                 return;
             }
-            if !rejecting && b.bucket.as_mut().is_some_and(|bucket| !bucket.ready(now)) {
-                return;
-            }
-            b.waiting.pop_front();
-            b.metrics.queued = b.metrics.queued.saturating_sub(1);
+            b.dequeue();
             self.admit(head, true, now, fx);
             // admit put it back: no progress is possible now.
             if self
                 .backends
-                .get(backend)
-                .is_some_and(|b| b.waiting.front() == Some(&head))
+                .get_mut(backend)
+                .is_some_and(|b| b.head() == Some(head))
             {
                 return;
             }
@@ -247,7 +226,7 @@ impl Engine {
         self.registry
             .record(id, now, EventKind::Dispatched { attempt });
         if let Some(b) = self.backends.get_mut(&backend) {
-            b.metrics.in_flight += 1;
+            b.acquire();
         }
         fx.push(Effect::Dispatch { id, backend, call });
     }
@@ -457,11 +436,18 @@ impl Engine {
             return;
         };
         let parent = request.parent;
-        if let DeadlinePolicy::Streaming { idle, .. } = request.policy {
-            request.deadline = Some(now + idle);
-        }
-        if request.phase != Phase::Streaming {
+        let idle = match request.policy {
+            DeadlinePolicy::Streaming { idle, .. } => Some(idle),
+            _ => None,
+        };
+        let first = request.phase != Phase::Streaming;
+        if first {
             request.phase = Phase::Streaming;
+        }
+        if let Some(idle) = idle {
+            self.registry.set_deadline(id, Some(now + idle));
+        }
+        if first {
             self.registry.record(id, now, EventKind::FirstToken);
         }
         let Some(parent) = parent else {
@@ -579,6 +565,7 @@ impl Engine {
                 let until = now + delay;
                 if let Some(r) = self.registry.live_mut(id) {
                     r.phase = Phase::Retrying { until };
+                    self.retrying.insert((until, r.seq, id));
                 }
                 if let Some(b) = self.backends.get_mut(&backend) {
                     b.metrics.retries += 1;
@@ -646,12 +633,15 @@ impl Engine {
     /// Everything time makes due: breakers leaving Open, deadlines, retries
     /// whose backoff is over, rate tokens for waiting requests.
     pub(super) fn advance(&mut self, now: Instant, fx: &mut Vec<Effect>) {
-        let names: Vec<String> = self.backends.keys().cloned().collect();
-        for name in &names {
-            if let Some(b) = self.backends.get_mut(name) {
-                let t = b.breaker.tick(now);
-                self.publish(name, t, now);
-            }
+        // Nothing is allocated here unless something changes: this runs
+        // twice per input.
+        let transitions: Vec<(String, Transition)> = self
+            .backends
+            .iter_mut()
+            .filter_map(|(name, b)| b.breaker.tick(now).map(|t| (name.clone(), t)))
+            .collect();
+        for (name, t) in transitions {
+            self.publish(&name, Some(t), now);
         }
         self.expire(now, fx);
         let mut graces: Vec<(Instant, RequestId)> = self
@@ -664,17 +654,25 @@ impl Engine {
         for (_, id) in graces {
             self.abandon(id, now, fx);
         }
-        let mut due: Vec<(u64, RequestId)> = self
-            .registry
-            .live_requests()
-            .filter(|r| matches!(r.phase, Phase::Retrying { until } if until <= now))
-            .map(|r| (r.seq, r.id))
-            .collect();
+        let mut due: Vec<(u64, RequestId)> = Vec::new();
+        while let Some(&(until, seq, id)) = self.retrying.first()
+            && until <= now
+        {
+            self.retrying.pop_first();
+            due.push((seq, id));
+        }
         due.sort();
         for (_, id) in due {
             self.admit(id, false, now, fx);
         }
-        for name in &names {
+        // A backend with nobody waiting has nothing to hand out.
+        let waiting: Vec<String> = self
+            .backends
+            .iter()
+            .filter(|(_, b)| b.waiting_len() > 0)
+            .map(|(name, _)| name.clone())
+            .collect();
+        for name in &waiting {
             self.pump(name, now, fx);
         }
     }
@@ -740,7 +738,7 @@ impl Engine {
         if matches!(request.phase, Phase::Dispatched | Phase::Streaming)
             && let Some(b) = self.backends.get_mut(&request.backend)
         {
-            b.metrics.in_flight = b.metrics.in_flight.saturating_sub(1);
+            b.release();
         }
     }
 
@@ -758,6 +756,7 @@ impl Engine {
             return;
         };
         let phase = request.phase.clone();
+        let seq = request.seq;
         let backend = request.backend.clone();
         let kind = request.kind;
         let deadline = request.deadline.unwrap_or(now);
@@ -774,6 +773,9 @@ impl Engine {
             });
         }
         let running = matches!(phase, Phase::Dispatched | Phase::Streaming);
+        if let Phase::Retrying { until } = phase {
+            self.retrying.remove(&(until, seq, id));
+        }
         self.release_slot(id);
         let abort = running && matches!(outcome, Outcome::TimedOut | Outcome::Cancelled);
         let cancelled = outcome == Outcome::Cancelled;
@@ -793,11 +795,8 @@ impl Engine {
             return;
         }
         if let Some(b) = self.backends.get_mut(&backend) {
-            if phase == Phase::Queued
-                && let Some(pos) = b.waiting.iter().position(|w| *w == id)
-            {
-                b.waiting.remove(pos);
-                b.metrics.queued = b.metrics.queued.saturating_sub(1);
+            if phase == Phase::Queued {
+                b.withdraw(id);
             }
             if cancelled {
                 b.breaker.on_abandon(id);
@@ -831,13 +830,9 @@ impl Engine {
             return Effect::Abort { id };
         };
         let policy = b.policy;
-        let observe = *outcome == Outcome::TimedOut
-            && policy.late_policy == super::limits::LatePolicy::Observe
-            && b.metrics.observing < u64::from(policy.late_observe_max);
-        if !observe {
+        if *outcome != Outcome::TimedOut || !b.try_observe() {
             return Effect::Abort { id };
         }
-        b.metrics.observing += 1;
         let until = now + policy.late_grace;
         self.observed.insert(
             id,
@@ -876,8 +871,7 @@ impl Engine {
         };
         let late_by = now.saturating_duration_since(observed.deadline);
         if let Some(b) = self.backends.get_mut(&observed.backend) {
-            b.metrics.observing = b.metrics.observing.saturating_sub(1);
-            b.metrics.record_late_arrival(late_by);
+            b.observation_ended(Some(late_by));
         }
         self.total_late_drops += 1;
         self.registry.note_ended(
@@ -903,8 +897,7 @@ impl Engine {
             return;
         };
         if let Some(b) = self.backends.get_mut(&observed.backend) {
-            b.metrics.observing = b.metrics.observing.saturating_sub(1);
-            b.metrics.late_abandoned += 1;
+            b.observation_ended(None);
         }
         self.registry.note_ended(
             id,

@@ -1,11 +1,15 @@
 //! Per-backend admission: concurrency slots, an optional rate limit (a token
-//! bucket over `now`), the FIFO of requests waiting for either, the breaker,
-//! the retry policy and the metrics. The engine owns one `Backend` per name.
+//! bucket over `now`), the FIFO of requests waiting for either, the cap on
+//! observed late calls, the breaker, the retry policy and the metrics. The
+//! engine owns one `Backend` per name and goes through its methods
+//! (`gate`, `enqueue`, `dequeue`, `withdraw`, `acquire`, `release`,
+//! `drop_dead`); the invariants are stated on [`Backend`].
 
-use std::collections::VecDeque;
+use std::collections::{HashSet, VecDeque};
 use std::time::{Duration, Instant};
 
 use super::breaker::Breaker;
+use super::event::QueueReason;
 use super::metrics::BackendMetrics;
 use super::request::RequestId;
 use super::retry::RetryPolicy;
@@ -162,15 +166,47 @@ impl TokenBucket {
     }
 }
 
+/// Whether a request may start now, as far as slots and rate go (the
+/// breaker is asked separately: its answer has a transition to publish).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Gate {
+    /// A slot is free and a rate token was taken: start it.
+    Go,
+    /// It must wait in the FIFO, for this reason.
+    Wait(QueueReason),
+}
+
+/// One backend's admission state: its slots, its rate bucket, its FIFO of
+/// waiting requests and its observed late calls; plus its breaker, its
+/// policy and its metrics.
+///
+/// Invariants (kept by the methods, never by callers reaching in):
+/// `busy` counts the slots handed out by [`Backend::acquire`] and not yet
+/// given back by [`Backend::release`], and never exceeds the concurrency
+/// limit through `acquire` after [`Backend::gate`] said `Go`; a request is
+/// waiting exactly while it is in `members`; `waiting` holds every member
+/// once, in FIFO order, plus tombstones of members withdrawn from the
+/// middle (dropped when they reach the head, or all at once when they
+/// outnumber the members), so withdrawing costs O(1). `metrics.in_flight`
+/// and `metrics.queued` are gauges mirroring `busy` and `members.len()`;
+/// they are for display, never for decisions.
 #[derive(Debug, Clone)]
 pub struct Backend {
     pub policy: BackendPolicy,
     pub breaker: Breaker,
-    pub bucket: Option<TokenBucket>,
-    /// Requests waiting for a slot or a token, oldest first.
-    pub waiting: VecDeque<RequestId>,
     pub metrics: BackendMetrics,
+    bucket: Option<TokenBucket>,
+    /// Requests waiting for a slot or a token, oldest first (with tombstones).
+    waiting: VecDeque<RequestId>,
+    /// The requests waiting now.
+    members: HashSet<RequestId>,
+    /// Slots held now: the admission counter.
+    busy: usize,
 }
+
+/// Tombstones tolerated in the FIFO beyond the number of members before it
+/// is compacted.
+const TOMBSTONE_SLACK: usize = 64;
 
 impl Backend {
     pub fn new(policy: BackendPolicy) -> Self {
@@ -178,14 +214,181 @@ impl Backend {
             breaker: Breaker::new(policy.breaker_failures, policy.breaker_open),
             bucket: policy.rate_per_minute.map(TokenBucket::per_minute),
             waiting: VecDeque::new(),
+            members: HashSet::new(),
+            busy: 0,
             metrics: BackendMetrics::default(),
             policy,
         }
     }
 
+    fn limit(&self) -> usize {
+        self.policy.concurrency.max(1)
+    }
+
+    /// Whether a concurrency slot is free.
     pub fn has_slot(&self) -> bool {
-        usize::try_from(self.metrics.in_flight).unwrap_or(usize::MAX)
-            < self.policy.concurrency.max(1)
+        self.busy < self.limit()
+    }
+
+    /// Slots held now.
+    pub fn busy(&self) -> usize {
+        self.busy
+    }
+
+    /// Requests waiting now.
+    pub fn waiting_len(&self) -> usize {
+        self.members.len()
+    }
+
+    /// Entries in the FIFO, tombstones included (its memory footprint).
+    pub fn fifo_len(&self) -> usize {
+        self.waiting.len()
+    }
+
+    /// Whether `id` waits in this backend's FIFO.
+    pub fn is_waiting(&self, id: RequestId) -> bool {
+        self.members.contains(&id)
+    }
+
+    /// Slots and rate for a request about to start: `Go` takes a rate token
+    /// (the caller then dispatches and calls [`Backend::acquire`]); `Wait`
+    /// says why it must queue. A newcomer (`from_queue` false) never
+    /// overtakes requests already waiting.
+    pub fn gate(&mut self, from_queue: bool, now: Instant) -> Gate {
+        let behind_others = !from_queue && !self.members.is_empty();
+        let slot = self.has_slot();
+        let token = slot
+            && !behind_others
+            && self
+                .bucket
+                .as_mut()
+                .is_none_or(|bucket| bucket.try_take(now));
+        if slot && !behind_others && token {
+            return Gate::Go;
+        }
+        Gate::Wait(if !slot || behind_others {
+            QueueReason::Slots {
+                busy: self.busy as u64,
+                limit: self.policy.concurrency,
+            }
+        } else {
+            QueueReason::RateLimit {
+                per_minute: self.policy.rate_per_minute.unwrap_or_default(),
+            }
+        })
+    }
+
+    /// Put `id` in the FIFO: at the back, or back at the front when it was
+    /// the head and could not start after all.
+    pub fn enqueue(&mut self, id: RequestId, front: bool) {
+        if !self.members.insert(id) {
+            return;
+        }
+        if front {
+            self.waiting.push_front(id);
+        } else {
+            self.waiting.push_back(id);
+        }
+        self.metrics.queued = self.members.len() as u64;
+    }
+
+    /// The oldest waiting request (tombstones at the head are dropped).
+    pub fn head(&mut self) -> Option<RequestId> {
+        while let Some(&id) = self.waiting.front() {
+            if self.members.contains(&id) {
+                return Some(id);
+            }
+            self.waiting.pop_front();
+        }
+        None
+    }
+
+    /// Take the oldest waiting request out of the FIFO.
+    pub fn dequeue(&mut self) -> Option<RequestId> {
+        let id = self.head()?;
+        self.waiting.pop_front();
+        self.members.remove(&id);
+        self.metrics.queued = self.members.len() as u64;
+        Some(id)
+    }
+
+    /// Take `id` out of the FIFO wherever it is (it ended while waiting).
+    /// Returns whether it was waiting.
+    pub fn withdraw(&mut self, id: RequestId) -> bool {
+        if !self.members.remove(&id) {
+            return false;
+        }
+        self.metrics.queued = self.members.len() as u64;
+        if self.waiting.len() > 2 * self.members.len() + TOMBSTONE_SLACK {
+            self.compact();
+        }
+        true
+    }
+
+    /// Drop what is no longer live: waiting requests `is_live` denies are
+    /// withdrawn, and tombstones go.
+    pub fn drop_dead(&mut self, is_live: impl Fn(RequestId) -> bool) {
+        self.members.retain(|id| is_live(*id));
+        self.compact();
+    }
+
+    fn compact(&mut self) {
+        let members = &self.members;
+        self.waiting.retain(|id| members.contains(id));
+        self.metrics.queued = self.members.len() as u64;
+    }
+
+    /// Whether the head of the FIFO may be handed to admission now: a slot
+    /// and a rate token are there, or the breaker rejects (admission then
+    /// short-circuits it, which needs neither). Nothing is taken.
+    pub fn head_may_start(&mut self, now: Instant) -> bool {
+        if self.breaker.is_rejecting() {
+            return true;
+        }
+        self.has_slot() && self.bucket.as_mut().is_none_or(|bucket| bucket.ready(now))
+    }
+
+    /// When a waiting request could next get a rate token, if one is what
+    /// it waits for (requests wait and a slot is free).
+    pub fn next_token_time(&self) -> Option<Instant> {
+        if self.members.is_empty() || !self.has_slot() {
+            return None;
+        }
+        self.bucket.as_ref().and_then(TokenBucket::next_token_time)
+    }
+
+    /// A call starts: it holds a slot until [`Backend::release`].
+    pub fn acquire(&mut self) {
+        self.busy += 1;
+        self.metrics.in_flight = self.busy as u64;
+    }
+
+    /// A call's slot is given back.
+    pub fn release(&mut self) {
+        self.busy = self.busy.saturating_sub(1);
+        self.metrics.in_flight = self.busy as u64;
+    }
+
+    /// A timed-out call may run on, observed, if the policy observes late
+    /// calls and fewer than `late_observe_max` are observed now; if so it
+    /// counts as observed until [`Backend::observation_ended`].
+    pub fn try_observe(&mut self) -> bool {
+        let observe = self.policy.late_policy == LatePolicy::Observe
+            && self.metrics.observing < u64::from(self.policy.late_observe_max);
+        if observe {
+            self.metrics.observing += 1;
+        }
+        observe
+    }
+
+    /// An observed call answered (`late_by` past its deadline), or its grace
+    /// ran out (`None`).
+    pub fn observation_ended(&mut self, late_by: Option<Duration>) {
+        self.metrics.observing = self.metrics.observing.saturating_sub(1);
+        match late_by {
+            Some(late_by) => self.metrics.record_late_arrival(late_by),
+            None => self.metrics.late_abandoned += 1,
+        }
     }
 }
 
@@ -205,5 +408,66 @@ mod tests {
         let mut fast = TokenBucket::per_minute(600); // 10/s, burst 10
         let granted = (0..20).filter(|_| fast.try_take(t0)).count();
         assert_eq!(granted, 10);
+    }
+
+    fn rid(n: u128) -> RequestId {
+        RequestId(ulid::Ulid(n))
+    }
+
+    #[test]
+    fn backend_owns_its_slots_and_fifo() {
+        let t0 = Instant::now();
+        let mut b = Backend::new(BackendPolicy::with_concurrency(1));
+        assert_eq!(b.gate(false, t0), Gate::Go);
+        b.acquire();
+        assert_eq!((b.busy(), b.metrics.in_flight), (1, 1));
+        assert_eq!(
+            b.gate(false, t0),
+            Gate::Wait(QueueReason::Slots { busy: 1, limit: 1 })
+        );
+        for n in 1..=3 {
+            b.enqueue(rid(n), false);
+        }
+        // A withdrawn member leaves a tombstone that the head skips.
+        assert!(b.withdraw(rid(1)));
+        assert!(!b.withdraw(rid(1)));
+        assert_eq!((b.waiting_len(), b.metrics.queued), (2, 2));
+        assert!(!b.head_may_start(t0), "no slot is free");
+        b.release();
+        assert_eq!(b.metrics.in_flight, 0);
+        assert!(b.head_may_start(t0));
+        assert_eq!(b.dequeue(), Some(rid(2)));
+        // Back at the front when it could not start after all.
+        b.enqueue(rid(2), true);
+        assert_eq!(b.head(), Some(rid(2)));
+        b.drop_dead(|id| id != rid(2));
+        assert_eq!(b.head(), Some(rid(3)));
+        assert_eq!((b.waiting_len(), b.fifo_len()), (1, 1));
+    }
+
+    #[test]
+    fn withdrawn_requests_do_not_pile_up_in_the_fifo() {
+        let mut b = Backend::new(BackendPolicy::with_concurrency(1));
+        b.enqueue(rid(0), false);
+        for n in 1..10_000 {
+            b.enqueue(rid(n), false);
+            assert!(b.withdraw(rid(n)));
+        }
+        assert_eq!(b.waiting_len(), 1);
+        assert!(b.fifo_len() <= 2 + TOMBSTONE_SLACK + 1, "{}", b.fifo_len());
+    }
+
+    #[test]
+    fn observed_calls_are_capped() {
+        let mut b = Backend::new(BackendPolicy {
+            late_observe_max: 1,
+            ..BackendPolicy::retrieval()
+        });
+        assert!(b.try_observe());
+        assert!(!b.try_observe(), "over the cap: aborted");
+        b.observation_ended(Some(Duration::from_millis(5)));
+        assert_eq!((b.metrics.observing, b.metrics.late_arrivals), (0, 1));
+        let mut chat = Backend::new(BackendPolicy::chat());
+        assert!(!chat.try_observe(), "chat aborts late calls");
     }
 }

@@ -486,6 +486,9 @@ pub struct Engine {
     /// Expired requests whose calls are observed past their deadline, until
     /// they answer or their grace ends. Never live, never de-dup leaders.
     observed: HashMap<RequestId, Observed>,
+    /// Live requests waiting out a retry's backoff, by when it ends: exactly
+    /// the live requests in `Phase::Retrying { until }`.
+    retrying: std::collections::BTreeSet<(Instant, u64, RequestId)>,
     /// Finished requests' summaries waiting for the next batch.
     summaries: Vec<RequestSummary>,
     /// When the oldest of `summaries` was added.
@@ -535,6 +538,7 @@ impl Engine {
             notice_seq: 0,
             total_late_drops: 0,
             observed: HashMap::new(),
+            retrying: std::collections::BTreeSet::new(),
             summaries: Vec::new(),
             summaries_since: None,
             context: Vec::new(),
@@ -764,7 +768,7 @@ impl Engine {
             calls: self.calls.len(),
             dedup: self.dedup.len(),
             followers: self.followers.len(),
-            waiting: self.backends.values().map(|b| b.waiting.len()).sum(),
+            waiting: self.backends.values().map(Backend::fifo_len).sum(),
             summaries: self.summaries.len(),
         }
     }
@@ -785,19 +789,12 @@ impl Engine {
     /// retry's backoff ending, a breaker's open period ending, a rate token
     /// for a waiting request, or a batch of request summaries falling due.
     pub fn next_deadline(&self) -> Option<Instant> {
-        let retries = self.registry.live_requests().filter_map(|r| match r.phase {
-            Phase::Retrying { until } => Some(until),
-            _ => None,
-        });
+        let retries = self.retrying.first().map(|(until, _, _)| *until);
         let backends = self.backends.values().flat_map(|b| {
-            let token = if b.waiting.is_empty() || !b.has_slot() {
-                None
-            } else {
-                b.bucket
-                    .as_ref()
-                    .and_then(|bucket| bucket.next_token_time())
-            };
-            b.breaker.next_change().into_iter().chain(token)
+            b.breaker
+                .next_change()
+                .into_iter()
+                .chain(b.next_token_time())
         });
         let flush = self
             .summaries_since

@@ -39,6 +39,10 @@ pub struct Registry {
     /// Retained requests with a parent that are not listed under a retained
     /// root, by `seq`.
     detached: BTreeSet<(u64, RequestId)>,
+    /// Live requests with a deadline, soonest first: expiry and the next
+    /// wake-up cost O(log n), not a scan of every live request. A live
+    /// request's deadline changes only through [`Registry::set_deadline`].
+    deadlines: BTreeSet<(Instant, u64, RequestId)>,
     events: VecDeque<LifecycleEvent>,
     events_cap: usize,
     /// Every event since the last [`Registry::take_tapped`], when a trace
@@ -59,6 +63,7 @@ impl Registry {
             evicted: 0,
             roots: BTreeSet::new(),
             detached: BTreeSet::new(),
+            deadlines: BTreeSet::new(),
             events: VecDeque::new(),
             events_cap: 2_000,
             tap: None,
@@ -88,7 +93,28 @@ impl Registry {
                 }
             }
         }
+        if let Some(deadline) = request.deadline {
+            self.deadlines.insert((deadline, request.seq, request.id));
+        }
         self.live.insert(request.id, request);
+    }
+
+    /// Move a live request's deadline (a stream's idle deadline after each
+    /// token).
+    pub fn set_deadline(&mut self, id: RequestId, deadline: Option<Instant>) {
+        let Some(request) = self.live.get_mut(&id) else {
+            return;
+        };
+        if request.deadline == deadline {
+            return;
+        }
+        if let Some(old) = request.deadline {
+            self.deadlines.remove(&(old, request.seq, id));
+        }
+        if let Some(new) = deadline {
+            self.deadlines.insert((new, request.seq, id));
+        }
+        request.deadline = deadline;
     }
 
     pub fn is_live(&self, id: RequestId) -> bool {
@@ -171,16 +197,16 @@ impl Registry {
 
     /// The earliest deadline among live requests.
     pub fn next_deadline(&self) -> Option<Instant> {
-        self.live.values().filter_map(|r| r.deadline).min()
+        self.deadlines.first().map(|(deadline, _, _)| *deadline)
     }
 
     /// Live requests whose deadline is at or before `now`, oldest first.
     pub fn expired(&self, now: Instant) -> Vec<RequestId> {
         let mut ids: Vec<(u64, RequestId)> = self
-            .live
-            .values()
-            .filter(|r| r.deadline.is_some_and(|d| d <= now))
-            .map(|r| (r.seq, r.id))
+            .deadlines
+            .iter()
+            .take_while(|(deadline, _, _)| *deadline <= now)
+            .map(|(_, seq, id)| (*seq, *id))
             .collect();
         ids.sort();
         ids.into_iter().map(|(_, id)| id).collect()
@@ -209,6 +235,9 @@ impl Registry {
     /// or `None` when it was not live (then nothing changes).
     pub fn finish(&mut self, id: RequestId, outcome: Outcome, now: Instant) -> Option<&Request> {
         let mut request = self.live.remove(&id)?;
+        if let Some(deadline) = request.deadline {
+            self.deadlines.remove(&(deadline, request.seq, id));
+        }
         let what = EventKind::Final {
             outcome: outcome.clone(),
         };

@@ -4,6 +4,7 @@
 //! lifecycle event, then the result, then per-backend metrics.
 
 pub mod kb;
+pub mod load;
 pub mod sessions;
 pub mod stdin;
 

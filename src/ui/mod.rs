@@ -545,6 +545,18 @@ fn too_small(frame: &mut Frame, area: Rect, view: &ViewState) {
     );
 }
 
+/// The request-lifecycle pane alone, in `area` (`loreweave load`'s live
+/// view).
+pub fn draw_lifecycle(
+    frame: &mut Frame,
+    area: ratatui::layout::Rect,
+    engine: &Engine,
+    view: &ViewState,
+    now: Instant,
+) {
+    panes::lifecycle(frame, area, engine, view, now);
+}
+
 pub(crate) fn pane_block<'a>(title: &'a str, focused: bool, theme: &Theme) -> Block<'a> {
     Block::default()
         .borders(Borders::ALL)
