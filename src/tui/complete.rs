@@ -67,9 +67,10 @@ fn sessions(view: &ViewState, engine: &Engine) -> Vec<String> {
         .conversations()
         .map(|(_, c)| c.name.clone())
         .collect();
-    for s in view.picker.iter().flat_map(|p| p.sessions.iter().flatten()) {
-        if !names.contains(&s.name) {
-            names.push(s.name.clone());
+    let listed = view.picker.iter().flat_map(|p| p.sessions.iter().flatten());
+    for name in listed.map(|s| &s.name).chain(&view.session_names) {
+        if !names.contains(name) {
+            names.push(name.clone());
         }
     }
     names
@@ -307,6 +308,12 @@ mod tests {
         assert_eq!(
             tab(v, &engine, "/session open a").1,
             "/session open ashford "
+        );
+        // A stored session not open in this run completes too.
+        v.session_names = vec!["winter-campaign".into()];
+        assert_eq!(
+            tab(v, &engine, "/session delete wi").1,
+            "/session delete winter-campaign "
         );
         assert_eq!(tab(v, &engine, "/kb u").1, "/kb use ");
         assert_eq!(

@@ -514,6 +514,8 @@ fn on_session_event(
             if let Some(notice) = notice {
                 driver.engine.set_notice(notice, true);
             }
+            // For completing /session open|rename|delete NAME.
+            let _ = sessions.names();
         }
         SessionEvent::Unavailable(why) => {
             *unavailable = true;
@@ -572,8 +574,13 @@ fn on_session_event(
                 view.session = name.clone();
             }
             engine.set_notice(format!("renamed to {name:?}"), false);
+            let _ = sessions.names();
         }
-        SessionEvent::Deleted(report) => engine.set_notice(report.message(), false),
+        SessionEvent::Deleted(report) => {
+            engine.set_notice(report.message(), false);
+            let _ = sessions.names();
+        }
+        SessionEvent::Names(names) => view.session_names = names,
         SessionEvent::Exported(path) => {
             engine.set_notice(format!("session exported to {}", path.display()), false)
         }

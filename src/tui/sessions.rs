@@ -40,6 +40,8 @@ pub enum SessionEvent {
         result: Result<u64, String>,
     },
     Listed(Vec<SessionSummary>),
+    /// Every session's name, for Tab completion.
+    Names(Vec<String>),
     Renamed {
         conversation: ConversationId,
         name: String,
@@ -281,6 +283,20 @@ impl Sessions {
                 }
                 Err(why) => SessionEvent::Problem(why),
             },
+        )
+    }
+
+    /// Every session's name (for Tab completion), read off the loop.
+    pub fn names(&self) -> Result<(), String> {
+        self.run(
+            |db| {
+                Ok(db
+                    .list_sessions()?
+                    .into_iter()
+                    .map(|s| s.name)
+                    .collect::<Vec<_>>())
+            },
+            Self::problem_or(SessionEvent::Names),
         )
     }
 

@@ -241,6 +241,8 @@ pub struct ViewState {
     pub max_input: usize,
     /// Directories listed (off the loop) for Tab completion.
     pub dir_cache: std::collections::HashMap<std::path::PathBuf, crate::tui::complete::Listing>,
+    /// Every stored session's name, as last read (for Tab completion).
+    pub session_names: Vec<String>,
 }
 
 impl ViewState {
@@ -282,6 +284,7 @@ impl ViewState {
             recall: crate::tui::input::Recall::default(),
             max_input: 100_000,
             dir_cache: std::collections::HashMap::new(),
+            session_names: Vec::new(),
         };
         view.reset_input();
         view
