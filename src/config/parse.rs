@@ -458,15 +458,16 @@ fn read_keys(text: &str, table: &DeTable<'_>, header: usize) -> (KeysConfig, Vec
                 .any(|a| a.id() == action)
                 && given.iter().any(|k| k.overlaps(conflict.key))
         });
+        // Where they meet, when that is not already named.
+        let place = if conflict.context == conflict.first.0 && conflict.context == conflict.second.0
+        {
+            String::new()
+        } else {
+            format!(" (in {})", conflict.context.id())
+        };
         let (at, message) = match culprit {
-            Some((name, at, _)) => (
-                *at,
-                format!("[keys] {name}: {conflict} (in {})", conflict.context.id()),
-            ),
-            None => (
-                header,
-                format!("[keys]: {conflict} (in {})", conflict.context.id()),
-            ),
+            Some((name, at, _)) => (*at, format!("[keys] {name}: {conflict}{place}")),
+            None => (header, format!("[keys]: {conflict}{place}")),
         };
         if !diagnostics
             .iter()
