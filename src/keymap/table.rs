@@ -72,7 +72,7 @@ pub(super) const BINDINGS: &[Binding] = &[
     b(Chat, &[k(Home), c('g')], A::Top, "oldest line"),
     b(Chat, &[k(End), c('G')], A::Bottom, "newest line"),
     b(Chat, &[DIGIT], OpenCitation(PRESSED), "open the passage cited as [n] by the newest reply with lore"),
-    b(Chat, &[c('w')], A::OpenPipeline, "the waterfall of the pipeline behind the lowest reply on screen"),
+    b(Chat, &[c('w')], A::OpenPipeline, "the waterfall of the pipeline behind the selected message (else the lowest reply on screen)"),
     b(Chat, &[c('s')], A::Resend, "send the messages left unsent when loreweave stopped (as /resend)"),
     b(Scenarios, &[k(Left), c('h')], A::PrevScenario, "show the previous scenario"),
     b(Scenarios, &[k(Right), c('l')], A::NextScenario, "show the next scenario"),

@@ -458,13 +458,21 @@ fn open_pipeline(context: Context, view: &mut ViewState, engine: &Engine) -> Vec
     Vec::new()
 }
 
-/// The request behind the lowest reply the chat shows (the newest reply
-/// when the chat has not been drawn yet), if it has one.
+/// The request behind the selected message (a question: the reply that
+/// answers it), else behind the lowest reply the chat shows (the newest
+/// reply when the chat has not been drawn yet), if it has one.
 fn chat_reply_request(
     view: &ViewState,
     engine: &Engine,
 ) -> Option<crate::engine::request::RequestId> {
     let messages = &engine.conversation(view.current)?.messages;
+    if let Some(selected) = view.chat_selected.filter(|&i| i < messages.len()) {
+        return messages[selected..]
+            .iter()
+            .take(2)
+            .find(|m| m.role == Role::Assistant)
+            .and_then(|m| m.request);
+    }
     let shown = view
         .chat_cache
         .try_borrow()
@@ -1351,6 +1359,11 @@ mod tests {
         draw(&view, &engine, 80, 20);
         on_key(key(KeyCode::Char('w')), &mut view, &engine);
         assert_eq!(view.waterfall.map(|w| w.root), Some(turn(&engine, 0)));
+        on_key(key(KeyCode::Char('w')), &mut view, &engine);
+        // A selected message wins: the second question leads to its reply.
+        view.chat_selected = Some(2);
+        on_key(key(KeyCode::Char('w')), &mut view, &engine);
+        assert_eq!(view.waterfall.map(|w| w.root), Some(turn(&engine, 1)));
     }
 
     #[test]
