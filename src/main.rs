@@ -8,14 +8,16 @@ use loreweave::cli::{Cli, Cmd, ConfigCmd};
 use loreweave::headless::{self, Job, stdin};
 use loreweave::sanitize::one_line;
 use loreweave::tui::{self, Exit};
-use loreweave::{app, config, logging};
+use loreweave::{app, config, logging, startup};
 
 /// Bad usage or a bad config, as clap reports bad flags.
 const EXIT_USAGE: u8 = 2;
 
 fn main() -> ExitCode {
-    let started = std::time::Instant::now();
+    // Each start-up step is timed (`start-up steps` in the log).
+    let started = startup::begin();
     let cli = Cli::parse();
+    startup::mark("flags");
     // The PDF extractor child: before config and logging, which it needs not.
     if let Some(Cmd::ExtractPdf { path, max_memory }) = &cli.command {
         return loreweave::kb::loaders::extract_pdf_command(path, *max_memory);
@@ -46,6 +48,7 @@ fn main() -> ExitCode {
             return ExitCode::from(EXIT_USAGE);
         }
     };
+    startup::mark("config");
     let log_dir = logging::log_dir();
     // A log that cannot be opened must not stop the tool; say so on stderr
     // before any screen is drawn.
@@ -59,6 +62,7 @@ fn main() -> ExitCode {
             None
         }
     };
+    startup::mark("logging");
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -70,6 +74,7 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    startup::mark("runtime");
     let cfg = app::engine_config(&config, &cli.global);
     if !matches!(cli.command, Some(Cmd::Kb { .. }))
         && let Err(error) = app::check_kb(&config, &cli.global)
@@ -84,6 +89,7 @@ fn main() -> ExitCode {
             return ExitCode::from(EXIT_USAGE);
         }
     };
+    startup::mark("knowledge-base checks");
     let result = runtime.block_on(async {
         match cli.command {
             None => {

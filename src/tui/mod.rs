@@ -57,9 +57,12 @@ pub async fn run(
     // The handlers first: no signal may find the terminal raw with its
     // default action still in place.
     let mut signals = terminal::Signals::new()?;
+    crate::startup::mark("signal handlers");
     let mut tui = terminal::enter()?;
+    crate::startup::mark("terminal modes");
     let result = run_inner(&mut tui, &mut signals, cfg, config, open_kb, started).await;
     terminal::restore();
+    crate::startup::print_pending();
     result
 }
 
@@ -72,6 +75,7 @@ async fn run_inner(
     started: std::time::Instant,
 ) -> anyhow::Result<Exit> {
     let mut view = ViewState::new(Theme::from_env(), FIRST_CONVERSATION);
+    crate::startup::mark("view state");
     // The first frame goes out before any index work starts.
     // Backends are plugged in right after it; no input is handled before.
     let mut driver = crate::app::driver(cfg, crate::runtime::Backends::default());
@@ -84,7 +88,10 @@ async fn run_inner(
     driver
         .engine
         .open_conversation(view.current, view.session.clone(), Vec::new(), Vec::new());
+    crate::startup::mark("engine and trace recorder");
     terminal.draw(|frame| ui::draw(frame, &driver.engine, &view, Instant::now().into_std()))?;
+    crate::startup::mark("first frame");
+    crate::startup::report();
     let first_frame = started.elapsed();
     tracing::info!(
         first_frame_ms = first_frame.as_secs_f64() * 1e3,

@@ -1,0 +1,98 @@
+//! Start-up step timings: what runs between process start and the TUI's
+//! first frame, each step's share measured, so that the start-up bench
+//! (`scripts/bench-startup`) can say where the time goes.
+//!
+//! The binary calls [`begin`] first thing and [`mark`] after each step; the
+//! TUI calls [`report`] once its first frame is out, which logs one line
+//! (`start-up steps`) and, with `LOREWEAVE_STARTUP_TIMINGS` set, keeps the
+//! same line for [`print_pending`] to write to stderr once the terminal is
+//! restored (stderr is the screen before that).
+//!
+//! Invariants: marks are cheap (a clock read and a push under an
+//! uncontended lock, at most [`MAX_MARKS`] of them); nothing here can fail
+//! or change behaviour; without [`begin`] every call is a no-op.
+
+use std::sync::{Mutex, OnceLock};
+use std::time::{Duration, Instant};
+
+/// Marks beyond this are dropped: a bound, not an expected count.
+const MAX_MARKS: usize = 32;
+
+static START: OnceLock<Instant> = OnceLock::new();
+static MARKS: Mutex<Vec<(&'static str, Duration)>> = Mutex::new(Vec::new());
+static PENDING: Mutex<Option<String>> = Mutex::new(None);
+
+/// Start the clock (the first call wins); returns the start instant.
+pub fn begin() -> Instant {
+    *START.get_or_init(Instant::now)
+}
+
+/// The step `name` just ended.
+pub fn mark(name: &'static str) {
+    let Some(start) = START.get() else { return };
+    let at = start.elapsed();
+    if let Ok(mut marks) = MARKS.lock()
+        && marks.len() < MAX_MARKS
+    {
+        marks.push((name, at));
+    }
+}
+
+/// Each step with its own duration, in order: `name 0.12 ms, ...`.
+pub fn steps() -> String {
+    let Ok(marks) = MARKS.lock() else {
+        return String::new();
+    };
+    let mut last = Duration::ZERO;
+    marks
+        .iter()
+        .map(|&(name, at)| {
+            let took = at.saturating_sub(last);
+            last = at;
+            format!("{name} {:.2} ms", took.as_secs_f64() * 1e3)
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// Log the steps so far (once the first frame is out).
+pub fn report() {
+    let Some(start) = START.get() else { return };
+    let steps = steps();
+    let total_ms = start.elapsed().as_secs_f64() * 1e3;
+    tracing::info!(total_ms, steps = %steps, "start-up steps");
+    if std::env::var_os("LOREWEAVE_STARTUP_TIMINGS").is_some()
+        && let Ok(mut pending) = PENDING.lock()
+    {
+        *pending = Some(format!(
+            "loreweave: start-up steps ({total_ms:.2} ms to the first frame): {steps}"
+        ));
+    }
+}
+
+/// Write what [`report`] kept for stderr, if anything (after the terminal
+/// is restored).
+pub fn print_pending() {
+    if let Ok(mut pending) = PENDING.lock()
+        && let Some(line) = pending.take()
+    {
+        eprintln!("{line}");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn steps_are_listed_in_order_with_their_own_durations() {
+        begin();
+        mark("one");
+        mark("two");
+        let steps = steps();
+        let one = steps.find("one ").expect("one is listed");
+        let two = steps.find("two ").expect("two is listed");
+        assert!(one < two, "{steps}");
+        assert!(steps.contains(" ms, "), "{steps}");
+    }
+}
