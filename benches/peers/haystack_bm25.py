@@ -3,7 +3,8 @@
 
 Reads what `cargo bench --bench peers -- kb DIR` wrote (DIR/chunks.jsonl:
 one Haystack Document per loreweave chunk, with the text loreweave indexes;
-DIR/queries.json; DIR/loreweave.json: loreweave's figures and top hits),
+DIR/queries.json; DIR/loreweave.json: loreweave's figures and top hits
+from `search_body`, BM25 over the same chunk bodies),
 indexes the chunks into an InMemoryDocumentStore with
 bm25_algorithm="BM25Okapi" and tantivy's BM25 constants (k1 1.2, b 0.75),
 runs the same queries through InMemoryBM25Retriever (top_k 5) and prints
@@ -80,10 +81,12 @@ def main():
     ratio = (lambda h, l: f"{h / l:.1f}x") if ok else (lambda h, l: "not quoted")
     print(f"| index (loreweave: files on disk -> on-disk index; Haystack: chunks -> memory) "
           f"| {lw['index_ms']:.0f} ms | {hs['index_ms']:.0f} ms | {ratio(hs['index_ms'], lw['index_ms'])} |")
-    print(f"| query p50 | {lw['p50_ms'] * 1e3:.0f} µs | {hs['p50_ms']:.1f} ms | {ratio(hs['p50_ms'], lw['p50_ms'])} |")
+    print(f"| query p50 (loreweave: search_body) | {lw['p50_ms'] * 1e3:.0f} µs | {hs['p50_ms']:.1f} ms | {ratio(hs['p50_ms'], lw['p50_ms'])} |")
     print(f"| query p99 | {lw['p99_ms'] * 1e3:.0f} µs | {hs['p99_ms']:.1f} ms | {ratio(hs['p99_ms'], lw['p99_ms'])} |")
     print(f"| top-hit agreement | {agree * 100:.1f} % | | |")
-    print(f"loreweave with its per-document cap of three chunks (the app's search): "
+    print(f"loreweave's own search (title boosted, heading and body fields): "
+          f"p50 {lw['uncapped_p50_ms'] * 1e3:.0f} µs, p99 {lw['uncapped_p99_ms'] * 1e3:.0f} µs "
+          f"without a per-document cap; with the app's cap of three chunks "
           f"p50 {lw['capped_p50_ms'] * 1e3:.0f} µs, p99 {lw['capped_p99_ms'] * 1e3:.0f} µs; "
           f"first search after open {lw['first_search_ms']:.1f} ms")
     if not ok:

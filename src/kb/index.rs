@@ -568,6 +568,31 @@ impl KnowledgeBase {
         top_k: usize,
         per_document: usize,
     ) -> Result<Vec<Passage>, KbError> {
+        let fields = [
+            (self.fields.title, TITLE_BOOST),
+            (self.fields.heading, 1.0),
+            (self.fields.body, 1.0),
+        ];
+        self.search_fields(query, top_k, per_document, &fields)
+    }
+
+    /// BM25 over the chunks' bodies alone (no title or heading field, no
+    /// per-document cap): how a single-field retriever such as Haystack's
+    /// `InMemoryBM25Retriever` ranks the same chunks, for benchmarks that
+    /// must rank alike to compare cost (`scripts/bench-peers`).
+    pub fn search_body(&self, query: &str, top_k: usize) -> Result<Vec<Passage>, KbError> {
+        self.search_fields(query, top_k, usize::MAX, &[(self.fields.body, 1.0)])
+    }
+
+    /// The search itself: an OR of every query term in each of `fields`
+    /// (with its boost).
+    fn search_fields(
+        &self,
+        query: &str,
+        top_k: usize,
+        per_document: usize,
+        fields: &[(Field, f32)],
+    ) -> Result<Vec<Passage>, KbError> {
         if top_k == 0 || per_document == 0 {
             return Ok(Vec::new());
         }
@@ -577,11 +602,7 @@ impl KnowledgeBase {
         }
         let mut clauses: Vec<(Occur, Box<dyn Query>)> = Vec::new();
         for term in &terms {
-            for (field, boost) in [
-                (self.fields.title, TITLE_BOOST),
-                (self.fields.heading, 1.0),
-                (self.fields.body, 1.0),
-            ] {
+            for &(field, boost) in fields {
                 let term_query: Box<dyn Query> = Box::new(TermQuery::new(
                     Term::from_field_text(field, term),
                     IndexRecordOption::WithFreqs,

@@ -91,7 +91,8 @@ async fn run_inner(
     crate::startup::mark("engine and trace recorder");
     terminal.draw(|frame| ui::draw(frame, &driver.engine, &view, Instant::now().into_std()))?;
     crate::startup::mark("first frame");
-    crate::startup::report();
+    // What waited for the first frame (the log writer) starts now.
+    crate::startup::first_frame_done();
     let first_frame = started.elapsed();
     tracing::info!(
         first_frame_ms = first_frame.as_secs_f64() * 1e3,
