@@ -3,10 +3,11 @@
 //! (`scripts/bench-startup`) can say where the time goes.
 //!
 //! The binary calls [`begin`] first thing and [`mark`] after each step; the
-//! TUI calls [`report`] once its first frame is out, which logs one line
+//! TUI calls [`first_frame_done`] once its first frame is out, which logs one line
 //! (`start-up steps`) and, with `LOREWEAVE_STARTUP_TIMINGS` set, keeps the
 //! same line for [`print_pending`] to write to stderr once the terminal is
-//! restored (stderr is the screen before that).
+//! restored (stderr is the screen before that). The line ends with the
+//! memory at the first frame (peak, heap and stacks, mapped files).
 //!
 //! What can wait for the first frame is queued with [`after_first_frame`]
 //! (the log writer's thread, for the TUI) and run by [`first_frame_done`].
@@ -51,17 +52,19 @@ pub fn after_first_frame(job: impl FnOnce() + Send + 'static) {
 }
 
 /// The first frame is out: run what waited for it (in order), then
-/// [`report`] the steps.
+/// log the steps with the memory at the first frame.
 pub fn first_frame_done() {
     let jobs = DEFERRED
         .lock()
         .map(|mut jobs| std::mem::take(&mut *jobs))
         .unwrap_or_default();
+    // Memory as it is at the first frame, before what waited runs.
+    let memory = memory();
     for job in jobs {
         job();
     }
     mark("deferred until after the first frame");
-    report();
+    report(&memory);
 }
 
 /// Each step with its own duration, in order: `name 0.12 ms, ...`.
@@ -81,18 +84,18 @@ pub fn steps() -> String {
         .join(", ")
 }
 
-/// Log the steps so far (once the first frame is out).
-pub fn report() {
+/// Log the steps so far and `memory` (as [`memory`] read it at the first
+/// frame).
+fn report(memory: &str) {
     let Some(start) = START.get() else { return };
     let steps = steps();
     let total_ms = start.elapsed().as_secs_f64() * 1e3;
-    let memory = memory();
-    tracing::info!(total_ms, steps = %steps, memory = %memory, "start-up steps");
+    tracing::info!(total_ms, steps = %steps, first_frame_memory = %memory, "start-up steps");
     if std::env::var_os("LOREWEAVE_STARTUP_TIMINGS").is_some()
         && let Ok(mut pending) = PENDING.lock()
     {
         *pending = Some(format!(
-            "loreweave: start-up steps ({total_ms:.2} ms to the first frame): {steps}; {memory}"
+            "loreweave: start-up steps ({total_ms:.2} ms in all): {steps}; at the first frame: {memory}"
         ));
     }
 }
@@ -119,7 +122,7 @@ fn memory() -> String {
         .join(", ")
 }
 
-/// Write what [`report`] kept for stderr, if anything (after the terminal
+/// Write what [`first_frame_done`] kept for stderr, if anything (after the terminal
 /// is restored).
 pub fn print_pending() {
     if let Ok(mut pending) = PENDING.lock()
