@@ -203,13 +203,37 @@ fn main() {
 /// hyperlink, a C1 CSI, a bidi override or a tag character. Deterministic.
 fn mixed_text(bytes: usize) -> String {
     const WORDS: &[&str] = &[
-        "the", "warden", "of", "waystone", "kept", "amber", "gate", "and", "a", "road",
-        "Ünïcödé", "café", "—", "龍の道", "naïve", "mere", "beneath", "copper", "dusk",
+        "the",
+        "warden",
+        "of",
+        "waystone",
+        "kept",
+        "amber",
+        "gate",
+        "and",
+        "a",
+        "road",
+        "Ünïcödé",
+        "café",
+        "—",
+        "龍の道",
+        "naïve",
+        "mere",
+        "beneath",
+        "copper",
+        "dusk",
     ];
     const ESCAPES: &[&str] = &[
-        "\u{1b}[31m", "\u{1b}[0m", "\u{1b}[2J\u{1b}[H", "\u{1b}]0;title\u{7}",
-        "\u{1b}]8;;http://example.com\u{1b}\\link\u{1b}]8;;\u{1b}\\", "\u{9b}2K",
-        "\u{202e}", "\u{e0041}", "\u{7}", "\r",
+        "\u{1b}[31m",
+        "\u{1b}[0m",
+        "\u{1b}[2J\u{1b}[H",
+        "\u{1b}]0;title\u{7}",
+        "\u{1b}]8;;http://example.com\u{1b}\\link\u{1b}]8;;\u{1b}\\",
+        "\u{9b}2K",
+        "\u{202e}",
+        "\u{e0041}",
+        "\u{7}",
+        "\r",
     ];
     let mut out = String::with_capacity(bytes + 64);
     let mut state: u64 = 0x5EED;

@@ -55,7 +55,11 @@ fn main() -> ExitCode {
     // stderr, never over the TUI's screen.
     let logs = Arc::new(Mutex::new(Logs::default()));
     let start_logging = {
-        let (dir, level, logs) = (logging::log_dir(), cli.global.log_level.clone(), logs.clone());
+        let (dir, level, logs) = (
+            logging::log_dir(),
+            cli.global.log_level.clone(),
+            logs.clone(),
+        );
         move || {
             let result = logging::init(&dir, &level);
             if let Ok(mut logs) = logs.lock() {
