@@ -963,4 +963,47 @@ mod tests {
         assert_eq!(hits.len(), 2);
         assert!(hits.iter().all(|p| p.id.starts_with("a.md#")));
     }
+
+    #[test]
+    fn body_search_ranks_bodies_alone_and_has_no_per_document_cap() {
+        let docs = vec![
+            // "heron" only in the title: the full search finds it, the
+            // body search does not.
+            parse_markdown("title.md", "# Heron hall
+
+Stone walls and a gate.
+"),
+            // Four sections that all say "ember" in their bodies.
+            parse_markdown(
+                "many.md",
+                "# Forge
+
+## One
+
+Ember.
+
+## Two
+
+Ember.
+
+## Three
+
+Ember.
+
+## Four
+
+Ember.
+",
+            ),
+        ];
+        let kb = KnowledgeBase::build(docs).expect("build");
+        let full = kb.search("heron", 5).expect("search");
+        assert_eq!(full.len(), 1, "{full:?}");
+        assert!(kb.search_body("heron", 5).expect("search").is_empty());
+        let capped = kb.search("ember", 10).expect("search");
+        let body = kb.search_body("ember", 10).expect("search");
+        assert_eq!(capped.len(), MAX_CHUNKS_PER_DOCUMENT);
+        assert_eq!(body.len(), 4, "{body:?}");
+        assert!(body.iter().all(|p| p.id.starts_with("many.md#")));
+    }
 }
