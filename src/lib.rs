@@ -16,6 +16,7 @@ pub mod persist;
 pub mod prompts;
 pub mod runtime;
 pub mod sanitize;
+pub mod startup;
 pub mod store;
 pub mod telemetry;
 pub mod trace;

@@ -568,6 +568,31 @@ impl KnowledgeBase {
         top_k: usize,
         per_document: usize,
     ) -> Result<Vec<Passage>, KbError> {
+        let fields = [
+            (self.fields.title, TITLE_BOOST),
+            (self.fields.heading, 1.0),
+            (self.fields.body, 1.0),
+        ];
+        self.search_fields(query, top_k, per_document, &fields)
+    }
+
+    /// BM25 over the chunks' bodies alone (no title or heading field, no
+    /// per-document cap): how a single-field retriever such as Haystack's
+    /// `InMemoryBM25Retriever` ranks the same chunks, for benchmarks that
+    /// must rank alike to compare cost (`scripts/bench-peers`).
+    pub fn search_body(&self, query: &str, top_k: usize) -> Result<Vec<Passage>, KbError> {
+        self.search_fields(query, top_k, usize::MAX, &[(self.fields.body, 1.0)])
+    }
+
+    /// The search itself: an OR of every query term in each of `fields`
+    /// (with its boost).
+    fn search_fields(
+        &self,
+        query: &str,
+        top_k: usize,
+        per_document: usize,
+        fields: &[(Field, f32)],
+    ) -> Result<Vec<Passage>, KbError> {
         if top_k == 0 || per_document == 0 {
             return Ok(Vec::new());
         }
@@ -577,11 +602,7 @@ impl KnowledgeBase {
         }
         let mut clauses: Vec<(Occur, Box<dyn Query>)> = Vec::new();
         for term in &terms {
-            for (field, boost) in [
-                (self.fields.title, TITLE_BOOST),
-                (self.fields.heading, 1.0),
-                (self.fields.body, 1.0),
-            ] {
+            for &(field, boost) in fields {
                 let term_query: Box<dyn Query> = Box::new(TermQuery::new(
                     Term::from_field_text(field, term),
                     IndexRecordOption::WithFreqs,
@@ -941,5 +962,51 @@ mod tests {
         let hits = kb.search("alpha doc", 10).expect("search");
         assert_eq!(hits.len(), 2);
         assert!(hits.iter().all(|p| p.id.starts_with("a.md#")));
+    }
+
+    #[test]
+    fn body_search_ranks_bodies_alone_and_has_no_per_document_cap() {
+        let docs = vec![
+            // "heron" only in the title: the full search finds it, the
+            // body search does not.
+            parse_markdown(
+                "title.md",
+                "# Heron hall
+
+Stone walls and a gate.
+",
+            ),
+            // Four sections that all say "ember" in their bodies.
+            parse_markdown(
+                "many.md",
+                "# Forge
+
+## One
+
+Ember.
+
+## Two
+
+Ember.
+
+## Three
+
+Ember.
+
+## Four
+
+Ember.
+",
+            ),
+        ];
+        let kb = KnowledgeBase::build(docs).expect("build");
+        let full = kb.search("heron", 5).expect("search");
+        assert_eq!(full.len(), 1, "{full:?}");
+        assert!(kb.search_body("heron", 5).expect("search").is_empty());
+        let capped = kb.search("ember", 10).expect("search");
+        let body = kb.search_body("ember", 10).expect("search");
+        assert_eq!(capped.len(), MAX_CHUNKS_PER_DOCUMENT);
+        assert_eq!(body.len(), 4, "{body:?}");
+        assert!(body.iter().all(|p| p.id.starts_with("many.md#")));
     }
 }

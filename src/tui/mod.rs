@@ -61,7 +61,9 @@ pub async fn run(
     // The handlers first: no signal may find the terminal raw with its
     // default action still in place.
     let mut signals = terminal::Signals::new()?;
+    crate::startup::mark("signal handlers");
     let mut tui = terminal::enter()?;
+    crate::startup::mark("terminal modes");
     let mut telemetry = None;
     let result = run_inner(
         &mut tui,
@@ -74,6 +76,7 @@ pub async fn run(
     )
     .await;
     terminal::restore();
+    crate::startup::print_pending();
     // The driver (and its tap) is gone, so the queue is closed: send what
     // is in it, briefly.
     if let Some(exporter) = telemetry {
@@ -99,6 +102,7 @@ async fn run_inner(
         tracing::warn!(%problem, "key remap ignored");
     }
     view.ascii = config.ui.ascii;
+    crate::startup::mark("view state");
     // The first frame goes out before any index work starts.
     // Backends are plugged in right after it; no input is handled before.
     let mut driver = crate::app::driver(cfg, crate::runtime::Backends::default());
@@ -115,7 +119,11 @@ async fn run_inner(
     driver
         .engine
         .open_conversation(view.current, view.session.clone(), Vec::new(), Vec::new());
+    crate::startup::mark("engine and trace recorder");
     terminal.draw(|frame| ui::draw(frame, &driver.engine, &view, Instant::now().into_std()))?;
+    crate::startup::mark("first frame");
+    // What waited for the first frame (the log writer) starts now.
+    crate::startup::first_frame_done();
     let first_frame = started.elapsed();
     // After the first frame: pasted text arrives as one event (never sent
     // on its newlines). Terminals with the keyboard enhancement protocol
