@@ -193,6 +193,8 @@ async fn run_inner(
     let mut last_draw = Instant::now();
     let mut dirty = false;
     let mut session_unavailable = false;
+    // A question asked before the session was open, sent when it is.
+    let mut send_when_open: Option<String> = None;
 
     loop {
         let busy = driver.engine.is_busy();
@@ -229,22 +231,16 @@ async fn run_inner(
                             Action::Engine(crate::engine::Command::Ask { conversation, text, .. })
                                 if sessions.is_ready() && conversation != FIRST_CONVERSATION =>
                             {
-                                let kb_name = match kb.state() {
-                                    KbState::Ready(base, _) if local => Some(base.name().to_owned()),
-                                    _ if !local => Some(format!("pipeline:{}", config.retriever.name())),
-                                    _ => None,
-                                };
-                                let model = crate::app::model_name(config);
-                                if let Err(why) = sessions.commit(conversation, text.clone(), kb_name, model) {
-                                    view.input = ratatui_textarea::TextArea::from(text.lines());
-                                    driver.engine.set_notice(format!("not sent: {why}"), true);
-                                }
+                                commit_question(conversation, text, &sessions, &kb, local, config, &mut view, &mut driver);
                             }
                             Action::Engine(crate::engine::Command::Ask { text, .. })
                                 if !session_unavailable =>
                             {
+                                // It stays in the input (nothing is acknowledged
+                                // yet) and goes once the session is open.
                                 view.input = ratatui_textarea::TextArea::from(text.lines());
-                                driver.engine.set_notice("not sent yet: the session database is still opening", true);
+                                send_when_open = Some(text);
+                                driver.engine.set_notice("sending once the session database has opened...", false);
                             }
                             Action::Engine(command) => driver.apply(Input::Command(command)),
                             Action::Session(line) => {
@@ -375,6 +371,18 @@ async fn run_inner(
             }
             Some(event) = session_rx.recv() => {
                 on_session_event(event, &mut sessions, &mut view, &mut driver, &problem_tx, &mut session_unavailable, &mut data_version);
+                // A question asked while the database opened goes now, if
+                // the input still holds it as it was.
+                if sessions.is_ready() && view.current != FIRST_CONVERSATION
+                    && let Some(text) = send_when_open.take()
+                    && view.input.lines().join("\n") == text
+                {
+                    view.input = ratatui_textarea::TextArea::default();
+                    commit_question(view.current, text, &sessions, &kb, local, config, &mut view, &mut driver);
+                }
+                if session_unavailable {
+                    send_when_open = None;
+                }
                 dirty = true;
             }
             Some((dir, listing)) = listing_rx.recv() => {
@@ -645,5 +653,30 @@ fn trace_path(dir: &std::path::Path, file: Option<&str>) -> std::path::PathBuf {
                 n += 1;
             }
         }
+    }
+}
+
+/// Commit a question to the session database; it is sent once stored. On
+/// failure it goes back into the input with the reason.
+#[allow(clippy::too_many_arguments)] // the loop's parts it needs, no more
+fn commit_question(
+    conversation: ConversationId,
+    text: String,
+    sessions: &sessions::Sessions,
+    kb: &KbHandle,
+    local: bool,
+    config: &Config,
+    view: &mut ViewState,
+    driver: &mut crate::runtime::Driver,
+) {
+    let kb_name = match kb.state() {
+        KbState::Ready(base, _) if local => Some(base.name().to_owned()),
+        _ if !local => Some(format!("pipeline:{}", config.retriever.name())),
+        _ => None,
+    };
+    let model = crate::app::model_name(config);
+    if let Err(why) = sessions.commit(conversation, text.clone(), kb_name, model) {
+        view.input = ratatui_textarea::TextArea::from(text.lines());
+        driver.engine.set_notice(format!("not sent: {why}"), true);
     }
 }
