@@ -670,7 +670,7 @@ mod tests {
         );
         assert_eq!(
             map.hints(Context::Lifecycle),
-            ["f filter", "Enter detail", "c cancel"]
+            ["f filter", "Enter waterfall", "c cancel"]
         );
         assert_eq!(
             map.hints(Context::Search),

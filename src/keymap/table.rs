@@ -197,7 +197,7 @@ pub const HINTS: &[Hint] = &[
     // Three hints keep the session and RAG segments at 120 columns; sort,
     // pause and the breaker are in the help overlay.
     hint(Lifecycle, &[A::Filter], "filter"),
-    hint(Lifecycle, &[A::OpenDetail], "detail"),
+    hint(Lifecycle, &[A::OpenDetail], "waterfall"),
     hint(Lifecycle, &[A::CancelRequest], "cancel"),
     hint(HelpOverlay, &[A::ScrollUp, A::ScrollDown], "scroll"),
     hint(Detail, &[A::ScrollUp, A::ScrollDown], "select"),
