@@ -727,11 +727,7 @@ mod tests {
     use crate::engine::event::{LateAfter, QueueReason};
 
     fn entry(offset_ms: u64, event: EventKind) -> TimelineEntry {
-        TimelineEntry {
-            at: Instant::now(),
-            offset_ms,
-            event,
-        }
+        TimelineEntry { offset_ms, event }
     }
 
     fn seg(kind: SegmentKind, start_ms: u64, end_ms: u64) -> Segment {
