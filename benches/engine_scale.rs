@@ -234,11 +234,13 @@ fn memory_child(retained: usize, live: usize) {
         let f = driver.engine.footprint();
         eprintln!("footprint: {f:?}");
         eprintln!(
-            "sizes: Request {} B, TimelineEntry {} B, EventKind {} B, LifecycleEvent {} B",
+            "sizes: Request {} B, TimelineEntry {} B, EventKind {} B, LifecycleEvent {} B, ScenarioEntry {} B, Passage {} B",
             std::mem::size_of::<loreweave::engine::request::Request>(),
             std::mem::size_of::<loreweave::engine::request::TimelineEntry>(),
             std::mem::size_of::<loreweave::engine::event::EventKind>(),
             std::mem::size_of::<loreweave::engine::event::LifecycleEvent>(),
+            std::mem::size_of::<loreweave::engine::workspace::ScenarioEntry>(),
+            std::mem::size_of::<Passage>(),
         );
         black_box(&driver.engine);
     } else {

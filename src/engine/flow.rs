@@ -60,7 +60,10 @@ impl Engine {
             parent,
             children: Vec::new(),
             conversation,
-            label: label.chars().take(200).collect(),
+            label: match label.char_indices().nth(200) {
+                Some((end, _)) => label[..end].to_string(),
+                None => label.to_string(),
+            },
             created: now,
             dispatched: None,
             ended: None,
