@@ -247,11 +247,7 @@ impl Engine {
             self.registry.backend_event(
                 backend,
                 now,
-                EventKind::Breaker {
-                    from: t.from.to_string(),
-                    to: t.to.to_string(),
-                    why: t.why,
-                },
+                EventKind::breaker(t.from.to_string(), t.to.to_string(), t.why),
             );
         }
     }
@@ -904,11 +900,7 @@ impl Engine {
             id,
             &observed.backend,
             now,
-            EventKind::LateArrival {
-                what: what.to_string(),
-                after: LateAfter::Deadline,
-                late_by_ms: Some(millis(late_by)),
-            },
+            EventKind::late_arrival(what.to_string(), LateAfter::Deadline, Some(millis(late_by))),
             true,
         );
         if what == "token" {

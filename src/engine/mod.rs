@@ -1176,11 +1176,7 @@ impl Engine {
                         self.registry.backend_event(
                             &backend,
                             now,
-                            event::EventKind::Breaker {
-                                from: t.from.to_string(),
-                                to: t.to.to_string(),
-                                why: t.why,
-                            },
+                            event::EventKind::breaker(t.from.to_string(), t.to.to_string(), t.why),
                         );
                         self.set_notice(format!("{backend}: {text}"), false);
                     }

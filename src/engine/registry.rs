@@ -467,24 +467,20 @@ impl Registry {
             Some(request) => {
                 request.late_drops += 1;
                 let ended = request.ended.unwrap_or(now);
-                let kind = EventKind::LateArrival {
-                    what: what.to_string(),
-                    after: LateAfter::End {
+                let kind = EventKind::late_arrival(
+                    what.to_string(),
+                    LateAfter::End {
                         phase: request.phase.label().to_string(),
                     },
-                    late_by_ms: Some(millis(now.saturating_duration_since(ended))),
-                };
+                    Some(millis(now.saturating_duration_since(ended))),
+                );
                 request.note(now, kind.clone());
                 let event = event_for(request, now, self.origin, kind.clone());
                 (kind, event)
             }
             None => {
                 // Older than the history ring: still a late drop, never "unknown".
-                let kind = EventKind::LateArrival {
-                    what: what.to_string(),
-                    after: LateAfter::Unknown,
-                    late_by_ms: None,
-                };
+                let kind = EventKind::late_arrival(what.to_string(), LateAfter::Unknown, None);
                 let event = self.orphan_event(id, backend, now, kind.clone());
                 (kind, event)
             }
