@@ -5,6 +5,8 @@
 //! ```text
 //! cargo bench --bench engine_scale            # the figures
 //! cargo bench --bench engine_scale -- --quick # a smoke run (scripts/check)
+//! # one size, one run (for callgrind): the bench binary with
+//! #   --profile LIVE INPUTS
 //! ```
 //!
 //! Every `handle` call of a complete pipeline counts as one input: the
@@ -195,14 +197,22 @@ fn rate(live: usize, history_cap: usize, measured: u64) -> f64 {
     // Warm up until the ring is full: three requests end per pipeline.
     let fill = (history_cap as u64 / 3 + live as u64 + 1) * 23;
     driver.run(live, fill, &mut ring);
-    let start = Instant::now();
-    driver.run(live, measured, &mut ring);
-    let elapsed = start.elapsed();
+    let elapsed = timed(&mut driver, live, measured, &mut ring);
     assert!(
         driver.engine.footprint().live >= live.min(1),
         "pipelines in flight"
     );
     measured as f64 / elapsed.as_secs_f64()
+}
+
+/// The timed part of [`rate`], apart so that a profiler can collect it
+/// alone (`valgrind --tool=callgrind --collect-atstart=no
+/// --toggle-collect='*timed*'`).
+#[inline(never)]
+fn timed(driver: &mut Driver, live: usize, measured: u64, ring: &mut VecDeque<Step>) -> Duration {
+    let start = Instant::now();
+    driver.run(live, measured, ring);
+    start.elapsed()
 }
 
 fn vm(field: &str) -> Option<u64> {
@@ -223,6 +233,15 @@ fn memory_child(retained: usize, live: usize) {
         );
         let f = driver.engine.footprint();
         eprintln!("footprint: {f:?}");
+        eprintln!(
+            "sizes: Request {} B, TimelineEntry {} B, EventKind {} B, LifecycleEvent {} B, ScenarioEntry {} B, Passage {} B",
+            std::mem::size_of::<loreweave::engine::request::Request>(),
+            std::mem::size_of::<loreweave::engine::request::TimelineEntry>(),
+            std::mem::size_of::<loreweave::engine::event::EventKind>(),
+            std::mem::size_of::<loreweave::engine::event::LifecycleEvent>(),
+            std::mem::size_of::<loreweave::engine::workspace::ScenarioEntry>(),
+            std::mem::size_of::<Passage>(),
+        );
         black_box(&driver.engine);
     } else {
         let t0 = Instant::now();
@@ -246,6 +265,14 @@ fn main() {
     if let Some(at) = args.iter().position(|a| a == "--memory-child") {
         let n = |i: usize| args.get(at + i).and_then(|s| s.parse().ok()).unwrap_or(0);
         memory_child(n(1), n(2));
+        return;
+    }
+    // One size, one run, for a profiler: `--profile LIVE INPUTS`.
+    if let Some(at) = args.iter().position(|a| a == "--profile") {
+        let n = |i: usize| args.get(at + i).and_then(|s| s.parse().ok()).unwrap_or(100);
+        let (live, measured) = (n(1) as usize, n(2));
+        let r = rate(live, 10_000, measured);
+        println!("engine_scale: {live} live pipelines: {r:.0} inputs/s");
         return;
     }
     // `cargo bench` passes --bench; `--quick` (scripts/check) and `cargo

@@ -479,14 +479,12 @@ mod tests {
             ended_ms: 1_800_000_000_250,
             timeline: vec![
                 TimelineEntry {
-                    at: Instant::now(),
                     offset_ms: 0,
                     event: EventKind::Created {
                         label: "who guards the waystone?".into(),
                     },
                 },
                 TimelineEntry {
-                    at: Instant::now(),
                     offset_ms: 250,
                     event: EventKind::Note {
                         text: "retrying after 503".into(),

@@ -419,7 +419,7 @@ impl World {
                         "{id} has two final events"
                     );
                 }
-                EventKind::LateArrival { .. }
+                EventKind::LateArrival(_)
                 | EventKind::Observed { .. }
                 | EventKind::Abandoned { .. } => {
                     // Late arrivals (and an observed call's end) only ever follow the end.

@@ -53,6 +53,23 @@ pub enum LateAfter {
     Unknown,
 }
 
+/// What [`EventKind::LateArrival`] says.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LateArrival {
+    pub what: String,
+    pub after: LateAfter,
+    /// How long after the deadline or the end.
+    pub late_by_ms: Option<u64>,
+}
+
+/// What [`EventKind::Breaker`] says.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BreakerChange {
+    pub from: String,
+    pub to: String,
+    pub why: String,
+}
+
 /// One thing that happened.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "event", rename_all = "snake_case")]
@@ -99,23 +116,17 @@ pub enum EventKind {
     /// The call outlived the request's deadline and is observed for `grace_ms`.
     Observed { grace_ms: u64 },
     /// A result arrived after the deadline or the end; never applied.
-    LateArrival {
-        what: String,
-        after: LateAfter,
-        /// How long after the deadline or the end.
-        late_by_ms: Option<u64>,
-    },
+    /// (Boxed, as `Breaker`: rare, and inline it made every event, on
+    /// every retained request's timeline, 32 bytes larger. The serde form
+    /// is the same: the fields sit next to the tag.)
+    LateArrival(Box<LateArrival>),
     /// A result from an earlier attempt of a request that is still live (it
     /// was retried or re-queued since): dropped, never applied.
     StaleResult { what: String },
     /// An observed call gave no answer within its grace and was aborted.
     Abandoned { after_ms: u64 },
     /// A backend's breaker changed state.
-    Breaker {
-        from: String,
-        to: String,
-        why: String,
-    },
+    Breaker(Box<BreakerChange>),
     /// Fault injection changed (`/chaos`).
     Chaos { text: String },
     /// The request ended. Exactly one per request.
@@ -125,6 +136,28 @@ pub enum EventKind {
 }
 
 impl EventKind {
+    /// A result that arrived after the deadline or the end.
+    pub fn late_arrival(
+        what: impl Into<String>,
+        after: LateAfter,
+        late_by_ms: Option<u64>,
+    ) -> Self {
+        EventKind::LateArrival(Box::new(LateArrival {
+            what: what.into(),
+            after,
+            late_by_ms,
+        }))
+    }
+
+    /// A breaker's change of state.
+    pub fn breaker(from: impl Into<String>, to: impl Into<String>, why: impl Into<String>) -> Self {
+        EventKind::Breaker(Box::new(BreakerChange {
+            from: from.into(),
+            to: to.into(),
+            why: why.into(),
+        }))
+    }
+
     /// The variant's stable name (the serde tag), for filters and styling.
     pub fn name(&self) -> &'static str {
         match self {
@@ -145,10 +178,10 @@ impl EventKind {
             EventKind::Fallback { .. } => "fallback",
             EventKind::ChildTimedOut { .. } => "child_timed_out",
             EventKind::Observed { .. } => "observed",
-            EventKind::LateArrival { .. } => "late_arrival",
+            EventKind::LateArrival(_) => "late_arrival",
             EventKind::StaleResult { .. } => "stale_result",
             EventKind::Abandoned { .. } => "abandoned",
-            EventKind::Breaker { .. } => "breaker",
+            EventKind::Breaker(_) => "breaker",
             EventKind::Chaos { .. } => "chaos",
             EventKind::Final { .. } => "final",
             EventKind::Note { .. } => "note",
@@ -163,7 +196,7 @@ impl EventKind {
     pub fn is_late(&self) -> bool {
         matches!(
             self,
-            EventKind::LateArrival { .. } | EventKind::StaleResult { .. }
+            EventKind::LateArrival(_) | EventKind::StaleResult { .. }
         )
     }
 
@@ -176,8 +209,8 @@ impl EventKind {
             ),
             EventKind::ChildTimedOut { .. }
             | EventKind::Abandoned { .. }
-            | EventKind::LateArrival { .. } => true,
-            EventKind::Breaker { to, .. } => to == "open",
+            | EventKind::LateArrival(_) => true,
+            EventKind::Breaker(change) => change.to == "open",
             _ => false,
         }
     }
@@ -191,7 +224,7 @@ impl EventKind {
                 | EventKind::Observed { .. }
                 | EventKind::HalfOpenProbe
                 | EventKind::TookOver { .. }
-        ) || matches!(self, EventKind::Breaker { to, .. } if to == "half-open")
+        ) || matches!(self, EventKind::Breaker(change) if change.to == "half-open")
     }
 
     /// Every free text the event carries (queries, reasons, summaries),
@@ -275,11 +308,12 @@ impl fmt::Display for EventKind {
                 "call observed past the deadline (grace {})",
                 spoken_duration(Duration::from_millis(*grace_ms))
             ),
-            EventKind::LateArrival {
-                what,
-                after,
-                late_by_ms,
-            } => {
+            EventKind::LateArrival(late) => {
+                let LateArrival {
+                    what,
+                    after,
+                    late_by_ms,
+                } = &**late;
                 let by = late_by_ms.map(|ms| format_duration(Duration::from_millis(ms)));
                 match (after, by) {
                     (LateAfter::Deadline, Some(by)) => {
@@ -300,7 +334,10 @@ impl fmt::Display for EventKind {
                 "abandoned: no answer {} after the deadline",
                 format_duration(Duration::from_millis(*after_ms))
             ),
-            EventKind::Breaker { from, to, why } => write!(f, "breaker {from} -> {to} ({why})"),
+            EventKind::Breaker(change) => {
+                let BreakerChange { from, to, why } = &**change;
+                write!(f, "breaker {from} -> {to} ({why})")
+            }
             EventKind::Chaos { text } => f.write_str(text),
             EventKind::Final { outcome } => match outcome {
                 Outcome::Failed(reason) => write!(f, "failed: {reason}"),
@@ -335,5 +372,48 @@ impl LifecycleEvent {
     /// The one-line text the inspector shows.
     pub fn text(&self) -> String {
         self.event.to_string()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The boxed variants keep the serde form they had as struct variants:
+    /// their fields next to the tag.
+    #[test]
+    fn boxed_variants_serialise_as_before_and_read_back() {
+        let late = EventKind::late_arrival("token", LateAfter::Deadline, Some(120));
+        let json = serde_json::to_value(&late).unwrap();
+        assert_eq!(
+            json,
+            serde_json::json!({
+                "event": "late_arrival",
+                "what": "token",
+                "after": {"after": "deadline"},
+                "late_by_ms": 120
+            })
+        );
+        assert_eq!(serde_json::from_value::<EventKind>(json).unwrap(), late);
+        let breaker = EventKind::breaker("closed", "open", "5 failures");
+        let json = serde_json::to_value(&breaker).unwrap();
+        assert_eq!(
+            json,
+            serde_json::json!({
+                "event": "breaker", "from": "closed", "to": "open", "why": "5 failures"
+            })
+        );
+        assert_eq!(serde_json::from_value::<EventKind>(json).unwrap(), breaker);
+        assert!(breaker.is_error());
+        assert_eq!(
+            late.to_string(),
+            "late arrival: token 120ms after the deadline"
+        );
+    }
+
+    /// A timeline entry stays small: the rare variants are boxed.
+    #[test]
+    fn an_event_is_no_larger_than_its_common_variants_need() {
+        assert!(std::mem::size_of::<EventKind>() <= 48);
     }
 }

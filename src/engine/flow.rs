@@ -60,7 +60,10 @@ impl Engine {
             parent,
             children: Vec::new(),
             conversation,
-            label: label.chars().take(200).collect(),
+            label: match label.char_indices().nth(200) {
+                Some((end, _)) => label[..end].to_string(),
+                None => label.to_string(),
+            },
             created: now,
             dispatched: None,
             ended: None,
@@ -244,11 +247,7 @@ impl Engine {
             self.registry.backend_event(
                 backend,
                 now,
-                EventKind::Breaker {
-                    from: t.from.to_string(),
-                    to: t.to.to_string(),
-                    why: t.why,
-                },
+                EventKind::breaker(t.from.to_string(), t.to.to_string(), t.why),
             );
         }
     }
@@ -633,26 +632,40 @@ impl Engine {
     /// Everything time makes due: breakers leaving Open, deadlines, retries
     /// whose backoff is over, rate tokens for waiting requests.
     pub(super) fn advance(&mut self, now: Instant, fx: &mut Vec<Effect>) {
-        // Nothing is allocated here unless something changes: this runs
-        // twice per input.
-        let transitions: Vec<(String, Transition)> = self
+        // Nothing is allocated here unless something changes, and the
+        // backends are walked once when nothing is due: this runs twice per
+        // input.
+        let breaker_due =
+            |b: &super::limits::Backend| b.breaker.next_change().is_some_and(|at| at <= now);
+        let (breakers, waiting) = self
             .backends
-            .iter_mut()
-            .filter_map(|(name, b)| b.breaker.tick(now).map(|t| (name.clone(), t)))
-            .collect();
-        for (name, t) in transitions {
-            self.publish(&name, Some(t), now);
+            .values()
+            .fold((false, false), |(due, waiting), b| {
+                (due || breaker_due(b), waiting || b.waiting_len() > 0)
+            });
+        if breakers {
+            let transitions: Vec<(String, Transition)> = self
+                .backends
+                .iter_mut()
+                .filter_map(|(name, b)| b.breaker.tick(now).map(|t| (name.clone(), t)))
+                .collect();
+            for (name, t) in transitions {
+                self.publish(&name, Some(t), now);
+            }
         }
-        self.expire(now, fx);
-        let mut graces: Vec<(Instant, RequestId)> = self
-            .observed
-            .iter()
-            .filter(|(_, o)| o.until <= now)
-            .map(|(id, o)| (o.until, *id))
-            .collect();
-        graces.sort();
-        for (_, id) in graces {
-            self.abandon(id, now, fx);
+        let mut changed = self.expire(now, fx);
+        if !self.observed.is_empty() {
+            let mut graces: Vec<(Instant, RequestId)> = self
+                .observed
+                .iter()
+                .filter(|(_, o)| o.until <= now)
+                .map(|(id, o)| (o.until, *id))
+                .collect();
+            graces.sort();
+            changed |= !graces.is_empty();
+            for (_, id) in graces {
+                self.abandon(id, now, fx);
+            }
         }
         let mut due: Vec<(u64, RequestId)> = Vec::new();
         while let Some(&(until, seq, id)) = self.retrying.first()
@@ -662,10 +675,15 @@ impl Engine {
             due.push((seq, id));
         }
         due.sort();
+        changed |= !due.is_empty();
         for (_, id) in due {
             self.admit(id, false, now, fx);
         }
-        // A backend with nobody waiting has nothing to hand out.
+        // A backend with nobody waiting has nothing to hand out. When
+        // nothing above fired, `waiting` (read before) still holds.
+        if !waiting && (!changed || self.backends.values().all(|b| b.waiting_len() == 0)) {
+            return;
+        }
         let waiting: Vec<String> = self
             .backends
             .iter()
@@ -677,8 +695,11 @@ impl Engine {
         }
     }
 
-    fn expire(&mut self, now: Instant, fx: &mut Vec<Effect>) {
-        for id in self.registry.expired(now) {
+    /// End every request past its deadline; whether any was.
+    fn expire(&mut self, now: Instant, fx: &mut Vec<Effect>) -> bool {
+        let expired = self.registry.expired(now);
+        let any = !expired.is_empty();
+        for id in expired {
             let Some(request) = self.registry.live(id) else {
                 continue;
             };
@@ -727,6 +748,7 @@ impl Engine {
                 Kind::Scenario | Kind::Turn | Kind::Ingest => {}
             }
         }
+        any
     }
 
     // ----- endings ----------------------------------------------------------------
@@ -878,11 +900,7 @@ impl Engine {
             id,
             &observed.backend,
             now,
-            EventKind::LateArrival {
-                what: what.to_string(),
-                after: LateAfter::Deadline,
-                late_by_ms: Some(millis(late_by)),
-            },
+            EventKind::late_arrival(what.to_string(), LateAfter::Deadline, Some(millis(late_by))),
             true,
         );
         if what == "token" {

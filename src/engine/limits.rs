@@ -5,13 +5,13 @@
 //! (`gate`, `enqueue`, `dequeue`, `withdraw`, `acquire`, `release`,
 //! `drop_dead`); the invariants are stated on [`Backend`].
 
-use std::collections::{HashSet, VecDeque};
+use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
 use super::breaker::Breaker;
 use super::event::QueueReason;
 use super::metrics::BackendMetrics;
-use super::request::RequestId;
+use super::request::{IdSet, RequestId};
 use super::retry::RetryPolicy;
 
 /// What happens to a call still running when its request's deadline passes.
@@ -199,7 +199,7 @@ pub struct Backend {
     /// Requests waiting for a slot or a token, oldest first (with tombstones).
     waiting: VecDeque<RequestId>,
     /// The requests waiting now.
-    members: HashSet<RequestId>,
+    members: IdSet,
     /// Slots held now: the admission counter.
     busy: usize,
 }
@@ -214,7 +214,7 @@ impl Backend {
             breaker: Breaker::new(policy.breaker_failures, policy.breaker_open),
             bucket: policy.rate_per_minute.map(TokenBucket::per_minute),
             waiting: VecDeque::new(),
-            members: HashSet::new(),
+            members: IdSet::default(),
             busy: 0,
             metrics: BackendMetrics::default(),
             policy,

@@ -466,15 +466,15 @@ pub struct Engine {
     origin: Instant,
     wall_origin_ms: u64,
     /// Pipelines by parent id; removed when the parent ends.
-    jobs: HashMap<RequestId, Job>,
+    jobs: request::IdMap<Job>,
     /// Knowledge-base chunk batches being embedded: request -> (batch, texts).
-    chunk_batches: HashMap<RequestId, (u64, usize)>,
+    chunk_batches: request::IdMap<(u64, usize)>,
     /// The call of every live backend request (re-sent on retry).
-    calls: HashMap<RequestId, Call>,
+    calls: request::IdMap<Call>,
     /// In-flight retrievals by what they ask, for de-duplication.
     dedup: HashMap<DedupKey, RequestId>,
     /// Requests joined onto a leader, by leader.
-    followers: HashMap<RequestId, Vec<RequestId>>,
+    followers: request::IdMap<Vec<RequestId>>,
     backends: BTreeMap<String, Backend>,
     chaos: BTreeMap<String, ChaosMode>,
     conversations: BTreeMap<ConversationId, Conversation>,
@@ -485,7 +485,7 @@ pub struct Engine {
     total_late_drops: u64,
     /// Expired requests whose calls are observed past their deadline, until
     /// they answer or their grace ends. Never live, never de-dup leaders.
-    observed: HashMap<RequestId, Observed>,
+    observed: request::IdMap<Observed>,
     /// Live requests waiting out a retry's backoff, by when it ends: exactly
     /// the live requests in `Phase::Retrying { until }`.
     retrying: std::collections::BTreeSet<(Instant, u64, RequestId)>,
@@ -525,11 +525,11 @@ impl Engine {
             seed,
             origin,
             wall_origin_ms,
-            jobs: HashMap::new(),
-            chunk_batches: HashMap::new(),
-            calls: HashMap::new(),
+            jobs: request::IdMap::default(),
+            chunk_batches: request::IdMap::default(),
+            calls: request::IdMap::default(),
             dedup: HashMap::new(),
-            followers: HashMap::new(),
+            followers: request::IdMap::default(),
             backends,
             chaos: BTreeMap::new(),
             conversations: BTreeMap::new(),
@@ -537,7 +537,7 @@ impl Engine {
             notice: None,
             notice_seq: 0,
             total_late_drops: 0,
-            observed: HashMap::new(),
+            observed: request::IdMap::default(),
             retrying: std::collections::BTreeSet::new(),
             summaries: Vec::new(),
             summaries_since: None,
@@ -615,11 +615,7 @@ impl Engine {
                 timeline: r
                     .timeline
                     .into_iter()
-                    .map(|(offset_ms, event)| request::TimelineEntry {
-                        at: created + Duration::from_millis(offset_ms),
-                        offset_ms,
-                        event,
-                    })
+                    .map(|(offset_ms, event)| request::TimelineEntry { offset_ms, event })
                     .collect(),
                 progress: None,
                 restored: true,
@@ -1180,11 +1176,7 @@ impl Engine {
                         self.registry.backend_event(
                             &backend,
                             now,
-                            event::EventKind::Breaker {
-                                from: t.from.to_string(),
-                                to: t.to.to_string(),
-                                why: t.why,
-                            },
+                            event::EventKind::breaker(t.from.to_string(), t.to.to_string(), t.why),
                         );
                         self.set_notice(format!("{backend}: {text}"), false);
                     }

@@ -15,23 +15,27 @@
 //! retained request is exactly one of: a root (no parent), attached (listed
 //! in the `children` of a retained root), or detached (its parent is gone,
 //! is not a root, or had ended when it started).
+//!
+//! Deadlines are indexed by time (lanes of non-decreasing deadlines, plus a
+//! tree for the rest), so expiry and the next wake-up never scan the live
+//! requests, and a stream's deadline moving on after a token costs O(1).
 
-use std::collections::{BTreeSet, HashMap, VecDeque};
+use std::collections::{BTreeSet, VecDeque};
 use std::time::Instant;
 
 use super::event::{EventKind, LateAfter};
-use super::request::{Kind, Outcome, Phase, Request, RequestId, millis};
+use super::request::{IdMap, Kind, Outcome, Phase, Request, RequestId, millis};
 
 pub use super::event::LifecycleEvent;
 
 #[derive(Debug)]
 pub struct Registry {
-    live: HashMap<RequestId, Request>,
+    live: IdMap<Request>,
     history: VecDeque<Request>,
     history_cap: usize,
     /// Ring position of each request in `history`, counted from the first
     /// request ever pushed: `history[pos - evicted]`.
-    in_history: HashMap<RequestId, u64>,
+    in_history: IdMap<u64>,
     /// Requests pushed out of the front of the ring so far.
     evicted: u64,
     /// Retained requests without a parent, by `seq`.
@@ -39,10 +43,24 @@ pub struct Registry {
     /// Retained requests with a parent that are not listed under a retained
     /// root, by `seq`.
     detached: BTreeSet<(u64, RequestId)>,
-    /// Live requests with a deadline, soonest first: expiry and the next
-    /// wake-up cost O(log n), not a scan of every live request. A live
-    /// request's deadline changes only through [`Registry::set_deadline`].
-    deadlines: BTreeSet<(Instant, u64, RequestId)>,
+    /// Deadlines of live requests that fit no lane, soonest first; never
+    /// stale. A live request's deadline changes only through
+    /// [`Registry::set_deadline`].
+    deadlines: BTreeSet<Deadline>,
+    /// Runs of deadlines in non-decreasing order, each taking a deadline no
+    /// earlier than its last in O(1): a stream's idle deadline moving on
+    /// after every token is the latest so far, so it never pays a tree's
+    /// O(log n) (nor its cache misses) per token. Entries are checked
+    /// lazily: one whose request is no longer live or whose deadline has
+    /// moved is stale, skipped, dropped when it reaches the front, and all
+    /// dropped when stale ones outnumber the live requests.
+    ///
+    /// Invariants: every live request's deadline has a valid entry here or
+    /// in `deadlines`; every lane's front entry is valid; `lane_len` counts
+    /// the entries of all lanes. So the soonest deadline is the least of
+    /// the fronts and `deadlines`' first: exact, in O(lanes).
+    lanes: Vec<VecDeque<Deadline>>,
+    lane_len: usize,
     events: VecDeque<LifecycleEvent>,
     events_cap: usize,
     /// Every event since the last [`Registry::take_tapped`], when a trace
@@ -56,14 +74,16 @@ pub struct Registry {
 impl Registry {
     pub fn new(origin: Instant, history_cap: usize) -> Self {
         Self {
-            live: HashMap::new(),
+            live: IdMap::default(),
             history: VecDeque::new(),
             history_cap: history_cap.max(1),
-            in_history: HashMap::new(),
+            in_history: IdMap::default(),
             evicted: 0,
             roots: BTreeSet::new(),
             detached: BTreeSet::new(),
             deadlines: BTreeSet::new(),
+            lanes: Vec::new(),
+            lane_len: 0,
             events: VecDeque::new(),
             events_cap: 2_000,
             tap: None,
@@ -93,10 +113,11 @@ impl Registry {
                 }
             }
         }
-        if let Some(deadline) = request.deadline {
-            self.deadlines.insert((deadline, request.seq, request.id));
-        }
+        let entry = request.deadline.map(|d| (d, request.seq, request.id));
         self.live.insert(request.id, request);
+        if let Some(entry) = entry {
+            self.index_deadline(entry);
+        }
     }
 
     /// Move a live request's deadline (a stream's idle deadline after each
@@ -108,13 +129,69 @@ impl Registry {
         if request.deadline == deadline {
             return;
         }
-        if let Some(old) = request.deadline {
-            self.deadlines.remove(&(old, request.seq, id));
+        let old = std::mem::replace(&mut request.deadline, deadline);
+        let seq = request.seq;
+        if let Some(old) = old {
+            self.unindex_deadline((old, seq, id));
         }
         if let Some(new) = deadline {
-            self.deadlines.insert((new, request.seq, id));
+            self.index_deadline((new, seq, id));
         }
-        request.deadline = deadline;
+    }
+
+    /// Index a live request's deadline: on the lane whose last entry is the
+    /// latest not after it, else on a new lane, else in the tree.
+    fn index_deadline(&mut self, entry: Deadline) {
+        let mut best: Option<(usize, Option<Instant>)> = None;
+        for (i, lane) in self.lanes.iter().enumerate() {
+            let back = lane.back().map(|b| b.0);
+            if back.is_some_and(|b| b > entry.0) {
+                continue;
+            }
+            if best.is_none_or(|(_, best_back)| back > best_back) {
+                best = Some((i, back));
+            }
+        }
+        let lane = match best {
+            Some((i, _)) => i,
+            None if self.lanes.len() < MAX_LANES => {
+                self.lanes.push(VecDeque::new());
+                self.lanes.len() - 1
+            }
+            None => {
+                self.deadlines.insert(entry);
+                return;
+            }
+        };
+        self.lanes[lane].push_back(entry);
+        self.lane_len += 1;
+        if self.lane_len > 2 * self.live.len() + LANE_SLACK {
+            let live = &self.live;
+            for lane in &mut self.lanes {
+                lane.retain(|e| is_current(live, e));
+            }
+            self.lane_len = self.lanes.iter().map(VecDeque::len).sum();
+        }
+    }
+
+    /// `entry` just went stale (its request ended or its deadline moved):
+    /// out of the tree, or off the front of its lane with the stale
+    /// entries behind it.
+    /// (A deadline that moved away and back has an entry in two places:
+    /// every lane is looked at.)
+    fn unindex_deadline(&mut self, entry: Deadline) {
+        if !self.deadlines.is_empty() {
+            self.deadlines.remove(&entry);
+        }
+        let live = &self.live;
+        for lane in &mut self.lanes {
+            if lane.front() == Some(&entry) {
+                while lane.front().is_some_and(|e| !is_current(live, e)) {
+                    lane.pop_front();
+                    self.lane_len -= 1;
+                }
+            }
+        }
     }
 
     pub fn is_live(&self, id: RequestId) -> bool {
@@ -197,18 +274,36 @@ impl Registry {
 
     /// The earliest deadline among live requests.
     pub fn next_deadline(&self) -> Option<Instant> {
-        self.deadlines.first().map(|(deadline, _, _)| *deadline)
+        self.lanes
+            .iter()
+            .filter_map(|lane| lane.front())
+            .chain(self.deadlines.first())
+            .map(|(deadline, _, _)| *deadline)
+            .min()
     }
 
     /// Live requests whose deadline is at or before `now`, oldest first.
     pub fn expired(&self, now: Instant) -> Vec<RequestId> {
+        // The common case, twice per input: nothing is due.
+        if self.next_deadline().is_none_or(|deadline| deadline > now) {
+            return Vec::new();
+        }
+        let due = |(deadline, _, _): &&Deadline| *deadline <= now;
         let mut ids: Vec<(u64, RequestId)> = self
             .deadlines
             .iter()
-            .take_while(|(deadline, _, _)| *deadline <= now)
+            .take_while(due)
+            .chain(
+                self.lanes
+                    .iter()
+                    .flat_map(|lane| lane.iter().take_while(due))
+                    .filter(|e| is_current(&self.live, e)),
+            )
             .map(|(_, seq, id)| (*seq, *id))
             .collect();
         ids.sort();
+        // A deadline that moved away and back has two current entries.
+        ids.dedup();
         ids.into_iter().map(|(_, id)| id).collect()
     }
 
@@ -236,7 +331,7 @@ impl Registry {
     pub fn finish(&mut self, id: RequestId, outcome: Outcome, now: Instant) -> Option<&Request> {
         let mut request = self.live.remove(&id)?;
         if let Some(deadline) = request.deadline {
-            self.deadlines.remove(&(deadline, request.seq, id));
+            self.unindex_deadline((deadline, request.seq, id));
         }
         let what = EventKind::Final {
             outcome: outcome.clone(),
@@ -245,6 +340,10 @@ impl Registry {
         request.ended = Some(now);
         request.deadline = None;
         request.note(now, what.clone());
+        // Retained from now on, and only ever noted again for a late result:
+        // keep no spare capacity.
+        request.timeline.shrink_to_fit();
+        request.children.shrink_to_fit();
         let event = event_for(&request, now, self.origin, what);
         self.push_event(event);
         tracing::info!(
@@ -259,6 +358,7 @@ impl Registry {
         // leaves the ring must be found to be detached.
         self.in_history
             .insert(request.id, self.evicted + self.history.len() as u64);
+        self.reserve_history();
         self.history.push_back(request);
         if self.history.len() > self.history_cap
             && let Some(gone) = self.history.pop_front()
@@ -302,11 +402,23 @@ impl Registry {
         }
         self.in_history
             .insert(request.id, self.evicted + self.history.len() as u64);
+        self.reserve_history();
         self.history.push_back(request);
         if self.history.len() > self.history_cap
             && let Some(gone) = self.history.pop_front()
         {
             self.forget(&gone);
+        }
+    }
+
+    /// Room for one more request in the ring, growing by doubling but never
+    /// past `history_cap + 1`: a full ring of 100,000 would otherwise sit
+    /// in a buffer of 131,072 requests.
+    fn reserve_history(&mut self) {
+        let len = self.history.len();
+        if len == self.history.capacity() {
+            let want = (len.max(8) * 2).min(self.history_cap + 1).max(len + 1);
+            self.history.reserve_exact(want - len);
         }
     }
 
@@ -355,24 +467,20 @@ impl Registry {
             Some(request) => {
                 request.late_drops += 1;
                 let ended = request.ended.unwrap_or(now);
-                let kind = EventKind::LateArrival {
-                    what: what.to_string(),
-                    after: LateAfter::End {
+                let kind = EventKind::late_arrival(
+                    what.to_string(),
+                    LateAfter::End {
                         phase: request.phase.label().to_string(),
                     },
-                    late_by_ms: Some(millis(now.saturating_duration_since(ended))),
-                };
+                    Some(millis(now.saturating_duration_since(ended))),
+                );
                 request.note(now, kind.clone());
                 let event = event_for(request, now, self.origin, kind.clone());
                 (kind, event)
             }
             None => {
                 // Older than the history ring: still a late drop, never "unknown".
-                let kind = EventKind::LateArrival {
-                    what: what.to_string(),
-                    after: LateAfter::Unknown,
-                    late_by_ms: None,
-                };
+                let kind = EventKind::late_arrival(what.to_string(), LateAfter::Unknown, None);
                 let event = self.orphan_event(id, backend, now, kind.clone());
                 (kind, event)
             }
@@ -464,6 +572,24 @@ impl Registry {
     pub fn last_seq(&self) -> u64 {
         self.next_seq
     }
+}
+
+/// A deadline in the index: when, the request's `seq` (ties expire in
+/// creation order), and its id.
+type Deadline = (Instant, u64, RequestId);
+
+/// Lanes of the deadline index at most (a few deadline lengths are in use:
+/// retrieval, first token, idle); a deadline that fits none goes to the tree.
+const MAX_LANES: usize = 8;
+
+/// Stale lane entries tolerated beyond twice the live requests before the
+/// lanes are compacted.
+const LANE_SLACK: usize = 1_024;
+
+/// Whether an index entry is still its request's deadline.
+fn is_current(live: &IdMap<Request>, (deadline, seq, id): &Deadline) -> bool {
+    live.get(id)
+        .is_some_and(|r| r.seq == *seq && r.deadline == Some(*deadline))
 }
 
 fn event_for(request: &Request, now: Instant, origin: Instant, event: EventKind) -> LifecycleEvent {
@@ -613,6 +739,70 @@ mod tests {
         }
         // The runs did reach the cases the indexes exist for.
         assert!(detached_seen > 100, "{detached_seen}");
+    }
+
+    /// The deadline index (lanes and tree, stale entries skipped) always
+    /// agrees with a scan of every live request: the soonest deadline, and
+    /// what has expired, in creation order, each once.
+    #[test]
+    fn the_deadline_index_agrees_with_a_scan_of_the_live_requests() {
+        let t0 = Instant::now();
+        let at = |ms: u64| t0 + Duration::from_millis(ms);
+        let mut lanes_used = 0;
+        for seed in 0..30 {
+            let mut rng = SmallRng::seed_from_u64(seed);
+            let mut registry = Registry::new(t0, 50);
+            let mut now = 0u64;
+            for _ in 0..600 {
+                let live: Vec<RequestId> = registry.live_requests().map(|r| r.id).collect();
+                match rng.random_range(0..10) {
+                    0..3 => {
+                        let seq = registry.next_seq();
+                        let mut r = request(seq, None, t0);
+                        r.deadline = rng
+                            .random_bool(0.8)
+                            .then(|| at(now + rng.random_range(0..200)));
+                        registry.insert(r);
+                    }
+                    // Mostly later (a stream's idle deadline), sometimes
+                    // earlier, back to an old value, or none.
+                    3..8 if !live.is_empty() => {
+                        let id = live[rng.random_range(0..live.len())];
+                        let deadline = match rng.random_range(0..10) {
+                            0 => None,
+                            1 => Some(at(now)),
+                            2 => Some(at(now + rng.random_range(0..50))),
+                            _ => Some(at(now + 100)),
+                        };
+                        registry.set_deadline(id, deadline);
+                    }
+                    8 if !live.is_empty() => {
+                        let id = live[rng.random_range(0..live.len())];
+                        registry.finish(id, Outcome::Completed, at(now));
+                    }
+                    _ => {
+                        now += rng.random_range(0..30);
+                        for id in registry.expired(at(now)) {
+                            registry.finish(id, Outcome::TimedOut, at(now));
+                        }
+                    }
+                }
+                let soonest = registry.live_requests().filter_map(|r| r.deadline).min();
+                assert_eq!(registry.next_deadline(), soonest, "seed {seed}");
+                let probe = at(now + rng.random_range(0..120));
+                let mut due: Vec<(u64, RequestId)> = registry
+                    .live_requests()
+                    .filter(|r| r.deadline.is_some_and(|d| d <= probe))
+                    .map(|r| (r.seq, r.id))
+                    .collect();
+                due.sort();
+                let due: Vec<RequestId> = due.into_iter().map(|(_, id)| id).collect();
+                assert_eq!(registry.expired(probe), due, "seed {seed}");
+                assert!(registry.lane_len <= 2 * registry.live_count() + LANE_SLACK + 1);
+                lanes_used = lanes_used.max(registry.lanes.len());
+            }
+        }
+        assert!(lanes_used > 1, "{lanes_used}");
     }
 
     #[test]

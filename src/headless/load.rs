@@ -181,12 +181,12 @@ impl LoadStats {
 
     fn record(&mut self, engine: &Engine, event: &LifecycleEvent) {
         match &event.event {
-            EventKind::Breaker { to, .. } if to == "open" => self.breaker_trips += 1,
+            EventKind::Breaker(change) if change.to == "open" => self.breaker_trips += 1,
             EventKind::RetryScheduled { reason, .. } => {
                 self.retries += 1;
                 self.error(reason);
             }
-            EventKind::LateArrival { .. } => self.late_arrivals += 1,
+            EventKind::LateArrival(_) => self.late_arrivals += 1,
             EventKind::Queued { reason } => {
                 let b = self.backends.entry(event.backend.clone()).or_default();
                 match reason {

@@ -225,12 +225,12 @@ impl SpanBuilder {
     fn backend_event(&mut self, event: &LifecycleEvent) {
         let time = self.clock.nanos(event.at);
         let (name, attributes) = match &event.event {
-            EventKind::Breaker { from, to, why } => (
+            EventKind::Breaker(change) => (
                 "breaker",
                 vec![
-                    kv("loreweave.breaker.from", from.clone()),
-                    kv("loreweave.breaker.to", to.clone()),
-                    kv("loreweave.breaker.why", why.clone()),
+                    kv("loreweave.breaker.from", change.from.clone()),
+                    kv("loreweave.breaker.to", change.to.clone()),
+                    kv("loreweave.breaker.why", change.why.clone()),
                 ],
             ),
             EventKind::Chaos { text } => ("chaos", vec![kv("message", text.clone())]),
@@ -251,13 +251,14 @@ impl SpanBuilder {
         if !self.open.contains_key(&id) {
             // A late drop for a request whose span has gone out: nothing
             // to put it on.
-            if matches!(
-                &event.event,
-                EventKind::LateArrival {
-                    after: LateAfter::End { .. } | LateAfter::Unknown,
-                    ..
-                } | EventKind::Abandoned { .. }
-            ) {
+            let gone = match &event.event {
+                EventKind::LateArrival(late) => {
+                    matches!(late.after, LateAfter::End { .. } | LateAfter::Unknown)
+                }
+                EventKind::Abandoned { .. } => true,
+                _ => false,
+            };
+            if gone {
                 return false;
             }
             if self.open.len() >= MAX_OPEN {
@@ -389,11 +390,12 @@ impl SpanBuilder {
                     vec![int("loreweave.late.grace_ms", *grace_ms)],
                 ));
             }
-            EventKind::LateArrival {
-                what,
-                after,
-                late_by_ms,
-            } => {
+            EventKind::LateArrival(late) => {
+                let crate::engine::event::LateArrival {
+                    what,
+                    after,
+                    late_by_ms,
+                } = &**late;
                 let mut attrs = vec![kv("loreweave.late.what", what.clone())];
                 if let Some(ms) = late_by_ms {
                     attrs.push(int("loreweave.late.by_ms", *ms));
@@ -481,7 +483,7 @@ impl SpanBuilder {
             | EventKind::Working
             | EventKind::ChunkVectors { .. }
             | EventKind::StaleResult { .. }
-            | EventKind::Breaker { .. }
+            | EventKind::Breaker(_)
             | EventKind::Chaos { .. }) => {
                 let attrs = if capture || !matches!(other, EventKind::Note { .. }) {
                     vec![kv("message", other.to_string())]

@@ -347,11 +347,7 @@ fn an_observed_call_keeps_its_span_open_until_the_late_arrival() {
             &p,
             3_000,
             p.retrieve,
-            EventKind::LateArrival {
-                what: "passages".into(),
-                after: LateAfter::Deadline,
-                late_by_ms: Some(2_000),
-            },
+            EventKind::late_arrival("passages", LateAfter::Deadline, Some(2_000)),
         )],
         &p.table,
     );
@@ -417,13 +413,13 @@ fn an_abandoned_call_ends_at_the_end_of_its_grace_and_exit_closes_the_rest() {
             &p,
             7_000,
             p.retrieve,
-            EventKind::LateArrival {
-                what: "passages".into(),
-                after: LateAfter::End {
+            EventKind::late_arrival(
+                "passages",
+                LateAfter::End {
                     phase: "timed out".into(),
                 },
-                late_by_ms: Some(6_000),
-            },
+                Some(6_000),
+            ),
         )],
         &p.table,
     );
@@ -469,11 +465,7 @@ fn breaker_changes_go_on_the_spans_in_flight_on_that_backend() {
         kind: None,
         backend: "hayhooks".into(),
         conversation: None,
-        event: EventKind::Breaker {
-            from: "closed".into(),
-            to: "open".into(),
-            why: "5 failures".into(),
-        },
+        event: EventKind::breaker("closed", "open", "5 failures"),
     };
     b.on_events(&[breaker], &p.table);
     let spans = b.on_events(

@@ -127,7 +127,7 @@ pub fn lane(timeline: &[TimelineEntry], now_ms: u64) -> Lane {
             // Past the end, events only ever concern an observed call.
             match &entry.event {
                 EventKind::Observed { .. } => switch(s, &mut open, SegmentKind::Observed, at),
-                EventKind::LateArrival { .. } => {
+                EventKind::LateArrival(_) => {
                     late_ms.push(at);
                     if open.is_some_and(|(k, _)| k == SegmentKind::Observed) {
                         close(s, &mut open, at);
@@ -148,7 +148,7 @@ pub fn lane(timeline: &[TimelineEntry], now_ms: u64) -> Lane {
                 close(s, &mut open, at);
                 end = Some(at);
             }
-            EventKind::LateArrival { .. } => late_ms.push(at),
+            EventKind::LateArrival(_) => late_ms.push(at),
             _ => {}
         }
     }
@@ -727,11 +727,7 @@ mod tests {
     use crate::engine::event::{LateAfter, QueueReason};
 
     fn entry(offset_ms: u64, event: EventKind) -> TimelineEntry {
-        TimelineEntry {
-            at: Instant::now(),
-            offset_ms,
-            event,
-        }
+        TimelineEntry { offset_ms, event }
     }
 
     fn seg(kind: SegmentKind, start_ms: u64, end_ms: u64) -> Segment {
@@ -827,11 +823,7 @@ mod tests {
             entry(10_000, EventKind::Observed { grace_ms: 30_000 }),
             entry(
                 12_000,
-                EventKind::LateArrival {
-                    what: "retrieval result".into(),
-                    after: LateAfter::Deadline,
-                    late_by_ms: Some(2_000),
-                },
+                EventKind::late_arrival("retrieval result", LateAfter::Deadline, Some(2_000)),
             ),
         ];
         let lane = lane(&timeline, 20_000);
@@ -897,13 +889,13 @@ mod tests {
             ),
             entry(
                 900,
-                EventKind::LateArrival {
-                    what: "retrieval result".into(),
-                    after: LateAfter::End {
+                EventKind::late_arrival(
+                    "retrieval result",
+                    LateAfter::End {
                         phase: "cancelled".into(),
                     },
-                    late_by_ms: Some(800),
-                },
+                    Some(800),
+                ),
             ),
         ];
         let lane = lane(&timeline, 5_000);
@@ -968,11 +960,7 @@ mod tests {
             entry(10_000, EventKind::Observed { grace_ms: 30_000 }),
             entry(
                 12_000,
-                EventKind::LateArrival {
-                    what: "retrieval result".into(),
-                    after: LateAfter::Deadline,
-                    late_by_ms: Some(2_000),
-                },
+                EventKind::late_arrival("retrieval result", LateAfter::Deadline, Some(2_000)),
             ),
         ]
     }
