@@ -25,10 +25,11 @@ use std::path::Path;
 use std::sync::atomic::AtomicBool;
 use std::time::{Duration, Instant};
 
-use loreweave::domain::{Location, Passage, Role};
 use loreweave::kb::corpus::{self, BENCH_CHUNKS, BENCH_QUERIES, BENCH_SEED};
 use loreweave::kb::store::{self, IngestOptions, Input, Writer};
-use loreweave::store::{Db, MessageStatus, NewMessage};
+use loreweave::store::Db;
+
+mod common;
 
 /// The last word of the last answer in a `session` database.
 const SESSION_MARKER: &str = "ledgerclosed";
@@ -138,25 +139,6 @@ fn kb(dir: &Path, chunks: usize, passes: usize) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn passage(n: usize) -> Passage {
-    Passage {
-        id: format!("/notes/doc{n}.md#0"),
-        title: format!("Document {n}"),
-        source: format!("doc{n}.md"),
-        kind: None,
-        heading: Some("History".into()),
-        text: "The amber gate was raised in the old age, and its keepers still walk the \
-               ring of stones at dusk and at dawn, as their oath demands."
-            .into(),
-        score: 3.5,
-        entities: Vec::new(),
-        location: Location {
-            trail: vec!["History".into()],
-            lines: Some((12, 14)),
-        },
-    }
-}
-
 /// A session of `messages` messages in a new database at `path`. One
 /// transaction per message (as the app commits them): ~1.5 ms each.
 fn session(path: &Path, messages: usize) -> anyhow::Result<()> {
@@ -166,26 +148,7 @@ fn session(path: &Path, messages: usize) -> anyhow::Result<()> {
     }
     let mut db = Db::open(path)?.db;
     let session = db.create_session("long")?;
-    for i in 0..messages {
-        let message = if i % 2 == 0 {
-            NewMessage::user(
-                format!("question {i} about the amber gate?"),
-                MessageStatus::Sent,
-            )
-        } else {
-            let mut text =
-                "The amber gate is kept by the wardens. [1] They walk the ring at dusk. [2] "
-                    .repeat(4);
-            if i + 1 >= messages {
-                text.push_str(SESSION_MARKER);
-            }
-            let mut m = NewMessage::new(Role::Assistant, text, MessageStatus::Done);
-            m.backend = Some("offline".into());
-            m.passages = (0..5).map(passage).collect();
-            m
-        };
-        db.append_message(session.id, message)?;
-    }
+    common::fill_session(&mut db, session.id, messages, Some(SESSION_MARKER))?;
     Ok(())
 }
 

@@ -6,27 +6,9 @@
 
 use std::time::{Duration, Instant};
 
-use loreweave::domain::{Location, Passage, Role};
-use loreweave::store::{Db, MessageStatus, NewMessage};
+use loreweave::store::Db;
 
-fn passage(n: usize) -> Passage {
-    Passage {
-        id: format!("/notes/doc{n}.md#0"),
-        title: format!("Document {n}"),
-        source: format!("doc{n}.md"),
-        kind: None,
-        heading: Some("History".into()),
-        text: "The amber gate was raised in the old age, and its keepers still walk the \
-               ring of stones at dusk and at dawn, as their oath demands."
-            .into(),
-        score: 3.5,
-        entities: Vec::new(),
-        location: Location {
-            trail: vec!["History".into()],
-            lines: Some((12, 14)),
-        },
-    }
-}
+mod common;
 
 fn median(mut samples: Vec<Duration>) -> Duration {
     samples.sort();
@@ -41,25 +23,7 @@ fn main() {
     let mut db = Db::open(&path).expect("open").db;
     let session = db.create_session("long").expect("create");
     let filled = Instant::now();
-    for i in 0..messages {
-        let message = if i % 2 == 0 {
-            NewMessage::user(
-                format!("question {i} about the amber gate?"),
-                MessageStatus::Sent,
-            )
-        } else {
-            let mut m = NewMessage::new(
-                Role::Assistant,
-                "The amber gate is kept by the wardens. [1] They walk the ring at dusk. [2] "
-                    .repeat(4),
-                MessageStatus::Done,
-            );
-            m.backend = Some("offline".into());
-            m.passages = (0..5).map(passage).collect();
-            m
-        };
-        db.append_message(session.id, message).expect("append");
-    }
+    common::fill_session(&mut db, session.id, messages, None).expect("append");
     let fill = filled.elapsed();
     drop(db);
     let bytes = std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
