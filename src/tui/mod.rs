@@ -194,7 +194,8 @@ async fn run_inner(
     let mut dirty = false;
     let mut session_unavailable = false;
     // A question asked before the session was open, sent when it is.
-    let mut send_when_open: Option<String> = None;
+    let mut send_when_open: Vec<String> = Vec::new();
+    let mut scenarios_when_open: Vec<(String, Option<u64>)> = Vec::new();
 
     loop {
         let busy = driver.engine.is_busy();
@@ -233,14 +234,23 @@ async fn run_inner(
                             {
                                 commit_question(conversation, text, &sessions, &kb, local, config, &mut view, &mut driver);
                             }
+                            // A scenario asked before the session is open would
+                            // start in the placeholder, whose work stops when
+                            // the session replaces it: it starts there instead.
+                            Action::Engine(crate::engine::Command::Scenario { conversation, prompt, seed })
+                                if conversation == FIRST_CONVERSATION && !session_unavailable =>
+                            {
+                                scenarios_when_open.push((prompt, seed));
+                                driver.engine.set_notice("the scenario starts once the session database has opened...", false);
+                            }
                             Action::Engine(crate::engine::Command::Ask { text, .. })
                                 if !session_unavailable =>
                             {
-                                // It stays in the input (nothing is acknowledged
-                                // yet) and goes once the session is open.
-                                view.input = ratatui_textarea::TextArea::from(text.lines());
-                                send_when_open = Some(text);
-                                driver.engine.set_notice("sending once the session database has opened...", false);
+                                // Held (in order) and committed once the session
+                                // is open, a moment after the first frame.
+                                send_when_open.push(text);
+                                let n = send_when_open.len();
+                                driver.engine.set_notice(format!("{n} question(s): sending once the session database has opened..."), false);
                             }
                             Action::Engine(command) => driver.apply(Input::Command(command)),
                             Action::Session(line) => {
@@ -371,17 +381,27 @@ async fn run_inner(
             }
             Some(event) = session_rx.recv() => {
                 on_session_event(event, &mut sessions, &mut view, &mut driver, &problem_tx, &mut session_unavailable, &mut data_version);
-                // A question asked while the database opened goes now, if
-                // the input still holds it as it was.
-                if sessions.is_ready() && view.current != FIRST_CONVERSATION
-                    && let Some(text) = send_when_open.take()
-                    && view.input.lines().join("\n") == text
-                {
-                    view.input = ratatui_textarea::TextArea::default();
-                    commit_question(view.current, text, &sessions, &kb, local, config, &mut view, &mut driver);
+                // Questions asked while the database opened go now, in order
+                // (with no database, unsaved, as any question then).
+                if sessions.is_ready() && view.current != FIRST_CONVERSATION {
+                    for text in std::mem::take(&mut send_when_open) {
+                        commit_question(view.current, text, &sessions, &kb, local, config, &mut view, &mut driver);
+                    }
+                } else if session_unavailable {
+                    for text in std::mem::take(&mut send_when_open) {
+                        driver.apply(Input::Command(crate::engine::Command::Ask { conversation: view.current, text, tag: None }));
+                    }
                 }
-                if session_unavailable {
-                    send_when_open = None;
+                // Scenarios asked meanwhile start in the session now open
+                // (or, with no database, in the unsaved conversation).
+                if (sessions.is_ready() && view.current != FIRST_CONVERSATION) || session_unavailable {
+                    for (prompt, seed) in scenarios_when_open.drain(..) {
+                        driver.apply(Input::Command(crate::engine::Command::Scenario {
+                            conversation: view.current,
+                            prompt,
+                            seed,
+                        }));
+                    }
                 }
                 dirty = true;
             }

@@ -105,4 +105,33 @@ sleep 0.2
 tmux send-keys -t "$session" q
 wait_file "$work/exit" 10
 stop
+
+echo "e2e sessions: asked while the database is still opening, a question and a scenario go once it is open"
+db=$XDG_DATA_HOME/loreweave/sessions.db
+[[ -f $db ]] || fail "no session database at $db"
+# Another process holds the database for 4 s: loreweave's open waits.
+python3 -c 'import sqlite3, sys, time
+c = sqlite3.connect(sys.argv[1], isolation_level=None)
+c.execute("BEGIN EXCLUSIVE"); open(sys.argv[2], "w").close(); time.sleep(4); c.execute("COMMIT")' \
+  "$db" "$work/locked" 2>"$work/locker.err" &
+locker=$!
+for ((i = 0; i < 100; i++)); do [[ -e $work/locked ]] && break; sleep 0.1; done
+[[ -e $work/locked ]] || fail "the database could not be locked: $(cat "$work/locker.err")"
+start
+tmux send-keys -t "$session" -l "where is the zzearly ford?"
+tmux send-keys -t "$session" Enter
+wait_for "1 question\(s\): sending once the session database has opened" 5
+tmux send-keys -t "$session" -l "generate scenario for the zzearly ambush"
+tmux send-keys -t "$session" Enter
+wait_for "the scenario starts once the session database has opened" 5
+wait "$locker"
+# Only the open session can answer them: both complete, neither is cancelled.
+wait_for "turn +pipeline +completed +.*zzearly ford" 15
+wait_for "scenario +pipeline +completed +.*zzearly ambush" 15
+screen | grep -q "cancelled" && fail "work asked before the open was cancelled"
+tmux send-keys -t "$session" Tab
+sleep 0.2
+tmux send-keys -t "$session" q
+wait_file "$work/exit" 10
+stop
 echo "e2e sessions: all checks passed"
