@@ -24,8 +24,11 @@ source "$(dirname "$0")/lib.sh"
 tmux new-session -d -s "$session" -x 100 -y 30 "$bin </dev/tty"
 wait_for "Request lifecycle"
 
-# Zoom the chat (Esc focuses it from the input), then back.
+# Zoom the chat (Esc focuses it from the input), then back. A pause after
+# Esc: an Esc and a key read together are Alt and that key, as in any
+# terminal program.
 tmux send-keys -t "$session" Escape
+sleep 0.3
 tmux send-keys -t "$session" z
 wait_gone "Request lifecycle"
 screen | grep -q " Chat " || fail "the zoomed chat is not on screen"
