@@ -354,8 +354,14 @@ impl Registry {
             elapsed_ms = millis(request.elapsed(now)),
             "request finished"
         );
-        // In first, then the oldest out: a child finishing as its parent
-        // leaves the ring must be found to be detached.
+        self.push_history(request);
+        self.history.back()
+    }
+
+    /// Put `request` at the back of the history ring, indexed, and let the
+    /// oldest go past the cap. In first, then the oldest out: a child
+    /// finishing as its parent leaves the ring must be found to be detached.
+    fn push_history(&mut self, request: Request) {
         self.in_history
             .insert(request.id, self.evicted + self.history.len() as u64);
         self.reserve_history();
@@ -365,7 +371,6 @@ impl Registry {
         {
             self.forget(&gone);
         }
-        self.history.back()
     }
 
     /// Record `child` under `parent` (restored requests), once.
@@ -400,15 +405,7 @@ impl Registry {
                 }
             }
         }
-        self.in_history
-            .insert(request.id, self.evicted + self.history.len() as u64);
-        self.reserve_history();
-        self.history.push_back(request);
-        if self.history.len() > self.history_cap
-            && let Some(gone) = self.history.pop_front()
-        {
-            self.forget(&gone);
-        }
+        self.push_history(request);
     }
 
     /// Room for one more request in the ring, growing by doubling but never

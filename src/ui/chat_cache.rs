@@ -35,7 +35,7 @@ use ratatui::text::{Line, Span, Text};
 use ratatui::widgets::{Paragraph, Wrap};
 
 use super::Theme;
-use super::markdown::{StreamedMarkdown, wrapped_rows};
+use super::markdown::{StreamedMarkdown, borrowed, wrapped_rows};
 use crate::domain::Role;
 use crate::engine::request::RequestId;
 use crate::engine::workspace::{ChatMessage, MessageStatus};
@@ -383,7 +383,7 @@ impl ChatCache {
         }
         self.shown = first..last;
         self.height = usize::from(area.height);
-        self.tail_rows = super::markdown::wrapped_rows(&tail, self.width);
+        self.tail_rows = wrapped_rows(&tail, self.width);
         let skip = top - self.entries.get(first).map_or(above_tail, |e| e.start);
         let mut lines: Vec<Line<'_>> = Vec::new();
         for (i, entry) in self.entries.iter().enumerate().take(last).skip(first) {
@@ -451,20 +451,6 @@ impl ChatCache {
             self.entries[i].lines = None;
         }
         self.with_lines = keep;
-    }
-}
-
-/// A line that borrows its text from `line`: drawing the cached lines
-/// copies no strings.
-fn borrowed<'a>(line: &'a Line<'static>) -> Line<'a> {
-    Line {
-        style: line.style,
-        alignment: line.alignment,
-        spans: line
-            .spans
-            .iter()
-            .map(|s| Span::styled(s.content.as_ref(), s.style))
-            .collect(),
     }
 }
 

@@ -157,18 +157,7 @@ pub fn wrapped_rows(lines: &[Line<'static>], width: u16) -> usize {
     if lines.is_empty() {
         return 0;
     }
-    let borrowed: Vec<Line<'_>> = lines
-        .iter()
-        .map(|line| Line {
-            style: line.style,
-            alignment: line.alignment,
-            spans: line
-                .spans
-                .iter()
-                .map(|s| Span::styled(s.content.as_ref(), s.style))
-                .collect(),
-        })
-        .collect();
+    let borrowed: Vec<Line<'_>> = lines.iter().map(borrowed).collect();
     Paragraph::new(Text::from(borrowed))
         .wrap(Wrap { trim: false })
         .line_count(width)
@@ -524,6 +513,20 @@ fn push_with_citations(out: &mut Vec<Span<'static>>, text: &str, style: Style, c
     }
     if !rest.is_empty() {
         out.push(Span::styled(rest.to_string(), style));
+    }
+}
+
+/// A line that borrows its text from `line`: drawing or measuring cached
+/// lines copies no strings.
+pub fn borrowed<'a>(line: &'a Line<'static>) -> Line<'a> {
+    Line {
+        style: line.style,
+        alignment: line.alignment,
+        spans: line
+            .spans
+            .iter()
+            .map(|s| Span::styled(s.content.as_ref(), s.style))
+            .collect(),
     }
 }
 
