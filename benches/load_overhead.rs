@@ -1,8 +1,11 @@
 //! loreweave's own overhead under load: `loreweave load --no-rag` against a
 //! loopback OpenAI-compatible server that answers every chat call after a
 //! fixed delay, compared with a bare pooled reqwest client making the same
-//! calls (same request, body read to its end) at the same in-flight count,
-//! with loreweave's chat concurrency limit set to that count.
+//! calls (the same headers and body bytes loreweave sends: its chat prompt
+//! with the same questions in turn, `max_tokens`, `temperature`; the body
+//! read to its end; HTTP/1.1 keep-alive, an unbounded idle pool, as
+//! loreweave's client) at the same in-flight count, with loreweave's chat
+//! concurrency limit set to that count.
 //!
 //! ```text
 //! cargo bench --bench load_overhead            # 64, 256 and 1,024 in flight
@@ -25,6 +28,32 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 const DELAY: Duration = Duration::from_millis(50);
+
+/// Sampling settings written into loreweave's config and sent by the bare
+/// client alike.
+const MAX_TOKENS: u32 = 512;
+const TEMPERATURE: f32 = 0.7;
+
+/// The messages loreweave sends for each default question with RAG off,
+/// in the order it asks them.
+fn chat_messages() -> Vec<serde_json::Value> {
+    use loreweave::domain::{GenerationTask, TaskMode};
+    let prompts = loreweave::prompts::Prompts::default();
+    loreweave::headless::load::DEFAULT_PROMPTS
+        .iter()
+        .map(|question| {
+            let task = GenerationTask {
+                mode: TaskMode::Chat {
+                    question: (*question).to_string(),
+                    history: Vec::new(),
+                },
+                passages: Vec::new(),
+                no_lore_reason: Some("RAG is off".into()),
+            };
+            serde_json::json!(prompts.messages(&task))
+        })
+        .collect()
+}
 
 fn sse_body() -> String {
     let mut body = String::new();
@@ -156,20 +185,35 @@ fn bare(base: &str, inflight: usize, total: u64) -> (f64, f64) {
         };
         let left = Arc::new(AtomicU64::new(total));
         let ok = Arc::new(AtomicU64::new(0));
+        let messages = Arc::new(chat_messages());
         let mut tasks = Vec::new();
         for _ in 0..inflight {
-            let (client, url, left, ok) = (client.clone(), url.clone(), left.clone(), ok.clone());
+            let (client, url, left, ok, messages) = (
+                client.clone(),
+                url.clone(),
+                left.clone(),
+                ok.clone(),
+                messages.clone(),
+            );
             tasks.push(tokio::spawn(async move {
-                while left
-                    .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| n.checked_sub(1))
-                    .is_ok()
+                while let Ok(n) =
+                    left.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| n.checked_sub(1))
                 {
+                    // loreweave asks the questions in turn from the first.
+                    let turn = ((total - n) % messages.len() as u64) as usize;
                     let body = serde_json::json!({
+                        "max_tokens": MAX_TOKENS,
+                        "messages": messages[turn],
                         "model": "bench",
                         "stream": true,
-                        "messages": [{"role": "user", "content": "who guards the waystone?"}],
+                        "temperature": TEMPERATURE,
                     });
-                    if let Ok(resp) = client.post(&url).json(&body).send().await
+                    if let Ok(resp) = client
+                        .post(&url)
+                        .header(reqwest::header::ACCEPT, "text/event-stream")
+                        .json(&body)
+                        .send()
+                        .await
                         && resp.bytes().await.is_ok()
                     {
                         ok.fetch_add(1, Ordering::Relaxed);
@@ -196,7 +240,7 @@ fn loreweave(base: &str, inflight: usize, total: u64) -> Option<(f64, f64, f64)>
     std::fs::write(
         dir.join("config.toml"),
         format!(
-            "[llm]\nprovider = \"openai\"\nbase_url = \"{base}/v1\"\nmodel = \"bench\"\nconcurrency = {inflight}\nretries = 0\n"
+            "[llm]\nprovider = \"openai\"\nbase_url = \"{base}/v1\"\nmodel = \"bench\"\nconcurrency = {inflight}\nretries = 0\nmax_tokens = {MAX_TOKENS}\ntemperature = {TEMPERATURE}\n"
         ),
     )
     .ok()?;

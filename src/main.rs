@@ -60,8 +60,13 @@ fn main() -> ExitCode {
             cli.global.log_level.clone(),
             logs.clone(),
         );
+        let quiet: &'static [&'static str] = if matches!(cli.command, Some(Cmd::Load { .. })) {
+            loreweave::headless::load::QUIET_LOG_TARGETS
+        } else {
+            &[]
+        };
         move || {
-            let result = logging::init(&dir, &level);
+            let result = logging::init(&dir, &level, quiet);
             if let Ok(mut logs) = logs.lock() {
                 match result {
                     Ok(guard) => logs.guard = Some(guard),

@@ -80,27 +80,60 @@ impl OpenAiChat {
         })
     }
 
-    fn body(&self, task: &GenerationTask) -> Value {
-        let mut body = json!({
-            "model": self.model,
-            "messages": self.prompts.messages(task),
-            "stream": true,
-            "max_tokens": self.params.max_tokens,
-        });
-        if let (Some(t), Some(obj)) = (self.params.temperature, body.as_object_mut()) {
-            obj.insert("temperature".into(), json!(t));
-        }
-        body
+    /// The request body, serialized straight from borrowed fields (no
+    /// `serde_json::Value` tree in between). Keys are in the order the
+    /// `json!` object this replaced wrote them (alphabetical), and the
+    /// temperature is widened to `f64` as it was, so the bytes sent are the
+    /// same.
+    fn body(&self, task: &GenerationTask) -> Result<Vec<u8>, BackendError> {
+        let messages = self.prompts.messages(task);
+        let body = ChatBody {
+            max_tokens: self.params.max_tokens,
+            messages: messages
+                .iter()
+                .map(|m| BodyMessage {
+                    content: &m.content,
+                    role: m.role,
+                })
+                .collect(),
+            model: &self.model,
+            stream: true,
+            temperature: self.params.temperature.map(f64::from),
+        };
+        serde_json::to_vec(&body)
+            .map_err(|e| BackendError::permanent(format!("cannot encode the request: {e}")))
     }
+}
+
+/// A chat completion request body (see [`OpenAiChat::body`]).
+#[derive(serde::Serialize)]
+struct ChatBody<'a> {
+    max_tokens: u32,
+    messages: Vec<BodyMessage<'a>>,
+    model: &'a str,
+    stream: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    temperature: Option<f64>,
+}
+
+#[derive(serde::Serialize)]
+struct BodyMessage<'a> {
+    content: &'a str,
+    role: &'a str,
 }
 
 impl ChatModel for OpenAiChat {
     fn generate(&self, task: GenerationTask) -> BoxStream<'static, Result<Chunk, BackendError>> {
+        let body = match self.body(&task) {
+            Ok(body) => body,
+            Err(error) => return stream::iter([Err(error)]).boxed(),
+        };
         let req = with_bearer(
             self.client
                 .post(self.url.clone())
                 .header(reqwest::header::ACCEPT, "text/event-stream")
-                .json(&self.body(&task)),
+                .header(reqwest::header::CONTENT_TYPE, "application/json")
+                .body(body),
             self.api_key.as_ref(),
         );
         let key = self.api_key.clone();
@@ -163,9 +196,8 @@ where
             if data.is_empty() {
                 continue;
             }
-            let parsed = serde_json::from_str::<Value>(data);
             if event.event == "error" {
-                let error = parsed
+                let error = serde_json::from_str::<Value>(data)
                     .ok()
                     .and_then(|v| in_band_error(&v, st.key.as_ref()))
                     .unwrap_or_else(|| {
@@ -176,57 +208,182 @@ where
                     });
                 return Some((Err(error), None));
             }
-            let value = match parsed {
-                Ok(v) => v,
-                Err(e) => return Some((Err(malformed_chunk(&e.to_string())), None)),
+            let step = match fast_chunk(data, &mut st.finished) {
+                Some(step) => step,
+                None => match general_chunk(data, &mut st.finished, st.key.as_ref()) {
+                    Ok(step) => step,
+                    Err(error) => return Some((Err(error), None)),
+                },
             };
-            if let Some(error) = in_band_error(&value, st.key.as_ref()) {
-                return Some((Err(error), None));
-            }
-            let choice = value
-                .get("choices")
-                .and_then(Value::as_array)
-                .and_then(|choices| {
-                    choices
-                        .iter()
-                        .find(|c| c.get("index").and_then(Value::as_u64) == Some(0))
-                        .or_else(|| choices.first())
-                });
-            let usage = usage_of(&value);
-            let Some(choice) = choice else {
-                // A usage chunk (choices empty) or something else to skip.
-                match usage {
-                    Some(usage) => return Some((Ok(Chunk::Usage(usage)), Some(st))),
-                    None => continue,
-                }
-            };
-            if choice.get("finish_reason").is_some_and(|r| !r.is_null()) {
-                st.finished = true;
-            }
-            let content = choice
-                .get("delta")
-                .and_then(|d| d.get("content"))
-                .and_then(Value::as_str)
-                .filter(|c| !c.is_empty())
-                .map(str::to_string);
-            match (content, usage) {
-                (Some(text), usage) => {
+            match step {
+                Step::Emit(Chunk::Text(text), usage) => {
                     st.queued = usage;
                     return Some((Ok(Chunk::Text(text)), Some(st)));
                 }
-                (None, Some(usage)) => return Some((Ok(Chunk::Usage(usage)), Some(st))),
+                Step::Emit(usage, _) => return Some((Ok(usage), Some(st))),
                 // A finish_reason ends the reply: nothing after it is needed
                 // (and a server that then hangs cannot stall a done reply).
-                (None, None) if st.finished => return None,
-                (None, None) => {}
+                Step::End => return None,
+                Step::Skip => {}
             }
         }
     })
 }
 
+/// What one data event of a chat stream means.
+#[derive(Debug, PartialEq)]
+enum Step {
+    /// Send this chunk; a usage that came with text goes next.
+    Emit(Chunk, Option<Usage>),
+    /// The reply is complete.
+    End,
+    /// Nothing to send: read the next event.
+    Skip,
+}
+
+/// A stream chunk read into typed fields: fields not read are skipped
+/// without being built.
+#[derive(serde::Deserialize)]
+struct FastChunk {
+    #[serde(default)]
+    choices: Option<Vec<Object<FastChoice>>>,
+    #[serde(default)]
+    usage: Option<Value>,
+    #[serde(default)]
+    error: Option<serde::de::IgnoredAny>,
+}
+
+#[derive(serde::Deserialize)]
+struct FastChoice {
+    #[serde(default)]
+    index: Option<Value>,
+    #[serde(default)]
+    finish_reason: Option<serde::de::IgnoredAny>,
+    #[serde(default)]
+    delta: Option<Object<FastDelta>>,
+}
+
+#[derive(serde::Deserialize)]
+struct FastDelta {
+    #[serde(default)]
+    content: Option<String>,
+}
+
+/// `T` read from a JSON object only (a derived struct also accepts an
+/// array of its fields in order, which the general path reads as nothing).
+struct Object<T>(T);
+
+impl<'de, T: serde::Deserialize<'de>> serde::Deserialize<'de> for Object<T> {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Only<T>(std::marker::PhantomData<T>);
+        impl<'de, T: serde::Deserialize<'de>> serde::de::Visitor<'de> for Only<T> {
+            type Value = T;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a JSON object")
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(self, map: A) -> Result<T, A::Error> {
+                T::deserialize(serde::de::value::MapAccessDeserializer::new(map))
+            }
+        }
+        deserializer
+            .deserialize_map(Only(std::marker::PhantomData))
+            .map(Object)
+    }
+}
+
+/// The common case of [`sse_tokens`] without a `serde_json::Value` tree:
+/// `None` when the chunk is not of the usual shape (not JSON, not an
+/// object, a field of another type, a duplicate key, an in-band error),
+/// and the caller reads it the general way, which gives the same answer
+/// for every chunk this accepts (but one: a number beyond `f64` or a lone
+/// surrogate in a field neither path reads is skipped here, where the
+/// general path refuses the chunk as malformed). Sets `finished` on a
+/// `finish_reason`.
+fn fast_chunk(data: &str, finished: &mut bool) -> Option<Step> {
+    let Object(chunk) = serde_json::from_str::<Object<FastChunk>>(data).ok()?;
+    if chunk.error.is_some() {
+        return None;
+    }
+    let usage = chunk.usage.as_ref().and_then(usage_in);
+    let mut choices = chunk.choices.unwrap_or_default();
+    let at = choices
+        .iter()
+        .position(|Object(c)| c.index.as_ref().and_then(Value::as_u64) == Some(0))
+        .or_else(|| (!choices.is_empty()).then_some(0));
+    let Some(Object(choice)) = at.map(|at| choices.swap_remove(at)) else {
+        return Some(match usage {
+            Some(usage) => Step::Emit(Chunk::Usage(usage), None),
+            None => Step::Skip,
+        });
+    };
+    if choice.finish_reason.is_some() {
+        *finished = true;
+    }
+    let content = choice
+        .delta
+        .and_then(|Object(d)| d.content)
+        .filter(|c| !c.is_empty());
+    Some(match (content, usage) {
+        (Some(text), usage) => Step::Emit(Chunk::Text(text), usage),
+        (None, Some(usage)) => Step::Emit(Chunk::Usage(usage), None),
+        (None, None) if *finished => Step::End,
+        (None, None) => Step::Skip,
+    })
+}
+
+/// One data event read as a `serde_json::Value`: any chunk, including an
+/// in-band error (`Err`). Sets `finished` on a `finish_reason`.
+fn general_chunk(
+    data: &str,
+    finished: &mut bool,
+    key: Option<&ApiKey>,
+) -> Result<Step, BackendError> {
+    let value: Value = serde_json::from_str(data).map_err(|e| malformed_chunk(&e.to_string()))?;
+    if let Some(error) = in_band_error(&value, key) {
+        return Err(error);
+    }
+    let choice = value
+        .get("choices")
+        .and_then(Value::as_array)
+        .and_then(|choices| {
+            choices
+                .iter()
+                .find(|c| c.get("index").and_then(Value::as_u64) == Some(0))
+                .or_else(|| choices.first())
+        });
+    let usage = usage_of(&value);
+    let Some(choice) = choice else {
+        // A usage chunk (choices empty) or something else to skip.
+        return Ok(match usage {
+            Some(usage) => Step::Emit(Chunk::Usage(usage), None),
+            None => Step::Skip,
+        });
+    };
+    if choice.get("finish_reason").is_some_and(|r| !r.is_null()) {
+        *finished = true;
+    }
+    let content = choice
+        .get("delta")
+        .and_then(|d| d.get("content"))
+        .and_then(Value::as_str)
+        .filter(|c| !c.is_empty())
+        .map(str::to_string);
+    Ok(match (content, usage) {
+        (Some(text), usage) => Step::Emit(Chunk::Text(text), usage),
+        (None, Some(usage)) => Step::Emit(Chunk::Usage(usage), None),
+        (None, None) if *finished => Step::End,
+        (None, None) => Step::Skip,
+    })
+}
+
 /// An OpenAI `usage` object's counts, when the chunk has one.
 fn usage_of(value: &Value) -> Option<Usage> {
-    let usage = value.get("usage").filter(|u| u.is_object())?;
+    usage_in(value.get("usage")?)
+}
+
+/// The counts of a `usage` value, when it is an object with any.
+fn usage_in(usage: &Value) -> Option<Usage> {
+    let usage = Some(usage).filter(|u| u.is_object())?;
     let count = |key: &str| usage.get(key).and_then(Value::as_u64);
     let usage = Usage {
         input_tokens: count("prompt_tokens"),
@@ -506,6 +663,65 @@ mod tests {
                 "chunk size {size}"
             );
         }
+    }
+
+    #[test]
+    fn the_fast_path_reads_every_chunk_it_accepts_as_the_general_path_does() {
+        let cases = [
+            r#"{"choices":[{"index":0,"delta":{"content":"Hi"}}]}"#,
+            r#"{"choices":[{"index":1,"delta":{"content":"b"}},{"index":0,"delta":{"content":"a"}}]}"#,
+            r#"{"choices":[{"index":"0","delta":{"content":"first"}},{"delta":{"content":"x"}}]}"#,
+            r#"{"choices":[{"index":0,"delta":{"content":"caf\u00e9 \"q\""}}]}"#,
+            r#"{"choices":[{"index":0,"delta":{"content":""},"finish_reason":"stop"}]}"#,
+            r#"{"choices":[{"index":0,"delta":{},"finish_reason":null}]}"#,
+            r#"{"choices":[{"index":0,"delta":null,"finish_reason":"length"}]}"#,
+            r#"{"choices":[{"index":0,"delta":{"content":null}}],"usage":{"prompt_tokens":3}}"#,
+            r#"{"choices":[{"index":0,"delta":{"content":"!"},"finish_reason":"stop"}],"usage":{"prompt_tokens":12,"completion_tokens":2}}"#,
+            r#"{"choices":[],"usage":{"prompt_tokens":12,"completion_tokens":2}}"#,
+            r#"{"choices":[],"usage":{}}"#,
+            r#"{"choices":null,"usage":null,"error":null}"#,
+            r#"{"id":"c1","object":"chat.completion.chunk","x":[1,{"y":2}],"choices":[{"index":0,"logprobs":null,"delta":{"role":"assistant","content":"ok"}}]}"#,
+            r#"{"usage":[1]}"#,
+        ];
+        // Shapes the fast path leaves to the general one.
+        let left = [
+            r#"{"error":{"message":"overloaded","type":"server_error"}}"#,
+            r#"{"choices":[{"index":0,"delta":{"content":"a"}}],"choices":[]}"#,
+            r#"{"choices":[[0,null,{"content":"x"}]]}"#,
+            r#"[[{"delta":{"content":"x"}}]]"#,
+            r#"{"choices":[{"index":0,"delta":"text"}]}"#,
+            r#"{"choices":[{"index":0,"delta":{"content":["a"]}}]}"#,
+            r#"{"choices":[null]}"#,
+            r#"{"choices":{"index":0}}"#,
+            r#"{oops"#,
+            r#"7"#,
+        ];
+        for data in cases {
+            for was_finished in [false, true] {
+                let (mut fast_finished, mut general_finished) = (was_finished, was_finished);
+                let general = general_chunk(data, &mut general_finished, None);
+                let fast = fast_chunk(data, &mut fast_finished);
+                assert_eq!(
+                    fast.as_ref().ok_or(()),
+                    general.as_ref().map_err(|_| ()),
+                    "{data}"
+                );
+                assert_eq!(fast_finished, general_finished, "{data}");
+            }
+        }
+        for data in left {
+            let mut finished = false;
+            assert_eq!(fast_chunk(data, &mut finished), None, "{data}");
+            assert!(!finished, "{data}");
+        }
+        let mut finished = false;
+        assert_eq!(
+            fast_chunk(
+                r#"{"choices":[{"index":1,"delta":{"content":"b"}},{"index":0,"delta":{"content":"a"}}]}"#,
+                &mut finished
+            ),
+            Some(Step::Emit(Chunk::Text("a".into()), None))
+        );
     }
 
     #[tokio::test]

@@ -58,6 +58,14 @@ pub struct LoadOptions {
     pub json: bool,
 }
 
+/// Log targets held to warnings and errors during a run at the default
+/// `--log-level info`: the engine's two lines per request (created,
+/// finished) would be four lines per question, written by the log's thread
+/// at thousands of requests a second (about a tenth of the run's CPU at
+/// 1,024 in flight). What they say is in the summary; `--log-level debug`
+/// or `RUST_LOG` keeps them.
+pub const QUIET_LOG_TARGETS: &[&str] = &["loreweave::engine::flow", "loreweave::engine::registry"];
+
 /// Pipelines run when neither `--requests` nor `--duration` is given.
 pub const DEFAULT_REQUESTS: u64 = 100;
 
