@@ -4,7 +4,6 @@
 use std::process::ExitCode;
 use std::sync::{Arc, Mutex};
 
-use clap::Parser;
 use loreweave::cli::{Cli, Cmd, ConfigCmd};
 use loreweave::headless::{self, Job, stdin};
 use loreweave::sanitize::one_line;
@@ -17,7 +16,7 @@ const EXIT_USAGE: u8 = 2;
 fn main() -> ExitCode {
     // Each start-up step is timed (`start-up steps` in the log).
     let started = startup::begin();
-    let cli = Cli::parse();
+    let cli = Cli::from_args();
     startup::mark("flags");
     // The PDF extractor child: before config and logging, which it needs not.
     if let Some(Cmd::ExtractPdf { path, max_memory }) = &cli.command {
