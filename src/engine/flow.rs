@@ -18,7 +18,7 @@ use ulid::Ulid;
 use super::breaker::{Admission, Transition};
 use super::event::{EventKind, FallbackTo, LateAfter};
 use super::limits::Gate;
-use super::request::{DeadlinePolicy, Kind, Outcome, Phase, Request, RequestId, millis};
+use super::request::{DeadlinePolicy, Kind, Outcome, Phase, Request, RequestId, Shared, millis};
 use super::retry::Decision;
 use super::workspace::{ConversationId, MessageStatus, ScenarioStatus};
 use super::{Call, DedupKey, Effect, Engine, Target, spoken_duration};
@@ -52,18 +52,33 @@ impl Engine {
             DeadlinePolicy::Streaming { first_token, .. } => Some(now + first_token),
             DeadlinePolicy::Children | DeadlinePolicy::Unbounded => None,
         };
+        // Parents are not calls: no backend entry, one shared name.
+        let is_parent = kind == Kind::Scenario || kind == Kind::Turn;
+        if !is_parent && !self.backends.contains_key(backend) {
+            let policy = self.cfg.policy_for(backend);
+            self.backends.insert(
+                backend.to_string(),
+                super::limits::Backend::new(backend, policy),
+            );
+        }
+        let backend = match self.backends.get(backend) {
+            Some(b) if !is_parent => b.name().clone(),
+            _ if backend == super::PIPELINE_BACKEND => self.pipeline_name.clone(),
+            _ => Shared::from(backend),
+        };
+        let label: Shared = match label.char_indices().nth(200) {
+            Some((end, _)) => Shared::from(&label[..end]),
+            None => Shared::from(label),
+        };
         let mut request = Request {
             id,
             seq,
             kind,
-            backend: backend.to_string(),
+            backend,
             parent,
             children: Vec::new(),
             conversation,
-            label: match label.char_indices().nth(200) {
-                Some((end, _)) => label[..end].to_string(),
-                None => label.to_string(),
-            },
+            label: label.clone(),
             created: now,
             dispatched: None,
             ended: None,
@@ -76,19 +91,9 @@ impl Engine {
             progress: None,
             restored: false,
         };
-        request.note(
-            now,
-            EventKind::Created {
-                label: request.label.clone(),
-            },
-        );
-        tracing::info!(id = %id, kind = kind.label(), backend, parent = ?parent.map(|p| p.to_string()), "request created");
+        request.note(now, EventKind::Created { label });
+        tracing::info!(id = %id, kind = kind.label(), backend = %request.backend, parent = ?parent.map(|p| p.to_string()), "request created");
         self.registry.insert(request);
-        if kind != Kind::Scenario && kind != Kind::Turn && !self.backends.contains_key(backend) {
-            let policy = self.cfg.policy_for(backend);
-            self.backends
-                .insert(backend.to_string(), super::limits::Backend::new(policy));
-        }
         id
     }
 
@@ -101,7 +106,14 @@ impl Engine {
         label: &str,
         now: Instant,
     ) -> RequestId {
-        let id = self.new_request(kind, "pipeline", None, label, DeadlinePolicy::Children, now);
+        let id = self.new_request(
+            kind,
+            super::PIPELINE_BACKEND,
+            None,
+            label,
+            DeadlinePolicy::Children,
+            now,
+        );
         if let Some(request) = self.registry.live_mut(id) {
             request.conversation = Some(conversation);
         }
@@ -141,7 +153,7 @@ impl Engine {
         let backend = request.backend.clone();
         // Past its deadline: expiry ends it in this same step; never start it.
         let expired = request.deadline.is_some_and(|d| d <= now);
-        let Some(b) = self.backends.get_mut(&backend) else {
+        let Some(b) = self.backends.get_mut(&*backend) else {
             return;
         };
         if expired {
@@ -157,7 +169,7 @@ impl Engine {
             self.short_circuit(id, now, fx);
             return;
         }
-        let Some(b) = self.backends.get_mut(&backend) else {
+        let Some(b) = self.backends.get_mut(&*backend) else {
             return;
         };
         if let Gate::Wait(reason) = b.gate(from_queue, now) {
@@ -228,10 +240,14 @@ impl Engine {
         let attempt = request.attempt;
         self.registry
             .record(id, now, EventKind::Dispatched { attempt });
-        if let Some(b) = self.backends.get_mut(&backend) {
+        if let Some(b) = self.backends.get_mut(&*backend) {
             b.acquire();
         }
-        fx.push(Effect::Dispatch { id, backend, call });
+        fx.push(Effect::Dispatch {
+            id,
+            backend: backend.to_string(),
+            call,
+        });
     }
 
     pub(super) fn set_phase(&mut self, id: RequestId, phase: Phase, now: Instant) {
@@ -291,7 +307,7 @@ impl Engine {
     /// An ingest reported progress: shown in its row and detail.
     pub(super) fn on_ingest_progress(&mut self, id: RequestId, progress: String) {
         if let Some(request) = self.registry.live_mut(id) {
-            request.progress = Some(progress);
+            request.progress = Some(progress.into_boxed_str());
         }
     }
 
@@ -515,7 +531,7 @@ impl Engine {
         let Some(backend) = self.registry.live(id).map(|r| r.backend.clone()) else {
             return;
         };
-        if let Some(b) = self.backends.get_mut(&backend) {
+        if let Some(b) = self.backends.get_mut(&*backend) {
             let t = b.breaker.on_success(id);
             self.publish(&backend, t, now);
         }
@@ -537,7 +553,7 @@ impl Engine {
         let retries_done = request.attempt.saturating_sub(1);
         let deadline = request.deadline.filter(|_| !streamed);
         let message = crate::sanitize::one_line(&error.message);
-        let Some(b) = self.backends.get_mut(&backend) else {
+        let Some(b) = self.backends.get_mut(&*backend) else {
             return;
         };
         // Transient errors say the backend is unwell; a permanent one (a 4xx)
@@ -566,7 +582,7 @@ impl Engine {
                     r.phase = Phase::Retrying { until };
                     self.retrying.insert((until, r.seq, id));
                 }
-                if let Some(b) = self.backends.get_mut(&backend) {
+                if let Some(b) = self.backends.get_mut(&*backend) {
                     b.metrics.retries += 1;
                 }
                 let next = retries_done + 2;
@@ -719,7 +735,7 @@ impl Engine {
                 }
                 DeadlinePolicy::Children | DeadlinePolicy::Unbounded => Duration::ZERO,
             };
-            if had_call && let Some(b) = self.backends.get_mut(&backend) {
+            if had_call && let Some(b) = self.backends.get_mut(&*backend) {
                 let t = b.breaker.on_failure(id, now, "timed out");
                 self.publish(&backend, t, now);
             }
@@ -758,7 +774,7 @@ impl Engine {
             return;
         };
         if matches!(request.phase, Phase::Dispatched | Phase::Streaming)
-            && let Some(b) = self.backends.get_mut(&request.backend)
+            && let Some(b) = self.backends.get_mut(&*request.backend)
         {
             b.release();
         }
@@ -816,7 +832,7 @@ impl Engine {
         if kind == Kind::Scenario || kind == Kind::Turn {
             return;
         }
-        if let Some(b) = self.backends.get_mut(&backend) {
+        if let Some(b) = self.backends.get_mut(&*backend) {
             if phase == Phase::Queued {
                 b.withdraw(id);
             }
@@ -1097,6 +1113,8 @@ impl Engine {
                         self.set_notice(text, is_error);
                     }
                 }
+                // Finished: it may now make way for newer ones (it is saved).
+                self.scenarios.trim();
             }
             Target::Turn {
                 conversation,

@@ -29,6 +29,7 @@ pub mod metrics;
 pub mod registry;
 pub mod request;
 pub mod retry;
+pub mod scenarios;
 pub mod workspace;
 
 use std::collections::{BTreeMap, HashMap};
@@ -106,6 +107,10 @@ pub struct RestoredRequest {
 
 /// The backend name of knowledge-base ingests in the lifecycle pane.
 pub const KB_BACKEND: &str = "kb";
+
+/// The backend name of pipeline parents (scenarios, chat turns): they make
+/// no call of their own.
+pub const PIPELINE_BACKEND: &str = "pipeline";
 
 impl EngineConfig {
     /// The policy of backend `name`.
@@ -392,6 +397,8 @@ struct TargetMut<'a> {
 /// What a parent request's pipeline is producing.
 #[derive(Debug, Clone, Copy)]
 enum Target {
+    /// A scenario's stable index in [`Engine::scenarios`] (held while it
+    /// runs).
     Scenario(usize),
     Turn {
         conversation: ConversationId,
@@ -476,9 +483,13 @@ pub struct Engine {
     /// Requests joined onto a leader, by leader.
     followers: request::IdMap<Vec<RequestId>>,
     backends: BTreeMap<String, Backend>,
+    /// [`PIPELINE_BACKEND`], shared by every pipeline parent.
+    pipeline_name: request::Shared,
     chaos: BTreeMap<String, ChaosMode>,
     conversations: BTreeMap<ConversationId, Conversation>,
-    scenarios: Vec<ScenarioEntry>,
+    /// Running scenarios and the newest finished ones (bounded: see
+    /// [`scenarios::ScenarioLog`]).
+    scenarios: scenarios::ScenarioLog,
     notice: Option<Notice>,
     /// The number the last notice set was given.
     notice_seq: u64,
@@ -516,7 +527,7 @@ impl Engine {
         .into_iter()
         .flatten()
         {
-            backends.insert(name.clone(), Backend::new(cfg.policy_for(name)));
+            backends.insert(name.clone(), Backend::new(name, cfg.policy_for(name)));
         }
         Self {
             registry: Registry::new(origin, cfg.history_cap),
@@ -531,9 +542,10 @@ impl Engine {
             dedup: HashMap::new(),
             followers: request::IdMap::default(),
             backends,
+            pipeline_name: request::Shared::from(PIPELINE_BACKEND),
             chaos: BTreeMap::new(),
             conversations: BTreeMap::new(),
-            scenarios: Vec::new(),
+            scenarios: scenarios::ScenarioLog::default(),
             notice: None,
             notice_seq: 0,
             total_late_drops: 0,
@@ -599,11 +611,11 @@ impl Engine {
                 id: r.id,
                 seq: 0,
                 kind: r.kind,
-                backend: r.backend,
+                backend: r.backend.into(),
                 parent: r.parent,
                 children: Vec::new(),
                 conversation: r.conversation,
-                label: r.label,
+                label: r.label.into(),
                 created,
                 dispatched: r.dispatched_ms.map(at),
                 ended: Some(at(r.ended_ms)),
@@ -740,7 +752,9 @@ impl Engine {
             .saturating_add(request::millis(at.saturating_duration_since(self.origin)))
     }
 
-    pub fn scenarios(&self) -> &[ScenarioEntry] {
+    /// Every running scenario and the newest finished ones, by stable
+    /// index (older finished ones are in the session database only).
+    pub fn scenarios(&self) -> &scenarios::ScenarioLog {
         &self.scenarios
     }
 
@@ -1030,6 +1044,10 @@ impl Engine {
                         self.start_scenario(conversation, prompt, seed, now, fx);
                     }
                 }
+                None if scenario < self.scenarios.first() => self.set_notice(
+                    format!("scenario {} is no longer held here", scenario + 1),
+                    true,
+                ),
                 None => self.set_notice("no scenario to regenerate yet", true),
             },
             Command::Export { scenario } => match self.scenarios.get(scenario) {
@@ -1038,6 +1056,10 @@ impl Engine {
                     contents: entry.markdown.clone(),
                 }),
                 Some(_) => self.set_notice("that scenario is not finished yet", true),
+                None if scenario < self.scenarios.first() => self.set_notice(
+                    format!("scenario {} is no longer held here", scenario + 1),
+                    true,
+                ),
                 None => self.set_notice("no scenario to export yet", true),
             },
             Command::Cancel { id } => {
@@ -1372,7 +1394,7 @@ impl Engine {
         conv.next_scenario += 1;
         let label = format!("{prompt} (seed {seed})");
         let parent = self.new_pipeline(Kind::Scenario, conversation, &label, now);
-        self.scenarios.push(ScenarioEntry {
+        let at = self.scenarios.push(ScenarioEntry {
             conversation,
             index,
             prompt: prompt.clone(),
@@ -1385,7 +1407,7 @@ impl Engine {
             no_lore: None,
         });
         let job = Job {
-            target: Target::Scenario(self.scenarios.len() - 1),
+            target: Target::Scenario(at),
             mode: TaskMode::Scenario { prompt, seed },
             passages: Vec::new(),
             no_lore: None,

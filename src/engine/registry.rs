@@ -531,7 +531,7 @@ impl Registry {
             id: Some(id),
             parent: None,
             kind: None,
-            backend: backend.to_string(),
+            backend: backend.into(),
             conversation: None,
             event,
         }
@@ -546,7 +546,7 @@ impl Registry {
             id: None,
             parent: None,
             kind: None,
-            backend: backend.to_string(),
+            backend: backend.into(),
             conversation: None,
             event: what,
         });
@@ -626,7 +626,7 @@ mod tests {
             conversation: None,
             parent,
             children: Vec::new(),
-            label: String::new(),
+            label: "".into(),
             created: now,
             dispatched: None,
             ended: None,
