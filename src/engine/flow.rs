@@ -21,7 +21,7 @@ use super::limits::Gate;
 use super::request::{DeadlinePolicy, Kind, Outcome, Phase, Request, RequestId, Shared, millis};
 use super::retry::Decision;
 use super::workspace::{ConversationId, MessageStatus, ScenarioStatus};
-use super::{Call, DedupKey, Effect, Engine, Target, spoken_duration};
+use super::{Call, DedupKey, Effect, Engine, Target, same_retrieval, spoken_duration};
 use crate::domain::{BackendError, ErrorClass, Passage};
 
 impl Engine {
@@ -128,8 +128,15 @@ impl Engine {
         };
         if let Call::Retrieve(query) = &call {
             let key = DedupKey::new(&backend, query);
-            match self.dedup.get(&key) {
-                Some(&leader) if self.registry.is_live(leader) => {
+            let leader = self.dedup.get(&key).copied().filter(|&leader| {
+                self.registry
+                    .live(leader)
+                    .is_some_and(|l| l.backend == backend)
+                    && matches!(self.calls.get(&leader),
+                        Some(Call::Retrieve(asked)) if same_retrieval(asked, query))
+            });
+            match leader {
+                Some(leader) => {
                     self.followers.entry(leader).or_default().push(id);
                     self.calls.insert(id, call);
                     self.registry.record(id, now, EventKind::Joined { leader });
@@ -245,7 +252,7 @@ impl Engine {
         }
         fx.push(Effect::Dispatch {
             id,
-            backend: backend.to_string(),
+            backend: String::from(&*backend),
             call,
         });
     }
@@ -1046,16 +1053,17 @@ impl Engine {
     /// End a parent once every child has ended; its outcome follows the
     /// generation child's.
     pub(super) fn settle_parent(&mut self, parent: RequestId, now: Instant, fx: &mut Vec<Effect>) {
-        let Some(request) = self.registry.live(parent) else {
+        let registry = &self.registry;
+        let Some(request) = registry.live(parent) else {
             return;
         };
-        let children = request.children.clone();
-        if children.iter().any(|c| self.registry.is_live(*c)) {
+        if request.children.iter().any(|c| registry.is_live(*c)) {
             return;
         }
-        let generation = children
+        let generation = request
+            .children
             .iter()
-            .filter_map(|c| self.registry.get(*c))
+            .filter_map(|c| registry.get(*c))
             .find(|c| matches!(c.kind, Kind::Chat | Kind::Generate));
         let outcome = match generation.and_then(|g| g.outcome()) {
             Some(Outcome::Completed) | Some(Outcome::Joined(_)) => Outcome::Completed,
@@ -1083,10 +1091,9 @@ impl Engine {
                         Outcome::Failed(reason) => ScenarioStatus::Failed(reason.clone()),
                         other => ScenarioStatus::Failed(other.label().into()),
                     };
+                    let title = entry.title();
                     let notice = match &entry.status {
-                        ScenarioStatus::Done => {
-                            Some((format!("scenario ready: {}", entry.title()), false))
-                        }
+                        ScenarioStatus::Done => Some((format!("scenario ready: {title}"), false)),
                         ScenarioStatus::Failed(reason) => {
                             Some((format!("scenario failed: {reason}"), true))
                         }
@@ -1101,7 +1108,7 @@ impl Engine {
                             request: entry.request,
                             prompt: entry.prompt.clone(),
                             seed: entry.seed,
-                            title: entry.title(),
+                            title,
                             markdown: entry.markdown.clone(),
                             passages: entry.passages.clone(),
                             backend: entry.backend.clone(),

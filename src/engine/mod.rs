@@ -441,26 +441,57 @@ struct Observed {
     until: Instant,
 }
 
-/// What makes two retrievals identical.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-struct DedupKey {
-    backend: String,
-    query: String,
-    top_k: usize,
-}
+/// What makes two retrievals identical: the backend, the query with its
+/// words lowercased and joined by single spaces, and `top_k`. Kept as a
+/// hash of those (computed without allocating for a query already in that
+/// form), so neither submitting nor finishing a retrieval builds a key; a
+/// match is confirmed against the leader's own query
+/// ([`same_retrieval`]), so a collision only misses a join.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+struct DedupKey(u64);
 
 impl DedupKey {
     fn new(backend: &str, query: &RetrieveQuery) -> Self {
-        Self {
-            backend: backend.to_string(),
-            query: query
-                .query
+        use std::hash::{Hash, Hasher};
+        // Fixed keys: the same query hashes the same in every run.
+        let mut h = std::hash::DefaultHasher::new();
+        backend.hash(&mut h);
+        normalized_query(&query.query).hash(&mut h);
+        query.top_k.hash(&mut h);
+        DedupKey(h.finish())
+    }
+}
+
+/// Whether two retrievals on one backend ask the same thing.
+fn same_retrieval(a: &RetrieveQuery, b: &RetrieveQuery) -> bool {
+    a.top_k == b.top_k && normalized_query(&a.query) == normalized_query(&b.query)
+}
+
+/// A query's words, lowercased, joined by single spaces; borrowed when the
+/// query is already so (ASCII, no capitals, single spaces, no space at
+/// either end).
+fn normalized_query(query: &str) -> std::borrow::Cow<'_, str> {
+    let bytes = query.as_bytes();
+    let space = |b: u8| matches!(b, b' ' | b'\t' | b'\n' | 0x0B | 0x0C | b'\r');
+    let clean = bytes.iter().enumerate().all(|(i, &b)| {
+        b.is_ascii()
+            && !b.is_ascii_uppercase()
+            && (!space(b)
+                || (b == b' '
+                    && i > 0
+                    && i + 1 < bytes.len()
+                    && !space(bytes[i - 1])))
+    });
+    if clean {
+        std::borrow::Cow::Borrowed(query)
+    } else {
+        std::borrow::Cow::Owned(
+            query
                 .split_whitespace()
                 .collect::<Vec<_>>()
                 .join(" ")
                 .to_lowercase(),
-            top_k: query.top_k,
-        }
+        )
     }
 }
 
@@ -479,7 +510,7 @@ pub struct Engine {
     /// The call of every live backend request (re-sent on retry).
     calls: request::IdMap<Call>,
     /// In-flight retrievals by what they ask, for de-duplication.
-    dedup: HashMap<DedupKey, RequestId>,
+    dedup: HashMap<DedupKey, RequestId, request::IdBuildHasher>,
     /// Requests joined onto a leader, by leader.
     followers: request::IdMap<Vec<RequestId>>,
     backends: BTreeMap<String, Backend>,
@@ -539,7 +570,7 @@ impl Engine {
             jobs: request::IdMap::default(),
             chunk_batches: request::IdMap::default(),
             calls: request::IdMap::default(),
-            dedup: HashMap::new(),
+            dedup: HashMap::default(),
             followers: request::IdMap::default(),
             backends,
             pipeline_name: request::Shared::from(PIPELINE_BACKEND),
@@ -1458,15 +1489,17 @@ impl Engine {
     }
 
     fn start_generation(&mut self, parent: RequestId, now: Instant, fx: &mut Vec<Effect>) {
-        let Some(job) = self.jobs.get(&parent) else {
+        let Some(job) = self.jobs.get_mut(&parent) else {
             return;
         };
-        let (kind, label) = match &job.mode {
-            TaskMode::Chat { question, .. } => (Kind::Chat, question.clone()),
-            TaskMode::Scenario { prompt, .. } => (Kind::Generate, prompt.clone()),
+        let kind = match &job.mode {
+            TaskMode::Chat { .. } => Kind::Chat,
+            TaskMode::Scenario { .. } => Kind::Generate,
         };
         let mut passages = self.context.clone();
-        passages.extend(job.passages.iter().cloned());
+        // Moved, not copied: a job starts its generation once, and nothing
+        // reads its retrieved passages after.
+        passages.append(&mut job.passages);
         let task = GenerationTask {
             mode: job.mode.clone(),
             passages,
@@ -1482,7 +1515,11 @@ impl Engine {
             first_token: self.cfg.first_token_timeout,
             idle: self.cfg.idle_timeout,
         };
-        let id = self.new_request(kind, &backend, Some(parent), &label, policy, now);
+        let label = match &task.mode {
+            TaskMode::Chat { question, .. } => question.as_str(),
+            TaskMode::Scenario { prompt, .. } => prompt.as_str(),
+        };
+        let id = self.new_request(kind, &backend, Some(parent), label, policy, now);
         self.submit(id, Call::Generate(task), now, fx);
     }
 
