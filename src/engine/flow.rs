@@ -450,28 +450,12 @@ impl Engine {
         now: Instant,
         fx: &mut Vec<Effect>,
     ) {
-        if !self.is_in_flight(id) {
+        // Streaming now, its first token recorded, its deadline moved on:
+        // one registry lookup per token.
+        let Some(parent) = self.registry.token(id, now) else {
             self.late_result(id, backend, "token", now, fx);
             return;
-        }
-        let Some(request) = self.registry.live_mut(id) else {
-            return;
         };
-        let parent = request.parent;
-        let idle = match request.policy {
-            DeadlinePolicy::Streaming { idle, .. } => Some(idle),
-            _ => None,
-        };
-        let first = request.phase != Phase::Streaming;
-        if first {
-            request.phase = Phase::Streaming;
-        }
-        if let Some(idle) = idle {
-            self.registry.set_deadline(id, Some(now + idle));
-        }
-        if first {
-            self.registry.record(id, now, EventKind::FirstToken);
-        }
         let Some(parent) = parent else {
             return;
         };

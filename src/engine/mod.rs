@@ -18,7 +18,16 @@
 //! is emitted for a conversation after it is closed. Persistence stays
 //! cheap: a streaming reply is saved at most every [`REPLY_SAVE_EVERY`],
 //! finished requests' summaries at most every [`SUMMARY_FLUSH_EVERY`] (and
-//! when the engine goes idle), never once per token or per request.
+//! when the engine goes idle, or in batches of [`SUMMARY_BATCH_MAX`] under
+//! load), never once per token or per request.
+//!
+//! Memory stays bounded whatever the load: finished requests are kept in
+//! the registry's history ring (`history_cap`), scenarios in a
+//! [`scenarios::ScenarioLog`] (every running one and the newest finished
+//! ones up to [`scenarios::SCENARIOS_KEPT`]; older ones are in the session
+//! database), summaries waiting to be saved at most [`SUMMARY_BATCH_MAX`]
+//! (plus what one input ends). Backend names and request labels are shared
+//! (`Arc<str>`), not copied into every request and event.
 
 pub mod breaker;
 pub mod command;
@@ -54,8 +63,14 @@ use workspace::{
 /// A streaming reply is saved at most this often (engine time).
 pub const REPLY_SAVE_EVERY: Duration = Duration::from_millis(250);
 /// Finished requests' summaries are written in batches at most this often
-/// while the engine is busy (and at once when it goes idle).
+/// while the engine is busy (and at once when it goes idle, or when
+/// [`SUMMARY_BATCH_MAX`] are waiting).
 pub const SUMMARY_FLUSH_EVERY: Duration = Duration::from_secs(1);
+/// A batch of summaries goes out as soon as this many are waiting: at a
+/// high rate a second's worth would be a hundred thousand summaries (tens
+/// of megabytes written and read back from main memory, and held until
+/// saved), where a batch of this size stays in cache.
+pub const SUMMARY_BATCH_MAX: usize = 1_024;
 
 /// Settings the engine's rules depend on (written whole into a trace's
 /// header, so a trace can re-drive an engine with the same rules).
@@ -1001,12 +1016,16 @@ impl Engine {
     }
 
     /// Hand out the waiting request summaries as one batch when the oldest
-    /// has waited [`SUMMARY_FLUSH_EVERY`], or when nothing is live any more.
+    /// has waited [`SUMMARY_FLUSH_EVERY`], when nothing is live any more,
+    /// or when [`SUMMARY_BATCH_MAX`] are waiting.
     fn flush_summaries(&mut self, now: Instant, fx: &mut Vec<Effect>) {
         let Some(since) = self.summaries_since else {
             return;
         };
-        if self.registry.live_count() == 0 || now >= since + SUMMARY_FLUSH_EVERY {
+        if self.registry.live_count() == 0
+            || now >= since + SUMMARY_FLUSH_EVERY
+            || self.summaries.len() >= SUMMARY_BATCH_MAX
+        {
             self.summaries_since = None;
             fx.push(Effect::SaveRequests(std::mem::take(&mut self.summaries)));
         }
