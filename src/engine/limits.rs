@@ -468,10 +468,13 @@ mod tests {
 
     #[test]
     fn observed_calls_are_capped() {
-        let mut b = Backend::new("b", BackendPolicy {
-            late_observe_max: 1,
-            ..BackendPolicy::retrieval()
-        });
+        let mut b = Backend::new(
+            "b",
+            BackendPolicy {
+                late_observe_max: 1,
+                ..BackendPolicy::retrieval()
+            },
+        );
         assert!(b.try_observe());
         assert!(!b.try_observe(), "over the cap: aborted");
         b.observation_ended(Some(Duration::from_millis(5)));

@@ -491,11 +491,7 @@ fn normalized_query(query: &str) -> std::borrow::Cow<'_, str> {
     let clean = bytes.iter().enumerate().all(|(i, &b)| {
         b.is_ascii()
             && !b.is_ascii_uppercase()
-            && (!space(b)
-                || (b == b' '
-                    && i > 0
-                    && i + 1 < bytes.len()
-                    && !space(bytes[i - 1])))
+            && (!space(b) || (b == b' ' && i > 0 && i + 1 < bytes.len() && !space(bytes[i - 1])))
     });
     if clean {
         std::borrow::Cow::Borrowed(query)
