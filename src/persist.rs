@@ -261,7 +261,7 @@ fn request_row(s: RequestSummary) -> RequestRow {
         id: s.id.to_string(),
         parent: s.parent.map(|p| p.to_string()),
         kind: Some(s.kind.label().to_owned()),
-        backend: Some(s.backend.clone()),
+        backend: Some(s.backend.to_string()),
         outcome: Some(s.outcome.label().to_owned()),
         detail: s.outcome.detail(),
         attempts: s.attempts,
@@ -526,7 +526,7 @@ mod tests {
         let c = registry.get(child).expect("child restored");
         assert_eq!(c.outcome(), Some(&Outcome::Failed("503".into())));
         assert_eq!(c.attempt, 2);
-        assert_eq!(c.label, "who guards the waystone?");
+        assert_eq!(&*c.label, "who guards the waystone?");
         assert_eq!(c.elapsed(now), Duration::from_millis(250));
         let timeline: Vec<String> = c.timeline.iter().map(|t| t.text()).collect();
         assert_eq!(timeline, ["created", "retrying after 503"]);

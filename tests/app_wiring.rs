@@ -66,12 +66,12 @@ provider = "local"
             .expect("request of that kind")
     };
     let embed = find(Kind::Embed);
-    assert_eq!(embed.backend, "openai-embed");
+    assert_eq!(&*embed.backend, "openai-embed");
     assert_eq!(embed.outcome(), Some(&Outcome::Completed));
     assert_eq!(find(Kind::Retrieve).outcome(), Some(&Outcome::Completed));
     let chat = find(Kind::Chat);
     assert_eq!(
-        (chat.backend.as_str(), chat.outcome()),
+        (&*chat.backend, chat.outcome()),
         ("openai", Some(&Outcome::Completed))
     );
     let reply = engine
@@ -131,7 +131,7 @@ timeout = "2s"
         .iter()
         .find(|r| r.kind == Kind::Retrieve)
         .expect("retrieve");
-    assert_eq!(retrieve.backend, "hayhooks");
+    assert_eq!(&*retrieve.backend, "hayhooks");
     assert_eq!(retrieve.outcome(), Some(&Outcome::Completed));
     let reply = engine
         .conversation(C)

@@ -309,10 +309,10 @@ impl World {
                 "{name}: {} in flight",
                 m.in_flight
             );
-            let submitted = all.iter().filter(|r| &r.backend == name).count() as u64;
+            let submitted = all.iter().filter(|r| *r.backend == **name).count() as u64;
             let live = all
                 .iter()
-                .filter(|r| &r.backend == name && !r.phase.is_final())
+                .filter(|r| *r.backend == **name && !r.phase.is_final())
                 .count() as u64;
             assert_eq!(
                 m.finished() + live,
@@ -322,7 +322,7 @@ impl World {
             let running = all
                 .iter()
                 .filter(|r| {
-                    &r.backend == name && matches!(r.phase, Phase::Dispatched | Phase::Streaming)
+                    *r.backend == **name && matches!(r.phase, Phase::Dispatched | Phase::Streaming)
                 })
                 .count() as u64;
             assert_eq!(

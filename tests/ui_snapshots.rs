@@ -1138,7 +1138,7 @@ fn naive_match(filter: &str, r: &loreweave::engine::request::Request) -> bool {
         if let Some(s) = term.strip_prefix("state:") {
             r.phase.label().replace(' ', "-") == s
         } else if let Some(b) = term.strip_prefix("backend:") {
-            r.backend == b
+            &*r.backend == b
         } else if let Some(k) = term.strip_prefix("kind:") {
             r.kind.label() == k
         } else if term == "late" {
@@ -1194,7 +1194,7 @@ fn the_filtered_and_sorted_table_shows_what_a_naive_filter_and_sort_over_all_req
                         SortBy::Elapsed => (Duration::MAX - r.elapsed(now), String::new()),
                         SortBy::State => (Duration::ZERO, r.phase.label().to_string()),
                         SortBy::Kind => (Duration::ZERO, r.kind.label().to_string()),
-                        SortBy::Backend => (Duration::ZERO, r.backend.clone()),
+                        SortBy::Backend => (Duration::ZERO, r.backend.to_string()),
                         SortBy::Id => (Duration::ZERO, r.id.to_string()),
                     }
                 };

@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 
-use super::request::{Kind, Outcome, RequestId, format_duration};
+use super::request::{Kind, Outcome, RequestId, Shared, format_duration};
 use super::spoken_duration;
 use super::workspace::ConversationId;
 
@@ -74,8 +74,12 @@ pub struct BreakerChange {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "event", rename_all = "snake_case")]
 pub enum EventKind {
-    /// The request exists; `label` is its query or prompt.
-    Created { label: String },
+    /// The request exists; `label` is its query or prompt (the request's
+    /// own label, shared, not copied).
+    Created {
+        #[serde(with = "super::request::shared_str")]
+        label: Shared,
+    },
     /// It waits for a slot or a rate token.
     Queued { reason: QueueReason },
     /// The breaker let it through as the half-open probe.
@@ -228,10 +232,11 @@ impl EventKind {
     }
 
     /// Every free text the event carries (queries, reasons, summaries),
-    /// mutably: `--redact` rewrites them.
+    /// mutably: `--redact` rewrites them. A `Created` label is not among
+    /// them: it is shared with its request (immutable), so it is replaced
+    /// whole.
     pub fn texts_mut(&mut self) -> Vec<&mut String> {
         match self {
-            EventKind::Created { label } => vec![label],
             EventKind::Ingested { summary } => vec![summary],
             EventKind::RetryScheduled { reason, .. } | EventKind::Fallback { reason, .. } => {
                 vec![reason]
@@ -362,7 +367,9 @@ pub struct LifecycleEvent {
     pub parent: Option<RequestId>,
     /// `None` for backend events and late results older than the history ring.
     pub kind: Option<Kind>,
-    pub backend: String,
+    /// Shared with the backend table (no copy per event).
+    #[serde(with = "super::request::shared_str")]
+    pub backend: Shared,
     pub conversation: Option<ConversationId>,
     /// What happened.
     pub event: EventKind,

@@ -18,10 +18,10 @@ use ulid::Ulid;
 use super::breaker::{Admission, Transition};
 use super::event::{EventKind, FallbackTo, LateAfter};
 use super::limits::Gate;
-use super::request::{DeadlinePolicy, Kind, Outcome, Phase, Request, RequestId, millis};
+use super::request::{DeadlinePolicy, Kind, Outcome, Phase, Request, RequestId, Shared, millis};
 use super::retry::Decision;
 use super::workspace::{ConversationId, MessageStatus, ScenarioStatus};
-use super::{Call, DedupKey, Effect, Engine, Target, spoken_duration};
+use super::{Call, DedupKey, Effect, Engine, Target, same_retrieval, spoken_duration};
 use crate::domain::{BackendError, ErrorClass, Passage};
 
 impl Engine {
@@ -52,18 +52,33 @@ impl Engine {
             DeadlinePolicy::Streaming { first_token, .. } => Some(now + first_token),
             DeadlinePolicy::Children | DeadlinePolicy::Unbounded => None,
         };
+        // Parents are not calls: no backend entry, one shared name.
+        let is_parent = kind == Kind::Scenario || kind == Kind::Turn;
+        if !is_parent && !self.backends.contains_key(backend) {
+            let policy = self.cfg.policy_for(backend);
+            self.backends.insert(
+                backend.to_string(),
+                super::limits::Backend::new(backend, policy),
+            );
+        }
+        let backend = match self.backends.get(backend) {
+            Some(b) if !is_parent => b.name().clone(),
+            _ if backend == super::PIPELINE_BACKEND => self.pipeline_name.clone(),
+            _ => Shared::from(backend),
+        };
+        let label: Shared = match label.char_indices().nth(200) {
+            Some((end, _)) => Shared::from(&label[..end]),
+            None => Shared::from(label),
+        };
         let mut request = Request {
             id,
             seq,
             kind,
-            backend: backend.to_string(),
+            backend,
             parent,
             children: Vec::new(),
             conversation,
-            label: match label.char_indices().nth(200) {
-                Some((end, _)) => label[..end].to_string(),
-                None => label.to_string(),
-            },
+            label: label.clone(),
             created: now,
             dispatched: None,
             ended: None,
@@ -76,19 +91,9 @@ impl Engine {
             progress: None,
             restored: false,
         };
-        request.note(
-            now,
-            EventKind::Created {
-                label: request.label.clone(),
-            },
-        );
-        tracing::info!(id = %id, kind = kind.label(), backend, parent = ?parent.map(|p| p.to_string()), "request created");
+        request.note(now, EventKind::Created { label });
+        tracing::info!(id = %id, kind = kind.label(), backend = %request.backend, parent = ?parent.map(|p| p.to_string()), "request created");
         self.registry.insert(request);
-        if kind != Kind::Scenario && kind != Kind::Turn && !self.backends.contains_key(backend) {
-            let policy = self.cfg.policy_for(backend);
-            self.backends
-                .insert(backend.to_string(), super::limits::Backend::new(policy));
-        }
         id
     }
 
@@ -101,7 +106,14 @@ impl Engine {
         label: &str,
         now: Instant,
     ) -> RequestId {
-        let id = self.new_request(kind, "pipeline", None, label, DeadlinePolicy::Children, now);
+        let id = self.new_request(
+            kind,
+            super::PIPELINE_BACKEND,
+            None,
+            label,
+            DeadlinePolicy::Children,
+            now,
+        );
         if let Some(request) = self.registry.live_mut(id) {
             request.conversation = Some(conversation);
         }
@@ -116,8 +128,15 @@ impl Engine {
         };
         if let Call::Retrieve(query) = &call {
             let key = DedupKey::new(&backend, query);
-            match self.dedup.get(&key) {
-                Some(&leader) if self.registry.is_live(leader) => {
+            let leader = self.dedup.get(&key).copied().filter(|&leader| {
+                self.registry
+                    .live(leader)
+                    .is_some_and(|l| l.backend == backend)
+                    && matches!(self.calls.get(&leader),
+                        Some(Call::Retrieve(asked)) if same_retrieval(asked, query))
+            });
+            match leader {
+                Some(leader) => {
                     self.followers.entry(leader).or_default().push(id);
                     self.calls.insert(id, call);
                     self.registry.record(id, now, EventKind::Joined { leader });
@@ -141,7 +160,7 @@ impl Engine {
         let backend = request.backend.clone();
         // Past its deadline: expiry ends it in this same step; never start it.
         let expired = request.deadline.is_some_and(|d| d <= now);
-        let Some(b) = self.backends.get_mut(&backend) else {
+        let Some(b) = self.backends.get_mut(&*backend) else {
             return;
         };
         if expired {
@@ -157,7 +176,7 @@ impl Engine {
             self.short_circuit(id, now, fx);
             return;
         }
-        let Some(b) = self.backends.get_mut(&backend) else {
+        let Some(b) = self.backends.get_mut(&*backend) else {
             return;
         };
         if let Gate::Wait(reason) = b.gate(from_queue, now) {
@@ -228,10 +247,14 @@ impl Engine {
         let attempt = request.attempt;
         self.registry
             .record(id, now, EventKind::Dispatched { attempt });
-        if let Some(b) = self.backends.get_mut(&backend) {
+        if let Some(b) = self.backends.get_mut(&*backend) {
             b.acquire();
         }
-        fx.push(Effect::Dispatch { id, backend, call });
+        fx.push(Effect::Dispatch {
+            id,
+            backend: String::from(&*backend),
+            call,
+        });
     }
 
     pub(super) fn set_phase(&mut self, id: RequestId, phase: Phase, now: Instant) {
@@ -291,7 +314,7 @@ impl Engine {
     /// An ingest reported progress: shown in its row and detail.
     pub(super) fn on_ingest_progress(&mut self, id: RequestId, progress: String) {
         if let Some(request) = self.registry.live_mut(id) {
-            request.progress = Some(progress);
+            request.progress = Some(progress.into_boxed_str());
         }
     }
 
@@ -427,28 +450,12 @@ impl Engine {
         now: Instant,
         fx: &mut Vec<Effect>,
     ) {
-        if !self.is_in_flight(id) {
+        // Streaming now, its first token recorded, its deadline moved on:
+        // one registry lookup per token.
+        let Some(parent) = self.registry.token(id, now) else {
             self.late_result(id, backend, "token", now, fx);
             return;
-        }
-        let Some(request) = self.registry.live_mut(id) else {
-            return;
         };
-        let parent = request.parent;
-        let idle = match request.policy {
-            DeadlinePolicy::Streaming { idle, .. } => Some(idle),
-            _ => None,
-        };
-        let first = request.phase != Phase::Streaming;
-        if first {
-            request.phase = Phase::Streaming;
-        }
-        if let Some(idle) = idle {
-            self.registry.set_deadline(id, Some(now + idle));
-        }
-        if first {
-            self.registry.record(id, now, EventKind::FirstToken);
-        }
         let Some(parent) = parent else {
             return;
         };
@@ -515,7 +522,7 @@ impl Engine {
         let Some(backend) = self.registry.live(id).map(|r| r.backend.clone()) else {
             return;
         };
-        if let Some(b) = self.backends.get_mut(&backend) {
+        if let Some(b) = self.backends.get_mut(&*backend) {
             let t = b.breaker.on_success(id);
             self.publish(&backend, t, now);
         }
@@ -537,7 +544,7 @@ impl Engine {
         let retries_done = request.attempt.saturating_sub(1);
         let deadline = request.deadline.filter(|_| !streamed);
         let message = crate::sanitize::one_line(&error.message);
-        let Some(b) = self.backends.get_mut(&backend) else {
+        let Some(b) = self.backends.get_mut(&*backend) else {
             return;
         };
         // Transient errors say the backend is unwell; a permanent one (a 4xx)
@@ -566,7 +573,7 @@ impl Engine {
                     r.phase = Phase::Retrying { until };
                     self.retrying.insert((until, r.seq, id));
                 }
-                if let Some(b) = self.backends.get_mut(&backend) {
+                if let Some(b) = self.backends.get_mut(&*backend) {
                     b.metrics.retries += 1;
                 }
                 let next = retries_done + 2;
@@ -719,7 +726,7 @@ impl Engine {
                 }
                 DeadlinePolicy::Children | DeadlinePolicy::Unbounded => Duration::ZERO,
             };
-            if had_call && let Some(b) = self.backends.get_mut(&backend) {
+            if had_call && let Some(b) = self.backends.get_mut(&*backend) {
                 let t = b.breaker.on_failure(id, now, "timed out");
                 self.publish(&backend, t, now);
             }
@@ -758,7 +765,7 @@ impl Engine {
             return;
         };
         if matches!(request.phase, Phase::Dispatched | Phase::Streaming)
-            && let Some(b) = self.backends.get_mut(&request.backend)
+            && let Some(b) = self.backends.get_mut(&*request.backend)
         {
             b.release();
         }
@@ -816,7 +823,7 @@ impl Engine {
         if kind == Kind::Scenario || kind == Kind::Turn {
             return;
         }
-        if let Some(b) = self.backends.get_mut(&backend) {
+        if let Some(b) = self.backends.get_mut(&*backend) {
             if phase == Phase::Queued {
                 b.withdraw(id);
             }
@@ -1030,16 +1037,17 @@ impl Engine {
     /// End a parent once every child has ended; its outcome follows the
     /// generation child's.
     pub(super) fn settle_parent(&mut self, parent: RequestId, now: Instant, fx: &mut Vec<Effect>) {
-        let Some(request) = self.registry.live(parent) else {
+        let registry = &self.registry;
+        let Some(request) = registry.live(parent) else {
             return;
         };
-        let children = request.children.clone();
-        if children.iter().any(|c| self.registry.is_live(*c)) {
+        if request.children.iter().any(|c| registry.is_live(*c)) {
             return;
         }
-        let generation = children
+        let generation = request
+            .children
             .iter()
-            .filter_map(|c| self.registry.get(*c))
+            .filter_map(|c| registry.get(*c))
             .find(|c| matches!(c.kind, Kind::Chat | Kind::Generate));
         let outcome = match generation.and_then(|g| g.outcome()) {
             Some(Outcome::Completed) | Some(Outcome::Joined(_)) => Outcome::Completed,
@@ -1067,10 +1075,9 @@ impl Engine {
                         Outcome::Failed(reason) => ScenarioStatus::Failed(reason.clone()),
                         other => ScenarioStatus::Failed(other.label().into()),
                     };
+                    let title = entry.title();
                     let notice = match &entry.status {
-                        ScenarioStatus::Done => {
-                            Some((format!("scenario ready: {}", entry.title()), false))
-                        }
+                        ScenarioStatus::Done => Some((format!("scenario ready: {title}"), false)),
                         ScenarioStatus::Failed(reason) => {
                             Some((format!("scenario failed: {reason}"), true))
                         }
@@ -1085,7 +1092,7 @@ impl Engine {
                             request: entry.request,
                             prompt: entry.prompt.clone(),
                             seed: entry.seed,
-                            title: entry.title(),
+                            title,
                             markdown: entry.markdown.clone(),
                             passages: entry.passages.clone(),
                             backend: entry.backend.clone(),
@@ -1097,6 +1104,8 @@ impl Engine {
                         self.set_notice(text, is_error);
                     }
                 }
+                // Finished: it may now make way for newer ones (it is saved).
+                self.scenarios.trim();
             }
             Target::Turn {
                 conversation,

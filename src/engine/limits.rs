@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use super::breaker::Breaker;
 use super::event::QueueReason;
 use super::metrics::BackendMetrics;
-use super::request::{IdSet, RequestId};
+use super::request::{IdSet, RequestId, Shared};
 use super::retry::RetryPolicy;
 
 /// What happens to a call still running when its request's deadline passes.
@@ -192,6 +192,9 @@ pub enum Gate {
 /// they are for display, never for decisions.
 #[derive(Debug, Clone)]
 pub struct Backend {
+    /// Its name, shared by every request and event on it (one allocation
+    /// per backend, not one per request or event).
+    name: Shared,
     pub policy: BackendPolicy,
     pub breaker: Breaker,
     pub metrics: BackendMetrics,
@@ -209,8 +212,9 @@ pub struct Backend {
 const TOMBSTONE_SLACK: usize = 64;
 
 impl Backend {
-    pub fn new(policy: BackendPolicy) -> Self {
+    pub fn new(name: &str, policy: BackendPolicy) -> Self {
         Self {
+            name: Shared::from(name),
             breaker: Breaker::new(policy.breaker_failures, policy.breaker_open),
             bucket: policy.rate_per_minute.map(TokenBucket::per_minute),
             waiting: VecDeque::new(),
@@ -219,6 +223,11 @@ impl Backend {
             metrics: BackendMetrics::default(),
             policy,
         }
+    }
+
+    /// Its name (a cheap clone: shared).
+    pub fn name(&self) -> &Shared {
+        &self.name
     }
 
     fn limit(&self) -> usize {
@@ -417,7 +426,7 @@ mod tests {
     #[test]
     fn backend_owns_its_slots_and_fifo() {
         let t0 = Instant::now();
-        let mut b = Backend::new(BackendPolicy::with_concurrency(1));
+        let mut b = Backend::new("b", BackendPolicy::with_concurrency(1));
         assert_eq!(b.gate(false, t0), Gate::Go);
         b.acquire();
         assert_eq!((b.busy(), b.metrics.in_flight), (1, 1));
@@ -447,7 +456,7 @@ mod tests {
 
     #[test]
     fn withdrawn_requests_do_not_pile_up_in_the_fifo() {
-        let mut b = Backend::new(BackendPolicy::with_concurrency(1));
+        let mut b = Backend::new("b", BackendPolicy::with_concurrency(1));
         b.enqueue(rid(0), false);
         for n in 1..10_000 {
             b.enqueue(rid(n), false);
@@ -459,15 +468,18 @@ mod tests {
 
     #[test]
     fn observed_calls_are_capped() {
-        let mut b = Backend::new(BackendPolicy {
-            late_observe_max: 1,
-            ..BackendPolicy::retrieval()
-        });
+        let mut b = Backend::new(
+            "b",
+            BackendPolicy {
+                late_observe_max: 1,
+                ..BackendPolicy::retrieval()
+            },
+        );
         assert!(b.try_observe());
         assert!(!b.try_observe(), "over the cap: aborted");
         b.observation_ended(Some(Duration::from_millis(5)));
         assert_eq!((b.metrics.observing, b.metrics.late_arrivals), (0, 1));
-        let mut chat = Backend::new(BackendPolicy::chat());
+        let mut chat = Backend::new("b", BackendPolicy::chat());
         assert!(!chat.try_observe(), "chat aborts late calls");
     }
 }

@@ -18,7 +18,16 @@
 //! is emitted for a conversation after it is closed. Persistence stays
 //! cheap: a streaming reply is saved at most every [`REPLY_SAVE_EVERY`],
 //! finished requests' summaries at most every [`SUMMARY_FLUSH_EVERY`] (and
-//! when the engine goes idle), never once per token or per request.
+//! when the engine goes idle, or in batches of [`SUMMARY_BATCH_MAX`] under
+//! load), never once per token or per request.
+//!
+//! Memory stays bounded whatever the load: finished requests are kept in
+//! the registry's history ring (`history_cap`), scenarios in a
+//! [`scenarios::ScenarioLog`] (every running one and the newest finished
+//! ones up to [`scenarios::SCENARIOS_KEPT`]; older ones are in the session
+//! database), summaries waiting to be saved at most [`SUMMARY_BATCH_MAX`]
+//! (plus what one input ends). Backend names and request labels are shared
+//! (`Arc<str>`), not copied into every request and event.
 
 pub mod breaker;
 pub mod command;
@@ -29,6 +38,7 @@ pub mod metrics;
 pub mod registry;
 pub mod request;
 pub mod retry;
+pub mod scenarios;
 pub mod workspace;
 
 use std::collections::{BTreeMap, HashMap};
@@ -53,8 +63,14 @@ use workspace::{
 /// A streaming reply is saved at most this often (engine time).
 pub const REPLY_SAVE_EVERY: Duration = Duration::from_millis(250);
 /// Finished requests' summaries are written in batches at most this often
-/// while the engine is busy (and at once when it goes idle).
+/// while the engine is busy (and at once when it goes idle, or when
+/// [`SUMMARY_BATCH_MAX`] are waiting).
 pub const SUMMARY_FLUSH_EVERY: Duration = Duration::from_secs(1);
+/// A batch of summaries goes out as soon as this many are waiting: at a
+/// high rate a second's worth would be a hundred thousand summaries (tens
+/// of megabytes written and read back from main memory, and held until
+/// saved), where a batch of this size stays in cache.
+pub const SUMMARY_BATCH_MAX: usize = 1_024;
 
 /// Settings the engine's rules depend on (written whole into a trace's
 /// header, so a trace can re-drive an engine with the same rules).
@@ -106,6 +122,10 @@ pub struct RestoredRequest {
 
 /// The backend name of knowledge-base ingests in the lifecycle pane.
 pub const KB_BACKEND: &str = "kb";
+
+/// The backend name of pipeline parents (scenarios, chat turns): they make
+/// no call of their own.
+pub const PIPELINE_BACKEND: &str = "pipeline";
 
 impl EngineConfig {
     /// The policy of backend `name`.
@@ -392,6 +412,8 @@ struct TargetMut<'a> {
 /// What a parent request's pipeline is producing.
 #[derive(Debug, Clone, Copy)]
 enum Target {
+    /// A scenario's stable index in [`Engine::scenarios`] (held while it
+    /// runs).
     Scenario(usize),
     Turn {
         conversation: ConversationId,
@@ -434,26 +456,53 @@ struct Observed {
     until: Instant,
 }
 
-/// What makes two retrievals identical.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-struct DedupKey {
-    backend: String,
-    query: String,
-    top_k: usize,
-}
+/// What makes two retrievals identical: the backend, the query with its
+/// words lowercased and joined by single spaces, and `top_k`. Kept as a
+/// hash of those (computed without allocating for a query already in that
+/// form), so neither submitting nor finishing a retrieval builds a key; a
+/// match is confirmed against the leader's own query
+/// ([`same_retrieval`]), so a collision only misses a join.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+struct DedupKey(u64);
 
 impl DedupKey {
     fn new(backend: &str, query: &RetrieveQuery) -> Self {
-        Self {
-            backend: backend.to_string(),
-            query: query
-                .query
+        use std::hash::{Hash, Hasher};
+        // Fixed keys: the same query hashes the same in every run.
+        let mut h = std::hash::DefaultHasher::new();
+        backend.hash(&mut h);
+        normalized_query(&query.query).hash(&mut h);
+        query.top_k.hash(&mut h);
+        DedupKey(h.finish())
+    }
+}
+
+/// Whether two retrievals on one backend ask the same thing.
+fn same_retrieval(a: &RetrieveQuery, b: &RetrieveQuery) -> bool {
+    a.top_k == b.top_k && normalized_query(&a.query) == normalized_query(&b.query)
+}
+
+/// A query's words, lowercased, joined by single spaces; borrowed when the
+/// query is already so (ASCII, no capitals, single spaces, no space at
+/// either end).
+fn normalized_query(query: &str) -> std::borrow::Cow<'_, str> {
+    let bytes = query.as_bytes();
+    let space = |b: u8| matches!(b, b' ' | b'\t' | b'\n' | 0x0B | 0x0C | b'\r');
+    let clean = bytes.iter().enumerate().all(|(i, &b)| {
+        b.is_ascii()
+            && !b.is_ascii_uppercase()
+            && (!space(b) || (b == b' ' && i > 0 && i + 1 < bytes.len() && !space(bytes[i - 1])))
+    });
+    if clean {
+        std::borrow::Cow::Borrowed(query)
+    } else {
+        std::borrow::Cow::Owned(
+            query
                 .split_whitespace()
                 .collect::<Vec<_>>()
                 .join(" ")
                 .to_lowercase(),
-            top_k: query.top_k,
-        }
+        )
     }
 }
 
@@ -472,13 +521,17 @@ pub struct Engine {
     /// The call of every live backend request (re-sent on retry).
     calls: request::IdMap<Call>,
     /// In-flight retrievals by what they ask, for de-duplication.
-    dedup: HashMap<DedupKey, RequestId>,
+    dedup: HashMap<DedupKey, RequestId, request::IdBuildHasher>,
     /// Requests joined onto a leader, by leader.
     followers: request::IdMap<Vec<RequestId>>,
     backends: BTreeMap<String, Backend>,
+    /// [`PIPELINE_BACKEND`], shared by every pipeline parent.
+    pipeline_name: request::Shared,
     chaos: BTreeMap<String, ChaosMode>,
     conversations: BTreeMap<ConversationId, Conversation>,
-    scenarios: Vec<ScenarioEntry>,
+    /// Running scenarios and the newest finished ones (bounded: see
+    /// [`scenarios::ScenarioLog`]).
+    scenarios: scenarios::ScenarioLog,
     notice: Option<Notice>,
     /// The number the last notice set was given.
     notice_seq: u64,
@@ -516,7 +569,7 @@ impl Engine {
         .into_iter()
         .flatten()
         {
-            backends.insert(name.clone(), Backend::new(cfg.policy_for(name)));
+            backends.insert(name.clone(), Backend::new(name, cfg.policy_for(name)));
         }
         Self {
             registry: Registry::new(origin, cfg.history_cap),
@@ -528,12 +581,13 @@ impl Engine {
             jobs: request::IdMap::default(),
             chunk_batches: request::IdMap::default(),
             calls: request::IdMap::default(),
-            dedup: HashMap::new(),
+            dedup: HashMap::default(),
             followers: request::IdMap::default(),
             backends,
+            pipeline_name: request::Shared::from(PIPELINE_BACKEND),
             chaos: BTreeMap::new(),
             conversations: BTreeMap::new(),
-            scenarios: Vec::new(),
+            scenarios: scenarios::ScenarioLog::default(),
             notice: None,
             notice_seq: 0,
             total_late_drops: 0,
@@ -599,11 +653,11 @@ impl Engine {
                 id: r.id,
                 seq: 0,
                 kind: r.kind,
-                backend: r.backend,
+                backend: r.backend.into(),
                 parent: r.parent,
                 children: Vec::new(),
                 conversation: r.conversation,
-                label: r.label,
+                label: r.label.into(),
                 created,
                 dispatched: r.dispatched_ms.map(at),
                 ended: Some(at(r.ended_ms)),
@@ -740,7 +794,9 @@ impl Engine {
             .saturating_add(request::millis(at.saturating_duration_since(self.origin)))
     }
 
-    pub fn scenarios(&self) -> &[ScenarioEntry] {
+    /// Every running scenario and the newest finished ones, by stable
+    /// index (older finished ones are in the session database only).
+    pub fn scenarios(&self) -> &scenarios::ScenarioLog {
         &self.scenarios
     }
 
@@ -956,12 +1012,16 @@ impl Engine {
     }
 
     /// Hand out the waiting request summaries as one batch when the oldest
-    /// has waited [`SUMMARY_FLUSH_EVERY`], or when nothing is live any more.
+    /// has waited [`SUMMARY_FLUSH_EVERY`], when nothing is live any more,
+    /// or when [`SUMMARY_BATCH_MAX`] are waiting.
     fn flush_summaries(&mut self, now: Instant, fx: &mut Vec<Effect>) {
         let Some(since) = self.summaries_since else {
             return;
         };
-        if self.registry.live_count() == 0 || now >= since + SUMMARY_FLUSH_EVERY {
+        if self.registry.live_count() == 0
+            || now >= since + SUMMARY_FLUSH_EVERY
+            || self.summaries.len() >= SUMMARY_BATCH_MAX
+        {
             self.summaries_since = None;
             fx.push(Effect::SaveRequests(std::mem::take(&mut self.summaries)));
         }
@@ -1030,6 +1090,10 @@ impl Engine {
                         self.start_scenario(conversation, prompt, seed, now, fx);
                     }
                 }
+                None if scenario < self.scenarios.first() => self.set_notice(
+                    format!("scenario {} is no longer held here", scenario + 1),
+                    true,
+                ),
                 None => self.set_notice("no scenario to regenerate yet", true),
             },
             Command::Export { scenario } => match self.scenarios.get(scenario) {
@@ -1038,6 +1102,10 @@ impl Engine {
                     contents: entry.markdown.clone(),
                 }),
                 Some(_) => self.set_notice("that scenario is not finished yet", true),
+                None if scenario < self.scenarios.first() => self.set_notice(
+                    format!("scenario {} is no longer held here", scenario + 1),
+                    true,
+                ),
                 None => self.set_notice("no scenario to export yet", true),
             },
             Command::Cancel { id } => {
@@ -1372,7 +1440,7 @@ impl Engine {
         conv.next_scenario += 1;
         let label = format!("{prompt} (seed {seed})");
         let parent = self.new_pipeline(Kind::Scenario, conversation, &label, now);
-        self.scenarios.push(ScenarioEntry {
+        let at = self.scenarios.push(ScenarioEntry {
             conversation,
             index,
             prompt: prompt.clone(),
@@ -1385,7 +1453,7 @@ impl Engine {
             no_lore: None,
         });
         let job = Job {
-            target: Target::Scenario(self.scenarios.len() - 1),
+            target: Target::Scenario(at),
             mode: TaskMode::Scenario { prompt, seed },
             passages: Vec::new(),
             no_lore: None,
@@ -1436,15 +1504,17 @@ impl Engine {
     }
 
     fn start_generation(&mut self, parent: RequestId, now: Instant, fx: &mut Vec<Effect>) {
-        let Some(job) = self.jobs.get(&parent) else {
+        let Some(job) = self.jobs.get_mut(&parent) else {
             return;
         };
-        let (kind, label) = match &job.mode {
-            TaskMode::Chat { question, .. } => (Kind::Chat, question.clone()),
-            TaskMode::Scenario { prompt, .. } => (Kind::Generate, prompt.clone()),
+        let kind = match &job.mode {
+            TaskMode::Chat { .. } => Kind::Chat,
+            TaskMode::Scenario { .. } => Kind::Generate,
         };
         let mut passages = self.context.clone();
-        passages.extend(job.passages.iter().cloned());
+        // Moved, not copied: a job starts its generation once, and nothing
+        // reads its retrieved passages after.
+        passages.append(&mut job.passages);
         let task = GenerationTask {
             mode: job.mode.clone(),
             passages,
@@ -1460,7 +1530,11 @@ impl Engine {
             first_token: self.cfg.first_token_timeout,
             idle: self.cfg.idle_timeout,
         };
-        let id = self.new_request(kind, &backend, Some(parent), &label, policy, now);
+        let label = match &task.mode {
+            TaskMode::Chat { question, .. } => question.as_str(),
+            TaskMode::Scenario { prompt, .. } => prompt.as_str(),
+        };
+        let id = self.new_request(kind, &backend, Some(parent), label, policy, now);
         self.submit(id, Call::Generate(task), now, fx);
     }
 

@@ -24,7 +24,7 @@ use std::collections::{BTreeSet, VecDeque};
 use std::time::Instant;
 
 use super::event::{EventKind, LateAfter};
-use super::request::{IdMap, Kind, Outcome, Phase, Request, RequestId, millis};
+use super::request::{DeadlinePolicy, IdMap, Kind, Outcome, Phase, Request, RequestId, millis};
 
 pub use super::event::LifecycleEvent;
 
@@ -131,12 +131,56 @@ impl Registry {
         }
         let old = std::mem::replace(&mut request.deadline, deadline);
         let seq = request.seq;
+        self.reindex_deadline(id, seq, old, deadline);
+    }
+
+    /// A live request's deadline moved from `old` to `new` (already set on
+    /// the request): its index entries follow.
+    fn reindex_deadline(
+        &mut self,
+        id: RequestId,
+        seq: u64,
+        old: Option<Instant>,
+        new: Option<Instant>,
+    ) {
         if let Some(old) = old {
             self.unindex_deadline((old, seq, id));
         }
-        if let Some(new) = deadline {
+        if let Some(new) = new {
             self.index_deadline((new, seq, id));
         }
+    }
+
+    /// A token arrived for `id`: if it has a call out (live, dispatched or
+    /// streaming), it is now streaming (its first token is recorded), and
+    /// a streaming deadline moves on by the idle budget. One lookup: this
+    /// runs for every token. Returns its parent (`Some(None)` for none), or
+    /// `None` when it has no call out (nothing changes).
+    pub fn token(&mut self, id: RequestId, now: Instant) -> Option<Option<RequestId>> {
+        let request = self.live.get_mut(&id)?;
+        let first = match request.phase {
+            Phase::Streaming => false,
+            Phase::Dispatched => true,
+            _ => return None,
+        };
+        request.phase = Phase::Streaming;
+        let parent = request.parent;
+        let old = request.deadline;
+        let seq = request.seq;
+        let new = match request.policy {
+            DeadlinePolicy::Streaming { idle, .. } => Some(now + idle),
+            _ => old,
+        };
+        request.deadline = new;
+        if first {
+            request.note(now, EventKind::FirstToken);
+            let event = event_for(request, now, self.origin, EventKind::FirstToken);
+            self.push_event(event);
+        }
+        if new != old {
+            self.reindex_deadline(id, seq, old, new);
+        }
+        Some(parent)
     }
 
     /// Index a live request's deadline: on the lane whose last entry is the
@@ -531,7 +575,7 @@ impl Registry {
             id: Some(id),
             parent: None,
             kind: None,
-            backend: backend.to_string(),
+            backend: backend.into(),
             conversation: None,
             event,
         }
@@ -546,7 +590,7 @@ impl Registry {
             id: None,
             parent: None,
             kind: None,
-            backend: backend.to_string(),
+            backend: backend.into(),
             conversation: None,
             event: what,
         });
@@ -611,7 +655,6 @@ mod tests {
     use ulid::Ulid;
 
     use super::*;
-    use crate::engine::request::DeadlinePolicy;
 
     fn request(seq: u64, parent: Option<RequestId>, now: Instant) -> Request {
         Request {
@@ -626,7 +669,7 @@ mod tests {
             conversation: None,
             parent,
             children: Vec::new(),
-            label: String::new(),
+            label: "".into(),
             created: now,
             dispatched: None,
             ended: None,

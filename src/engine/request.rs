@@ -5,6 +5,7 @@
 use std::collections::{HashMap, HashSet};
 use std::fmt;
 use std::hash::{BuildHasherDefault, Hasher};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
@@ -270,6 +271,29 @@ impl Serialize for TimelineEntry {
     }
 }
 
+/// Text shared rather than copied: a backend's name (one allocation per
+/// backend, shared by every request and event on it) or a request's label
+/// (shared by the request, its `Created` event and its saved summary).
+/// Serialised as a plain string.
+pub type Shared = Arc<str>;
+
+/// Serde for a [`Shared`] field as a plain string (serde's own `Arc`
+/// support is behind its `rc` feature, which would rebuild every crate
+/// that uses serde).
+pub mod shared_str {
+    use std::sync::Arc;
+
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(text: &Arc<str>, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(text)
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Arc<str>, D::Error> {
+        String::deserialize(deserializer).map(Arc::from)
+    }
+}
+
 /// A request as the registry holds it.
 #[derive(Debug, Clone)]
 pub struct Request {
@@ -277,14 +301,16 @@ pub struct Request {
     /// Creation order, for stable display.
     pub seq: u64,
     pub kind: Kind,
-    pub backend: String,
+    /// Shared with the backend table and every event on this request.
+    pub backend: Shared,
     pub parent: Option<RequestId>,
     pub children: Vec<RequestId>,
     /// The conversation it works for (a turn's or a scenario's, inherited by
     /// their children); `None` for knowledge-base work.
     pub conversation: Option<ConversationId>,
-    /// A short human description: the query or the prompt.
-    pub label: String,
+    /// A short human description: the query or the prompt (shared with
+    /// its `Created` event).
+    pub label: Shared,
     pub created: Instant,
     pub dispatched: Option<Instant>,
     pub ended: Option<Instant>,
@@ -297,7 +323,7 @@ pub struct Request {
     pub late_drops: u32,
     pub timeline: Vec<TimelineEntry>,
     /// Where long work stands ("12/40 files · 57 chunks"), while it runs.
-    pub progress: Option<String>,
+    pub progress: Option<Box<str>>,
     /// Restored from a stored session's lifecycle summary (an earlier run):
     /// its timeline is what was saved, not what this run saw.
     pub restored: bool,
@@ -344,8 +370,10 @@ pub struct RequestSummary {
     pub parent: Option<RequestId>,
     pub conversation: Option<ConversationId>,
     pub kind: Kind,
-    pub backend: String,
-    pub label: String,
+    #[serde(with = "shared_str")]
+    pub backend: Shared,
+    #[serde(with = "shared_str")]
+    pub label: Shared,
     /// How it ended (`outcome.label()`, `outcome.detail()`).
     pub outcome: Outcome,
     pub attempts: u32,

@@ -134,7 +134,7 @@ fn breaker_events(h: &H) -> Vec<String> {
         .registry()
         .events()
         .iter()
-        .filter(|e| e.id.is_none() && e.backend == "local" && e.text().starts_with("breaker"))
+        .filter(|e| e.id.is_none() && &*e.backend == "local" && e.text().starts_with("breaker"))
         .map(|e| e.text())
         .collect()
 }

@@ -501,3 +501,110 @@ fn usage_the_server_reports_is_recorded_on_the_running_generation_only() {
     assert!(texts(&h, generate).contains(&"tokens: 10 in, 2 out".to_string()));
     assert!(!texts(&h, retrieve).iter().any(|t| t.starts_with("tokens")));
 }
+
+impl Harness {
+    /// A scenario run to its end: retrieval, one token, end of stream.
+    /// Returns the effects of its last input.
+    fn complete_scenario(&mut self, prompt: &str) -> Vec<Effect> {
+        let fx = self.scenario(prompt);
+        let (retrieve, _) = single_dispatch(&fx);
+        let fx = self.send(Input::Retrieved {
+            id: retrieve,
+            backend: "local".into(),
+            result: Ok(vec![passage("Waystone")]),
+        });
+        let (generate, _) = single_dispatch(&fx);
+        self.send(Input::Token {
+            id: generate,
+            backend: "offline".into(),
+            text: format!("# {prompt}\n"),
+        });
+        self.send(Input::Finished {
+            id: generate,
+            backend: "offline".into(),
+            result: Ok(()),
+        })
+    }
+}
+
+/// Finished scenarios past the cap leave memory (each was saved when it
+/// ended); indexes never shift, so the TUI's numbers, `/regenerate N` and
+/// `/export N` keep naming the same scenario, and a dropped one says so.
+#[test]
+fn scenarios_past_the_cap_leave_memory_and_indexes_stay() {
+    let mut h = Harness::new();
+    h.engine.scenarios = scenarios::ScenarioLog::with_cap(2);
+    let mut saved = 0;
+    for n in 0..5 {
+        let fx = h.complete_scenario(&format!("tale {n}"));
+        saved += fx
+            .iter()
+            .filter(|e| matches!(e, Effect::SaveScenario { .. }))
+            .count();
+    }
+    assert_eq!(saved, 5, "every scenario is saved as it ends");
+    let log = h.engine.scenarios();
+    assert_eq!((log.first(), log.end(), log.len()), (3, 5, 2));
+    assert_eq!(log[3].title(), "tale 3");
+    assert_eq!(log[4].title(), "tale 4");
+    assert!(log.get(2).is_none());
+
+    let fx = h.send(Input::Command(Command::Export { scenario: 1 }));
+    assert!(fx.is_empty());
+    let notice = h.engine.notice().expect("a notice");
+    assert!(notice.is_error && notice.text.contains("scenario 2 is no longer held"));
+    let fx = h.send(Input::Command(Command::Export { scenario: 4 }));
+    assert!(
+        fx.iter()
+            .any(|e| matches!(e, Effect::Export { contents, .. } if contents.contains("tale 4")))
+    );
+
+    // A regenerated one gets the next index and holds its pipeline while
+    // it runs, even past the cap.
+    h.send(Input::Command(Command::Regenerate { scenario: 3 }));
+    h.send(Input::Command(Command::Regenerate { scenario: 4 }));
+    h.send(Input::Command(Command::Regenerate { scenario: 5 }));
+    let log = h.engine.scenarios();
+    // The finished ones made way; the three running ones stay.
+    assert_eq!((log.first(), log.end(), log.len()), (5, 8, 3));
+    assert_eq!(log[5].prompt, "tale 3");
+    assert_eq!(log[7].prompt, "tale 3");
+    assert!(log.iter().all(|e| e.status == ScenarioStatus::Running));
+}
+
+/// Under load, finished requests' summaries go out in batches of at most
+/// SUMMARY_BATCH_MAX (plus what one input ends) long before the second is
+/// up, each summary once.
+#[test]
+fn summaries_go_out_in_bounded_batches_under_load() {
+    let mut h = Harness::new();
+    // One scenario stays live (waiting for its retrieval): never idle.
+    let fx = h.scenario("the long one");
+    assert_eq!(dispatched(&fx).len(), 1);
+    let mut batches = Vec::new();
+    let mut finished = 0;
+    for n in 0..(SUMMARY_BATCH_MAX + 200) {
+        let fx = h.send(Input::Command(Command::KbAdd {
+            paths: vec![format!("doc{n}.md")],
+        }));
+        let (id, _) = single_dispatch(&fx);
+        let fx = h.send(Input::Ingested {
+            id,
+            backend: KB_BACKEND.into(),
+            result: Ok("1 file".into()),
+        });
+        finished += 1;
+        batches.extend(fx.into_iter().filter_map(|e| match e {
+            Effect::SaveRequests(batch) => Some(batch),
+            _ => None,
+        }));
+    }
+    assert_eq!(h.now, h.t0, "no time passed");
+    assert_eq!(batches.len(), 1, "one full batch so far");
+    assert_eq!(batches[0].len(), SUMMARY_BATCH_MAX);
+    assert_eq!(h.engine.footprint().summaries, finished - SUMMARY_BATCH_MAX);
+    let mut ids: Vec<RequestId> = batches.iter().flatten().map(|s| s.id).collect();
+    ids.sort();
+    ids.dedup();
+    assert_eq!(ids.len(), SUMMARY_BATCH_MAX, "each summary once");
+}

@@ -196,7 +196,7 @@ impl LoadStats {
             }
             EventKind::LateArrival(_) => self.late_arrivals += 1,
             EventKind::Queued { reason } => {
-                let b = self.backends.entry(event.backend.clone()).or_default();
+                let b = self.backends.entry(event.backend.to_string()).or_default();
                 match reason {
                     QueueReason::Slots { .. } => b.waited_for_slot += 1,
                     QueueReason::RateLimit { .. } => b.waited_for_rate += 1,
@@ -207,7 +207,7 @@ impl LoadStats {
                     .id
                     .and_then(|id| engine.registry().get(id))
                     .map_or(event.at, |r| r.created);
-                let b = self.backends.entry(event.backend.clone()).or_default();
+                let b = self.backends.entry(event.backend.to_string()).or_default();
                 b.started += 1;
                 b.wait_total += event.at.saturating_duration_since(created);
             }

@@ -116,11 +116,11 @@ impl Lookup for EngineLookup<'_> {
         }
         Some(RequestInfo {
             kind: request.kind,
-            backend: request.backend.clone(),
+            backend: request.backend.to_string(),
             parent: request.parent,
             root,
             conversation: request.conversation,
-            label: request.label.clone(),
+            label: request.label.to_string(),
             created: request.created,
             attempt: request.attempt,
         })

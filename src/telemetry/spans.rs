@@ -238,7 +238,7 @@ impl SpanBuilder {
             other => (other.name(), vec![kv("message", other.to_string())]),
         };
         for open in self.open.values_mut() {
-            if open.backend == event.backend && !open.ended {
+            if *open.backend == *event.backend && !open.ended {
                 open.span
                     .events
                     .push(event_at(time, name, attributes.clone()));
@@ -267,7 +267,7 @@ impl SpanBuilder {
             }
             let info = lookup.request(id).unwrap_or_else(|| RequestInfo {
                 kind: event.kind.unwrap_or(Kind::Retrieve),
-                backend: event.backend.clone(),
+                backend: event.backend.to_string(),
                 parent: event.parent,
                 root: event.parent.unwrap_or(id),
                 conversation: event.conversation,

@@ -111,7 +111,7 @@ fn ev(p: &Pipeline, ms: u64, who: RequestId, event: EventKind) -> LifecycleEvent
         id: Some(who),
         parent: info.parent,
         kind: Some(info.kind),
-        backend: info.backend.clone(),
+        backend: info.backend.as_str().into(),
         conversation: info.conversation,
         event,
     }

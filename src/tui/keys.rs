@@ -633,10 +633,10 @@ fn scenario_action(action: Bound, view: &mut ViewState, engine: &Engine) -> Vec<
     let Some(current) = view.current_scenario(engine) else {
         return Vec::new();
     };
-    let last = engine.scenarios().len() - 1;
+    let (first, last) = (engine.scenarios().first(), engine.scenarios().end() - 1);
     match action {
         Bound::PrevScenario => {
-            view.scenario_selected = Some(current.saturating_sub(1));
+            view.scenario_selected = Some(current.saturating_sub(1).max(first));
             view.scenario_scroll = 0;
         }
         Bound::NextScenario => {
@@ -675,7 +675,7 @@ fn lifecycle_action(action: Bound, view: &mut ViewState, engine: &Engine) -> Vec
             }
         }
         Bound::ToggleBreaker => {
-            let Some(backend) = engine.backends().get(&row.backend) else {
+            let Some(backend) = engine.backends().get(&*row.backend) else {
                 return vec![Action::Notice(
                     "select a row with a backend (not a pipeline)".into(),
                     true,
@@ -688,7 +688,7 @@ fn lifecycle_action(action: Bound, view: &mut ViewState, engine: &Engine) -> Vec
                 Force::Closed => Force::Auto,
             };
             return vec![Action::Engine(Command::ForceBreaker {
-                backend: row.backend.clone(),
+                backend: row.backend.to_string(),
                 force,
             })];
         }

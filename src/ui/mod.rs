@@ -350,12 +350,19 @@ impl ViewState {
     }
 
     /// The scenario on screen.
+    /// (An index, stable while the scenario is held: see
+    /// [`crate::engine::scenarios::ScenarioLog`].)
     pub fn current_scenario(&self, engine: &Engine) -> Option<usize> {
-        let n = engine.scenarios().len();
-        if n == 0 {
+        let scenarios = engine.scenarios();
+        let last = scenarios.end().checked_sub(1)?;
+        if scenarios.is_empty() {
             return None;
         }
-        Some(self.scenario_selected.unwrap_or(n - 1).min(n - 1))
+        Some(
+            self.scenario_selected
+                .unwrap_or(last)
+                .clamp(scenarios.first(), last),
+        )
     }
 }
 

@@ -183,7 +183,7 @@ pub(super) fn scenarios(frame: &mut Frame, area: Rect, engine: &Engine, view: &V
     if first > 0 {
         spans.push(Span::styled("… ", t.dim));
     }
-    for (i, entry) in scenarios.iter().enumerate().skip(first) {
+    for (i, entry) in scenarios.from_index(first) {
         let mut title: String = one_line(&entry.title()).chars().take(24).collect();
         if entry.status == ScenarioStatus::Running {
             title.push_str(" …");
@@ -432,7 +432,7 @@ pub(super) fn lifecycle(
                             format_duration(std::time::Duration::from_millis(e.t_ms))
                         ),
                         e.id.map_or_else(|| "------".to_string(), |id| id.short()),
-                        e.kind.map_or(e.backend.as_str(), |k| k.label()),
+                        e.kind.map_or(&*e.backend, |k| k.label()),
                         one_line(&e.text())
                     ),
                     style,
