@@ -114,9 +114,7 @@ impl Engine {
             DeadlinePolicy::Children,
             now,
         );
-        if let Some(request) = self.registry.live_mut(id) {
-            request.conversation = Some(conversation);
-        }
+        self.registry.set_conversation(id, conversation);
         id
     }
 

@@ -722,16 +722,10 @@ impl Engine {
             self.summaries_since = None;
         }
         self.advance(now, &mut fx);
-        let mut roots: Vec<(u64, RequestId)> = self
-            .registry
-            .live_requests()
-            .filter(|r| r.parent.is_none() && r.conversation == Some(id))
-            .map(|r| (r.seq, r.id))
-            .collect();
-        roots.sort();
+        let roots = self.registry.live_roots_of(id);
         // Cancelling is quiet here: the caller says what it closed.
         let notice = self.notice.take();
-        for (_, root) in roots {
+        for root in roots {
             self.cancel_tree(root, now, &mut fx);
         }
         self.notice = notice;

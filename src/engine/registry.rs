@@ -25,6 +25,7 @@ use std::time::Instant;
 
 use super::event::{EventKind, LateAfter};
 use super::request::{DeadlinePolicy, IdMap, Kind, Outcome, Phase, Request, RequestId, millis};
+use super::workspace::ConversationId;
 
 pub use super::event::LifecycleEvent;
 
@@ -43,6 +44,12 @@ pub struct Registry {
     /// Retained requests with a parent that are not listed under a retained
     /// root, by `seq`.
     detached: BTreeSet<(u64, RequestId)>,
+    /// Live requests without a parent that work for a conversation (its
+    /// turns and scenarios), by conversation then `seq`: closing one
+    /// conversation finds its pipelines without a scan of every live
+    /// request. Kept by [`Registry::set_conversation`] and
+    /// [`Registry::finish`].
+    live_roots: BTreeSet<(ConversationId, u64, RequestId)>,
     /// Deadlines of live requests that fit no lane, soonest first; never
     /// stale. A live request's deadline changes only through
     /// [`Registry::set_deadline`].
@@ -81,6 +88,7 @@ impl Registry {
             evicted: 0,
             roots: BTreeSet::new(),
             detached: BTreeSet::new(),
+            live_roots: BTreeSet::new(),
             deadlines: BTreeSet::new(),
             lanes: Vec::new(),
             lane_len: 0,
@@ -118,6 +126,32 @@ impl Registry {
         if let Some(entry) = entry {
             self.index_deadline(entry);
         }
+    }
+
+    /// Say which conversation a live request works for (a turn's or a
+    /// scenario's root; children inherit theirs when created).
+    pub fn set_conversation(&mut self, id: RequestId, conversation: ConversationId) {
+        let Some(request) = self.live.get_mut(&id) else {
+            return;
+        };
+        if let Some(old) = request.conversation.replace(conversation)
+            && request.parent.is_none()
+        {
+            self.live_roots.remove(&(old, request.seq, id));
+        }
+        if request.parent.is_none() {
+            self.live_roots.insert((conversation, request.seq, id));
+        }
+    }
+
+    /// The live pipelines (requests without a parent) of `conversation`,
+    /// oldest first.
+    pub fn live_roots_of(&self, conversation: ConversationId) -> Vec<RequestId> {
+        self.live_roots
+            .range((conversation, 0, RequestId(ulid::Ulid::nil()))..)
+            .take_while(|(c, _, _)| *c == conversation)
+            .map(|&(_, _, id)| id)
+            .collect()
     }
 
     /// Move a live request's deadline (a stream's idle deadline after each
@@ -374,6 +408,11 @@ impl Registry {
     /// or `None` when it was not live (then nothing changes).
     pub fn finish(&mut self, id: RequestId, outcome: Outcome, now: Instant) -> Option<&Request> {
         let mut request = self.live.remove(&id)?;
+        if request.parent.is_none()
+            && let Some(conversation) = request.conversation
+        {
+            self.live_roots.remove(&(conversation, request.seq, id));
+        }
         if let Some(deadline) = request.deadline {
             self.unindex_deadline((deadline, request.seq, id));
         }
@@ -739,7 +778,12 @@ mod tests {
                     0..3 => {
                         let seq = registry.next_seq();
                         registry.insert(request(seq, None, t0));
-                        ever.push(RequestId(Ulid::from_parts(seq, u128::from(seq))));
+                        let id = RequestId(Ulid::from_parts(seq, u128::from(seq)));
+                        // Most pipelines work for one of three conversations.
+                        if rng.random_bool(0.8) {
+                            registry.set_conversation(id, ConversationId(rng.random_range(0..3)));
+                        }
+                        ever.push(id);
                     }
                     // A child of anything retained (live, ended, itself a
                     // child) or of a request already forgotten.
@@ -767,6 +811,17 @@ mod tests {
                 }
                 let rows = rows_from_indexes(&registry);
                 assert_eq!(rows, rows_by_sorting(&registry), "seed {seed} step {step}");
+                // A conversation's live pipelines: the index agrees with a scan.
+                for c in 0..3 {
+                    let mut scan: Vec<(u64, RequestId)> = registry
+                        .live_requests()
+                        .filter(|r| r.parent.is_none() && r.conversation == Some(ConversationId(c)))
+                        .map(|r| (r.seq, r.id))
+                        .collect();
+                    scan.sort();
+                    let scan: Vec<RequestId> = scan.into_iter().map(|(_, id)| id).collect();
+                    assert_eq!(registry.live_roots_of(ConversationId(c)), scan);
+                }
                 assert_eq!(rows.len(), registry.retained_len());
                 detached_seen += registry.detached_len();
                 let retained: std::collections::HashSet<RequestId> =
