@@ -30,7 +30,8 @@ use super::StoreError;
 use super::migrate;
 use super::model::{
     DeleteReport, InterruptReport, MessageId, MessageRow, MessageStatus, MessageUpdate, NewMessage,
-    RequestRow, ScenarioRow, SessionData, SessionId, SessionRow, SessionSummary,
+    RequestRow, ScenarioRow, SessionData, SessionId, SessionRest, SessionRow, SessionSummary,
+    SessionTail,
 };
 use crate::domain::{Passage, Role};
 
@@ -572,27 +573,8 @@ impl Db {
         let tx = self.conn.unchecked_transaction()?;
         let session = self.session(id)?.ok_or_else(|| session_not_found(id))?;
         let messages = self.messages_after(id, 0)?;
-        let scenarios = {
-            let mut stmt = self.conn.prepare_cached(
-                "SELECT seq, prompt, seed, title, markdown, sources, status, created_ms \
-                 FROM scenarios WHERE session_id = ?1 ORDER BY seq",
-            )?;
-            let rows = stmt.query_map([id], scenario_row)?;
-            rows.collect::<Result<Vec<_>, _>>()?
-        };
-        let requests = {
-            let mut stmt = self.conn.prepare_cached(
-                "SELECT * FROM ( \
-                   SELECT id, parent, kind, backend, outcome, detail, attempts, created_ms, \
-                          ended_ms, events \
-                   FROM requests WHERE session_id = ?1 \
-                   ORDER BY created_ms DESC, id DESC LIMIT ?2) \
-                 ORDER BY created_ms, id",
-            )?;
-            let bound = i64::try_from(self.request_bound).unwrap_or(i64::MAX);
-            let rows = stmt.query_map(params![id, bound], request_row)?;
-            rows.collect::<Result<Vec<_>, _>>()?
-        };
+        let scenarios = self.scenarios(id)?;
+        let requests = self.requests(id)?;
         tx.finish()?;
         Ok(SessionData {
             session,
@@ -600,6 +582,111 @@ impl Db {
             scenarios,
             requests,
         })
+    }
+
+    /// The same as [`Db::load_session`], from the end: the newest `page`
+    /// messages (with the session and its scenarios) go to `first` as soon
+    /// as they are read, then the older messages and the requests are read
+    /// and returned. One read snapshot for both, so together they are
+    /// exactly what `load_session` would have read (nothing another process
+    /// commits meanwhile shows in either).
+    pub fn load_session_paged(
+        &self,
+        id: SessionId,
+        page: usize,
+        first: impl FnOnce(SessionTail),
+    ) -> Result<SessionRest, StoreError> {
+        let tx = self.conn.unchecked_transaction()?;
+        let session = self.session(id)?.ok_or_else(|| session_not_found(id))?;
+        let page = i64::try_from(page.max(1)).unwrap_or(i64::MAX);
+        let mut messages = self.newest_messages(id, page)?;
+        messages.reverse();
+        let oldest = messages.first().map(|m| m.seq);
+        let more = match oldest {
+            Some(seq) => self.conn.query_row(
+                "SELECT EXISTS (SELECT 1 FROM messages WHERE session_id = ?1 AND seq < ?2)",
+                params![id, seq],
+                |r| r.get(0),
+            )?,
+            None => false,
+        };
+        let scenarios = self.scenarios(id)?;
+        first(SessionTail {
+            data: SessionData {
+                session,
+                messages,
+                scenarios,
+                requests: Vec::new(),
+            },
+            more,
+        });
+        let messages = match oldest {
+            Some(seq) if more => self.messages_before(id, seq)?,
+            _ => Vec::new(),
+        };
+        let requests = self.requests(id)?;
+        tx.finish()?;
+        Ok(SessionRest {
+            session: id,
+            messages,
+            requests,
+        })
+    }
+
+    /// A session's scenarios, in `seq` order.
+    fn scenarios(&self, id: SessionId) -> Result<Vec<ScenarioRow>, StoreError> {
+        let mut stmt = self.conn.prepare_cached(
+            "SELECT seq, prompt, seed, title, markdown, sources, status, created_ms \
+             FROM scenarios WHERE session_id = ?1 ORDER BY seq",
+        )?;
+        let rows = stmt.query_map([id], scenario_row)?;
+        Ok(rows.collect::<Result<Vec<_>, _>>()?)
+    }
+
+    /// A session's newest requests (at most the bound), oldest first.
+    fn requests(&self, id: SessionId) -> Result<Vec<RequestRow>, StoreError> {
+        let mut stmt = self.conn.prepare_cached(
+            "SELECT * FROM ( \
+               SELECT id, parent, kind, backend, outcome, detail, attempts, created_ms, \
+                      ended_ms, events \
+               FROM requests WHERE session_id = ?1 \
+               ORDER BY created_ms DESC, id DESC LIMIT ?2) \
+             ORDER BY created_ms, id",
+        )?;
+        let bound = i64::try_from(self.request_bound).unwrap_or(i64::MAX);
+        let rows = stmt.query_map(params![id, bound], request_row)?;
+        Ok(rows.collect::<Result<Vec<_>, _>>()?)
+    }
+
+    /// A session's newest `limit` messages, newest first.
+    fn newest_messages(
+        &self,
+        session: SessionId,
+        limit: i64,
+    ) -> Result<Vec<MessageRow>, StoreError> {
+        let mut stmt = self.conn.prepare_cached(
+            "SELECT id, session_id, seq, role, text, status, detail, backend, passages, \
+                    request_id, created_ms, updated_ms, timings \
+             FROM messages WHERE session_id = ?1 ORDER BY seq DESC LIMIT ?2",
+        )?;
+        let rows = stmt.query_map(params![session, limit], message_row)?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// The messages of a session whose `seq` is below `before_seq`, in
+    /// order.
+    pub fn messages_before(
+        &self,
+        session: SessionId,
+        before_seq: i64,
+    ) -> Result<Vec<MessageRow>, StoreError> {
+        let mut stmt = self.conn.prepare_cached(
+            "SELECT id, session_id, seq, role, text, status, detail, backend, passages, \
+                    request_id, created_ms, updated_ms, timings \
+             FROM messages WHERE session_id = ?1 AND seq < ?2 ORDER BY seq",
+        )?;
+        let rows = stmt.query_map(params![session, before_seq], message_row)?;
+        Ok(rows.collect::<Result<_, _>>()?)
     }
 
     /// The messages of a session whose `seq` is above `after_seq`, in order

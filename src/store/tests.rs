@@ -789,3 +789,82 @@ fn the_thread_answers_futures_and_blocking_calls_and_drains_on_drop() {
     let expected: Vec<String> = (0..50).map(|i| format!("m{i}")).collect();
     assert_eq!(texts, expected);
 }
+
+#[test]
+fn a_session_loads_from_its_end_in_two_parts_that_make_the_whole() {
+    let (_dir, path) = temp();
+    let mut db = open(&path);
+    let s = db.create_session("long").unwrap();
+    let other = db.create_session("other").unwrap();
+    for i in 0..25 {
+        db.append_message(s.id, NewMessage::user(format!("m{i}"), MessageStatus::Sent))
+            .unwrap();
+        db.append_message(other.id, NewMessage::user("x", MessageStatus::Sent))
+            .unwrap();
+    }
+    db.save_requests(s.id, vec![request("01A", 5), request("01B", 6)])
+        .unwrap();
+    let whole = db.load_session(s.id).unwrap();
+    for page in [1, 10, 24, 25, 100] {
+        let mut tail = None;
+        let rest = db
+            .load_session_paged(s.id, page, |t| tail = Some(t))
+            .unwrap();
+        let tail = tail.expect("the tail comes first");
+        let newest = page.min(25);
+        assert_eq!(tail.data.messages.len(), newest, "page {page}");
+        assert_eq!(tail.more, page < 25, "page {page}");
+        assert!(tail.data.requests.is_empty(), "requests come with the rest");
+        assert_eq!(tail.data.scenarios, whole.scenarios);
+        assert_eq!(tail.data.session, whole.session);
+        assert_eq!(rest.session, s.id);
+        assert_eq!(rest.messages.len(), 25 - newest);
+        // Put together, exactly what the one-piece load reads.
+        let mut messages = rest.messages.clone();
+        messages.extend(tail.data.messages.iter().cloned());
+        assert_eq!(messages, whole.messages, "page {page}");
+        assert_eq!(rest.requests, whole.requests);
+    }
+    // An empty session: an empty tail and nothing more.
+    let empty = db.create_session("empty").unwrap();
+    let mut tail = None;
+    let rest = db
+        .load_session_paged(empty.id, 200, |t| tail = Some(t))
+        .unwrap();
+    let tail = tail.unwrap();
+    assert!(tail.data.messages.is_empty() && !tail.more && rest.messages.is_empty());
+    // A session that is not there: an error, and no tail.
+    let mut called = false;
+    assert!(matches!(
+        db.load_session_paged(9999, 10, |_| called = true),
+        Err(StoreError::NotFound { .. })
+    ));
+    assert!(!called);
+}
+
+#[test]
+fn the_two_parts_of_a_paged_load_are_one_snapshot() {
+    let (_dir, path) = temp();
+    let mut db = open(&path);
+    let s = db.create_session("long").unwrap();
+    for i in 0..10 {
+        db.append_message(s.id, NewMessage::user(format!("m{i}"), MessageStatus::Sent))
+            .unwrap();
+    }
+    // Another process appends and saves requests while the tail is shown:
+    // neither part sees it (the next poll does).
+    let mut other = open(&path);
+    let rest = db
+        .load_session_paged(s.id, 4, |tail| {
+            assert_eq!(tail.data.messages.last().unwrap().text, "m9");
+            other
+                .append_message(s.id, NewMessage::user("late", MessageStatus::Sent))
+                .unwrap();
+            other.save_requests(s.id, vec![request("01L", 9)]).unwrap();
+        })
+        .unwrap();
+    let texts: Vec<&str> = rest.messages.iter().map(|m| m.text.as_str()).collect();
+    assert_eq!(texts, ["m0", "m1", "m2", "m3", "m4", "m5"]);
+    assert!(rest.requests.is_empty());
+    assert_eq!(db.load_session(s.id).unwrap().messages.len(), 11);
+}

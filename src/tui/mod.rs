@@ -538,6 +538,7 @@ fn on_session_event(
     unavailable: &mut bool,
     data_version: &mut Option<i64>,
 ) {
+    use crate::persist::RestoredRest;
     use sessions::SessionEvent;
     let engine = &mut driver.engine;
     match event {
@@ -575,6 +576,47 @@ fn on_session_event(
             view.chat_scroll = 0;
             let note = note.unwrap_or_else(|| format!("session {:?}", data.session.name));
             driver.engine.set_notice(note, false);
+        }
+        SessionEvent::Rest { rest, first } => {
+            let RestoredRest {
+                conversation,
+                messages,
+                unsent,
+                requests,
+            } = *rest;
+            // Only onto the tail it was read with (not onto a conversation
+            // replaced meanwhile, which holds the whole session).
+            let shown_first = engine
+                .conversation(conversation)
+                .map(|c| c.messages.first().and_then(|m| m.tag));
+            if shown_first != Some(first) {
+                return;
+            }
+            match engine.prepend_messages(conversation, messages, unsent) {
+                Ok(count) => {
+                    // The chat counts its scroll from the newest line: it
+                    // stays where it was; a selection moves with its message.
+                    if view.current == conversation
+                        && let Some(selected) = &mut view.chat_selected
+                    {
+                        *selected += count;
+                    }
+                    engine.restore_requests(requests);
+                }
+                Err(crate::engine::workspace::Prepend::TurnRunning(messages, unsent)) => {
+                    let rest = Box::new(RestoredRest {
+                        conversation,
+                        messages,
+                        unsent,
+                        requests,
+                    });
+                    sessions.again_later(
+                        SessionEvent::Rest { rest, first },
+                        Duration::from_millis(100),
+                    );
+                }
+                Err(crate::engine::workspace::Prepend::NotOpen) => {}
+            }
         }
         SessionEvent::Committed {
             conversation,

@@ -9,6 +9,13 @@
 //! start the most recent session reopens (or a first one is made), replies
 //! cut short by a crash are marked incomplete and queued messages come back
 //! unsent.
+//!
+//! A session reopens at start from its end: its newest [`TAIL_PAGE`]
+//! messages arrive first ([`SessionEvent::Open`], shown at once), then the
+//! older ones with its request history ([`SessionEvent::Rest`], put in
+//! front of them), both read in one snapshot by the same store job, so any
+//! job queued meanwhile (a question's commit) runs after both are read and
+//! its event comes after both.
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -16,7 +23,7 @@ use std::sync::Arc;
 use tokio::sync::mpsc;
 
 use crate::engine::workspace::ConversationId;
-use crate::persist::session_of;
+use crate::persist::{RestoredRest, session_of};
 use crate::store::{
     DeleteReport, MessageStatus, NewMessage, SessionData, SessionId, SessionSummary, StoreError,
     StoreThread,
@@ -31,8 +38,17 @@ pub enum SessionEvent {
     /// The database cannot be used: nothing will be saved.
     Unavailable(String),
     /// Show this session (at start, `/session new`, `/session open`, or
-    /// after the open one was deleted).
+    /// after the open one was deleted). At start, only its newest messages
+    /// and no requests: [`SessionEvent::Rest`] follows with the others.
     Open(Box<SessionData>, Option<String>),
+    /// The older messages and the requests of the session opened from its
+    /// end, to put in front of the messages shown (when the conversation's
+    /// first message still has the tag `first`: the row id of the oldest
+    /// message shown, `None` when none is).
+    Rest {
+        rest: Box<RestoredRest>,
+        first: Option<u64>,
+    },
     /// A user message was committed (its row id), or why not.
     Committed {
         conversation: ConversationId,
@@ -57,6 +73,10 @@ pub enum SessionEvent {
     /// A job failed; say so.
     Problem(String),
 }
+
+/// How many of a session's newest messages are read and shown first when it
+/// reopens at start: a few screens' worth.
+pub const TAIL_PAGE: usize = 200;
 
 /// The loop's handle on the session database.
 #[derive(Debug, Clone)]
@@ -102,7 +122,8 @@ impl Sessions {
                 Ok((store, notice)) => {
                     let store = Arc::new(store);
                     let _ = events.send(SessionEvent::Ready(store.clone(), notice));
-                    let opened = store.call_blocking(|db| {
+                    let shown = events.clone();
+                    let opened = store.call_blocking(move |db| {
                         let row = match db.most_recent()? {
                             Some(row) => row,
                             None => {
@@ -111,21 +132,27 @@ impl Sessions {
                             }
                         };
                         let interrupted = db.mark_interrupted(row.id)?;
-                        let data = db.load_session(row.id)?;
-                        let note = (!interrupted.is_empty()).then(|| {
-                            format!(
-                                "reopened {:?}: {} reply(ies) cut short are marked incomplete, {} message(s) were not sent (/resend sends them)",
-                                data.session.name,
-                                interrupted.incomplete.len(),
-                                interrupted.unsent.len()
-                            )
-                        });
-                        Ok::<_, StoreError>((data, note))
+                        let mut first = None;
+                        let rest = db.load_session_paged(row.id, TAIL_PAGE, |tail| {
+                            let data = tail.data;
+                            first = crate::persist::first_tag(&data.messages);
+                            let note = (!interrupted.is_empty()).then(|| {
+                                format!(
+                                    "reopened {:?}: {} reply(ies) cut short are marked incomplete, {} message(s) were not sent (/resend sends them)",
+                                    data.session.name,
+                                    interrupted.incomplete.len(),
+                                    interrupted.unsent.len()
+                                )
+                            });
+                            // Shown while the older messages are read.
+                            let _ = shown.send(SessionEvent::Open(Box::new(data), note));
+                        })?;
+                        let rest = Box::new(crate::persist::restore_rest(&rest));
+                        let _ = shown.send(SessionEvent::Rest { rest, first });
+                        Ok::<_, StoreError>(())
                     });
                     match opened {
-                        Ok(Ok((data, note))) => {
-                            let _ = events.send(SessionEvent::Open(Box::new(data), note));
-                        }
+                        Ok(Ok(())) => {}
                         Ok(Err(e)) | Err(e) => {
                             let _ = events.send(SessionEvent::Unavailable(describe(&e)));
                         }
@@ -137,6 +164,19 @@ impl Sessions {
             }
         });
         Self { store: None, tx }
+    }
+
+    /// Hand `event` back to the loop after `delay` (the rest of a session
+    /// waits for a running turn to end).
+    ///
+    /// # Panics
+    /// When called outside a tokio runtime.
+    pub fn again_later(&self, event: SessionEvent, delay: std::time::Duration) {
+        let tx = self.tx.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(delay).await;
+            let _ = tx.send(event);
+        });
     }
 
     /// The database is ready.
