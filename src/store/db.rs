@@ -12,6 +12,11 @@
 //!   write lock instead of failing on a stale snapshot).
 //! - A damaged database is moved aside (`NAME.corrupt-<unix-secs>`, with its
 //!   -wal/-shm) and reported, never overwritten; a newer schema is refused.
+//! - Nothing is written to a database that has not passed `quick_check`:
+//!   [`Db::open`] checks it before returning; [`Db::open_unverified`] (the
+//!   TUI's start, to show a session's newest messages sooner) may leave the
+//!   check to [`Db::verify`], which every writing method calls first, and
+//!   until then the file is never checkpointed on close.
 //! - After a delete the write-ahead log is checkpointed and truncated; when a
 //!   reader in another connection prevents that, a row in
 //!   `pending_truncation` records it and the next [`Db::open`] finishes it.
@@ -52,6 +57,8 @@ pub struct Db {
     path: PathBuf,
     request_bound: usize,
     busy_timeout: Duration,
+    /// Opened with its `quick_check` left for [`Db::verify`].
+    unverified: bool,
 }
 
 /// What [`Db::open`] returns: the database, and a sentence for the user when
@@ -106,36 +113,84 @@ impl Db {
     /// it to this build's schema. A damaged database is moved aside and a
     /// fresh one created; `notice` then says so.
     pub fn open(path: impl AsRef<Path>) -> Result<Opened, StoreError> {
-        let path = path.as_ref();
+        Db::open_with(path.as_ref(), false)
+    }
+
+    /// As [`Db::open`], except that when nothing needs writing at open (the
+    /// schema is current and no log truncation is pending) the integrity
+    /// check is left for [`Db::verify`]: reads may come first; the first
+    /// write (or an explicit `verify`) checks, and fails with
+    /// [`StoreError::Corrupt`] on a damaged file, which
+    /// [`Db::replace_damaged`] then moves aside. A file SQLite cannot read
+    /// as a database at all is still moved aside here.
+    pub fn open_unverified(path: impl AsRef<Path>) -> Result<Opened, StoreError> {
+        Db::open_with(path.as_ref(), true)
+    }
+
+    fn open_with(path: &Path, defer: bool) -> Result<Opened, StoreError> {
         if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
             fs::create_dir_all(parent).map_err(|e| {
                 StoreError::io(format!("could not create {}", parent.display()), &e)
             })?;
         }
         create_private(path)?;
-        match Db::open_existing(path) {
+        match Db::open_existing(path, defer) {
             Ok(db) => Ok(Opened { db, notice: None }),
             Err(StoreError::Corrupt { detail }) => {
                 let moved = move_aside(path)?;
                 create_private(path)?;
-                let db = Db::open_existing(path)?;
-                let notice = format!(
-                    "The session database {} was damaged ({detail}); it was moved aside to {} \
-                     and a fresh one was started.",
-                    path.display(),
-                    moved.display()
-                );
-                tracing::warn!(target: "store", "{notice}");
+                let db = Db::open_existing(path, false)?;
                 Ok(Opened {
                     db,
-                    notice: Some(notice),
+                    notice: Some(damaged_notice(path, &detail, &moved)),
                 })
             }
             Err(e) => Err(e),
         }
     }
 
-    fn open_existing(path: &Path) -> Result<Db, StoreError> {
+    /// Whether the database has passed its integrity check (always, unless
+    /// opened with [`Db::open_unverified`] and not written to since).
+    pub fn is_verified(&self) -> bool {
+        !self.unverified
+    }
+
+    /// Runs the integrity check left by [`Db::open_unverified`], if any:
+    /// `Ok` once the database has passed it (then closing may checkpoint
+    /// again); [`StoreError::Corrupt`] while it fails (nothing is written).
+    pub fn verify(&mut self) -> Result<(), StoreError> {
+        if !self.unverified {
+            return Ok(());
+        }
+        let problems = check(&self.conn, "quick_check")?;
+        if problems != ["ok"] {
+            return Err(StoreError::Corrupt {
+                detail: summarize(&problems),
+            });
+        }
+        self.conn
+            .set_db_config(DbConfig::SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE, false)?;
+        self.unverified = false;
+        Ok(())
+    }
+
+    /// The database failed [`Db::verify`]: close it without checkpointing,
+    /// move it aside (with its -wal/-shm) and open a fresh one in its place.
+    /// Returns the sentence for the user, as [`Db::open`] words it.
+    pub fn replace_damaged(&mut self, detail: &str) -> Result<String, StoreError> {
+        let path = self.path.clone();
+        // Closed first (no checkpoint: the check has not passed), so that
+        // nothing of the damaged file's connection outlives the move.
+        let placeholder = Connection::open_in_memory()?;
+        drop(std::mem::replace(&mut self.conn, placeholder));
+        let moved = move_aside(&path)?;
+        create_private(&path)?;
+        let fresh = Db::open_existing(&path, false)?.with_busy_timeout(self.busy_timeout)?;
+        *self = fresh.with_request_bound(self.request_bound);
+        Ok(damaged_notice(&path, detail, &moved))
+    }
+
+    fn open_existing(path: &Path, defer: bool) -> Result<Db, StoreError> {
         let mut conn = Connection::open(path)?;
         // Until the file has passed its checks, closing must not checkpoint a
         // possibly damaged log into it, nor delete that log.
@@ -153,6 +208,24 @@ impl Db {
         conn.pragma_update(None, "synchronous", "FULL")?;
         conn.pragma_update(None, "foreign_keys", "ON")?;
         conn.pragma_update(None, "secure_delete", "ON")?;
+        // Deferred only when opening writes nothing: no migration, no
+        // truncation to finish (both read; a damaged file fails here).
+        let defer = defer
+            && migrate::user_version(&conn)? == migrate::SCHEMA_VERSION
+            && !conn.query_row(
+                "SELECT EXISTS (SELECT 1 FROM pending_truncation)",
+                [],
+                |r| r.get::<_, bool>(0),
+            )?;
+        if defer {
+            return Ok(Db {
+                conn,
+                path: path.to_path_buf(),
+                request_bound: REQUEST_BOUND,
+                busy_timeout: BUSY_TIMEOUT,
+                unverified: true,
+            });
+        }
         let problems = check(&conn, "quick_check")?;
         if problems != ["ok"] {
             return Err(StoreError::Corrupt {
@@ -167,6 +240,7 @@ impl Db {
             path: path.to_path_buf(),
             request_bound: REQUEST_BOUND,
             busy_timeout: BUSY_TIMEOUT,
+            unverified: false,
         };
         if !db.finish_pending_truncation()? {
             tracing::info!(target: "store", "a deleted session's log truncation is still pending");
@@ -234,6 +308,7 @@ impl Db {
 
     /// Creates an empty session. The name must be valid and unused.
     pub fn create_session(&mut self, name: &str) -> Result<SessionRow, StoreError> {
+        self.verify()?;
         validate_name(name)?;
         let now = now_ms();
         self.conn
@@ -256,6 +331,7 @@ impl Db {
     /// Renames a session (not counted as activity). The new name must be
     /// valid and unused.
     pub fn rename_session(&mut self, id: SessionId, new_name: &str) -> Result<(), StoreError> {
+        self.verify()?;
         validate_name(new_name)?;
         let n = self
             .conn
@@ -275,6 +351,7 @@ impl Db {
     /// gone from both files. If another connection keeps the log from being
     /// truncated, that is recorded (and finished by the next [`Db::open`]).
     pub fn delete_session(&mut self, id: SessionId) -> Result<DeleteReport, StoreError> {
+        self.verify()?;
         let tx = self
             .conn
             .transaction_with_behavior(TransactionBehavior::Immediate)?;
@@ -323,6 +400,7 @@ impl Db {
     /// Finishes a pending log truncation if no other connection prevents it.
     /// Returns whether nothing is pending any more.
     pub fn finish_pending_truncation(&mut self) -> Result<bool, StoreError> {
+        self.verify()?;
         if !self.truncation_pending()? {
             return Ok(true);
         }
@@ -402,6 +480,7 @@ impl Db {
 
     /// Marks a session as active now.
     pub fn touch(&mut self, id: SessionId) -> Result<(), StoreError> {
+        self.verify()?;
         let n = self.conn.execute(
             "UPDATE sessions SET updated_ms = MAX(updated_ms, ?2) WHERE id = ?1",
             params![id, now_ms()],
@@ -414,6 +493,7 @@ impl Db {
 
     /// Records the knowledge base a session uses.
     pub fn set_session_kb(&mut self, id: SessionId, kb: Option<&str>) -> Result<(), StoreError> {
+        self.verify()?;
         let n = self.conn.execute(
             "UPDATE sessions SET kb = ?2, updated_ms = MAX(updated_ms, ?3) WHERE id = ?1",
             params![id, kb, now_ms()],
@@ -431,6 +511,7 @@ impl Db {
         model: Option<&str>,
         settings: Option<&serde_json::Value>,
     ) -> Result<(), StoreError> {
+        self.verify()?;
         let settings = settings.map(serde_json::to_string).transpose()?;
         let n = self.conn.execute(
             "UPDATE sessions SET model = ?2, settings = ?3, updated_ms = MAX(updated_ms, ?4) \
@@ -453,6 +534,7 @@ impl Db {
         session: SessionId,
         m: NewMessage,
     ) -> Result<MessageRow, StoreError> {
+        self.verify()?;
         let now = now_ms();
         let passages = passages_json(&m.passages)?;
         let timings = m.timings.as_ref().map(serde_json::to_string).transpose()?;
@@ -511,6 +593,7 @@ impl Db {
     /// Changes a stored message (a streaming batch, or its final state).
     /// Committed when it returns.
     pub fn update_message(&mut self, id: MessageId, u: MessageUpdate) -> Result<(), StoreError> {
+        self.verify()?;
         let now = now_ms();
         let mut sets: Vec<&str> = vec!["updated_ms = ?"];
         let mut values: Vec<Value> = vec![Value::Integer(now)];
@@ -709,6 +792,7 @@ impl Db {
     /// `incomplete` (their text is kept); user messages left `unsent` stay
     /// so and are listed, to be sent again.
     pub fn mark_interrupted(&mut self, session: SessionId) -> Result<InterruptReport, StoreError> {
+        self.verify()?;
         let tx = self
             .conn
             .transaction_with_behavior(TransactionBehavior::Immediate)?;
@@ -717,13 +801,8 @@ impl Db {
             let rows = stmt.query_map([session], |r| r.get(0))?;
             Ok(rows.collect::<Result<_, _>>()?)
         };
-        let incomplete = ids(
-            "SELECT id FROM messages WHERE session_id = ?1 AND status = 'running' ORDER BY seq",
-        )?;
-        let unsent = ids(
-            "SELECT id FROM messages WHERE session_id = ?1 AND role = 'user' \
-             AND status = 'unsent' ORDER BY seq",
-        )?;
+        let incomplete = ids(RUNNING_IDS)?;
+        let unsent = ids(UNSENT_IDS)?;
         if !incomplete.is_empty() {
             tx.execute(
                 "UPDATE messages SET status = 'incomplete', updated_ms = ?2 \
@@ -739,6 +818,7 @@ impl Db {
 
     /// Saves a scenario, replacing the one with the same `seq` in the session.
     pub fn save_scenario(&mut self, session: SessionId, s: ScenarioRow) -> Result<(), StoreError> {
+        self.verify()?;
         let sources = s.sources.as_ref().map(serde_json::to_string).transpose()?;
         let tx = self
             .conn
@@ -784,6 +864,7 @@ impl Db {
         session: SessionId,
         rows: Vec<RequestRow>,
     ) -> Result<usize, StoreError> {
+        self.verify()?;
         let tx = self
             .conn
             .transaction_with_behavior(TransactionBehavior::Immediate)?;
@@ -918,6 +999,25 @@ fn check(conn: &Connection, pragma: &str) -> Result<Vec<String>, StoreError> {
     let mut stmt = conn.prepare(&format!("PRAGMA {pragma}"))?;
     let rows = stmt.query_map([], |r| r.get::<_, String>(0))?;
     Ok(rows.collect::<Result<_, _>>()?)
+}
+
+/// A session's replies still marked running, in order.
+const RUNNING_IDS: &str =
+    "SELECT id FROM messages WHERE session_id = ?1 AND status = 'running' ORDER BY seq";
+/// A session's user messages still unsent, in order.
+const UNSENT_IDS: &str = "SELECT id FROM messages WHERE session_id = ?1 AND role = 'user' \
+                          AND status = 'unsent' ORDER BY seq";
+
+/// What the user is told when a damaged database was moved aside.
+fn damaged_notice(path: &Path, detail: &str, moved: &Path) -> String {
+    let notice = format!(
+        "The session database {} was damaged ({detail}); it was moved aside to {} \
+         and a fresh one was started.",
+        path.display(),
+        moved.display()
+    );
+    tracing::warn!(target: "store", "{notice}");
+    notice
 }
 
 /// The first few problems a check reported, in one line.

@@ -554,6 +554,13 @@ fn on_session_event(
             // For completing /session open|rename|delete NAME.
             let _ = sessions.names();
         }
+        SessionEvent::Damaged => {
+            // What is shown came from the damaged file (moved aside now).
+            if view.current != FIRST_CONVERSATION && engine.conversation(view.current).is_some() {
+                let effects = engine.close_conversation(view.current, Instant::now().into_std());
+                driver.runtime.execute(effects);
+            }
+        }
         SessionEvent::Unavailable(why) => {
             *unavailable = true;
             engine.set_notice(format!("sessions are not saved: {why}"), true);
@@ -577,7 +584,7 @@ fn on_session_event(
             let note = note.unwrap_or_else(|| format!("session {:?}", data.session.name));
             driver.engine.set_notice(note, false);
         }
-        SessionEvent::Rest { rest, first } => {
+        SessionEvent::Rest { rest, first, note } => {
             let RestoredRest {
                 conversation,
                 messages,
@@ -602,6 +609,9 @@ fn on_session_event(
                         *selected += count;
                     }
                     engine.restore_requests(requests);
+                    if let Some(note) = note {
+                        engine.set_notice(note, false);
+                    }
                 }
                 Err(crate::engine::workspace::Prepend::TurnRunning(messages, unsent)) => {
                     let rest = Box::new(RestoredRest {
@@ -611,7 +621,7 @@ fn on_session_event(
                         requests,
                     });
                     sessions.again_later(
-                        SessionEvent::Rest { rest, first },
+                        SessionEvent::Rest { rest, first, note },
                         Duration::from_millis(100),
                     );
                 }

@@ -35,6 +35,9 @@ pub enum SessionEvent {
     /// The database is open (with a notice when a damaged one was moved
     /// aside).
     Ready(Arc<StoreThread>, Option<String>),
+    /// The database turned out damaged after a session was shown from it:
+    /// close what is shown (the fresh session follows in an `Open`).
+    Damaged,
     /// The database cannot be used: nothing will be saved.
     Unavailable(String),
     /// Show this session (at start, `/session new`, `/session open`, or
@@ -48,6 +51,8 @@ pub enum SessionEvent {
     Rest {
         rest: Box<RestoredRest>,
         first: Option<u64>,
+        /// What reopening found (replies cut short, messages unsent).
+        note: Option<String>,
     },
     /// A user message was committed (its row id), or why not.
     Committed {
@@ -103,6 +108,64 @@ fn fresh_name(taken: &[String]) -> String {
         .unwrap_or(base)
 }
 
+/// The start's job on a database opened unverified: reopen the most recent
+/// session from its end; should the file turn out damaged (its deferred
+/// check, or a read), what was shown from it is closed
+/// ([`SessionEvent::Damaged`]), the file is moved aside and a fresh session
+/// opens in a fresh database, with the notice saying so.
+fn reopen(
+    db: &mut crate::store::Db,
+    events: &mpsc::UnboundedSender<SessionEvent>,
+) -> Result<(), StoreError> {
+    match reopen_latest(db, events) {
+        Err(StoreError::Corrupt { detail }) => {
+            let _ = events.send(SessionEvent::Damaged);
+            let notice = db.replace_damaged(&detail)?;
+            let row = db.create_session(&fresh_name(&[]))?;
+            let data = db.load_session(row.id)?;
+            let _ = events.send(SessionEvent::Open(Box::new(data), Some(notice)));
+            Ok(())
+        }
+        other => other,
+    }
+}
+
+/// Show the most recent session (or a first one) from its end: its newest
+/// [`TAIL_PAGE`] messages, then, once the database has passed its check,
+/// the replies cut short are marked and the older messages follow.
+fn reopen_latest(
+    db: &mut crate::store::Db,
+    events: &mpsc::UnboundedSender<SessionEvent>,
+) -> Result<(), StoreError> {
+    let row = match db.most_recent()? {
+        Some(row) => row,
+        // A first session: written, so checked first.
+        None => db.create_session(&fresh_name(&[]))?,
+    };
+    let mut first = None;
+    let rest = db.load_session_paged(row.id, TAIL_PAGE, |tail| {
+        let data = tail.data;
+        first = crate::persist::first_tag(&data.messages);
+        // Shown while the rest is read and the file checked (a reply left
+        // running shows as interrupted before it is marked so).
+        let _ = events.send(SessionEvent::Open(Box::new(data), None));
+    })?;
+    // Before anything is written: the check left at open.
+    db.verify()?;
+    let interrupted = db.mark_interrupted(row.id)?;
+    let note = (!interrupted.is_empty()).then(|| {
+        format!(
+            "reopened {:?}: {} reply(ies) cut short are marked incomplete, {} message(s) were not sent (/resend sends them)",
+            row.name,
+            interrupted.incomplete.len(),
+            interrupted.unsent.len()
+        )
+    });
+    let rest = Box::new(crate::persist::restore_rest(&rest));
+    let _ = events.send(SessionEvent::Rest { rest, first, note });
+    Ok(())
+}
+
 impl Sessions {
     /// Open the database at `path` on the blocking pool, then the most
     /// recent session (or a first one). Results arrive on `tx`.
@@ -118,38 +181,18 @@ impl Sessions {
                 ));
                 return;
             };
-            match StoreThread::spawn(&path) {
+            // The check of the file waits until the newest messages are
+            // shown; nothing is written before it (see `reopen`).
+            match StoreThread::spawn_unverified(&path) {
                 Ok((store, notice)) => {
                     let store = Arc::new(store);
-                    let _ = events.send(SessionEvent::Ready(store.clone(), notice));
+                    let ready = store.clone();
                     let shown = events.clone();
+                    // Ready is said from the first job, so every job the
+                    // loop queues runs after this one.
                     let opened = store.call_blocking(move |db| {
-                        let row = match db.most_recent()? {
-                            Some(row) => row,
-                            None => {
-                                let taken: Vec<String> = Vec::new();
-                                db.create_session(&fresh_name(&taken))?
-                            }
-                        };
-                        let interrupted = db.mark_interrupted(row.id)?;
-                        let mut first = None;
-                        let rest = db.load_session_paged(row.id, TAIL_PAGE, |tail| {
-                            let data = tail.data;
-                            first = crate::persist::first_tag(&data.messages);
-                            let note = (!interrupted.is_empty()).then(|| {
-                                format!(
-                                    "reopened {:?}: {} reply(ies) cut short are marked incomplete, {} message(s) were not sent (/resend sends them)",
-                                    data.session.name,
-                                    interrupted.incomplete.len(),
-                                    interrupted.unsent.len()
-                                )
-                            });
-                            // Shown while the older messages are read.
-                            let _ = shown.send(SessionEvent::Open(Box::new(data), note));
-                        })?;
-                        let rest = Box::new(crate::persist::restore_rest(&rest));
-                        let _ = shown.send(SessionEvent::Rest { rest, first });
-                        Ok::<_, StoreError>(())
+                        let _ = shown.send(SessionEvent::Ready(ready, notice));
+                        reopen(db, &shown)
                     });
                     match opened {
                         Ok(Ok(())) => {}
@@ -420,5 +463,100 @@ impl Sessions {
                 Err(why) => SessionEvent::Problem(why),
             },
         );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::{Db, Opened};
+
+    fn events(rx: &mut mpsc::UnboundedReceiver<SessionEvent>) -> Vec<SessionEvent> {
+        let mut all = Vec::new();
+        while let Ok(event) = rx.try_recv() {
+            all.push(event);
+        }
+        all
+    }
+
+    /// A session of `n` user messages, the last reply left running.
+    fn session(path: &std::path::Path, n: usize) -> SessionId {
+        let mut db = Db::open(path).expect("open").db;
+        let s = db.create_session("long").expect("create");
+        for i in 0..n {
+            db.append_message(
+                s.id,
+                NewMessage::user(format!("m{i} {}", "x".repeat(200)), MessageStatus::Sent),
+            )
+            .expect("append");
+        }
+        db.append_message(s.id, crate::store::NewMessage::assistant_running(None))
+            .expect("append");
+        s.id
+    }
+
+    #[test]
+    fn the_newest_page_is_shown_first_then_the_rest_and_the_marks() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("sessions.db");
+        let id = session(&path, 450);
+        let Opened { mut db, .. } = Db::open_unverified(&path).expect("open");
+        assert!(!db.is_verified());
+        let (tx, mut rx) = mpsc::unbounded_channel();
+        reopen(&mut db, &tx).expect("reopen");
+        assert!(db.is_verified());
+        let mut seen = events(&mut rx).into_iter();
+        let Some(SessionEvent::Open(tail, None)) = seen.next() else {
+            panic!("the tail first");
+        };
+        assert_eq!(tail.messages.len(), TAIL_PAGE);
+        assert_eq!(tail.messages[0].text.split(' ').next(), Some("m251"));
+        let Some(SessionEvent::Rest { rest, first, note }) = seen.next() else {
+            panic!("then the rest");
+        };
+        assert!(note.expect("a note").contains("1 reply(ies) cut short"));
+        assert_eq!(first, Some(tail.messages[0].id as u64));
+        assert_eq!(rest.messages.len(), 451 - TAIL_PAGE);
+        assert!(rest.messages[0].text.starts_with("m0 "));
+        assert!(seen.next().is_none());
+        // The reply left running is marked, once the check has passed.
+        let data = db.load_session(id).expect("load");
+        assert_eq!(
+            data.messages.last().map(|m| m.status),
+            Some(MessageStatus::Incomplete)
+        );
+    }
+
+    #[test]
+    fn a_database_found_damaged_is_replaced_and_what_it_showed_is_closed() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("sessions.db");
+        session(&path, 300);
+        let mut bytes = std::fs::read(&path).expect("read");
+        let len = bytes.len();
+        for b in &mut bytes[len - 3 * 4096..] {
+            *b = 0xA5;
+        }
+        std::fs::write(&path, &bytes).expect("write");
+        let Opened { mut db, notice } = Db::open_unverified(&path).expect("open");
+        assert_eq!(notice, None);
+        let (tx, mut rx) = mpsc::unbounded_channel();
+        reopen(&mut db, &tx).expect("reopen");
+        let seen = events(&mut rx);
+        let damaged = seen
+            .iter()
+            .position(|e| matches!(e, SessionEvent::Damaged))
+            .expect("what was shown is closed");
+        assert!(
+            seen.iter().all(|e| !matches!(e, SessionEvent::Rest { .. })),
+            "nothing more of the damaged file"
+        );
+        let Some(SessionEvent::Open(fresh, Some(notice))) = seen.last() else {
+            panic!("a fresh session with a notice: {seen:?}");
+        };
+        assert!(seen.len() - 1 > damaged);
+        assert!(notice.contains("damaged"), "{notice}");
+        assert!(fresh.messages.is_empty());
+        assert_eq!(std::fs::read(&path).ok().map(|b| b == bytes), Some(false));
     }
 }
