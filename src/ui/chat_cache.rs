@@ -12,13 +12,20 @@
 //! Row counts are exact where it matters and estimated elsewhere. The chat
 //! scrolls in rows up from its newest line (`up`), so only the messages from
 //! the screen down to the end decide what the screen shows: those are
-//! measured (rendered and wrapped) before a frame is drawn, with one more
-//! screen above as a margin (keys that move by a screen or a message land
-//! on measured rows). Every other message starts with an estimate from its
-//! text and the width ([`estimate_rows`]), replaced by its exact count when
-//! it is measured: as the screen moves up to it, or a few messages a frame
-//! in the background ([`MEASURE_PER_FRAME`], from the newest unmeasured one
-//! up) so that how far the chat can scroll converges to the exact figure.
+//! measured (rendered and wrapped) before a frame is drawn, with a screen
+//! and [`MARGIN_MESSAGES`] messages above as a margin: keys that select the
+//! messages above the screen (the keys' `scroll_showing` reads the last
+//! frame's rows, and several keys may come between two frames) land on
+//! measured rows. A message selected further up than that before a frame
+//! is drawn is scrolled to by its estimate (the frame shows it, perhaps not
+//! at the top of the pane).
+//! Every other message starts with an
+//! estimate from its text's length and the width ([`estimate_rows`]),
+//! replaced by its exact count when it is measured: as the screen moves up
+//! to it, or a few messages a frame in the background (frames that had
+//! nothing new to measure for the screen; [`MEASURE_PER_FRAME`], from the
+//! newest unmeasured one up) so that how far the chat can scroll converges
+//! to the exact figure.
 //! A correction only ever changes rows above the screen, which are not
 //! counted in `up`: what is on screen never moves when an estimate is
 //! corrected; only the scroll limit does.
@@ -73,23 +80,33 @@ use crate::engine::workspace::{ChatMessage, MessageStatus};
 /// others keep only their row count.
 pub const MAX_CACHED_LINES: usize = 256;
 
-/// How many unmeasured messages a frame measures beyond what it shows (the
-/// newest first), so the scroll limit converges to the exact one: about
-/// 0.1 ms of rendering a frame for replies of a few hundred words.
-pub const MEASURE_PER_FRAME: usize = 8;
+/// How many messages above the rows a frame needs exact are measured too:
+/// the keys that select the message above may come several times between
+/// two frames.
+pub const MARGIN_MESSAGES: usize = 2;
 
-/// A message's rows at `width` before it is rendered: its header and the
-/// blank line after it; its text's length in bytes over `width`, plus one
-/// row per line break (each starts a row; so wide and multi-byte
-/// characters count one row per `width` bytes, and markdown's own blank
-/// lines are those of the source); and one row per passage a final reply
-/// lists. Cheap: one vectorised pass counting line breaks (about 0.2 ms
-/// for 10 MB of text); replaced by the exact count when the message is
-/// measured.
+/// How many unmeasured messages a frame that measured nothing for the
+/// screen measures in the background (the newest first), so the scroll
+/// limit converges to the exact one: about 50 µs a frame for replies of a
+/// few hundred words.
+pub const MEASURE_PER_FRAME: usize = 4;
+
+/// Bytes of text per line break (paragraphs, list items, blank lines) that
+/// [`estimate_rows`] assumes: about a short paragraph's.
+pub const BYTES_PER_BREAK: usize = 160;
+
+/// A message's rows at `width` before it is rendered, from its text's
+/// length alone (reading the text, even only to count its line breaks,
+/// costs milliseconds over thousands of long replies): its header and the
+/// blank line after it; its length in bytes over `width` (so wide and
+/// multi-byte characters count one row per `width` bytes); one more row
+/// per [`BYTES_PER_BREAK`] bytes for the rows that line breaks start; and
+/// one row per passage a final reply lists. Replaced by the exact count
+/// when the message is measured.
 pub fn estimate_rows(message: &ChatMessage, width: u16) -> usize {
     let width = usize::from(width.max(1));
-    let breaks = message.text.bytes().filter(|&b| b == b'\n').count();
-    let text = message.text.len().div_ceil(width) + breaks;
+    let len = message.text.len();
+    let text = len.div_ceil(width).max(1) + len / BYTES_PER_BREAK;
     let sources = match (message.role, &message.status) {
         (Role::Assistant, MessageStatus::Running) => 0,
         (Role::Assistant, _) => message.passages.len(),
@@ -150,7 +167,8 @@ struct Entry {
     exact: bool,
     /// Rows of all messages before this one.
     start: usize,
-    lines: Option<Rendered>,
+    /// Boxed: most entries have none, and 5,000 entries are made at once.
+    lines: Option<Box<Rendered>>,
     /// The frame that last drew this message (0: never drawn).
     used: u64,
 }
@@ -239,7 +257,7 @@ impl Rendered {
         message: &ChatMessage,
         render: RenderMessage,
         theme: &Theme,
-        old: Option<Rendered>,
+        old: Option<Box<Rendered>>,
     ) -> Self {
         let MessageParts {
             head,
@@ -374,6 +392,8 @@ impl ChatCache {
         // needs; a message added to a cache in use is measured (it is at
         // the end, where the chat is read).
         let fresh = self.entries.is_empty();
+        self.entries
+            .reserve(messages.len().saturating_sub(self.entries.len()));
         for (i, message) in messages.iter().enumerate().skip(self.settled) {
             if self
                 .entries
@@ -397,7 +417,7 @@ impl ChatCache {
                     rows: lines.rows(width),
                     exact: true,
                     start: 0,
-                    lines: Some(lines),
+                    lines: Some(Box::new(lines)),
                     used: 0,
                 }
             } else {
@@ -470,14 +490,15 @@ impl ChatCache {
         entry.rows = lines.rows(width);
         entry.exact = true;
         if keep {
-            entry.lines = Some(lines);
+            entry.lines = Some(Box::new(lines));
             self.with_lines += 1;
         }
         true
     }
 
     /// Measure messages from the newest unmeasured one up until the exact
-    /// rows at the end (the tail's included) reach `need` or every message
+    /// rows at the end (the tail's included) reach `need`, and then the
+    /// [`MARGIN_MESSAGES`] above the one that reached it, or every message
     /// is exact. Returns the lowest index measured, if any.
     fn measure_until(
         &mut self,
@@ -497,8 +518,22 @@ impl ChatCache {
         // above it are recounted once at the end).
         let mut exact_rows = below(self) + self.tail_rows;
         let mut lowest = None;
-        while self.exact_from > 0 && exact_rows < need {
-            self.exact_from -= 1;
+        while self.exact_from > 0 {
+            // The rows below the next candidate's MARGIN_MESSAGES lower
+            // neighbours (all exact): while they fall short of `need`, it is
+            // within the margin.
+            let next = self.exact_from - 1;
+            let neighbours: usize = self
+                .entries
+                .iter()
+                .skip(next + 1)
+                .take(MARGIN_MESSAGES)
+                .map(|e| e.rows)
+                .sum();
+            if exact_rows.saturating_sub(neighbours) >= need {
+                break;
+            }
+            self.exact_from = next;
             let i = self.exact_from;
             self.measure(i, &messages[i], render, theme, true);
             exact_rows += self.entries[i].rows;
@@ -547,7 +582,10 @@ impl ChatCache {
                 .saturating_add(self.height.saturating_mul(2))
         };
         let measured = self.measure_until(wanted, messages, render, theme);
-        let background = self.measure_some(messages, render, theme);
+        let background = match measured {
+            Some(_) => None,
+            None => self.measure_some(messages, render, theme),
+        };
         if let Some(from) = measured.into_iter().chain(background).min() {
             self.restart(from);
         }
@@ -624,7 +662,7 @@ impl ChatCache {
         {
             entry.used = self.frame;
             if entry.lines.is_none() {
-                entry.lines = Some(Rendered::new(message, render, theme, None));
+                entry.lines = Some(Box::new(Rendered::new(message, render, theme, None)));
                 self.misses += 1;
                 self.with_lines += 1;
             }
@@ -633,7 +671,7 @@ impl ChatCache {
         let skip = top - self.entries.get(first).map_or(above_tail, |e| e.start);
         let mut lines: Vec<Line<'_>> = Vec::new();
         for (i, entry) in self.entries.iter().enumerate().take(last).skip(first) {
-            let mut own = entry.lines.iter().flat_map(Rendered::lines).map(borrowed);
+            let mut own = entry.lines.iter().flat_map(|r| r.lines()).map(borrowed);
             if selected == Some(i)
                 && let Some(header) = own.next()
             {
@@ -788,18 +826,20 @@ mod tests {
         let tail = vec![Line::raw("queued (1)"), Line::raw("  #1 next question")];
         let mut cache = ChatCache::default();
         for size in [(50, 12), (23, 7), (80, 30)] {
-            let (_, max) = draw_whole(&messages, &tail, 0, size, &theme);
+            let (bottom, max) = draw_whole(&messages, &tail, 0, size, &theme);
             assert!(max > 1_000);
+            // A new width: estimates, and the bottom exact at once.
+            let first = draw_cached(&mut cache, &messages, &tail, 0, size, &theme);
+            assert_eq!(first.0, bottom, "{size:?}");
+            assert!(cache.estimated() > 0);
+            // Measured (a few a frame), the limit is exact too.
+            while cache.estimated() > 0 {
+                draw_cached(&mut cache, &messages, &tail, 0, size, &theme);
+            }
             for up in [0, 1, 5, max / 2, max / 2 + 1, max - 3, max, max + 10] {
                 let whole = draw_whole(&messages, &tail, up, size, &theme);
                 let cached = draw_cached(&mut cache, &messages, &tail, up, size, &theme);
-                // The screen is exact at once; the limit once every
-                // message is measured (from `max` on, all are).
-                assert_eq!(cached.0, whole.0, "{size:?} up {up}");
-                if up >= max {
-                    assert_eq!(cached.1, whole.1, "{size:?} up {up}");
-                    assert_eq!(cache.estimated(), 0);
-                }
+                assert_eq!(cached, whole, "{size:?} up {up}");
             }
             assert!(cache.cached() <= MAX_CACHED_LINES);
         }
@@ -869,7 +909,7 @@ mod tests {
         assert_eq!(drawn.0, draw_whole(&other, &[], 0, size, &theme).0);
         // Back to a shorter list: what is gone is dropped.
         let drawn = draw_cached(&mut cache, &messages[..10], &[], 0, size, &theme);
-        assert_eq!(drawn, draw_whole(&messages[..10], &[], 0, size, &theme));
+        assert_eq!(drawn.0, draw_whole(&messages[..10], &[], 0, size, &theme).0);
     }
 
     /// Messages whose estimates are far off: wide characters (two columns,
@@ -878,7 +918,7 @@ mod tests {
         let text = match i % 3 {
             0 => "龍".repeat(10 + i % 40),
             1 => format!("{}\n\n\n\n", "word ".repeat(5 + i % 30)),
-            _ => format!("# Title {i}\n\n- a\n- b\n\n```\nx\n```"),
+            _ => format!("Title {i} {}", "長い".repeat(5 + i % 20)),
         };
         ChatMessage { text, ..message(i) }
     }
