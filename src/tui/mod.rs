@@ -122,6 +122,15 @@ async fn run_inner(
     crate::startup::mark("engine and trace recorder");
     terminal.draw(|frame| ui::draw(frame, &driver.engine, &view, Instant::now().into_std()))?;
     crate::startup::mark("first frame");
+    // Sessions: the database opens on the blocking pool, first of all that
+    // waited for the first frame (the session reopened is the next thing
+    // drawn); what it answers comes back on this channel. Until it is open,
+    // nothing is sent: a message is committed before it is sent.
+    let (session_tx, mut session_rx) = tokio::sync::mpsc::unbounded_channel();
+    let mut sessions = sessions::Sessions::start(
+        crate::headless::sessions::db_path().ok(),
+        session_tx.clone(),
+    );
     // What waited for the first frame (the log writer) starts now.
     crate::startup::first_frame_done();
     let first_frame = started.elapsed();
@@ -165,14 +174,6 @@ async fn run_inner(
     // Finished `/kb search`es; the loop holds a sender, so this never closes.
     let (search_tx, mut search_rx) = tokio::sync::mpsc::unbounded_channel();
 
-    // Sessions: the database opens on the blocking pool; what it answers
-    // comes back on this channel. Until it is open, nothing is sent: a
-    // message is committed before it is sent.
-    let (session_tx, mut session_rx) = tokio::sync::mpsc::unbounded_channel();
-    let mut sessions = sessions::Sessions::start(
-        crate::headless::sessions::db_path().ok(),
-        session_tx.clone(),
-    );
     let (problem_tx, mut problem_rx) = tokio::sync::mpsc::unbounded_channel::<String>();
     // Written traces: the notice to show.
     let (trace_tx, mut trace_rx) = tokio::sync::mpsc::unbounded_channel::<(String, bool)>();
@@ -380,7 +381,14 @@ async fn run_inner(
                 dirty |= view.search_finished(done);
             }
             Some(event) = session_rx.recv() => {
+                let placeholder = view.current == FIRST_CONVERSATION;
                 on_session_event(event, &mut sessions, &mut view, &mut driver, &problem_tx, &mut session_unavailable, &mut data_version);
+                // The session reopened at start is drawn at once, not a
+                // frame interval after the first (empty) frame: one frame
+                // early, once.
+                if placeholder && view.current != FIRST_CONVERSATION {
+                    last_draw = last_draw.checked_sub(FRAME).unwrap_or(last_draw);
+                }
                 // Questions asked while the database opened go now, in order
                 // (with no database, unsaved, as any question then).
                 if sessions.is_ready() && view.current != FIRST_CONVERSATION {
