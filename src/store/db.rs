@@ -127,19 +127,35 @@ impl Db {
         Db::open_with(path.as_ref(), true)
     }
 
+    /// As [`Db::open_unverified`], except that a lock another connection
+    /// holds fails the open at once ([`StoreError::Locked`]) instead of
+    /// waiting [`BUSY_TIMEOUT`] (for reading before the first frame); the
+    /// database returned waits as usual.
+    pub fn open_unverified_nowait(path: impl AsRef<Path>) -> Result<Opened, StoreError> {
+        let Opened { db, notice } = Db::open_with_wait(path.as_ref(), true, Duration::ZERO)?;
+        Ok(Opened {
+            db: db.with_busy_timeout(BUSY_TIMEOUT)?,
+            notice,
+        })
+    }
+
     fn open_with(path: &Path, defer: bool) -> Result<Opened, StoreError> {
+        Db::open_with_wait(path, defer, BUSY_TIMEOUT)
+    }
+
+    fn open_with_wait(path: &Path, defer: bool, wait: Duration) -> Result<Opened, StoreError> {
         if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
             fs::create_dir_all(parent).map_err(|e| {
                 StoreError::io(format!("could not create {}", parent.display()), &e)
             })?;
         }
         create_private(path)?;
-        match Db::open_existing(path, defer) {
+        match Db::open_existing(path, defer, wait) {
             Ok(db) => Ok(Opened { db, notice: None }),
             Err(StoreError::Corrupt { detail }) => {
                 let moved = move_aside(path)?;
                 create_private(path)?;
-                let db = Db::open_existing(path, false)?;
+                let db = Db::open_existing(path, false, wait)?;
                 Ok(Opened {
                     db,
                     notice: Some(damaged_notice(path, &detail, &moved)),
@@ -185,17 +201,17 @@ impl Db {
         drop(std::mem::replace(&mut self.conn, placeholder));
         let moved = move_aside(&path)?;
         create_private(&path)?;
-        let fresh = Db::open_existing(&path, false)?.with_busy_timeout(self.busy_timeout)?;
+        let fresh = Db::open_existing(&path, false, self.busy_timeout)?;
         *self = fresh.with_request_bound(self.request_bound);
         Ok(damaged_notice(&path, detail, &moved))
     }
 
-    fn open_existing(path: &Path, defer: bool) -> Result<Db, StoreError> {
+    fn open_existing(path: &Path, defer: bool, wait: Duration) -> Result<Db, StoreError> {
         let mut conn = Connection::open(path)?;
         // Until the file has passed its checks, closing must not checkpoint a
         // possibly damaged log into it, nor delete that log.
         conn.set_db_config(DbConfig::SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE, true)?;
-        conn.busy_timeout(BUSY_TIMEOUT)?;
+        conn.busy_timeout(wait)?;
         // Reading the header first: a file that is not a database fails here,
         // and a newer schema is refused before anything is written.
         migrate::refuse_newer(migrate::user_version(&conn)?)?;
@@ -222,7 +238,7 @@ impl Db {
                 conn,
                 path: path.to_path_buf(),
                 request_bound: REQUEST_BOUND,
-                busy_timeout: BUSY_TIMEOUT,
+                busy_timeout: wait,
                 unverified: true,
             });
         }
@@ -239,7 +255,7 @@ impl Db {
             conn,
             path: path.to_path_buf(),
             request_bound: REQUEST_BOUND,
-            busy_timeout: BUSY_TIMEOUT,
+            busy_timeout: wait,
             unverified: false,
         };
         if !db.finish_pending_truncation()? {
@@ -680,21 +696,38 @@ impl Db {
         first: impl FnOnce(SessionTail),
     ) -> Result<SessionRest, StoreError> {
         let tx = self.conn.unchecked_transaction()?;
+        let tail = self.tail(id, page)?;
+        let before = tail.older_than();
+        first(tail);
+        let rest = self.rest(id, before)?;
+        tx.finish()?;
+        Ok(rest)
+    }
+
+    /// The first part of [`Db::load_session_paged`] on its own: the session
+    /// with its newest `page` messages and its scenarios.
+    pub fn load_session_tail(&self, id: SessionId, page: usize) -> Result<SessionTail, StoreError> {
+        let tx = self.conn.unchecked_transaction()?;
+        let tail = self.tail(id, page)?;
+        tx.finish()?;
+        Ok(tail)
+    }
+
+    fn tail(&self, id: SessionId, page: usize) -> Result<SessionTail, StoreError> {
         let session = self.session(id)?.ok_or_else(|| session_not_found(id))?;
         let page = i64::try_from(page.max(1)).unwrap_or(i64::MAX);
         let mut messages = self.newest_messages(id, page)?;
         messages.reverse();
-        let oldest = messages.first().map(|m| m.seq);
-        let more = match oldest {
-            Some(seq) => self.conn.query_row(
+        let more = match messages.first() {
+            Some(m) => self.conn.query_row(
                 "SELECT EXISTS (SELECT 1 FROM messages WHERE session_id = ?1 AND seq < ?2)",
-                params![id, seq],
+                params![id, m.seq],
                 |r| r.get(0),
             )?,
             None => false,
         };
         let scenarios = self.scenarios(id)?;
-        first(SessionTail {
+        Ok(SessionTail {
             data: SessionData {
                 session,
                 messages,
@@ -702,13 +735,29 @@ impl Db {
                 requests: Vec::new(),
             },
             more,
-        });
-        let messages = match oldest {
-            Some(seq) if more => self.messages_before(id, seq)?,
-            _ => Vec::new(),
+        })
+    }
+
+    /// The second part of [`Db::load_session_paged`] on its own: the
+    /// messages before `before_seq` (none when `None`: the tail held them
+    /// all; see [`SessionTail::older_than`]) and the requests.
+    pub fn load_session_rest(
+        &self,
+        id: SessionId,
+        before_seq: Option<i64>,
+    ) -> Result<SessionRest, StoreError> {
+        let tx = self.conn.unchecked_transaction()?;
+        let rest = self.rest(id, before_seq)?;
+        tx.finish()?;
+        Ok(rest)
+    }
+
+    fn rest(&self, id: SessionId, before_seq: Option<i64>) -> Result<SessionRest, StoreError> {
+        let messages = match before_seq {
+            Some(seq) => self.messages_before(id, seq)?,
+            None => Vec::new(),
         };
         let requests = self.requests(id)?;
-        tx.finish()?;
         Ok(SessionRest {
             session: id,
             messages,

@@ -225,6 +225,17 @@ pub struct SessionTail {
     pub more: bool,
 }
 
+impl SessionTail {
+    /// The `seq` the older messages are below, when there are any.
+    pub fn older_than(&self) -> Option<i64> {
+        self.data
+            .messages
+            .first()
+            .map(|m| m.seq)
+            .filter(|_| self.more)
+    }
+}
+
 /// The rest of a session read from its end: what [`SessionTail`] left out.
 #[derive(Debug, Clone, PartialEq)]
 pub struct SessionRest {

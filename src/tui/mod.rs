@@ -116,10 +116,21 @@ async fn run_inner(
         &driver.engine,
         recording.clone(),
     )));
-    driver
-        .engine
-        .open_conversation(view.current, view.session.clone(), Vec::new(), Vec::new());
-    crate::startup::mark("engine and trace recorder");
+    // The most recent session's newest messages, when its database is
+    // there and free: the first frame shows them (else an empty
+    // placeholder, replaced once the database has opened).
+    let db_path = crate::headless::sessions::db_path().ok();
+    let early = sessions::read_early(db_path.as_deref()).map(|(early, data)| {
+        view.current = crate::persist::open_in(&mut driver.engine, &data, true);
+        view.session = data.session.name.clone();
+        early
+    });
+    if early.is_none() {
+        driver
+            .engine
+            .open_conversation(view.current, view.session.clone(), Vec::new(), Vec::new());
+    }
+    crate::startup::mark("engine, trace recorder and session");
     terminal.draw(|frame| ui::draw(frame, &driver.engine, &view, Instant::now().into_std()))?;
     crate::startup::mark("first frame");
     // Sessions: the database opens on the blocking pool, first of all that
@@ -127,10 +138,7 @@ async fn run_inner(
     // drawn); what it answers comes back on this channel. Until it is open,
     // nothing is sent: a message is committed before it is sent.
     let (session_tx, mut session_rx) = tokio::sync::mpsc::unbounded_channel();
-    let mut sessions = sessions::Sessions::start(
-        crate::headless::sessions::db_path().ok(),
-        session_tx.clone(),
-    );
+    let mut sessions = sessions::Sessions::start(db_path, early, session_tx.clone());
     // What waited for the first frame (the log writer) starts now.
     crate::startup::first_frame_done();
     let first_frame = started.elapsed();

@@ -83,6 +83,51 @@ pub enum SessionEvent {
 /// reopens at start: a few screens' worth.
 pub const TAIL_PAGE: usize = 200;
 
+/// How many of the newest messages are read before the first frame (when
+/// the database can be read then, see [`read_early`]): several screens,
+/// fewer than [`TAIL_PAGE`], as the first frame waits for them (the rest
+/// follows a few milliseconds later).
+pub const FIRST_FRAME_PAGE: usize = 50;
+
+/// The session database opened before the first frame, with the most
+/// recent session's newest messages read (see [`read_early`]); handed to
+/// [`Sessions::start`] to read the rest.
+#[derive(Debug)]
+pub struct Early {
+    db: crate::store::Db,
+    notice: Option<String>,
+    session: SessionId,
+    name: String,
+    before: Option<i64>,
+    first: Option<u64>,
+}
+
+/// Before the first frame: when the session database exists and no other
+/// process holds it locked, open it (without `quick_check`: see
+/// `Db::open_unverified`) and read the most recent session's newest
+/// [`FIRST_FRAME_PAGE`] messages, so that the first frame shows them.
+/// `None` (nothing read, nothing written) in every other case: the
+/// database then opens after the first frame, as before.
+pub fn read_early(path: Option<&std::path::Path>) -> Option<(Early, SessionData)> {
+    let path = path?;
+    if !path.is_file() {
+        return None;
+    }
+    let crate::store::Opened { db, notice } =
+        crate::store::Db::open_unverified_nowait(path).ok()?;
+    let row = db.most_recent().ok()??;
+    let tail = db.load_session_tail(row.id, FIRST_FRAME_PAGE).ok()?;
+    let early = Early {
+        notice,
+        session: row.id,
+        name: row.name,
+        before: tail.older_than(),
+        first: crate::persist::first_tag(&tail.data.messages),
+        db,
+    };
+    Some((early, tail.data))
+}
+
 /// The loop's handle on the session database.
 #[derive(Debug, Clone)]
 pub struct Sessions {
@@ -108,6 +153,98 @@ fn fresh_name(taken: &[String]) -> String {
         .unwrap_or(base)
 }
 
+/// The session read before the first frame: its database goes to its
+/// thread, whose first job reads the rest (its own snapshot: what another
+/// process appended meanwhile shows at the next poll), checks the file,
+/// marks the replies cut short and hands the rest over, as `reopen` does.
+fn finish_early(early: Early, events: &mpsc::UnboundedSender<SessionEvent>) {
+    let Early {
+        db,
+        notice,
+        session,
+        name,
+        before,
+        first,
+    } = early;
+    let store = match StoreThread::with_db(db) {
+        Ok(store) => Arc::new(store),
+        Err(e) => {
+            let _ = events.send(SessionEvent::Unavailable(describe(&e)));
+            return;
+        }
+    };
+    let ready = store.clone();
+    let shown = events.clone();
+    let opened = store.call_blocking(move |db| {
+        let _ = shown.send(SessionEvent::Ready(ready, notice));
+        match rest_of(db, session, &name, before, first, &shown) {
+            Err(StoreError::Corrupt { detail }) => replace(db, &detail, &shown),
+            other => other,
+        }
+    });
+    match opened {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) | Err(e) => {
+            let _ = events.send(SessionEvent::Unavailable(describe(&e)));
+        }
+    }
+}
+
+/// After a session's newest page was shown: check the file, mark the
+/// replies cut short, read the older messages and the requests and hand
+/// them over ([`SessionEvent::Rest`]).
+fn rest_of(
+    db: &mut crate::store::Db,
+    session: SessionId,
+    name: &str,
+    before: Option<i64>,
+    first: Option<u64>,
+    events: &mpsc::UnboundedSender<SessionEvent>,
+) -> Result<(), StoreError> {
+    let rest = db.load_session_rest(session, before)?;
+    db.verify()?;
+    send_rest(db, session, name, &rest, first, events)
+}
+
+/// Mark the replies cut short (the database has passed its check) and hand
+/// the rest over.
+fn send_rest(
+    db: &mut crate::store::Db,
+    session: SessionId,
+    name: &str,
+    rest: &crate::store::SessionRest,
+    first: Option<u64>,
+    events: &mpsc::UnboundedSender<SessionEvent>,
+) -> Result<(), StoreError> {
+    let interrupted = db.mark_interrupted(session)?;
+    let note = (!interrupted.is_empty()).then(|| {
+        format!(
+            "reopened {name:?}: {} reply(ies) cut short are marked incomplete, {} message(s) were not sent (/resend sends them)",
+            interrupted.incomplete.len(),
+            interrupted.unsent.len()
+        )
+    });
+    let rest = Box::new(crate::persist::restore_rest(rest));
+    let _ = events.send(SessionEvent::Rest { rest, first, note });
+    Ok(())
+}
+
+/// The database was found damaged after a session was shown from it: what
+/// was shown is closed ([`SessionEvent::Damaged`]), the file is moved aside
+/// and a fresh session opens in a fresh database, with the notice.
+fn replace(
+    db: &mut crate::store::Db,
+    detail: &str,
+    events: &mpsc::UnboundedSender<SessionEvent>,
+) -> Result<(), StoreError> {
+    let _ = events.send(SessionEvent::Damaged);
+    let notice = db.replace_damaged(detail)?;
+    let row = db.create_session(&fresh_name(&[]))?;
+    let data = db.load_session(row.id)?;
+    let _ = events.send(SessionEvent::Open(Box::new(data), Some(notice)));
+    Ok(())
+}
+
 /// The start's job on a database opened unverified: reopen the most recent
 /// session from its end; should the file turn out damaged (its deferred
 /// check, or a read), what was shown from it is closed
@@ -118,14 +255,7 @@ fn reopen(
     events: &mpsc::UnboundedSender<SessionEvent>,
 ) -> Result<(), StoreError> {
     match reopen_latest(db, events) {
-        Err(StoreError::Corrupt { detail }) => {
-            let _ = events.send(SessionEvent::Damaged);
-            let notice = db.replace_damaged(&detail)?;
-            let row = db.create_session(&fresh_name(&[]))?;
-            let data = db.load_session(row.id)?;
-            let _ = events.send(SessionEvent::Open(Box::new(data), Some(notice)));
-            Ok(())
-        }
+        Err(StoreError::Corrupt { detail }) => replace(db, &detail, events),
         other => other,
     }
 }
@@ -152,18 +282,7 @@ fn reopen_latest(
     })?;
     // Before anything is written: the check left at open.
     db.verify()?;
-    let interrupted = db.mark_interrupted(row.id)?;
-    let note = (!interrupted.is_empty()).then(|| {
-        format!(
-            "reopened {:?}: {} reply(ies) cut short are marked incomplete, {} message(s) were not sent (/resend sends them)",
-            row.name,
-            interrupted.incomplete.len(),
-            interrupted.unsent.len()
-        )
-    });
-    let rest = Box::new(crate::persist::restore_rest(&rest));
-    let _ = events.send(SessionEvent::Rest { rest, first, note });
-    Ok(())
+    send_rest(db, row.id, &row.name, &rest, first, events)
 }
 
 impl Sessions {
@@ -172,8 +291,16 @@ impl Sessions {
     ///
     /// # Panics
     /// When called outside a tokio runtime.
-    pub fn start(path: Option<PathBuf>, tx: mpsc::UnboundedSender<SessionEvent>) -> Self {
+    pub fn start(
+        path: Option<PathBuf>,
+        early: Option<Early>,
+        tx: mpsc::UnboundedSender<SessionEvent>,
+    ) -> Self {
         let events = tx.clone();
+        if let Some(early) = early {
+            tokio::task::spawn_blocking(move || finish_early(early, &events));
+            return Self { store: None, tx };
+        }
         tokio::task::spawn_blocking(move || {
             let Some(path) = path else {
                 let _ = events.send(SessionEvent::Unavailable(
@@ -558,5 +685,52 @@ mod tests {
         assert!(notice.contains("damaged"), "{notice}");
         assert!(fresh.messages.is_empty());
         assert_eq!(std::fs::read(&path).ok().map(|b| b == bytes), Some(false));
+    }
+
+    #[test]
+    fn the_newest_page_can_be_read_before_the_first_frame_and_the_rest_after() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("sessions.db");
+        // No database yet: nothing read, nothing made.
+        assert!(read_early(Some(&path)).is_none());
+        assert!(!path.exists());
+        assert!(read_early(None).is_none());
+
+        let id = session(&path, 450);
+        // Held by another process (readers too): not waited for.
+        let locker = rusqlite::Connection::open(&path).expect("open");
+        locker
+            .execute_batch(
+                "PRAGMA locking_mode=EXCLUSIVE; BEGIN EXCLUSIVE; \
+                 UPDATE sessions SET updated_ms = updated_ms;",
+            )
+            .expect("lock");
+        assert!(read_early(Some(&path)).is_none());
+        locker.execute_batch("COMMIT").expect("commit");
+        drop(locker);
+
+        let (early, data) = read_early(Some(&path)).expect("read early");
+        assert_eq!(data.session.id, id);
+        assert_eq!(data.messages.len(), FIRST_FRAME_PAGE);
+        assert!(!early.db.is_verified(), "checked after the first frame");
+        let Early {
+            mut db,
+            session,
+            name,
+            before,
+            first,
+            ..
+        } = early;
+        let (tx, mut rx) = mpsc::unbounded_channel();
+        rest_of(&mut db, session, &name, before, first, &tx).expect("rest");
+        assert!(db.is_verified());
+        let mut seen = events(&mut rx).into_iter();
+        let Some(SessionEvent::Rest { rest, first, note }) = seen.next() else {
+            panic!("the rest");
+        };
+        assert_eq!(first, Some(data.messages[0].id as u64));
+        assert_eq!(rest.messages.len(), 451 - FIRST_FRAME_PAGE);
+        assert!(note.expect("a note").contains("1 reply(ies) cut short"));
+        assert!(seen.next().is_none());
     }
 }
