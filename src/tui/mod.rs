@@ -123,6 +123,10 @@ async fn run_inner(
     let early = sessions::read_early(db_path.as_deref()).map(|(early, data)| {
         view.current = crate::persist::open_in(&mut driver.engine, &data, true);
         view.session = data.session.name.clone();
+        // As when the session opens after the first frame.
+        driver
+            .engine
+            .set_notice(format!("session {:?}", data.session.name), false);
         early
     });
     if early.is_none() {
