@@ -301,12 +301,12 @@ pub fn open_in(
     conversation
 }
 
-/// A stored session as the engine restores it.
-pub fn restore(data: &SessionData) -> Restored {
-    let conversation = conversation_of(data.session.id);
+/// Stored messages as the engine restores them: the conversation's
+/// messages, and the user messages left unsent.
+pub fn restore_messages(rows: &[MessageRow]) -> (Vec<ChatMessage>, Vec<UnsentMessage>) {
     let mut messages = Vec::new();
     let mut unsent = Vec::new();
-    for m in &data.messages {
+    for m in rows {
         match (m.role, m.status) {
             (Role::User, MessageStatus::Unsent) => unsent.push(UnsentMessage {
                 text: m.text.clone(),
@@ -318,6 +318,49 @@ pub fn restore(data: &SessionData) -> Restored {
             _ => messages.push(chat_message(m)),
         }
     }
+    (messages, unsent)
+}
+
+/// The tag (row id) of the first of `rows` that is part of the
+/// conversation as [`restore_messages`] restores it.
+pub fn first_tag(rows: &[MessageRow]) -> Option<u64> {
+    rows.iter()
+        .find(|m| {
+            !matches!(
+                (m.role, m.status),
+                (Role::User, MessageStatus::Unsent | MessageStatus::Cancelled)
+            )
+        })
+        .map(|m| m.id as u64)
+}
+
+/// The rest of a session opened from its end, as the engine takes it: the
+/// older messages (put in front with `Engine::prepend_messages`), the
+/// unsent ones among them, and the requests (`Engine::restore_requests`).
+#[derive(Debug)]
+pub struct RestoredRest {
+    pub conversation: ConversationId,
+    pub messages: Vec<ChatMessage>,
+    pub unsent: Vec<UnsentMessage>,
+    pub requests: Vec<crate::engine::RestoredRequest>,
+}
+
+/// Turn the rest of a paged load into what the engine restores (off the
+/// loop: on the store thread).
+pub fn restore_rest(rest: &crate::store::SessionRest) -> RestoredRest {
+    let (messages, unsent) = restore_messages(&rest.messages);
+    RestoredRest {
+        conversation: conversation_of(rest.session),
+        messages,
+        unsent,
+        requests: restored_request_rows(rest.session, &rest.requests),
+    }
+}
+
+/// A stored session as the engine restores it.
+pub fn restore(data: &SessionData) -> Restored {
+    let conversation = conversation_of(data.session.id);
+    let (messages, unsent) = restore_messages(&data.messages);
     let scenarios = data
         .scenarios
         .iter()
@@ -388,10 +431,17 @@ fn request_id(text: &str) -> Option<crate::engine::request::RequestId> {
 /// them again. Rows that cannot be read back (an unknown kind or outcome)
 /// are left out.
 pub fn restored_requests(data: &SessionData) -> Vec<crate::engine::RestoredRequest> {
+    restored_request_rows(data.session.id, &data.requests)
+}
+
+/// [`restored_requests`] of a session's request rows.
+pub fn restored_request_rows(
+    session: SessionId,
+    rows: &[RequestRow],
+) -> Vec<crate::engine::RestoredRequest> {
     use crate::engine::request::{Kind, Outcome};
-    let conversation = conversation_of(data.session.id);
-    data.requests
-        .iter()
+    let conversation = conversation_of(session);
+    rows.iter()
         .filter_map(|row| {
             let id = request_id(&row.id)?;
             let kind = Kind::from_label(row.kind.as_deref()?)?;

@@ -743,6 +743,30 @@ fn fresh_view(scene: &Scene) -> ViewState {
     view
 }
 
+/// [`fresh_view`] with every chat message measured (a fresh cache measures
+/// only what it shows and estimates the rest; scrolled past the top once,
+/// it measures them all), drawn at `width` x `height`.
+fn measured_view(scene: &Scene, width: u16, height: u16, ms: u64) -> ViewState {
+    let mut view = fresh_view(scene);
+    view.chat_scroll = usize::MAX;
+    draw_with(scene, &view, width, height, ms);
+    assert_eq!(view.chat_cache.borrow().estimated(), 0);
+    view.chat_scroll = scene.view.chat_scroll;
+    view
+}
+
+/// Draw `view` until its chat cache has measured every message (a few
+/// messages a frame); returns how many frames that took.
+fn converge(scene: &Scene, view: &ViewState, width: u16, height: u16, ms: u64) -> usize {
+    let mut frames = 0;
+    while view.chat_cache.borrow().estimated() > 0 {
+        assert!(frames < 10_000, "the estimates never converge");
+        draw_with(scene, view, width, height, ms);
+        frames += 1;
+    }
+    frames
+}
+
 fn chat_misses(view: &ViewState) -> u64 {
     view.chat_cache.borrow().misses()
 }
@@ -785,12 +809,17 @@ fn a_long_chat_scrolled_to_the_top_middle_and_bottom_draws_what_a_fresh_render_d
         bottom.contains(&format!("(question {questions})")),
         "{bottom}"
     );
+    // The first frame estimates most messages; later frames measure them
+    // (the bottom stays as it was drawn), and the limit becomes exact.
+    assert!(scene.view.chat_cache.borrow().estimated() > 0);
+    assert!(converge(&scene, &scene.view, 120, 40, ms) > 1);
+    assert_eq!(draw_with(&scene, &scene.view, 120, 40, ms), bottom);
     let max = scene.view.chat_max_scroll.get();
     assert!(max > 2_000, "a long chat scrolls far: {max}");
     for up in [max, max / 2, max / 3 + 7, 1, 0, max - 1, max, 0] {
         scene.view.chat_scroll = up;
         let cached = draw_with(&scene, &scene.view, 120, 40, ms);
-        let fresh_view = fresh_view(&scene);
+        let fresh_view = measured_view(&scene, 120, 40, ms);
         let fresh = draw_with(&scene, &fresh_view, 120, 40, ms);
         assert_eq!(cached, fresh, "scrolled up {up} of {max}");
         assert_eq!(fresh_view.chat_max_scroll.get(), max);
@@ -810,7 +839,9 @@ fn a_long_chat_scrolled_to_the_top_middle_and_bottom_draws_what_a_fresh_render_d
             "{w}x{h}"
         );
     }
-    // Drawing with nothing changed renders nothing again.
+    // Once every message is measured, drawing with nothing changed
+    // renders nothing again.
+    converge(&scene, &scene.view, 120, 40, ms);
     let before = chat_misses(&scene.view);
     draw_with(&scene, &scene.view, 120, 40, ms);
     assert_eq!(chat_misses(&scene.view), before);
@@ -828,6 +859,7 @@ fn a_streaming_reply_is_rendered_again_while_the_others_come_from_the_cache() {
     }
     let ms = 2_000;
     draw_with(&scene, &scene.view, 120, 40, ms);
+    converge(&scene, &scene.view, 120, 40, ms);
     let settled = chat_misses(&scene.view);
     assert_eq!(settled, 20, "each message rendered once");
 

@@ -8,6 +8,10 @@
 //! Queued messages never interleave with a running reply: they wait in
 //! `queue` until their turn starts. `unsent` messages (queued when
 //! loreweave last stopped) are never started until the user resends them.
+//! The one exception to append-only: a conversation restored from the end
+//! of a stored session gets its older messages put in front once
+//! ([`super::Engine::prepend_messages`]), while no turn runs, so no index
+//! the engine holds moves (indices from before are `older.len()` lower).
 
 use std::collections::VecDeque;
 use std::fmt;
@@ -111,6 +115,31 @@ pub struct Conversation {
 }
 
 impl Conversation {
+    /// Put `older` (oldest first) in front of the messages and `unsent` in
+    /// front of the unsent ones; a message still marked running becomes
+    /// failed ("interrupted"), as in a restored conversation. Refused while
+    /// a turn runs: its reply's index would move.
+    fn prepend(
+        &mut self,
+        mut older: Vec<ChatMessage>,
+        mut unsent: Vec<UnsentMessage>,
+    ) -> Result<usize, Prepend> {
+        if self.running.is_some() {
+            return Err(Prepend::TurnRunning(older, unsent));
+        }
+        for message in &mut older {
+            if message.status == MessageStatus::Running {
+                message.status = MessageStatus::Failed("interrupted".into());
+            }
+        }
+        let count = older.len();
+        older.append(&mut self.messages);
+        self.messages = older;
+        unsent.append(&mut self.unsent);
+        self.unsent = unsent;
+        Ok(count)
+    }
+
     pub fn new(name: impl Into<String>) -> Self {
         Self {
             name: name.into(),
@@ -120,6 +149,35 @@ impl Conversation {
             running: None,
             next_queue_number: 1,
             next_scenario: 0,
+        }
+    }
+}
+
+/// Why [`super::Engine::prepend_messages`] put nothing in front.
+#[derive(Debug)]
+pub enum Prepend {
+    /// No conversation with that id is open.
+    NotOpen,
+    /// A turn is running (its reply's index would move): try again once it
+    /// has ended. The messages are handed back.
+    TurnRunning(Vec<ChatMessage>, Vec<UnsentMessage>),
+}
+
+impl super::Engine {
+    /// Put a restored conversation's older messages in front of it (oldest
+    /// first), with the unsent ones among them in front of its unsent
+    /// ones: the rest of a session shown from its end. Returns how many
+    /// messages were put in front (every index in the conversation moved up
+    /// by that many).
+    pub fn prepend_messages(
+        &mut self,
+        id: ConversationId,
+        older: Vec<ChatMessage>,
+        unsent: Vec<UnsentMessage>,
+    ) -> Result<usize, Prepend> {
+        match self.conversations.get_mut(&id) {
+            Some(conversation) => conversation.prepend(older, unsent),
+            None => Err(Prepend::NotOpen),
         }
     }
 }
@@ -155,5 +213,89 @@ impl ScenarioEntry {
             .map(|t| t.trim().to_string())
             .filter(|t| !t.is_empty())
             .unwrap_or_else(|| self.prompt.clone())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::{Instant, SystemTime};
+
+    use super::*;
+    use crate::engine::{Command, Engine, EngineConfig, Input};
+
+    const A: ConversationId = ConversationId(1);
+
+    fn message(role: Role, text: &str, status: MessageStatus, tag: u64) -> ChatMessage {
+        ChatMessage {
+            role,
+            text: text.into(),
+            status,
+            request: None,
+            backend: None,
+            passages: Vec::new(),
+            no_lore: None,
+            tag: Some(tag),
+        }
+    }
+
+    fn unsent(text: &str) -> UnsentMessage {
+        UnsentMessage {
+            text: text.into(),
+            tag: None,
+        }
+    }
+
+    #[test]
+    fn older_messages_go_in_front_once_and_never_under_a_running_turn() {
+        let t0 = Instant::now();
+        let mut engine = Engine::new(EngineConfig::default(), t0, SystemTime::UNIX_EPOCH, 1);
+        let tail = vec![
+            message(Role::User, "q2", MessageStatus::Done, 3),
+            message(Role::Assistant, "a2", MessageStatus::Done, 4),
+        ];
+        assert!(engine.open_conversation(A, "a", tail, vec![unsent("late")]));
+        let older = vec![
+            message(Role::User, "q1", MessageStatus::Done, 1),
+            message(Role::Assistant, "a1", MessageStatus::Running, 2),
+        ];
+        assert!(matches!(
+            engine.prepend_messages(ConversationId(9), older.clone(), Vec::new()),
+            Err(Prepend::NotOpen)
+        ));
+        let count = engine
+            .prepend_messages(A, older.clone(), vec![unsent("early")])
+            .expect("prepended");
+        assert_eq!(count, 2);
+        let conv = engine.conversation(A).expect("open");
+        let texts: Vec<&str> = conv.messages.iter().map(|m| m.text.as_str()).collect();
+        assert_eq!(texts, ["q1", "a1", "q2", "a2"]);
+        // A reply cut short stays so, as in any restored conversation.
+        assert_eq!(
+            conv.messages[1].status,
+            MessageStatus::Failed("interrupted".into())
+        );
+        let unsent: Vec<&str> = conv.unsent.iter().map(|u| u.text.as_str()).collect();
+        assert_eq!(unsent, ["early", "late"]);
+
+        // A turn running: refused, the messages handed back untouched.
+        engine.handle(
+            Input::Command(Command::Ask {
+                conversation: A,
+                text: "q3".into(),
+                tag: Some(5),
+            }),
+            t0,
+        );
+        assert!(engine.conversation(A).expect("open").running.is_some());
+        let before = engine.conversation(A).expect("open").messages.len();
+        match engine.prepend_messages(A, older, Vec::new()) {
+            Err(Prepend::TurnRunning(back, none)) => {
+                assert_eq!(back.len(), 2);
+                assert_eq!(back[1].status, MessageStatus::Running);
+                assert!(none.is_empty());
+            }
+            other => panic!("not refused: {other:?}"),
+        }
+        assert_eq!(engine.conversation(A).expect("open").messages.len(), before);
     }
 }

@@ -12,6 +12,11 @@
 //!   write lock instead of failing on a stale snapshot).
 //! - A damaged database is moved aside (`NAME.corrupt-<unix-secs>`, with its
 //!   -wal/-shm) and reported, never overwritten; a newer schema is refused.
+//! - Nothing is written to a database that has not passed `quick_check`:
+//!   [`Db::open`] checks it before returning; [`Db::open_unverified`] (the
+//!   TUI's start, to show a session's newest messages sooner) may leave the
+//!   check to [`Db::verify`], which every writing method calls first, and
+//!   until then the file is never checkpointed on close.
 //! - After a delete the write-ahead log is checkpointed and truncated; when a
 //!   reader in another connection prevents that, a row in
 //!   `pending_truncation` records it and the next [`Db::open`] finishes it.
@@ -30,7 +35,8 @@ use super::StoreError;
 use super::migrate;
 use super::model::{
     DeleteReport, InterruptReport, MessageId, MessageRow, MessageStatus, MessageUpdate, NewMessage,
-    RequestRow, ScenarioRow, SessionData, SessionId, SessionRow, SessionSummary,
+    RequestRow, ScenarioRow, SessionData, SessionId, SessionRest, SessionRow, SessionSummary,
+    SessionTail,
 };
 use crate::domain::{Passage, Role};
 
@@ -51,6 +57,8 @@ pub struct Db {
     path: PathBuf,
     request_bound: usize,
     busy_timeout: Duration,
+    /// Opened with its `quick_check` left for [`Db::verify`].
+    unverified: bool,
 }
 
 /// What [`Db::open`] returns: the database, and a sentence for the user when
@@ -105,41 +113,105 @@ impl Db {
     /// it to this build's schema. A damaged database is moved aside and a
     /// fresh one created; `notice` then says so.
     pub fn open(path: impl AsRef<Path>) -> Result<Opened, StoreError> {
-        let path = path.as_ref();
+        Db::open_with(path.as_ref(), false)
+    }
+
+    /// As [`Db::open`], except that when nothing needs writing at open (the
+    /// schema is current and no log truncation is pending) the integrity
+    /// check is left for [`Db::verify`]: reads may come first; the first
+    /// write (or an explicit `verify`) checks, and fails with
+    /// [`StoreError::Corrupt`] on a damaged file, which
+    /// [`Db::replace_damaged`] then moves aside. A file SQLite cannot read
+    /// as a database at all is still moved aside here.
+    pub fn open_unverified(path: impl AsRef<Path>) -> Result<Opened, StoreError> {
+        Db::open_with(path.as_ref(), true)
+    }
+
+    /// As [`Db::open_unverified`], except that a lock another connection
+    /// holds fails the open at once ([`StoreError::Locked`]) instead of
+    /// waiting [`BUSY_TIMEOUT`] (for reading before the first frame); the
+    /// database returned waits as usual.
+    pub fn open_unverified_nowait(path: impl AsRef<Path>) -> Result<Opened, StoreError> {
+        let Opened { db, notice } = Db::open_with_wait(path.as_ref(), true, Duration::ZERO)?;
+        Ok(Opened {
+            db: db.with_busy_timeout(BUSY_TIMEOUT)?,
+            notice,
+        })
+    }
+
+    fn open_with(path: &Path, defer: bool) -> Result<Opened, StoreError> {
+        Db::open_with_wait(path, defer, BUSY_TIMEOUT)
+    }
+
+    fn open_with_wait(path: &Path, defer: bool, wait: Duration) -> Result<Opened, StoreError> {
         if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
             fs::create_dir_all(parent).map_err(|e| {
                 StoreError::io(format!("could not create {}", parent.display()), &e)
             })?;
         }
         create_private(path)?;
-        match Db::open_existing(path) {
+        match Db::open_existing(path, defer, wait) {
             Ok(db) => Ok(Opened { db, notice: None }),
             Err(StoreError::Corrupt { detail }) => {
                 let moved = move_aside(path)?;
                 create_private(path)?;
-                let db = Db::open_existing(path)?;
-                let notice = format!(
-                    "The session database {} was damaged ({detail}); it was moved aside to {} \
-                     and a fresh one was started.",
-                    path.display(),
-                    moved.display()
-                );
-                tracing::warn!(target: "store", "{notice}");
+                let db = Db::open_existing(path, false, wait)?;
                 Ok(Opened {
                     db,
-                    notice: Some(notice),
+                    notice: Some(damaged_notice(path, &detail, &moved)),
                 })
             }
             Err(e) => Err(e),
         }
     }
 
-    fn open_existing(path: &Path) -> Result<Db, StoreError> {
+    /// Whether the database has passed its integrity check (always, unless
+    /// opened with [`Db::open_unverified`] and not written to since).
+    pub fn is_verified(&self) -> bool {
+        !self.unverified
+    }
+
+    /// Runs the integrity check left by [`Db::open_unverified`], if any:
+    /// `Ok` once the database has passed it (then closing may checkpoint
+    /// again); [`StoreError::Corrupt`] while it fails (nothing is written).
+    pub fn verify(&mut self) -> Result<(), StoreError> {
+        if !self.unverified {
+            return Ok(());
+        }
+        let problems = check(&self.conn, "quick_check")?;
+        if problems != ["ok"] {
+            return Err(StoreError::Corrupt {
+                detail: summarize(&problems),
+            });
+        }
+        self.conn
+            .set_db_config(DbConfig::SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE, false)?;
+        self.unverified = false;
+        Ok(())
+    }
+
+    /// The database failed [`Db::verify`]: close it without checkpointing,
+    /// move it aside (with its -wal/-shm) and open a fresh one in its place.
+    /// Returns the sentence for the user, as [`Db::open`] words it.
+    pub fn replace_damaged(&mut self, detail: &str) -> Result<String, StoreError> {
+        let path = self.path.clone();
+        // Closed first (no checkpoint: the check has not passed), so that
+        // nothing of the damaged file's connection outlives the move.
+        let placeholder = Connection::open_in_memory()?;
+        drop(std::mem::replace(&mut self.conn, placeholder));
+        let moved = move_aside(&path)?;
+        create_private(&path)?;
+        let fresh = Db::open_existing(&path, false, self.busy_timeout)?;
+        *self = fresh.with_request_bound(self.request_bound);
+        Ok(damaged_notice(&path, detail, &moved))
+    }
+
+    fn open_existing(path: &Path, defer: bool, wait: Duration) -> Result<Db, StoreError> {
         let mut conn = Connection::open(path)?;
         // Until the file has passed its checks, closing must not checkpoint a
         // possibly damaged log into it, nor delete that log.
         conn.set_db_config(DbConfig::SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE, true)?;
-        conn.busy_timeout(BUSY_TIMEOUT)?;
+        conn.busy_timeout(wait)?;
         // Reading the header first: a file that is not a database fails here,
         // and a newer schema is refused before anything is written.
         migrate::refuse_newer(migrate::user_version(&conn)?)?;
@@ -152,6 +224,24 @@ impl Db {
         conn.pragma_update(None, "synchronous", "FULL")?;
         conn.pragma_update(None, "foreign_keys", "ON")?;
         conn.pragma_update(None, "secure_delete", "ON")?;
+        // Deferred only when opening writes nothing: no migration, no
+        // truncation to finish (both read; a damaged file fails here).
+        let defer = defer
+            && migrate::user_version(&conn)? == migrate::SCHEMA_VERSION
+            && !conn.query_row(
+                "SELECT EXISTS (SELECT 1 FROM pending_truncation)",
+                [],
+                |r| r.get::<_, bool>(0),
+            )?;
+        if defer {
+            return Ok(Db {
+                conn,
+                path: path.to_path_buf(),
+                request_bound: REQUEST_BOUND,
+                busy_timeout: wait,
+                unverified: true,
+            });
+        }
         let problems = check(&conn, "quick_check")?;
         if problems != ["ok"] {
             return Err(StoreError::Corrupt {
@@ -165,7 +255,8 @@ impl Db {
             conn,
             path: path.to_path_buf(),
             request_bound: REQUEST_BOUND,
-            busy_timeout: BUSY_TIMEOUT,
+            busy_timeout: wait,
+            unverified: false,
         };
         if !db.finish_pending_truncation()? {
             tracing::info!(target: "store", "a deleted session's log truncation is still pending");
@@ -233,6 +324,7 @@ impl Db {
 
     /// Creates an empty session. The name must be valid and unused.
     pub fn create_session(&mut self, name: &str) -> Result<SessionRow, StoreError> {
+        self.verify()?;
         validate_name(name)?;
         let now = now_ms();
         self.conn
@@ -255,6 +347,7 @@ impl Db {
     /// Renames a session (not counted as activity). The new name must be
     /// valid and unused.
     pub fn rename_session(&mut self, id: SessionId, new_name: &str) -> Result<(), StoreError> {
+        self.verify()?;
         validate_name(new_name)?;
         let n = self
             .conn
@@ -274,6 +367,7 @@ impl Db {
     /// gone from both files. If another connection keeps the log from being
     /// truncated, that is recorded (and finished by the next [`Db::open`]).
     pub fn delete_session(&mut self, id: SessionId) -> Result<DeleteReport, StoreError> {
+        self.verify()?;
         let tx = self
             .conn
             .transaction_with_behavior(TransactionBehavior::Immediate)?;
@@ -322,6 +416,7 @@ impl Db {
     /// Finishes a pending log truncation if no other connection prevents it.
     /// Returns whether nothing is pending any more.
     pub fn finish_pending_truncation(&mut self) -> Result<bool, StoreError> {
+        self.verify()?;
         if !self.truncation_pending()? {
             return Ok(true);
         }
@@ -401,6 +496,7 @@ impl Db {
 
     /// Marks a session as active now.
     pub fn touch(&mut self, id: SessionId) -> Result<(), StoreError> {
+        self.verify()?;
         let n = self.conn.execute(
             "UPDATE sessions SET updated_ms = MAX(updated_ms, ?2) WHERE id = ?1",
             params![id, now_ms()],
@@ -413,6 +509,7 @@ impl Db {
 
     /// Records the knowledge base a session uses.
     pub fn set_session_kb(&mut self, id: SessionId, kb: Option<&str>) -> Result<(), StoreError> {
+        self.verify()?;
         let n = self.conn.execute(
             "UPDATE sessions SET kb = ?2, updated_ms = MAX(updated_ms, ?3) WHERE id = ?1",
             params![id, kb, now_ms()],
@@ -430,6 +527,7 @@ impl Db {
         model: Option<&str>,
         settings: Option<&serde_json::Value>,
     ) -> Result<(), StoreError> {
+        self.verify()?;
         let settings = settings.map(serde_json::to_string).transpose()?;
         let n = self.conn.execute(
             "UPDATE sessions SET model = ?2, settings = ?3, updated_ms = MAX(updated_ms, ?4) \
@@ -452,6 +550,7 @@ impl Db {
         session: SessionId,
         m: NewMessage,
     ) -> Result<MessageRow, StoreError> {
+        self.verify()?;
         let now = now_ms();
         let passages = passages_json(&m.passages)?;
         let timings = m.timings.as_ref().map(serde_json::to_string).transpose()?;
@@ -510,6 +609,7 @@ impl Db {
     /// Changes a stored message (a streaming batch, or its final state).
     /// Committed when it returns.
     pub fn update_message(&mut self, id: MessageId, u: MessageUpdate) -> Result<(), StoreError> {
+        self.verify()?;
         let now = now_ms();
         let mut sets: Vec<&str> = vec!["updated_ms = ?"];
         let mut values: Vec<Value> = vec![Value::Integer(now)];
@@ -572,27 +672,8 @@ impl Db {
         let tx = self.conn.unchecked_transaction()?;
         let session = self.session(id)?.ok_or_else(|| session_not_found(id))?;
         let messages = self.messages_after(id, 0)?;
-        let scenarios = {
-            let mut stmt = self.conn.prepare_cached(
-                "SELECT seq, prompt, seed, title, markdown, sources, status, created_ms \
-                 FROM scenarios WHERE session_id = ?1 ORDER BY seq",
-            )?;
-            let rows = stmt.query_map([id], scenario_row)?;
-            rows.collect::<Result<Vec<_>, _>>()?
-        };
-        let requests = {
-            let mut stmt = self.conn.prepare_cached(
-                "SELECT * FROM ( \
-                   SELECT id, parent, kind, backend, outcome, detail, attempts, created_ms, \
-                          ended_ms, events \
-                   FROM requests WHERE session_id = ?1 \
-                   ORDER BY created_ms DESC, id DESC LIMIT ?2) \
-                 ORDER BY created_ms, id",
-            )?;
-            let bound = i64::try_from(self.request_bound).unwrap_or(i64::MAX);
-            let rows = stmt.query_map(params![id, bound], request_row)?;
-            rows.collect::<Result<Vec<_>, _>>()?
-        };
+        let scenarios = self.scenarios(id)?;
+        let requests = self.requests(id)?;
         tx.finish()?;
         Ok(SessionData {
             session,
@@ -600,6 +681,144 @@ impl Db {
             scenarios,
             requests,
         })
+    }
+
+    /// The same as [`Db::load_session`], from the end: the newest `page`
+    /// messages (with the session and its scenarios) go to `first` as soon
+    /// as they are read, then the older messages and the requests are read
+    /// and returned. One read snapshot for both, so together they are
+    /// exactly what `load_session` would have read (nothing another process
+    /// commits meanwhile shows in either).
+    pub fn load_session_paged(
+        &self,
+        id: SessionId,
+        page: usize,
+        first: impl FnOnce(SessionTail),
+    ) -> Result<SessionRest, StoreError> {
+        let tx = self.conn.unchecked_transaction()?;
+        let tail = self.tail(id, page)?;
+        let before = tail.older_than();
+        first(tail);
+        let rest = self.rest(id, before)?;
+        tx.finish()?;
+        Ok(rest)
+    }
+
+    /// The first part of [`Db::load_session_paged`] on its own: the session
+    /// with its newest `page` messages and its scenarios.
+    pub fn load_session_tail(&self, id: SessionId, page: usize) -> Result<SessionTail, StoreError> {
+        let tx = self.conn.unchecked_transaction()?;
+        let tail = self.tail(id, page)?;
+        tx.finish()?;
+        Ok(tail)
+    }
+
+    fn tail(&self, id: SessionId, page: usize) -> Result<SessionTail, StoreError> {
+        let session = self.session(id)?.ok_or_else(|| session_not_found(id))?;
+        let page = i64::try_from(page.max(1)).unwrap_or(i64::MAX);
+        let mut messages = self.newest_messages(id, page)?;
+        messages.reverse();
+        let more = match messages.first() {
+            Some(m) => self.conn.query_row(
+                "SELECT EXISTS (SELECT 1 FROM messages WHERE session_id = ?1 AND seq < ?2)",
+                params![id, m.seq],
+                |r| r.get(0),
+            )?,
+            None => false,
+        };
+        let scenarios = self.scenarios(id)?;
+        Ok(SessionTail {
+            data: SessionData {
+                session,
+                messages,
+                scenarios,
+                requests: Vec::new(),
+            },
+            more,
+        })
+    }
+
+    /// The second part of [`Db::load_session_paged`] on its own: the
+    /// messages before `before_seq` (none when `None`: the tail held them
+    /// all; see [`SessionTail::older_than`]) and the requests.
+    pub fn load_session_rest(
+        &self,
+        id: SessionId,
+        before_seq: Option<i64>,
+    ) -> Result<SessionRest, StoreError> {
+        let tx = self.conn.unchecked_transaction()?;
+        let rest = self.rest(id, before_seq)?;
+        tx.finish()?;
+        Ok(rest)
+    }
+
+    fn rest(&self, id: SessionId, before_seq: Option<i64>) -> Result<SessionRest, StoreError> {
+        let messages = match before_seq {
+            Some(seq) => self.messages_before(id, seq)?,
+            None => Vec::new(),
+        };
+        let requests = self.requests(id)?;
+        Ok(SessionRest {
+            session: id,
+            messages,
+            requests,
+        })
+    }
+
+    /// A session's scenarios, in `seq` order.
+    fn scenarios(&self, id: SessionId) -> Result<Vec<ScenarioRow>, StoreError> {
+        let mut stmt = self.conn.prepare_cached(
+            "SELECT seq, prompt, seed, title, markdown, sources, status, created_ms \
+             FROM scenarios WHERE session_id = ?1 ORDER BY seq",
+        )?;
+        let rows = stmt.query_map([id], scenario_row)?;
+        Ok(rows.collect::<Result<Vec<_>, _>>()?)
+    }
+
+    /// A session's newest requests (at most the bound), oldest first.
+    fn requests(&self, id: SessionId) -> Result<Vec<RequestRow>, StoreError> {
+        let mut stmt = self.conn.prepare_cached(
+            "SELECT * FROM ( \
+               SELECT id, parent, kind, backend, outcome, detail, attempts, created_ms, \
+                      ended_ms, events \
+               FROM requests WHERE session_id = ?1 \
+               ORDER BY created_ms DESC, id DESC LIMIT ?2) \
+             ORDER BY created_ms, id",
+        )?;
+        let bound = i64::try_from(self.request_bound).unwrap_or(i64::MAX);
+        let rows = stmt.query_map(params![id, bound], request_row)?;
+        Ok(rows.collect::<Result<Vec<_>, _>>()?)
+    }
+
+    /// A session's newest `limit` messages, newest first.
+    fn newest_messages(
+        &self,
+        session: SessionId,
+        limit: i64,
+    ) -> Result<Vec<MessageRow>, StoreError> {
+        let mut stmt = self.conn.prepare_cached(
+            "SELECT id, session_id, seq, role, text, status, detail, backend, passages, \
+                    request_id, created_ms, updated_ms, timings \
+             FROM messages WHERE session_id = ?1 ORDER BY seq DESC LIMIT ?2",
+        )?;
+        let rows = stmt.query_map(params![session, limit], message_row)?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// The messages of a session whose `seq` is below `before_seq`, in
+    /// order.
+    pub fn messages_before(
+        &self,
+        session: SessionId,
+        before_seq: i64,
+    ) -> Result<Vec<MessageRow>, StoreError> {
+        let mut stmt = self.conn.prepare_cached(
+            "SELECT id, session_id, seq, role, text, status, detail, backend, passages, \
+                    request_id, created_ms, updated_ms, timings \
+             FROM messages WHERE session_id = ?1 AND seq < ?2 ORDER BY seq",
+        )?;
+        let rows = stmt.query_map(params![session, before_seq], message_row)?;
+        Ok(rows.collect::<Result<_, _>>()?)
     }
 
     /// The messages of a session whose `seq` is above `after_seq`, in order
@@ -622,6 +841,7 @@ impl Db {
     /// `incomplete` (their text is kept); user messages left `unsent` stay
     /// so and are listed, to be sent again.
     pub fn mark_interrupted(&mut self, session: SessionId) -> Result<InterruptReport, StoreError> {
+        self.verify()?;
         let tx = self
             .conn
             .transaction_with_behavior(TransactionBehavior::Immediate)?;
@@ -630,13 +850,8 @@ impl Db {
             let rows = stmt.query_map([session], |r| r.get(0))?;
             Ok(rows.collect::<Result<_, _>>()?)
         };
-        let incomplete = ids(
-            "SELECT id FROM messages WHERE session_id = ?1 AND status = 'running' ORDER BY seq",
-        )?;
-        let unsent = ids(
-            "SELECT id FROM messages WHERE session_id = ?1 AND role = 'user' \
-             AND status = 'unsent' ORDER BY seq",
-        )?;
+        let incomplete = ids(RUNNING_IDS)?;
+        let unsent = ids(UNSENT_IDS)?;
         if !incomplete.is_empty() {
             tx.execute(
                 "UPDATE messages SET status = 'incomplete', updated_ms = ?2 \
@@ -652,6 +867,7 @@ impl Db {
 
     /// Saves a scenario, replacing the one with the same `seq` in the session.
     pub fn save_scenario(&mut self, session: SessionId, s: ScenarioRow) -> Result<(), StoreError> {
+        self.verify()?;
         let sources = s.sources.as_ref().map(serde_json::to_string).transpose()?;
         let tx = self
             .conn
@@ -697,6 +913,7 @@ impl Db {
         session: SessionId,
         rows: Vec<RequestRow>,
     ) -> Result<usize, StoreError> {
+        self.verify()?;
         let tx = self
             .conn
             .transaction_with_behavior(TransactionBehavior::Immediate)?;
@@ -831,6 +1048,25 @@ fn check(conn: &Connection, pragma: &str) -> Result<Vec<String>, StoreError> {
     let mut stmt = conn.prepare(&format!("PRAGMA {pragma}"))?;
     let rows = stmt.query_map([], |r| r.get::<_, String>(0))?;
     Ok(rows.collect::<Result<_, _>>()?)
+}
+
+/// A session's replies still marked running, in order.
+const RUNNING_IDS: &str =
+    "SELECT id FROM messages WHERE session_id = ?1 AND status = 'running' ORDER BY seq";
+/// A session's user messages still unsent, in order.
+const UNSENT_IDS: &str = "SELECT id FROM messages WHERE session_id = ?1 AND role = 'user' \
+                          AND status = 'unsent' ORDER BY seq";
+
+/// What the user is told when a damaged database was moved aside.
+fn damaged_notice(path: &Path, detail: &str, moved: &Path) -> String {
+    let notice = format!(
+        "The session database {} was damaged ({detail}); it was moved aside to {} \
+         and a fresh one was started.",
+        path.display(),
+        moved.display()
+    );
+    tracing::warn!(target: "store", "{notice}");
+    notice
 }
 
 /// The first few problems a check reported, in one line.

@@ -8,6 +8,9 @@
 //! - [`StoreThread`] owns a `Db` on a dedicated thread; the rest of the
 //!   program sends it closures and awaits their results.
 //! - [`model`] holds the plain rows.
+//! - A session reopens from its end: [`Db::load_session_paged`] hands over
+//!   its newest page of messages first, then reads the older ones, in one
+//!   read snapshot.
 //!
 //! Invariants: nothing here imports the engine or the UI (only
 //! `crate::domain`); a write has committed (fsynced, `synchronous=FULL`)
@@ -28,6 +31,7 @@ pub use error::StoreError;
 pub use migrate::SCHEMA_VERSION;
 pub use model::{
     DeleteReport, InterruptReport, MessageId, MessageRow, MessageStatus, MessageUpdate, NewMessage,
-    RequestRow, ScenarioRow, SessionData, SessionId, SessionRow, SessionSummary,
+    RequestRow, ScenarioRow, SessionData, SessionId, SessionRest, SessionRow, SessionSummary,
+    SessionTail,
 };
 pub use thread::StoreThread;

@@ -213,6 +213,40 @@ pub struct SessionData {
     pub requests: Vec<RequestRow>,
 }
 
+/// The newest messages of a session, read first when it reopens (see
+/// [`crate::store::Db::load_session_paged`]).
+#[derive(Debug, Clone, PartialEq)]
+pub struct SessionTail {
+    /// The session, its newest messages (at most the page asked for, in
+    /// `seq` order) and all its scenarios; `requests` is empty (they come
+    /// with [`SessionRest`]).
+    pub data: SessionData,
+    /// Whether older messages remain (they come with [`SessionRest`]).
+    pub more: bool,
+}
+
+impl SessionTail {
+    /// The `seq` the older messages are below, when there are any.
+    pub fn older_than(&self) -> Option<i64> {
+        self.data
+            .messages
+            .first()
+            .map(|m| m.seq)
+            .filter(|_| self.more)
+    }
+}
+
+/// The rest of a session read from its end: what [`SessionTail`] left out.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SessionRest {
+    pub session: SessionId,
+    /// The messages before the tail's, in `seq` order (empty when the tail
+    /// held them all).
+    pub messages: Vec<MessageRow>,
+    /// The newest requests (at most the store's bound), oldest first.
+    pub requests: Vec<RequestRow>,
+}
+
 /// What `delete_session` did.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DeleteReport {

@@ -789,3 +789,187 @@ fn the_thread_answers_futures_and_blocking_calls_and_drains_on_drop() {
     let expected: Vec<String> = (0..50).map(|i| format!("m{i}")).collect();
     assert_eq!(texts, expected);
 }
+
+#[test]
+fn a_session_loads_from_its_end_in_two_parts_that_make_the_whole() {
+    let (_dir, path) = temp();
+    let mut db = open(&path);
+    let s = db.create_session("long").unwrap();
+    let other = db.create_session("other").unwrap();
+    for i in 0..25 {
+        db.append_message(s.id, NewMessage::user(format!("m{i}"), MessageStatus::Sent))
+            .unwrap();
+        db.append_message(other.id, NewMessage::user("x", MessageStatus::Sent))
+            .unwrap();
+    }
+    db.save_requests(s.id, vec![request("01A", 5), request("01B", 6)])
+        .unwrap();
+    let whole = db.load_session(s.id).unwrap();
+    for page in [1, 10, 24, 25, 100] {
+        let mut tail = None;
+        let rest = db
+            .load_session_paged(s.id, page, |t| tail = Some(t))
+            .unwrap();
+        let tail = tail.expect("the tail comes first");
+        let newest = page.min(25);
+        assert_eq!(tail.data.messages.len(), newest, "page {page}");
+        assert_eq!(tail.more, page < 25, "page {page}");
+        assert!(tail.data.requests.is_empty(), "requests come with the rest");
+        assert_eq!(tail.data.scenarios, whole.scenarios);
+        assert_eq!(tail.data.session, whole.session);
+        assert_eq!(rest.session, s.id);
+        assert_eq!(rest.messages.len(), 25 - newest);
+        // Put together, exactly what the one-piece load reads.
+        let mut messages = rest.messages.clone();
+        messages.extend(tail.data.messages.iter().cloned());
+        assert_eq!(messages, whole.messages, "page {page}");
+        assert_eq!(rest.requests, whole.requests);
+    }
+    // An empty session: an empty tail and nothing more.
+    let empty = db.create_session("empty").unwrap();
+    let mut tail = None;
+    let rest = db
+        .load_session_paged(empty.id, 200, |t| tail = Some(t))
+        .unwrap();
+    let tail = tail.unwrap();
+    assert!(tail.data.messages.is_empty() && !tail.more && rest.messages.is_empty());
+    // A session that is not there: an error, and no tail.
+    let mut called = false;
+    assert!(matches!(
+        db.load_session_paged(9999, 10, |_| called = true),
+        Err(StoreError::NotFound { .. })
+    ));
+    assert!(!called);
+}
+
+#[test]
+fn the_two_parts_of_a_paged_load_are_one_snapshot() {
+    let (_dir, path) = temp();
+    let mut db = open(&path);
+    let s = db.create_session("long").unwrap();
+    for i in 0..10 {
+        db.append_message(s.id, NewMessage::user(format!("m{i}"), MessageStatus::Sent))
+            .unwrap();
+    }
+    // Another process appends and saves requests while the tail is shown:
+    // neither part sees it (the next poll does).
+    let mut other = open(&path);
+    let rest = db
+        .load_session_paged(s.id, 4, |tail| {
+            assert_eq!(tail.data.messages.last().unwrap().text, "m9");
+            other
+                .append_message(s.id, NewMessage::user("late", MessageStatus::Sent))
+                .unwrap();
+            other.save_requests(s.id, vec![request("01L", 9)]).unwrap();
+        })
+        .unwrap();
+    let texts: Vec<&str> = rest.messages.iter().map(|m| m.text.as_str()).collect();
+    assert_eq!(texts, ["m0", "m1", "m2", "m3", "m4", "m5"]);
+    assert!(rest.requests.is_empty());
+    assert_eq!(db.load_session(s.id).unwrap().messages.len(), 11);
+}
+
+/// A database of one session with `n` messages of some 200 bytes, closed
+/// (so its log is checkpointed into the file).
+fn filled(path: &Path, n: usize) -> SessionId {
+    let mut db = open(path);
+    let s = db.create_session("kept").unwrap();
+    for i in 0..n {
+        db.append_message(
+            s.id,
+            NewMessage::user(
+                format!("message {i} {}", "x".repeat(200)),
+                MessageStatus::Sent,
+            ),
+        )
+        .unwrap();
+    }
+    s.id
+}
+
+#[test]
+fn an_unverified_open_reads_first_and_checks_before_the_first_write() {
+    let (_dir, path) = temp();
+    let id = filled(&path, 20);
+    let Opened { mut db, notice } = Db::open_unverified(&path).unwrap();
+    assert_eq!(notice, None);
+    assert!(!db.is_verified(), "the check is left for later");
+    assert_eq!(db.load_session(id).unwrap().messages.len(), 20);
+    assert!(!db.is_verified(), "reading does not check");
+    db.append_message(id, NewMessage::user("after", MessageStatus::Sent))
+        .unwrap();
+    assert!(db.is_verified(), "the first write checked");
+    assert_eq!(db.load_session(id).unwrap().messages.len(), 21);
+    drop(db);
+    assert_eq!(open(&path).load_session(id).unwrap().messages.len(), 21);
+
+    // Opening that must write (a new file to migrate, a truncation owed)
+    // checks at once.
+    let (_dir2, new_path) = temp();
+    let Opened { db, .. } = Db::open_unverified(&new_path).unwrap();
+    assert!(db.is_verified());
+    drop(db);
+    let db = open(&path);
+    db.conn_for_tests()
+        .execute(
+            "INSERT INTO pending_truncation (id, since_ms) VALUES (1, 0)",
+            [],
+        )
+        .unwrap();
+    drop(db);
+    let Opened { db, .. } = Db::open_unverified(&path).unwrap();
+    assert!(db.is_verified());
+    assert!(!db.truncation_pending().unwrap(), "finished at open");
+}
+
+#[test]
+fn an_unverified_damaged_database_takes_no_write_and_is_replaced_when_found() {
+    let (_dir, path) = temp();
+    filled(&path, 200);
+    // Damage the last pages (message rows): the schema and the first
+    // tables still read, so the open itself succeeds.
+    let mut bytes = std::fs::read(&path).unwrap();
+    let page = 4096;
+    let len = bytes.len();
+    assert!(len > 8 * page, "several pages: {len}");
+    for b in &mut bytes[len - 3 * page..] {
+        *b = 0xA5;
+    }
+    std::fs::write(&path, &bytes).unwrap();
+
+    let Opened { mut db, notice } = Db::open_unverified(&path).unwrap();
+    assert_eq!(notice, None, "not checked yet");
+    assert!(matches!(db.verify(), Err(StoreError::Corrupt { .. })));
+    assert!(matches!(
+        db.create_session("nope"),
+        Err(StoreError::Corrupt { .. })
+    ));
+    assert!(matches!(
+        db.append_message(1, NewMessage::user("nope", MessageStatus::Sent)),
+        Err(StoreError::Corrupt { .. })
+    ));
+    assert!(!db.is_verified());
+    assert_eq!(std::fs::read(&path).unwrap(), bytes, "nothing written");
+
+    let StoreError::Corrupt { detail } = db.verify().unwrap_err() else {
+        panic!("corrupt");
+    };
+    let notice = db.replace_damaged(&detail).unwrap();
+    assert!(
+        notice.contains("damaged") && notice.contains("moved aside"),
+        "{notice}"
+    );
+    let copies = corrupt_copies(&path);
+    let main = copies
+        .iter()
+        .find(|p| !p.to_string_lossy().ends_with("-wal") && !p.to_string_lossy().ends_with("-shm"))
+        .expect("moved aside");
+    assert_eq!(std::fs::read(main).unwrap(), bytes, "moved as it was");
+    assert!(db.is_verified());
+    assert!(db.list_sessions().unwrap().is_empty(), "a fresh database");
+    let s = db.create_session("fresh").unwrap();
+    db.append_message(s.id, NewMessage::user("hello", MessageStatus::Sent))
+        .unwrap();
+    drop(db);
+    assert_eq!(open(&path).load_session(s.id).unwrap().messages.len(), 1);
+}

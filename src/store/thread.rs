@@ -43,6 +43,15 @@ impl StoreThread {
         Ok((StoreThread::with_db(db)?, notice))
     }
 
+    /// As [`StoreThread::spawn`] with [`Db::open_unverified`]: the first
+    /// job may read before the integrity check (every write checks first).
+    pub fn spawn_unverified(
+        path: impl AsRef<Path>,
+    ) -> Result<(StoreThread, Option<String>), StoreError> {
+        let Opened { db, notice } = Db::open_unverified(path)?;
+        Ok((StoreThread::with_db(db)?, notice))
+    }
+
     /// Starts the thread over an already open database.
     pub fn with_db(db: Db) -> Result<StoreThread, StoreError> {
         let (jobs, rx) = mpsc::channel::<Job>();

@@ -116,12 +116,33 @@ async fn run_inner(
         &driver.engine,
         recording.clone(),
     )));
-    driver
-        .engine
-        .open_conversation(view.current, view.session.clone(), Vec::new(), Vec::new());
-    crate::startup::mark("engine and trace recorder");
+    // The most recent session's newest messages, when its database is
+    // there and free: the first frame shows them (else an empty
+    // placeholder, replaced once the database has opened).
+    let db_path = crate::headless::sessions::db_path().ok();
+    let early = sessions::read_early(db_path.as_deref()).map(|(early, data)| {
+        view.current = crate::persist::open_in(&mut driver.engine, &data, true);
+        view.session = data.session.name.clone();
+        // As when the session opens after the first frame.
+        driver
+            .engine
+            .set_notice(format!("session {:?}", data.session.name), false);
+        early
+    });
+    if early.is_none() {
+        driver
+            .engine
+            .open_conversation(view.current, view.session.clone(), Vec::new(), Vec::new());
+    }
+    crate::startup::mark("engine, trace recorder and session");
     terminal.draw(|frame| ui::draw(frame, &driver.engine, &view, Instant::now().into_std()))?;
     crate::startup::mark("first frame");
+    // Sessions: the database opens on the blocking pool, first of all that
+    // waited for the first frame (the session reopened is the next thing
+    // drawn); what it answers comes back on this channel. Until it is open,
+    // nothing is sent: a message is committed before it is sent.
+    let (session_tx, mut session_rx) = tokio::sync::mpsc::unbounded_channel();
+    let mut sessions = sessions::Sessions::start(db_path, early, session_tx.clone());
     // What waited for the first frame (the log writer) starts now.
     crate::startup::first_frame_done();
     let first_frame = started.elapsed();
@@ -165,14 +186,6 @@ async fn run_inner(
     // Finished `/kb search`es; the loop holds a sender, so this never closes.
     let (search_tx, mut search_rx) = tokio::sync::mpsc::unbounded_channel();
 
-    // Sessions: the database opens on the blocking pool; what it answers
-    // comes back on this channel. Until it is open, nothing is sent: a
-    // message is committed before it is sent.
-    let (session_tx, mut session_rx) = tokio::sync::mpsc::unbounded_channel();
-    let mut sessions = sessions::Sessions::start(
-        crate::headless::sessions::db_path().ok(),
-        session_tx.clone(),
-    );
     let (problem_tx, mut problem_rx) = tokio::sync::mpsc::unbounded_channel::<String>();
     // Written traces: the notice to show.
     let (trace_tx, mut trace_rx) = tokio::sync::mpsc::unbounded_channel::<(String, bool)>();
@@ -380,7 +393,14 @@ async fn run_inner(
                 dirty |= view.search_finished(done);
             }
             Some(event) = session_rx.recv() => {
+                let placeholder = view.current == FIRST_CONVERSATION;
                 on_session_event(event, &mut sessions, &mut view, &mut driver, &problem_tx, &mut session_unavailable, &mut data_version);
+                // The session reopened at start is drawn at once, not a
+                // frame interval after the first (empty) frame: one frame
+                // early, once.
+                if placeholder && view.current != FIRST_CONVERSATION {
+                    last_draw = last_draw.checked_sub(FRAME).unwrap_or(last_draw);
+                }
                 // Questions asked while the database opened go now, in order
                 // (with no database, unsaved, as any question then).
                 if sessions.is_ready() && view.current != FIRST_CONVERSATION {
@@ -538,6 +558,7 @@ fn on_session_event(
     unavailable: &mut bool,
     data_version: &mut Option<i64>,
 ) {
+    use crate::persist::RestoredRest;
     use sessions::SessionEvent;
     let engine = &mut driver.engine;
     match event {
@@ -552,6 +573,13 @@ fn on_session_event(
             }
             // For completing /session open|rename|delete NAME.
             let _ = sessions.names();
+        }
+        SessionEvent::Damaged => {
+            // What is shown came from the damaged file (moved aside now).
+            if view.current != FIRST_CONVERSATION && engine.conversation(view.current).is_some() {
+                let effects = engine.close_conversation(view.current, Instant::now().into_std());
+                driver.runtime.execute(effects);
+            }
         }
         SessionEvent::Unavailable(why) => {
             *unavailable = true;
@@ -575,6 +603,50 @@ fn on_session_event(
             view.chat_scroll = 0;
             let note = note.unwrap_or_else(|| format!("session {:?}", data.session.name));
             driver.engine.set_notice(note, false);
+        }
+        SessionEvent::Rest { rest, first, note } => {
+            let RestoredRest {
+                conversation,
+                messages,
+                unsent,
+                requests,
+            } = *rest;
+            // Only onto the tail it was read with (not onto a conversation
+            // replaced meanwhile, which holds the whole session).
+            let shown_first = engine
+                .conversation(conversation)
+                .map(|c| c.messages.first().and_then(|m| m.tag));
+            if shown_first != Some(first) {
+                return;
+            }
+            match engine.prepend_messages(conversation, messages, unsent) {
+                Ok(count) => {
+                    // The chat counts its scroll from the newest line: it
+                    // stays where it was; a selection moves with its message.
+                    if view.current == conversation
+                        && let Some(selected) = &mut view.chat_selected
+                    {
+                        *selected += count;
+                    }
+                    engine.restore_requests(requests);
+                    if let Some(note) = note {
+                        engine.set_notice(note, false);
+                    }
+                }
+                Err(crate::engine::workspace::Prepend::TurnRunning(messages, unsent)) => {
+                    let rest = Box::new(RestoredRest {
+                        conversation,
+                        messages,
+                        unsent,
+                        requests,
+                    });
+                    sessions.again_later(
+                        SessionEvent::Rest { rest, first, note },
+                        Duration::from_millis(100),
+                    );
+                }
+                Err(crate::engine::workspace::Prepend::NotOpen) => {}
+            }
         }
         SessionEvent::Committed {
             conversation,

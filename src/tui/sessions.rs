@@ -9,6 +9,13 @@
 //! start the most recent session reopens (or a first one is made), replies
 //! cut short by a crash are marked incomplete and queued messages come back
 //! unsent.
+//!
+//! A session reopens at start from its end: its newest [`TAIL_PAGE`]
+//! messages arrive first ([`SessionEvent::Open`], shown at once), then the
+//! older ones with its request history ([`SessionEvent::Rest`], put in
+//! front of them), both read in one snapshot by the same store job, so any
+//! job queued meanwhile (a question's commit) runs after both are read and
+//! its event comes after both.
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -16,7 +23,7 @@ use std::sync::Arc;
 use tokio::sync::mpsc;
 
 use crate::engine::workspace::ConversationId;
-use crate::persist::session_of;
+use crate::persist::{RestoredRest, session_of};
 use crate::store::{
     DeleteReport, MessageStatus, NewMessage, SessionData, SessionId, SessionSummary, StoreError,
     StoreThread,
@@ -28,11 +35,25 @@ pub enum SessionEvent {
     /// The database is open (with a notice when a damaged one was moved
     /// aside).
     Ready(Arc<StoreThread>, Option<String>),
+    /// The database turned out damaged after a session was shown from it:
+    /// close what is shown (the fresh session follows in an `Open`).
+    Damaged,
     /// The database cannot be used: nothing will be saved.
     Unavailable(String),
     /// Show this session (at start, `/session new`, `/session open`, or
-    /// after the open one was deleted).
+    /// after the open one was deleted). At start, only its newest messages
+    /// and no requests: [`SessionEvent::Rest`] follows with the others.
     Open(Box<SessionData>, Option<String>),
+    /// The older messages and the requests of the session opened from its
+    /// end, to put in front of the messages shown (when the conversation's
+    /// first message still has the tag `first`: the row id of the oldest
+    /// message shown, `None` when none is).
+    Rest {
+        rest: Box<RestoredRest>,
+        first: Option<u64>,
+        /// What reopening found (replies cut short, messages unsent).
+        note: Option<String>,
+    },
     /// A user message was committed (its row id), or why not.
     Committed {
         conversation: ConversationId,
@@ -56,6 +77,55 @@ pub enum SessionEvent {
     },
     /// A job failed; say so.
     Problem(String),
+}
+
+/// How many of a session's newest messages are read and shown first when it
+/// reopens at start: a few screens' worth.
+pub const TAIL_PAGE: usize = 200;
+
+/// How many of the newest messages are read before the first frame (when
+/// the database can be read then, see [`read_early`]): several screens,
+/// fewer than [`TAIL_PAGE`], as the first frame waits for them (the rest
+/// follows a few milliseconds later).
+pub const FIRST_FRAME_PAGE: usize = 50;
+
+/// The session database opened before the first frame, with the most
+/// recent session's newest messages read (see [`read_early`]); handed to
+/// [`Sessions::start`] to read the rest.
+#[derive(Debug)]
+pub struct Early {
+    db: crate::store::Db,
+    notice: Option<String>,
+    session: SessionId,
+    name: String,
+    before: Option<i64>,
+    first: Option<u64>,
+}
+
+/// Before the first frame: when the session database exists and no other
+/// process holds it locked, open it (without `quick_check`: see
+/// `Db::open_unverified`) and read the most recent session's newest
+/// [`FIRST_FRAME_PAGE`] messages, so that the first frame shows them.
+/// `None` (nothing read, nothing written) in every other case: the
+/// database then opens after the first frame, as before.
+pub fn read_early(path: Option<&std::path::Path>) -> Option<(Early, SessionData)> {
+    let path = path?;
+    if !path.is_file() {
+        return None;
+    }
+    let crate::store::Opened { db, notice } =
+        crate::store::Db::open_unverified_nowait(path).ok()?;
+    let row = db.most_recent().ok()??;
+    let tail = db.load_session_tail(row.id, FIRST_FRAME_PAGE).ok()?;
+    let early = Early {
+        notice,
+        session: row.id,
+        name: row.name,
+        before: tail.older_than(),
+        first: crate::persist::first_tag(&tail.data.messages),
+        db,
+    };
+    Some((early, tail.data))
 }
 
 /// The loop's handle on the session database.
@@ -83,14 +153,154 @@ fn fresh_name(taken: &[String]) -> String {
         .unwrap_or(base)
 }
 
+/// The session read before the first frame: its database goes to its
+/// thread, whose first job reads the rest (its own snapshot: what another
+/// process appended meanwhile shows at the next poll), checks the file,
+/// marks the replies cut short and hands the rest over, as `reopen` does.
+fn finish_early(early: Early, events: &mpsc::UnboundedSender<SessionEvent>) {
+    let Early {
+        db,
+        notice,
+        session,
+        name,
+        before,
+        first,
+    } = early;
+    let store = match StoreThread::with_db(db) {
+        Ok(store) => Arc::new(store),
+        Err(e) => {
+            let _ = events.send(SessionEvent::Unavailable(describe(&e)));
+            return;
+        }
+    };
+    let ready = store.clone();
+    let shown = events.clone();
+    let opened = store.call_blocking(move |db| {
+        let _ = shown.send(SessionEvent::Ready(ready, notice));
+        match rest_of(db, session, &name, before, first, &shown) {
+            Err(StoreError::Corrupt { detail }) => replace(db, &detail, &shown),
+            other => other,
+        }
+    });
+    match opened {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) | Err(e) => {
+            let _ = events.send(SessionEvent::Unavailable(describe(&e)));
+        }
+    }
+}
+
+/// After a session's newest page was shown: check the file, mark the
+/// replies cut short, read the older messages and the requests and hand
+/// them over ([`SessionEvent::Rest`]).
+fn rest_of(
+    db: &mut crate::store::Db,
+    session: SessionId,
+    name: &str,
+    before: Option<i64>,
+    first: Option<u64>,
+    events: &mpsc::UnboundedSender<SessionEvent>,
+) -> Result<(), StoreError> {
+    let rest = db.load_session_rest(session, before)?;
+    db.verify()?;
+    send_rest(db, session, name, &rest, first, events)
+}
+
+/// Mark the replies cut short (the database has passed its check) and hand
+/// the rest over.
+fn send_rest(
+    db: &mut crate::store::Db,
+    session: SessionId,
+    name: &str,
+    rest: &crate::store::SessionRest,
+    first: Option<u64>,
+    events: &mpsc::UnboundedSender<SessionEvent>,
+) -> Result<(), StoreError> {
+    let interrupted = db.mark_interrupted(session)?;
+    let note = (!interrupted.is_empty()).then(|| {
+        format!(
+            "reopened {name:?}: {} reply(ies) cut short are marked incomplete, {} message(s) were not sent (/resend sends them)",
+            interrupted.incomplete.len(),
+            interrupted.unsent.len()
+        )
+    });
+    let rest = Box::new(crate::persist::restore_rest(rest));
+    let _ = events.send(SessionEvent::Rest { rest, first, note });
+    Ok(())
+}
+
+/// The database was found damaged after a session was shown from it: what
+/// was shown is closed ([`SessionEvent::Damaged`]), the file is moved aside
+/// and a fresh session opens in a fresh database, with the notice.
+fn replace(
+    db: &mut crate::store::Db,
+    detail: &str,
+    events: &mpsc::UnboundedSender<SessionEvent>,
+) -> Result<(), StoreError> {
+    let _ = events.send(SessionEvent::Damaged);
+    let notice = db.replace_damaged(detail)?;
+    let row = db.create_session(&fresh_name(&[]))?;
+    let data = db.load_session(row.id)?;
+    let _ = events.send(SessionEvent::Open(Box::new(data), Some(notice)));
+    Ok(())
+}
+
+/// The start's job on a database opened unverified: reopen the most recent
+/// session from its end; should the file turn out damaged (its deferred
+/// check, or a read), what was shown from it is closed
+/// ([`SessionEvent::Damaged`]), the file is moved aside and a fresh session
+/// opens in a fresh database, with the notice saying so.
+fn reopen(
+    db: &mut crate::store::Db,
+    events: &mpsc::UnboundedSender<SessionEvent>,
+) -> Result<(), StoreError> {
+    match reopen_latest(db, events) {
+        Err(StoreError::Corrupt { detail }) => replace(db, &detail, events),
+        other => other,
+    }
+}
+
+/// Show the most recent session (or a first one) from its end: its newest
+/// [`TAIL_PAGE`] messages, then, once the database has passed its check,
+/// the replies cut short are marked and the older messages follow.
+fn reopen_latest(
+    db: &mut crate::store::Db,
+    events: &mpsc::UnboundedSender<SessionEvent>,
+) -> Result<(), StoreError> {
+    let row = match db.most_recent()? {
+        Some(row) => row,
+        // A first session: written, so checked first.
+        None => db.create_session(&fresh_name(&[]))?,
+    };
+    let mut first = None;
+    let rest = db.load_session_paged(row.id, TAIL_PAGE, |tail| {
+        let data = tail.data;
+        first = crate::persist::first_tag(&data.messages);
+        // Shown while the rest is read and the file checked (a reply left
+        // running shows as interrupted before it is marked so).
+        let _ = events.send(SessionEvent::Open(Box::new(data), None));
+    })?;
+    // Before anything is written: the check left at open.
+    db.verify()?;
+    send_rest(db, row.id, &row.name, &rest, first, events)
+}
+
 impl Sessions {
     /// Open the database at `path` on the blocking pool, then the most
     /// recent session (or a first one). Results arrive on `tx`.
     ///
     /// # Panics
     /// When called outside a tokio runtime.
-    pub fn start(path: Option<PathBuf>, tx: mpsc::UnboundedSender<SessionEvent>) -> Self {
+    pub fn start(
+        path: Option<PathBuf>,
+        early: Option<Early>,
+        tx: mpsc::UnboundedSender<SessionEvent>,
+    ) -> Self {
         let events = tx.clone();
+        if let Some(early) = early {
+            tokio::task::spawn_blocking(move || finish_early(early, &events));
+            return Self { store: None, tx };
+        }
         tokio::task::spawn_blocking(move || {
             let Some(path) = path else {
                 let _ = events.send(SessionEvent::Unavailable(
@@ -98,34 +308,21 @@ impl Sessions {
                 ));
                 return;
             };
-            match StoreThread::spawn(&path) {
+            // The check of the file waits until the newest messages are
+            // shown; nothing is written before it (see `reopen`).
+            match StoreThread::spawn_unverified(&path) {
                 Ok((store, notice)) => {
                     let store = Arc::new(store);
-                    let _ = events.send(SessionEvent::Ready(store.clone(), notice));
-                    let opened = store.call_blocking(|db| {
-                        let row = match db.most_recent()? {
-                            Some(row) => row,
-                            None => {
-                                let taken: Vec<String> = Vec::new();
-                                db.create_session(&fresh_name(&taken))?
-                            }
-                        };
-                        let interrupted = db.mark_interrupted(row.id)?;
-                        let data = db.load_session(row.id)?;
-                        let note = (!interrupted.is_empty()).then(|| {
-                            format!(
-                                "reopened {:?}: {} reply(ies) cut short are marked incomplete, {} message(s) were not sent (/resend sends them)",
-                                data.session.name,
-                                interrupted.incomplete.len(),
-                                interrupted.unsent.len()
-                            )
-                        });
-                        Ok::<_, StoreError>((data, note))
+                    let ready = store.clone();
+                    let shown = events.clone();
+                    // Ready is said from the first job, so every job the
+                    // loop queues runs after this one.
+                    let opened = store.call_blocking(move |db| {
+                        let _ = shown.send(SessionEvent::Ready(ready, notice));
+                        reopen(db, &shown)
                     });
                     match opened {
-                        Ok(Ok((data, note))) => {
-                            let _ = events.send(SessionEvent::Open(Box::new(data), note));
-                        }
+                        Ok(Ok(())) => {}
                         Ok(Err(e)) | Err(e) => {
                             let _ = events.send(SessionEvent::Unavailable(describe(&e)));
                         }
@@ -137,6 +334,19 @@ impl Sessions {
             }
         });
         Self { store: None, tx }
+    }
+
+    /// Hand `event` back to the loop after `delay` (the rest of a session
+    /// waits for a running turn to end).
+    ///
+    /// # Panics
+    /// When called outside a tokio runtime.
+    pub fn again_later(&self, event: SessionEvent, delay: std::time::Duration) {
+        let tx = self.tx.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(delay).await;
+            let _ = tx.send(event);
+        });
     }
 
     /// The database is ready.
@@ -380,5 +590,147 @@ impl Sessions {
                 Err(why) => SessionEvent::Problem(why),
             },
         );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::{Db, Opened};
+
+    fn events(rx: &mut mpsc::UnboundedReceiver<SessionEvent>) -> Vec<SessionEvent> {
+        let mut all = Vec::new();
+        while let Ok(event) = rx.try_recv() {
+            all.push(event);
+        }
+        all
+    }
+
+    /// A session of `n` user messages, the last reply left running.
+    fn session(path: &std::path::Path, n: usize) -> SessionId {
+        let mut db = Db::open(path).expect("open").db;
+        let s = db.create_session("long").expect("create");
+        for i in 0..n {
+            db.append_message(
+                s.id,
+                NewMessage::user(format!("m{i} {}", "x".repeat(200)), MessageStatus::Sent),
+            )
+            .expect("append");
+        }
+        db.append_message(s.id, crate::store::NewMessage::assistant_running(None))
+            .expect("append");
+        s.id
+    }
+
+    #[test]
+    fn the_newest_page_is_shown_first_then_the_rest_and_the_marks() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("sessions.db");
+        let id = session(&path, 450);
+        let Opened { mut db, .. } = Db::open_unverified(&path).expect("open");
+        assert!(!db.is_verified());
+        let (tx, mut rx) = mpsc::unbounded_channel();
+        reopen(&mut db, &tx).expect("reopen");
+        assert!(db.is_verified());
+        let mut seen = events(&mut rx).into_iter();
+        let Some(SessionEvent::Open(tail, None)) = seen.next() else {
+            panic!("the tail first");
+        };
+        assert_eq!(tail.messages.len(), TAIL_PAGE);
+        assert_eq!(tail.messages[0].text.split(' ').next(), Some("m251"));
+        let Some(SessionEvent::Rest { rest, first, note }) = seen.next() else {
+            panic!("then the rest");
+        };
+        assert!(note.expect("a note").contains("1 reply(ies) cut short"));
+        assert_eq!(first, Some(tail.messages[0].id as u64));
+        assert_eq!(rest.messages.len(), 451 - TAIL_PAGE);
+        assert!(rest.messages[0].text.starts_with("m0 "));
+        assert!(seen.next().is_none());
+        // The reply left running is marked, once the check has passed.
+        let data = db.load_session(id).expect("load");
+        assert_eq!(
+            data.messages.last().map(|m| m.status),
+            Some(MessageStatus::Incomplete)
+        );
+    }
+
+    #[test]
+    fn a_database_found_damaged_is_replaced_and_what_it_showed_is_closed() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("sessions.db");
+        session(&path, 300);
+        let mut bytes = std::fs::read(&path).expect("read");
+        let len = bytes.len();
+        for b in &mut bytes[len - 3 * 4096..] {
+            *b = 0xA5;
+        }
+        std::fs::write(&path, &bytes).expect("write");
+        let Opened { mut db, notice } = Db::open_unverified(&path).expect("open");
+        assert_eq!(notice, None);
+        let (tx, mut rx) = mpsc::unbounded_channel();
+        reopen(&mut db, &tx).expect("reopen");
+        let seen = events(&mut rx);
+        let damaged = seen
+            .iter()
+            .position(|e| matches!(e, SessionEvent::Damaged))
+            .expect("what was shown is closed");
+        assert!(
+            seen.iter().all(|e| !matches!(e, SessionEvent::Rest { .. })),
+            "nothing more of the damaged file"
+        );
+        let Some(SessionEvent::Open(fresh, Some(notice))) = seen.last() else {
+            panic!("a fresh session with a notice: {seen:?}");
+        };
+        assert!(seen.len() - 1 > damaged);
+        assert!(notice.contains("damaged"), "{notice}");
+        assert!(fresh.messages.is_empty());
+        assert_eq!(std::fs::read(&path).ok().map(|b| b == bytes), Some(false));
+    }
+
+    #[test]
+    fn the_newest_page_can_be_read_before_the_first_frame_and_the_rest_after() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("sessions.db");
+        // No database yet: nothing read, nothing made.
+        assert!(read_early(Some(&path)).is_none());
+        assert!(!path.exists());
+        assert!(read_early(None).is_none());
+
+        let id = session(&path, 450);
+        // Held by another process (readers too): not waited for.
+        let locker = rusqlite::Connection::open(&path).expect("open");
+        locker
+            .execute_batch(
+                "PRAGMA locking_mode=EXCLUSIVE; BEGIN EXCLUSIVE; \
+                 UPDATE sessions SET updated_ms = updated_ms;",
+            )
+            .expect("lock");
+        assert!(read_early(Some(&path)).is_none());
+        locker.execute_batch("COMMIT").expect("commit");
+        drop(locker);
+
+        let (early, data) = read_early(Some(&path)).expect("read early");
+        assert_eq!(data.session.id, id);
+        assert_eq!(data.messages.len(), FIRST_FRAME_PAGE);
+        assert!(!early.db.is_verified(), "checked after the first frame");
+        let Early {
+            mut db,
+            session,
+            name,
+            before,
+            first,
+            ..
+        } = early;
+        let (tx, mut rx) = mpsc::unbounded_channel();
+        rest_of(&mut db, session, &name, before, first, &tx).expect("rest");
+        assert!(db.is_verified());
+        let mut seen = events(&mut rx).into_iter();
+        let Some(SessionEvent::Rest { rest, first, note }) = seen.next() else {
+            panic!("the rest");
+        };
+        assert_eq!(first, Some(data.messages[0].id as u64));
+        assert_eq!(rest.messages.len(), 451 - FIRST_FRAME_PAGE);
+        assert!(note.expect("a note").contains("1 reply(ies) cut short"));
+        assert!(seen.next().is_none());
     }
 }

@@ -109,10 +109,14 @@ stop
 echo "e2e sessions: asked while the database is still opening, a question and a scenario go once it is open"
 db=$XDG_DATA_HOME/loreweave/sessions.db
 [[ -f $db ]] || fail "no session database at $db"
-# Another process holds the database for 4 s: loreweave's open waits.
+# Another process holds the database for 4 s, readers too (exclusive
+# locking mode; a write lock alone lets loreweave read and show the session
+# at once, its first write then waits): loreweave's open waits.
 python3 -c 'import sqlite3, sys, time
 c = sqlite3.connect(sys.argv[1], isolation_level=None)
-c.execute("BEGIN EXCLUSIVE"); open(sys.argv[2], "w").close(); time.sleep(4); c.execute("COMMIT")' \
+c.execute("PRAGMA locking_mode=EXCLUSIVE")
+c.execute("BEGIN EXCLUSIVE"); c.execute("UPDATE sessions SET updated_ms = updated_ms")
+open(sys.argv[2], "w").close(); time.sleep(4); c.execute("COMMIT")' \
   "$db" "$work/locked" 2>"$work/locker.err" &
 locker=$!
 for ((i = 0; i < 100; i++)); do [[ -e $work/locked ]] && break; sleep 0.1; done
