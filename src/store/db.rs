@@ -108,6 +108,20 @@ pub fn validate_name(name: &str) -> Result<(), StoreError> {
     Ok(())
 }
 
+/// A query of one session's messages (`?1`), every column
+/// [`message_row`] reads, then `$tail`: the rest of the `WHERE` and the
+/// order.
+macro_rules! message_select {
+    ($tail:literal) => {
+        concat!(
+            "SELECT id, session_id, seq, role, text, status, detail, backend, passages, \
+             request_id, created_ms, updated_ms, timings \
+             FROM messages WHERE session_id = ?1",
+            $tail
+        )
+    };
+}
+
 impl Db {
     /// Opens (creating if needed) the session database at `path`, migrating
     /// it to this build's schema. A damaged database is moved aside and a
@@ -796,11 +810,9 @@ impl Db {
         session: SessionId,
         limit: i64,
     ) -> Result<Vec<MessageRow>, StoreError> {
-        let mut stmt = self.conn.prepare_cached(
-            "SELECT id, session_id, seq, role, text, status, detail, backend, passages, \
-                    request_id, created_ms, updated_ms, timings \
-             FROM messages WHERE session_id = ?1 ORDER BY seq DESC LIMIT ?2",
-        )?;
+        let mut stmt = self
+            .conn
+            .prepare_cached(message_select!(" ORDER BY seq DESC LIMIT ?2"))?;
         let rows = stmt.query_map(params![session, limit], message_row)?;
         Ok(rows.collect::<Result<_, _>>()?)
     }
@@ -812,11 +824,9 @@ impl Db {
         session: SessionId,
         before_seq: i64,
     ) -> Result<Vec<MessageRow>, StoreError> {
-        let mut stmt = self.conn.prepare_cached(
-            "SELECT id, session_id, seq, role, text, status, detail, backend, passages, \
-                    request_id, created_ms, updated_ms, timings \
-             FROM messages WHERE session_id = ?1 AND seq < ?2 ORDER BY seq",
-        )?;
+        let mut stmt = self
+            .conn
+            .prepare_cached(message_select!(" AND seq < ?2 ORDER BY seq"))?;
         let rows = stmt.query_map(params![session, before_seq], message_row)?;
         Ok(rows.collect::<Result<_, _>>()?)
     }
@@ -828,11 +838,9 @@ impl Db {
         session: SessionId,
         after_seq: i64,
     ) -> Result<Vec<MessageRow>, StoreError> {
-        let mut stmt = self.conn.prepare_cached(
-            "SELECT id, session_id, seq, role, text, status, detail, backend, passages, \
-                    request_id, created_ms, updated_ms, timings \
-             FROM messages WHERE session_id = ?1 AND seq > ?2 ORDER BY seq",
-        )?;
+        let mut stmt = self
+            .conn
+            .prepare_cached(message_select!(" AND seq > ?2 ORDER BY seq"))?;
         let rows = stmt.query_map(params![session, after_seq], message_row)?;
         Ok(rows.collect::<Result<_, _>>()?)
     }
