@@ -621,8 +621,14 @@ impl Registry {
     }
 
     /// An event about a backend rather than one request.
+    /// A breaker opening is a warning in the log (it stays there when the
+    /// per-request lines are held to warnings, as under `loreweave load`).
     pub fn backend_event(&mut self, backend: &str, now: Instant, what: EventKind) {
-        tracing::info!(backend, "{what}");
+        if what.is_error() {
+            tracing::warn!(backend, "{what}");
+        } else {
+            tracing::info!(backend, "{what}");
+        }
         self.push_event(LifecycleEvent {
             at: now,
             t_ms: millis(now.saturating_duration_since(self.origin)),
@@ -898,6 +904,53 @@ mod tests {
             }
         }
         assert!(lanes_used > 1, "{lanes_used}");
+    }
+
+    /// Under `loreweave load`'s log filter (the registry held to warnings
+    /// at `info`) a breaker opening is still logged; closing is not.
+    #[test]
+    fn a_breaker_opening_stays_in_a_log_held_to_warnings() {
+        use std::sync::{Arc, Mutex};
+        #[derive(Clone, Default)]
+        struct Buffer(Arc<Mutex<Vec<u8>>>);
+        impl std::io::Write for Buffer {
+            fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+                if let Ok(mut buffer) = self.0.lock() {
+                    buffer.extend_from_slice(bytes);
+                }
+                Ok(bytes.len())
+            }
+            fn flush(&mut self) -> std::io::Result<()> {
+                Ok(())
+            }
+        }
+        let buffer = Buffer::default();
+        let writer = buffer.clone();
+        let subscriber = tracing_subscriber::fmt()
+            .with_env_filter(tracing_subscriber::EnvFilter::new(
+                crate::logging::directives("info", crate::headless::load::QUIET_LOG_TARGETS),
+            ))
+            .with_writer(move || writer.clone())
+            .with_ansi(false)
+            .finish();
+        let t0 = Instant::now();
+        let mut registry = Registry::new(t0, 10);
+        tracing::subscriber::with_default(subscriber, || {
+            registry.backend_event(
+                "local",
+                t0,
+                EventKind::breaker("closed", "open", "5 failures"),
+            );
+            registry.backend_event(
+                "local",
+                t0,
+                EventKind::breaker("half-open", "closed", "probe ok"),
+            );
+        });
+        let log = String::from_utf8_lossy(&buffer.0.lock().map(|b| b.clone()).unwrap_or_default())
+            .into_owned();
+        assert!(log.contains("WARN") && log.contains("open"), "{log}");
+        assert_eq!(log.lines().count(), 1, "{log}");
     }
 
     #[test]
