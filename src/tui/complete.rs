@@ -271,26 +271,11 @@ pub fn list_dir(dir: &Path) -> Listing {
 
 #[cfg(test)]
 mod tests {
-    use std::time::{Instant, SystemTime};
-
     use super::*;
-    use crate::engine::EngineConfig;
-    use crate::engine::workspace::ConversationId;
     use crate::tui::input::set_text;
-    use crate::ui::Theme;
-
-    const C: ConversationId = ConversationId(1);
 
     fn setup() -> (ViewState, Engine) {
-        let mut engine = Engine::new(
-            EngineConfig::default(),
-            Instant::now(),
-            SystemTime::UNIX_EPOCH,
-            1,
-        );
-        assert!(engine.open_conversation(C, "campaign", Vec::new(), Vec::new()));
-        assert!(engine.open_conversation(ConversationId(2), "ashford", Vec::new(), Vec::new()));
-        (ViewState::new(Theme::plain(), C), engine)
+        crate::tui::test_view(&["campaign", "ashford"])
     }
 
     fn tab(view: &mut ViewState, engine: &Engine, typed: &str) -> (Completion, String) {

@@ -213,24 +213,16 @@ pub fn human_size(bytes: usize) -> String {
 
 #[cfg(test)]
 mod tests {
-    use std::time::{Instant, SystemTime};
+    use std::time::Instant;
 
     use super::*;
     use crate::engine::workspace::ConversationId;
-    use crate::engine::{Command, EngineConfig, Input};
-    use crate::ui::Theme;
+    use crate::engine::{Command, Input};
 
     const C: ConversationId = ConversationId(1);
 
     fn setup() -> (ViewState, Engine) {
-        let mut engine = Engine::new(
-            EngineConfig::default(),
-            Instant::now(),
-            SystemTime::UNIX_EPOCH,
-            1,
-        );
-        assert!(engine.open_conversation(C, "default", Vec::new(), Vec::new()));
-        (ViewState::new(Theme::plain(), C), engine)
+        crate::tui::test_view(&["default"])
     }
 
     fn ask(engine: &mut Engine, text: &str) {

@@ -710,14 +710,12 @@ fn lifecycle_action(action: Bound, view: &mut ViewState, engine: &Engine) -> Vec
 
 #[cfg(test)]
 mod tests {
-    use std::time::{Instant, SystemTime};
+    use std::time::Instant;
 
     use crossterm::event::{KeyCode, KeyModifiers};
 
     use super::*;
-    use crate::engine::EngineConfig;
     use crate::engine::workspace::ConversationId;
-    use crate::ui::Theme;
 
     const C: ConversationId = ConversationId(1);
 
@@ -726,14 +724,7 @@ mod tests {
     }
 
     fn setup() -> (ViewState, Engine) {
-        let mut engine = Engine::new(
-            EngineConfig::default(),
-            Instant::now(),
-            SystemTime::UNIX_EPOCH,
-            1,
-        );
-        assert!(engine.open_conversation(C, "default", Vec::new(), Vec::new()));
-        (ViewState::new(Theme::plain(), C), engine)
+        crate::tui::test_view(&["default"])
     }
 
     fn type_text(view: &mut ViewState, engine: &Engine, text: &str) {

@@ -20,6 +20,23 @@ pub mod search;
 pub mod sessions;
 pub mod terminal;
 
+/// What the key, input and completion tests start from: an engine with the
+/// conversations `names` open (ids 1, 2, ...) and a plain view of the first.
+#[cfg(test)]
+pub(crate) fn test_view(names: &[&str]) -> (ViewState, crate::engine::Engine) {
+    use crate::engine::workspace::ConversationId;
+    let mut engine = crate::engine::Engine::new(
+        crate::engine::EngineConfig::default(),
+        std::time::Instant::now(),
+        std::time::SystemTime::UNIX_EPOCH,
+        1,
+    );
+    for (id, name) in (1..).zip(names) {
+        assert!(engine.open_conversation(ConversationId(id), *name, Vec::new(), Vec::new()));
+    }
+    (ViewState::new(Theme::plain(), ConversationId(1)), engine)
+}
+
 use std::time::Duration;
 
 use crossterm::event::{Event, EventStream};
