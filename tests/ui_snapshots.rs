@@ -125,23 +125,7 @@ fn main_screen_before_anything() {
 
 #[test]
 fn main_screen_after_a_scenario_and_a_question() {
-    let mut scene = Scene::new();
-    scene.command(
-        Command::Scenario {
-            conversation: C,
-            prompt: "the first encounter".into(),
-            seed: None,
-        },
-        100,
-    );
-    scene.command(
-        Command::Ask {
-            conversation: C,
-            text: "who guards the waystone?".into(),
-            tag: None,
-        },
-        2_000,
-    );
+    let scene = busy_scene();
     insta::assert_snapshot!(scene.draw(120, 40, 3_000));
 }
 
