@@ -9,6 +9,10 @@ Usage: osc52.py BIN SCRATCH_DIR. Every wait is bounded.
 """
 import base64, fcntl, os, pty, re, select, signal, struct, sys, termios, time
 
+# The bench's screen model (cursor moves and text; other sequences skipped).
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "benches", "peers"))
+from first_frame import Screen  # noqa: E402
+
 bin_path, scratch = sys.argv[1], sys.argv[2]
 QUESTION = "copy me, the ford question"
 
@@ -41,13 +45,18 @@ def pump(seconds):
                 os.write(fd, b"\x1b[1;1R")
 
 
-def wait_for(pattern, seconds):
+def wait_on_screen(pattern, seconds):
+    """Waits until the regex `pattern` matches a row of the drawn screen.
+    The bytes alone will not do: ratatui writes only the cells that
+    changed, so a word may reach the terminal in pieces."""
     end = time.monotonic() + seconds
     while time.monotonic() < end:
         pump(0.1)
-        if re.search(pattern, bytes(out)):
+        screen = Screen(120, 40)
+        screen.feed(bytes(out).decode("utf-8", "replace"))
+        if re.search(pattern, screen.text(), re.M):
             return
-    fail(f"no {pattern!r} within {seconds}s")
+    fail(f"no {pattern!r} on the screen within {seconds}s:\n{screen.text()}")
 
 
 def fail(why):
@@ -58,10 +67,10 @@ def fail(why):
 
 
 try:
-    wait_for(rb"lifecycle", 10)
-    wait_for(rb"session \"\d{4}-", 10)
+    wait_on_screen(r"lifecycle", 10)
+    wait_on_screen(r"session \"\d{4}-", 10)
     os.write(fd, QUESTION.encode() + b"\r")
-    wait_for(rb"Offline", 10)
+    wait_on_screen(r"Offline answer", 10)
     pump(0.3)
     os.write(fd, b"\x1b")  # Esc: focus the chat
     pump(0.3)
@@ -81,8 +90,9 @@ try:
     copied = base64.b64decode(found.group(1)).decode()
     if copied != QUESTION:
         fail(f"OSC 52 carried {copied!r}, not {QUESTION!r}")
-    # The notice names the way (its cells may be drawn in pieces).
-    wait_for(rb"OSC 52", 5)
+    # The notice names the way. Its cells may be drawn in pieces (ratatui
+    # writes only the cells that changed), so read the drawn screen.
+    wait_on_screen(re.escape("copied message (26 B) via OSC 52"), 5)
     print("e2e osc52: OK")
 finally:
     try:
