@@ -431,17 +431,43 @@ pub struct ScreenLayout {
     pub status: Rect,
 }
 
+/// Rows of the main area the frame keeps at the least.
+const MAIN_MIN_ROWS: u16 = 8;
+
+/// `Layout::vertical([Min(8), Length(input), Length(1)])` for an area at
+/// least [`MIN_HEIGHT`] tall, computed directly: the main area, the input
+/// and the status bar. ratatui solves its layouts with a constraint solver
+/// (kasuari) whose first solve of each layout cost about 0.76 M
+/// instructions of the first frame's 9 M (callgrind); a test checks these
+/// splits against ratatui's at every size.
+fn rows(area: Rect, input: u16) -> [Rect; 3] {
+    // Too short for both: the input gives way, as ratatui's solver does.
+    let input = input.min(area.height.saturating_sub(MAIN_MIN_ROWS + 1));
+    let main = area.height.saturating_sub(input + 1);
+    [
+        Rect::new(area.x, area.y, area.width, main),
+        Rect::new(area.x, area.y + main, area.width, input),
+        Rect::new(
+            area.x,
+            area.y + main + input,
+            area.width,
+            area.height - main - input,
+        ),
+    ]
+}
+
+/// The first part of `[Percentage(55), Percentage(45)]` over `n` cells, as
+/// ratatui rounds it (55 % of `n`, halves up); the second gets the rest.
+fn share_55(n: u16) -> u16 {
+    u16::try_from((u32::from(n) * 55 + 50) / 100).unwrap_or(n)
+}
+
 impl ScreenLayout {
     pub fn of(area: Rect, view: &ViewState) -> Option<Self> {
         if area.width < MIN_WIDTH || area.height < MIN_HEIGHT {
             return None;
         }
-        let [main, input, status] = Layout::vertical([
-            Constraint::Min(8),
-            Constraint::Length(input_height(view)),
-            Constraint::Length(1),
-        ])
-        .areas(area);
+        let [main, input, status] = rows(area, input_height(view));
         let none = Rect::new(main.x, main.y, 0, 0);
         if view.zoom {
             let mut out = Self {
@@ -458,10 +484,17 @@ impl ScreenLayout {
             }
             return Some(out);
         }
-        let [top, lifecycle] =
-            Layout::vertical([Constraint::Percentage(55), Constraint::Percentage(45)]).areas(main);
-        let [chat, scenarios] =
-            Layout::horizontal([Constraint::Percentage(55), Constraint::Percentage(45)]).areas(top);
+        let top_rows = share_55(main.height);
+        let top = Rect::new(main.x, main.y, main.width, top_rows);
+        let lifecycle = Rect::new(
+            main.x,
+            main.y + top_rows,
+            main.width,
+            main.height - top_rows,
+        );
+        let chat_cols = share_55(top.width);
+        let chat = Rect::new(top.x, top.y, chat_cols, top.height);
+        let scenarios = Rect::new(top.x + chat_cols, top.y, top.width - chat_cols, top.height);
         Some(Self {
             chat,
             scenarios,
@@ -762,6 +795,43 @@ pub(crate) fn is_generation(kind: Kind) -> bool {
 #[cfg(test)]
 mod tests {
     use super::citations_in;
+    use super::{INPUT_MAX_ROWS, MIN_HEIGHT, rows, share_55};
+    use ratatui::layout::{Constraint, Layout, Rect};
+
+    #[test]
+    fn the_screen_splits_are_ratatuis_at_every_size() {
+        for n in 0..=2000u16 {
+            let area = Rect::new(3, 2, n, n);
+            let [left, right] =
+                Layout::horizontal([Constraint::Percentage(55), Constraint::Percentage(45)])
+                    .areas(area);
+            let first = share_55(n);
+            assert_eq!(
+                (left.width, right.x, right.width),
+                (first, 3 + first, n - first),
+                "{n}"
+            );
+            let [top, bottom] =
+                Layout::vertical([Constraint::Percentage(55), Constraint::Percentage(45)])
+                    .areas(area);
+            assert_eq!(
+                (top.height, bottom.y, bottom.height),
+                (first, 2 + first, n - first)
+            );
+        }
+        for height in MIN_HEIGHT..=300 {
+            for input in 3..=INPUT_MAX_ROWS + 2 {
+                let area = Rect::new(1, 4, 80, height);
+                let solved = Layout::vertical([
+                    Constraint::Min(8),
+                    Constraint::Length(input),
+                    Constraint::Length(1),
+                ])
+                .areas::<3>(area);
+                assert_eq!(rows(area, input), solved, "height {height}, input {input}");
+            }
+        }
+    }
 
     #[test]
     fn finds_in_range_citations_once_in_order() {
