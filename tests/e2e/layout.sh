@@ -23,6 +23,7 @@ source "$(dirname "$0")/lib.sh"
 
 tmux new-session -d -s "$session" -x 100 -y 30 "$bin </dev/tty"
 wait_for "Request lifecycle"
+wait_keys
 
 # Zoom the chat (Esc focuses it from the input), then back. A pause after
 # Esc: an Esc and a key read together are Alt and that key, as in any
@@ -49,6 +50,7 @@ wait_gone "Request lifecycle"
 session="$session-ascii"
 tmux new-session -d -s "$session" -x 120 -y 40 "$bin --ascii </dev/tty"
 wait_for "Request lifecycle"
+wait_keys
 if screen | grep -q '[─│┌┐└┘├┤┬┴┼●◐○█░▓↑↓…•]'; then
   fail "box drawing or glyphs on screen with --ascii"
 fi

@@ -47,3 +47,24 @@ wait_file() {
   done
   fail "$file did not appear within ${limit}s"
 }
+
+# wait_keys [SECONDS]: wait until the TUI just started reads keys. It does
+# once the terminal has answered its keyboard-enhancement query, just after
+# the first frame. A key sent before can reach crossterm in the same read
+# as the terminal's answer, and an Esc then swallows the answer's ESC: the
+# rest ("[?1;2c") reads as typed keys, and "?" opens the help (seen in CI
+# under load). The log says when keys are read; each call waits for one
+# more such line than the last call saw (needs XDG_STATE_HOME).
+keys_seen=0
+wait_keys() {
+  local limit=${1:-15} i n
+  for ((i = 0; i < limit * 10; i++)); do
+    n=$(cat "$XDG_STATE_HOME"/loreweave/*.log* 2>/dev/null | grep -c "keyboard enhancement query answered" || true)
+    if ((n > keys_seen)); then
+      keys_seen=$n
+      return 0
+    fi
+    sleep 0.1
+  done
+  fail "no 'keyboard enhancement query answered' in the log within ${limit}s"
+}
