@@ -8,6 +8,10 @@ before exec). The parent reads the master side into a tiny screen model
 until the case's marker text shows on one screen row: that moment is the
 first frame. Then it reads the child's peak RSS (VmHWM in
 /proc/PID/status), sends SIGTERM (SIGKILL after 5 s) and drains the pty.
+That read comes a moment after the frame, and the child has gone on
+meanwhile; a case with "self_report": true (loreweave) gets a fresh
+XDG_STATE_HOME, and the VmHWM the process read itself at its first frame
+(its log's `start-up steps` line) is printed beside it.
 
 Cases run interleaved (a, b, c, a, b, c, ...) so that load on a shared
 machine hits every case alike. Prints one row per case: median, min and
@@ -16,7 +20,7 @@ case (the reference, e.g. the peer).
 
 Usage: first_frame.py --runs N --cases cases.json [--json OUT]
 cases.json: [{"name": ..., "argv": [...], "env": {...}, "marker": "...",
-              "fresh_home": true|false}, ...]
+              "fresh_home": true|false, "self_report": true|false}, ...]
 With fresh_home, every start gets a new empty HOME (a new user); env HOME
 is otherwise used as given.
 """
@@ -169,13 +173,34 @@ def stop(pid, fd):
     os.waitpid(pid, 0)
 
 
+SELF_REPORT = re.compile(r"first_frame_memory=VmHWM ([0-9.]+) MB")
+
+
+def self_reported_kb(state_dir):
+    """The VmHWM loreweave read itself at its first frame (its log's
+    `start-up steps` line under XDG_STATE_HOME), in kB, or None."""
+    for root, _, files in os.walk(state_dir):
+        for name in files:
+            with open(os.path.join(root, name), errors="replace") as f:
+                for line in f:
+                    m = SELF_REPORT.search(line)
+                    if m:
+                        return float(m.group(1)) * 1024
+    return None
+
+
 def start_once(case, cols, rows, timeout):
-    """One start: (seconds to the marker, peak RSS in kB) or raises."""
+    """One start: (seconds to the marker, peak RSS in kB, self-reported
+    peak RSS at the first frame in kB or None) or raises."""
     env = dict(case.get("env") or {})
     home = None
     if case.get("fresh_home"):
         home = tempfile.mkdtemp(prefix="lw-first-frame-home-")
         env["HOME"] = home
+    state = None
+    if case.get("self_report"):
+        state = tempfile.mkdtemp(prefix="lw-first-frame-state-")
+        env["XDG_STATE_HOME"] = state
     argv = case["argv"]
     winsize = struct.pack("HHHH", rows, cols, 0, 0)
     t0 = time.perf_counter()
@@ -215,7 +240,11 @@ def start_once(case, cols, rows, timeout):
         os.close(fd)
         if home:
             shutil.rmtree(home, ignore_errors=True)
-    return found, rss
+    own = None
+    if state:
+        own = self_reported_kb(state)
+        shutil.rmtree(state, ignore_errors=True)
+    return found, rss, own
 
 
 def main():
@@ -231,32 +260,38 @@ def main():
         cases = json.load(f)
     times = {c["name"]: [] for c in cases}
     rss = {c["name"]: [] for c in cases}
+    own = {c["name"]: [] for c in cases}
     for _ in range(args.runs):
         for case in cases:
-            t, kb = start_once(case, args.cols, args.rows, args.timeout)
+            t, kb, own_kb = start_once(case, args.cols, args.rows, args.timeout)
             times[case["name"]].append(t)
             if kb is not None:
                 rss[case["name"]].append(kb)
+            if own_kb is not None:
+                own[case["name"]].append(own_kb)
     ref = cases[0]["name"]
     ref_t = statistics.median(times[ref])
     ref_m = statistics.median(rss[ref]) if rss[ref] else None
     print(f"first frame through a pty at {args.cols}x{args.rows}, {args.runs} interleaved starts each "
           f"(load average {open('/proc/loadavg').read().split()[0]})")
-    print(f"| what | first frame: median (min-max) | peak RSS at it: median | time / {ref} | RSS / {ref} |")
-    print("|---|---|---|---|---|")
+    print(f"| what | first frame: median (min-max) | peak RSS at it: median | its own reading at the frame "
+          f"| time / {ref} | RSS / {ref} |")
+    print("|---|---|---|---|---|---|")
     out = {}
     for case in cases:
         name = case["name"]
         t = statistics.median(times[name])
         m = statistics.median(rss[name]) if rss[name] else None
+        o = statistics.median(own[name]) if own[name] else None
         out[name] = {"median_ms": t * 1e3, "min_ms": min(times[name]) * 1e3,
                      "max_ms": max(times[name]) * 1e3, "peak_rss_kb": m,
-                     "samples_ms": [x * 1e3 for x in times[name]]}
+                     "own_peak_rss_kb": o, "samples_ms": [x * 1e3 for x in times[name]]}
         ratio_t = f"{t / ref_t:.2f}x"
         ratio_m = f"{m / ref_m:.2f}x" if m and ref_m else "-"
         mem = f"{m / 1024:.1f} MB" if m else "-"
+        own_mem = f"{o / 1024:.1f} MB ({len(own[name])} of {len(times[name])})" if o else "-"
         print(f"| {name} | {t * 1e3:.1f} ms ({min(times[name]) * 1e3:.1f}-{max(times[name]) * 1e3:.1f}) "
-              f"| {mem} | {ratio_t} | {ratio_m} |")
+              f"| {mem} | {own_mem} | {ratio_t} | {ratio_m} |")
     if args.json:
         with open(args.json, "w") as f:
             json.dump(out, f, indent=1)
