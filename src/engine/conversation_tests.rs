@@ -180,7 +180,9 @@ fn turn(role: Role, text: &str) -> ChatTurn {
     }
 }
 
-fn message(role: Role, text: &str, status: MessageStatus) -> ChatMessage {
+/// A chat message with nothing but its role, text and status (also the
+/// workspace tests' starting point).
+pub(super) fn message(role: Role, text: &str, status: MessageStatus) -> ChatMessage {
     ChatMessage {
         role,
         text: text.into(),

@@ -227,14 +227,8 @@ mod tests {
 
     fn message(role: Role, text: &str, status: MessageStatus, tag: u64) -> ChatMessage {
         ChatMessage {
-            role,
-            text: text.into(),
-            status,
-            request: None,
-            backend: None,
-            passages: Vec::new(),
-            no_lore: None,
             tag: Some(tag),
+            ..crate::engine::conversation_tests::message(role, text, status)
         }
     }
 

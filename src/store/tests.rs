@@ -209,20 +209,7 @@ fn a_file_that_is_not_a_database_is_moved_aside() {
 #[test]
 fn a_database_with_damaged_pages_is_moved_aside() {
     let (_dir, path) = temp();
-    {
-        let mut db = open(&path);
-        let s = db.create_session("doomed").unwrap();
-        for i in 0..200 {
-            db.append_message(
-                s.id,
-                NewMessage::user(
-                    format!("message {i} {}", "x".repeat(200)),
-                    MessageStatus::Sent,
-                ),
-            )
-            .unwrap();
-        }
-    }
+    filled(&path, 200);
     // Closing the last connection checkpointed the log into the file.
     let mut bytes = std::fs::read(&path).unwrap();
     let page = 4096;
