@@ -3,6 +3,25 @@
 # a failure that shows the screen. The caller sets $session (the tmux
 # session) before sourcing this file.
 
+# A tmux server of the script's own, kept alive while it has no session
+# (exit-empty off) and killed when the script exits (added to the caller's
+# EXIT trap). On the shared default server, the server exits when the last
+# session closes, and a new-session sent meanwhile fails with "server
+# exited unexpectedly" (seen in CI: inspector.sh's last session closing as
+# layout.sh started its first; layout.sh itself starts a session after
+# quitting one). It reads no tmux config. Every `tmux` below this line goes
+# to that server.
+e2e_tmux_socket="lw-e2e-$$"
+tmux() { command tmux -L "$e2e_tmux_socket" "$@"; }
+command tmux -L "$e2e_tmux_socket" -f /dev/null start-server \; set-option -g exit-empty off
+e2e_previous_exit() {
+  local -a words
+  eval "words=($(trap -p EXIT))"
+  printf '%s' "${words[2]:-}"
+}
+e2e_exit=$(e2e_previous_exit)
+trap "${e2e_exit:+$e2e_exit; }command tmux -L '$e2e_tmux_socket' kill-server 2>/dev/null || true" EXIT
+
 fail() {
   echo "e2e FAIL: $*" >&2
   echo "--- screen ---" >&2
