@@ -456,6 +456,43 @@ fn rows(area: Rect, input: u16) -> [Rect; 3] {
     ]
 }
 
+/// `Layout::vertical([Length(top), Min(min), Length(bottom)])` over `area`,
+/// computed directly when all three fit (as [`rows`] is, and for the same
+/// reason: these run on every frame, the first included); ratatui's solver
+/// settles the rare area too small for them. A test checks both against
+/// ratatui's at every size.
+pub(crate) fn stack(area: Rect, top: u16, min: u16, bottom: u16) -> [Rect; 3] {
+    let fixed = u32::from(top) + u32::from(bottom);
+    if fixed + u32::from(min) > u32::from(area.height) {
+        return Layout::vertical([
+            Constraint::Length(top),
+            Constraint::Min(min),
+            Constraint::Length(bottom),
+        ])
+        .areas(area);
+    }
+    let middle = area.height - top - bottom;
+    [
+        Rect::new(area.x, area.y, area.width, top),
+        Rect::new(area.x, area.y + top, area.width, middle),
+        Rect::new(area.x, area.y + top + middle, area.width, bottom),
+    ]
+}
+
+/// `Layout::horizontal([Min(0), Length(end)])` over `area`: the rest, then
+/// `end` cells at the right, computed directly when they fit (see
+/// [`stack`]).
+pub(crate) fn split_end(area: Rect, end: u16) -> [Rect; 2] {
+    if end > area.width {
+        return Layout::horizontal([Constraint::Min(0), Constraint::Length(end)]).areas(area);
+    }
+    let rest = area.width - end;
+    [
+        Rect::new(area.x, area.y, rest, area.height),
+        Rect::new(area.x + rest, area.y, end, area.height),
+    ]
+}
+
 /// The first part of `[Percentage(55), Percentage(45)]` over `n` cells, as
 /// ratatui rounds it (55 % of `n`, halves up); the second gets the rest.
 fn share_55(n: u16) -> u16 {
@@ -750,8 +787,7 @@ fn status_bar(frame: &mut Frame, area: Rect, engine: &Engine, view: &ViewState) 
             .collect::<Vec<_>>(),
     );
     let right_len = u16::try_from(keys_len(&hints)).unwrap_or(u16::MAX);
-    let [left_area, right_area] =
-        Layout::horizontal([Constraint::Min(0), Constraint::Length(right_len)]).areas(area);
+    let [left_area, right_area] = split_end(area, right_len);
     frame.render_widget(Paragraph::new(left).style(t.status_bar), left_area);
     if !hints.is_empty() {
         frame.render_widget(
@@ -795,7 +831,7 @@ pub(crate) fn is_generation(kind: Kind) -> bool {
 #[cfg(test)]
 mod tests {
     use super::citations_in;
-    use super::{INPUT_MAX_ROWS, MIN_HEIGHT, rows, share_55};
+    use super::{INPUT_MAX_ROWS, MIN_HEIGHT, rows, share_55, split_end, stack};
     use ratatui::layout::{Constraint, Layout, Rect};
 
     #[test]
@@ -829,6 +865,43 @@ mod tests {
                 ])
                 .areas::<3>(area);
                 assert_eq!(rows(area, input), solved, "height {height}, input {input}");
+            }
+        }
+    }
+
+    #[test]
+    fn the_pane_splits_are_ratatuis_at_every_size() {
+        for height in 0..=60u16 {
+            let area = Rect::new(2, 5, 30, height);
+            for top in 0..=12 {
+                for bottom in 0..=3 {
+                    for min in 0..=1 {
+                        let solved = Layout::vertical([
+                            Constraint::Length(top),
+                            Constraint::Min(min),
+                            Constraint::Length(bottom),
+                        ])
+                        .areas::<3>(area);
+                        assert_eq!(
+                            stack(area, top, min, bottom),
+                            solved,
+                            "height {height}: {top}, min {min}, {bottom}"
+                        );
+                    }
+                }
+            }
+            // The scenarios pane's title row and body.
+            let [a, b] =
+                Layout::vertical([Constraint::Length(1), Constraint::Min(0)]).areas::<2>(area);
+            let [x, y, _] = stack(area, 1, 0, 0);
+            assert_eq!([x, y], [a, b], "height {height}");
+        }
+        for width in 0..=200u16 {
+            for end in (0..=220).step_by(7) {
+                let area = Rect::new(4, 1, width, 1);
+                let solved = Layout::horizontal([Constraint::Min(0), Constraint::Length(end)])
+                    .areas::<2>(area);
+                assert_eq!(split_end(area, end), solved, "width {width}, end {end}");
             }
         }
     }

@@ -5,7 +5,7 @@
 use std::time::Instant;
 
 use ratatui::Frame;
-use ratatui::layout::{Constraint, Layout, Rect};
+use ratatui::layout::{Constraint, Rect};
 use ratatui::style::Style;
 use ratatui::text::{Line, Span, Text};
 use ratatui::widgets::{Block, Cell, Clear, Paragraph, Row, Table, TableState, Wrap};
@@ -173,8 +173,7 @@ pub(super) fn scenarios(frame: &mut Frame, area: Rect, engine: &Engine, view: &V
         frame.render_widget(Paragraph::new(hint).wrap(Wrap { trim: false }), inner);
         return;
     };
-    let [list_area, body_area] =
-        Layout::vertical([Constraint::Length(1), Constraint::Min(0)]).areas(inner);
+    let [list_area, body_area, _] = super::stack(inner, 1, 0, 0);
 
     // One line of numbered titles, the shown one highlighted.
     let mut spans = Vec::new();
@@ -256,12 +255,8 @@ pub(super) fn lifecycle(
     let backends = engine.backends();
     let header_height = u16::try_from(backends.len()).unwrap_or(u16::MAX);
     let events_height = if inner.height > 10 { 2 } else { 0 };
-    let [header_area, table_area, events_area] = Layout::vertical([
-        Constraint::Length(header_height),
-        Constraint::Min(1),
-        Constraint::Length(events_height),
-    ])
-    .areas(inner);
+    let [header_area, table_area, events_area] =
+        super::stack(inner, header_height, 1, events_height);
 
     let mut header = Vec::new();
     for (name, b) in backends {
