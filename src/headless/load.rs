@@ -919,9 +919,9 @@ mod live {
     //! The live lifecycle view: the TUI's inspector pane over a line of
     //! counters, on the alternate screen; `q`, Esc or Ctrl-C stop the run.
 
+    use crate::tui::terminal::DefaultTerminal;
     use crossterm::event::{Event, EventStream, KeyCode, KeyEventKind, KeyModifiers};
     use futures::StreamExt;
-    use ratatui::DefaultTerminal;
     use ratatui::layout::{Constraint, Layout};
     use ratatui::text::Line;
 

@@ -11,6 +11,7 @@
 //! 128 + N); SIGTSTP stops with the terminal restored, SIGCONT takes it
 //! again and redraws (see [`terminal`]).
 
+mod backend;
 pub mod complete;
 pub mod copy;
 pub mod input;
@@ -103,7 +104,7 @@ pub async fn run(
 }
 
 async fn run_inner(
-    terminal: &mut ratatui::DefaultTerminal,
+    terminal: &mut terminal::DefaultTerminal,
     signals: &mut terminal::Signals,
     cfg: EngineConfig,
     config: &Config,
@@ -125,10 +126,13 @@ async fn run_inner(
     let mut driver = crate::app::driver(cfg, crate::runtime::Backends::default());
     *telemetry = crate::telemetry::attach(&mut driver, config)?;
     // Everything the engine is given and does, for `/trace export`: spooled
-    // to a file by a thread of its own (the TUI may run for days).
-    let recording =
-        crate::trace::Recording::spooled(&crate::logging::log_dir(), crate::trace::SPOOL_CAP_BYTES)
-            .unwrap_or_else(|_| crate::trace::Recording::new(crate::trace::DEFAULT_CAP_BYTES));
+    // to a file by a thread of its own (the TUI may run for days), started
+    // after the first frame (its start, stack and malloc arena cost the
+    // first frame time and memory); lines wait in its channel until then.
+    let (recording, spool_writer) = crate::trace::Recording::spooled_later(
+        &crate::logging::log_dir(),
+        crate::trace::SPOOL_CAP_BYTES,
+    );
     driver.add_tap(Box::new(crate::trace::Recorder::new(
         &driver.engine,
         recording.clone(),
@@ -137,13 +141,14 @@ async fn run_inner(
     // there and free: the first frame shows them (else an empty
     // placeholder, replaced once the database has opened).
     let db_path = crate::headless::sessions::db_path().ok();
-    let early = sessions::read_early(db_path.as_deref()).map(|(early, data)| {
-        view.current = crate::persist::open_in(&mut driver.engine, &data, true);
-        view.session = data.session.name.clone();
+    let first_screen = sessions::FirstScreen::of(terminal.size()?, &view);
+    let early = sessions::read_early(db_path.as_deref(), first_screen).map(|(early, data)| {
         // As when the session opens after the first frame.
         driver
             .engine
             .set_notice(format!("session {:?}", data.session.name), false);
+        view.session = data.session.name.clone();
+        view.current = crate::persist::open_in(&mut driver.engine, data, true);
         early
     });
     if early.is_none() {
@@ -160,8 +165,12 @@ async fn run_inner(
     // nothing is sent: a message is committed before it is sent.
     let (session_tx, mut session_rx) = tokio::sync::mpsc::unbounded_channel();
     let mut sessions = sessions::Sessions::start(db_path, early, session_tx.clone());
-    // What waited for the first frame (the log writer) starts now.
+    // What waited for the first frame (the log writer, then the trace
+    // spool's writer) starts now.
     crate::startup::first_frame_done();
+    if let Err(error) = spool_writer.start() {
+        tracing::warn!(%error, "trace spool not started: traces are marked incomplete");
+    }
     let first_frame = started.elapsed();
     // After the first frame: pasted text arrives as one event (never sent
     // on its newlines). Terminals with the keyboard enhancement protocol
@@ -604,10 +613,12 @@ fn on_session_event(
         }
         SessionEvent::Open(data, note) => {
             let conversation = crate::persist::conversation_of(data.session.id);
+            let name = data.session.name.clone();
             if engine.conversation(conversation).is_none() {
-                crate::persist::open_in(engine, &data, true);
                 // Its inspector history, as it was when it ran.
-                engine.restore_requests(crate::persist::restored_requests(&data));
+                let requests = crate::persist::restored_requests(&data);
+                crate::persist::open_in(engine, *data, true);
+                engine.restore_requests(requests);
             }
             // The placeholder shown before the database opened goes.
             if view.current == FIRST_CONVERSATION && conversation != FIRST_CONVERSATION {
@@ -616,9 +627,9 @@ fn on_session_event(
                 driver.runtime.execute(effects);
             }
             view.current = conversation;
-            view.session = data.session.name.clone();
             view.chat_scroll = 0;
-            let note = note.unwrap_or_else(|| format!("session {:?}", data.session.name));
+            let note = note.unwrap_or_else(|| format!("session {name:?}"));
+            view.session = name;
             driver.engine.set_notice(note, false);
         }
         SessionEvent::Rest { rest, first, note } => {
@@ -723,7 +734,7 @@ fn on_session_event(
                     let effects =
                         engine.close_conversation(conversation, Instant::now().into_std());
                     driver.runtime.execute(effects);
-                    crate::persist::open_in(&mut driver.engine, &data, true);
+                    crate::persist::open_in(&mut driver.engine, *data, true);
                 }
             }
         }

@@ -34,8 +34,9 @@ use crossterm::terminal::{
     EnterAlternateScreen, LeaveAlternateScreen, disable_raw_mode, enable_raw_mode,
 };
 use crossterm::{cursor, execute, queue};
-use ratatui::DefaultTerminal;
-use ratatui::backend::CrosstermBackend;
+
+/// The TUI's terminal: ratatui's, on [`super::backend::Backend`].
+pub type DefaultTerminal = ratatui::Terminal<super::backend::Backend<io::Stdout>>;
 use tokio::signal::unix::{Signal, SignalKind, signal};
 
 pub use signal_hook::consts::{SIGCONT, SIGHUP, SIGINT, SIGQUIT, SIGTERM, SIGTSTP};
@@ -61,8 +62,8 @@ pub fn enter() -> io::Result<DefaultTerminal> {
         *thread = Some(std::thread::current().id());
     }
     ACTIVE.store(true, Ordering::SeqCst);
-    let entered =
-        enter_modes().and_then(|()| ratatui::Terminal::new(CrosstermBackend::new(io::stdout())));
+    let entered = enter_modes()
+        .and_then(|()| ratatui::Terminal::new(super::backend::Backend::new(io::stdout())));
     if entered.is_err() {
         restore();
     }
