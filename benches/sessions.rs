@@ -47,7 +47,7 @@ fn main() {
         let data = db.load_session(session.id).expect("load");
         load.push(t.elapsed());
         let t = Instant::now();
-        let restored = loreweave::persist::restore(&data);
+        let restored = loreweave::persist::restore(data);
         restore.push(t.elapsed());
         assert_eq!(restored.messages.len(), messages);
 
@@ -62,11 +62,11 @@ fn main() {
         let mut shown = None;
         let older = db
             .load_session_paged(session.id, page, |first| {
-                shown = Some(loreweave::persist::restore(&first.data));
+                shown = Some(loreweave::persist::restore(first.data));
                 tail.push(t.elapsed());
             })
             .expect("paged");
-        let restored_rest = loreweave::persist::restore_rest(&older);
+        let restored_rest = loreweave::persist::restore_rest(older);
         rest.push(t.elapsed() - tail.last().copied().unwrap_or_default());
         let t = Instant::now();
         db.verify().expect("sound");

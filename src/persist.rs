@@ -285,31 +285,27 @@ pub struct Restored {
 /// command leaves those to whoever queued them). Returns its id.
 pub fn open_in(
     engine: &mut crate::engine::Engine,
-    data: &SessionData,
+    data: SessionData,
     unsent: bool,
 ) -> ConversationId {
     let conversation = conversation_of(data.session.id);
+    let name = data.session.name.clone();
     let restored = restore(data);
     let unsent = if unsent { restored.unsent } else { Vec::new() };
-    engine.open_conversation(
-        conversation,
-        data.session.name.clone(),
-        restored.messages,
-        unsent,
-    );
+    engine.open_conversation(conversation, name, restored.messages, unsent);
     engine.restore_scenarios(conversation, restored.scenarios);
     conversation
 }
 
 /// Stored messages as the engine restores them: the conversation's
 /// messages, and the user messages left unsent.
-pub fn restore_messages(rows: &[MessageRow]) -> (Vec<ChatMessage>, Vec<UnsentMessage>) {
+pub fn restore_messages(rows: Vec<MessageRow>) -> (Vec<ChatMessage>, Vec<UnsentMessage>) {
     let mut messages = Vec::new();
     let mut unsent = Vec::new();
     for m in rows {
         match (m.role, m.status) {
             (Role::User, MessageStatus::Unsent) => unsent.push(UnsentMessage {
-                text: m.text.clone(),
+                text: m.text,
                 tag: Some(m.id as u64),
             }),
             // Dropped from the queue before it was sent: not part of the
@@ -347,8 +343,8 @@ pub struct RestoredRest {
 
 /// Turn the rest of a paged load into what the engine restores (off the
 /// loop: on the store thread).
-pub fn restore_rest(rest: &crate::store::SessionRest) -> RestoredRest {
-    let (messages, unsent) = restore_messages(&rest.messages);
+pub fn restore_rest(rest: crate::store::SessionRest) -> RestoredRest {
+    let (messages, unsent) = restore_messages(rest.messages);
     RestoredRest {
         conversation: conversation_of(rest.session),
         messages,
@@ -358,20 +354,20 @@ pub fn restore_rest(rest: &crate::store::SessionRest) -> RestoredRest {
 }
 
 /// A stored session as the engine restores it.
-pub fn restore(data: &SessionData) -> Restored {
+pub fn restore(data: SessionData) -> Restored {
     let conversation = conversation_of(data.session.id);
-    let (messages, unsent) = restore_messages(&data.messages);
+    let (messages, unsent) = restore_messages(data.messages);
     let scenarios = data
         .scenarios
-        .iter()
+        .into_iter()
         .map(|s| ScenarioEntry {
             conversation,
             index: (s.seq - 1).max(0) as usize,
-            prompt: s.prompt.clone().unwrap_or_default(),
+            prompt: s.prompt.unwrap_or_default(),
             seed: s.seed.unwrap_or(0),
             request: crate::engine::request::RequestId::nil(),
             backend: String::new(),
-            markdown: s.markdown.clone().unwrap_or_default(),
+            markdown: s.markdown.unwrap_or_default(),
             status: match s.status.as_deref() {
                 Some("done") => ScenarioStatus::Done,
                 Some("cancelled") => ScenarioStatus::Cancelled,
@@ -380,7 +376,6 @@ pub fn restore(data: &SessionData) -> Restored {
             },
             passages: s
                 .sources
-                .clone()
                 .and_then(|v| serde_json::from_value(v).ok())
                 .unwrap_or_default(),
             no_lore: None,
@@ -393,7 +388,7 @@ pub fn restore(data: &SessionData) -> Restored {
     }
 }
 
-fn chat_message(m: &MessageRow) -> ChatMessage {
+fn chat_message(m: MessageRow) -> ChatMessage {
     let status = match m.status {
         MessageStatus::Done | MessageStatus::Sent => EngineStatus::Done,
         MessageStatus::Running | MessageStatus::Incomplete => {
@@ -411,11 +406,11 @@ fn chat_message(m: &MessageRow) -> ChatMessage {
     };
     ChatMessage {
         role: m.role,
-        text: m.text.clone(),
+        text: m.text,
         status,
         request: None,
-        backend: m.backend.clone(),
-        passages: m.passages.clone(),
+        backend: m.backend,
+        passages: m.passages,
         no_lore,
         tag: Some(m.id as u64),
     }

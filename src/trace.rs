@@ -190,10 +190,45 @@ impl Recording {
     /// left by processes that are gone (a SIGKILL) are removed. The caller
     /// never touches the disk: the writer thread creates the file, and a
     /// spool that could not be written makes the trace say it is incomplete.
-    pub fn spooled(dir: &Path, cap_bytes: u64) -> std::io::Result<Self> {
+    ///
+    /// The writer thread is left for the caller to start
+    /// ([`SpoolWriter::start`]): the TUI starts it after its first frame.
+    /// Lines recorded meanwhile wait in the channel.
+    pub fn spooled_later(dir: &Path, cap_bytes: u64) -> (Self, SpoolWriter) {
         let path = dir.join(format!("trace-{}.spool", std::process::id()));
         let (tx, rx) = mpsc::channel::<SpoolJob>();
-        let (dir, file_path) = (dir.to_path_buf(), path.clone());
+        let recording = Recording(Store::Spool(Arc::new(Spool {
+            path: path.clone(),
+            tx: Mutex::new(tx),
+            sent: Mutex::new((0, 0)),
+            cap: cap_bytes,
+        })));
+        let writer = SpoolWriter {
+            dir: dir.to_path_buf(),
+            path,
+            rx,
+        };
+        (recording, writer)
+    }
+}
+
+/// The thread that writes a spooled [`Recording`], not started yet.
+#[derive(Debug)]
+pub struct SpoolWriter {
+    dir: PathBuf,
+    path: PathBuf,
+    rx: mpsc::Receiver<SpoolJob>,
+}
+
+impl SpoolWriter {
+    /// Start writing. On failure nothing is written: every line is counted
+    /// as dropped, so the trace says it is incomplete.
+    pub fn start(self) -> std::io::Result<()> {
+        let SpoolWriter {
+            dir,
+            path: file_path,
+            rx,
+        } = self;
         std::thread::Builder::new()
             .name("trace-spool".into())
             .spawn(move || {
@@ -232,14 +267,11 @@ impl Recording {
                     }
                 }
             })?;
-        Ok(Recording(Store::Spool(Arc::new(Spool {
-            path,
-            tx: Mutex::new(tx),
-            sent: Mutex::new((0, 0)),
-            cap: cap_bytes,
-        }))))
+        Ok(())
     }
+}
 
+impl Recording {
     fn push(&self, line: String) {
         match &self.0 {
             Store::Memory(buffer) => {
@@ -779,8 +811,16 @@ mod tests {
         // A spool of a process that is gone is removed at start.
         let stale = dir.join("trace-4000000000.spool");
         std::fs::write(&stale, "old").expect("stale spool");
-        let recording = Recording::spooled(&dir, 1 << 20).expect("spool");
-        for n in 0..1000 {
+        let (recording, writer) = Recording::spooled_later(&dir, 1 << 20);
+        let path = dir.join(format!("trace-{}.spool", std::process::id()));
+        // Lines recorded before the writer starts wait for it; nothing
+        // touches the disk until then.
+        for n in 0..400 {
+            recording.push(format!("{{\"n\":{n}}}"));
+        }
+        assert!(!path.exists() && stale.exists());
+        writer.start().expect("spool");
+        for n in 400..1000 {
             recording.push(format!("{{\"n\":{n}}}"));
         }
         let lines = recording.lines();
@@ -796,7 +836,6 @@ mod tests {
         assert_eq!(seen[999], "{\"n\":999}");
         assert_eq!(lines.dropped(), 0);
         assert!(!stale.exists(), "the stale spool is still there");
-        let path = dir.join(format!("trace-{}.spool", std::process::id()));
         assert!(path.exists());
         drop(lines);
         drop(recording);

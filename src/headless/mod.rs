@@ -56,7 +56,8 @@ async fn open_session(
         })
         .await?;
     // Unsent messages belong to whoever queued them: not resent here.
-    let conversation = crate::persist::open_in(&mut driver.engine, &data, false);
+    let session = data.session.id;
+    let conversation = crate::persist::open_in(&mut driver.engine, data, false);
     let (problems, mut problem_rx) = tokio::sync::mpsc::unbounded_channel::<String>();
     tokio::spawn(async move {
         while let Some(problem) = problem_rx.recv().await {
@@ -68,7 +69,6 @@ async fn open_session(
         .set_persister(crate::persist::Persister::new(store.clone(), problems));
     let tag = match job {
         Job::Ask { question } => {
-            let session = data.session.id;
             let text = question.clone();
             let row = store
                 .call_try(move |db| {

@@ -710,7 +710,7 @@ impl Db {
         first: impl FnOnce(SessionTail),
     ) -> Result<SessionRest, StoreError> {
         let tx = self.conn.unchecked_transaction()?;
-        let tail = self.tail(id, page)?;
+        let tail = self.tail(id, page, |_| false)?;
         let before = tail.older_than();
         first(tail);
         let rest = self.rest(id, before)?;
@@ -721,16 +721,34 @@ impl Db {
     /// The first part of [`Db::load_session_paged`] on its own: the session
     /// with its newest `page` messages and its scenarios.
     pub fn load_session_tail(&self, id: SessionId, page: usize) -> Result<SessionTail, StoreError> {
+        self.load_session_tail_until(id, page, |_| false)
+    }
+
+    /// As [`Db::load_session_tail`], reading the newest messages one at a
+    /// time (newest first) and stopping after the first for which `enough`
+    /// says so: a screen's worth, before the first frame, decodes no more
+    /// rows than it shows.
+    pub fn load_session_tail_until(
+        &self,
+        id: SessionId,
+        page: usize,
+        enough: impl FnMut(&MessageRow) -> bool,
+    ) -> Result<SessionTail, StoreError> {
         let tx = self.conn.unchecked_transaction()?;
-        let tail = self.tail(id, page)?;
+        let tail = self.tail(id, page, enough)?;
         tx.finish()?;
         Ok(tail)
     }
 
-    fn tail(&self, id: SessionId, page: usize) -> Result<SessionTail, StoreError> {
+    fn tail(
+        &self,
+        id: SessionId,
+        page: usize,
+        enough: impl FnMut(&MessageRow) -> bool,
+    ) -> Result<SessionTail, StoreError> {
         let session = self.session(id)?.ok_or_else(|| session_not_found(id))?;
         let page = i64::try_from(page.max(1)).unwrap_or(i64::MAX);
-        let mut messages = self.newest_messages(id, page)?;
+        let mut messages = self.newest_messages(id, page, enough)?;
         messages.reverse();
         let more = match messages.first() {
             Some(m) => self.conn.query_row(
@@ -804,17 +822,28 @@ impl Db {
         Ok(rows.collect::<Result<Vec<_>, _>>()?)
     }
 
-    /// A session's newest `limit` messages, newest first.
+    /// A session's newest `limit` messages, newest first, up to the first
+    /// for which `enough` says so.
     fn newest_messages(
         &self,
         session: SessionId,
         limit: i64,
+        mut enough: impl FnMut(&MessageRow) -> bool,
     ) -> Result<Vec<MessageRow>, StoreError> {
         let mut stmt = self
             .conn
             .prepare_cached(message_select!(" ORDER BY seq DESC LIMIT ?2"))?;
-        let rows = stmt.query_map(params![session, limit], message_row)?;
-        Ok(rows.collect::<Result<_, _>>()?)
+        let mut rows = stmt.query(params![session, limit])?;
+        let mut messages = Vec::new();
+        while let Some(row) = rows.next()? {
+            let message = message_row(row)?;
+            let done = enough(&message);
+            messages.push(message);
+            if done {
+                break;
+            }
+        }
+        Ok(messages)
     }
 
     /// The messages of a session whose `seq` is below `before_seq`, in
@@ -1134,10 +1163,11 @@ fn json_column<T: serde::de::DeserializeOwned>(
     r: &Row<'_>,
     idx: usize,
 ) -> rusqlite::Result<Option<T>> {
-    let Some(text) = r.get::<_, Option<String>>(idx)? else {
+    // Borrowed from the row: parsed in place, not copied first.
+    let Some(text) = r.get_ref(idx)?.as_str_or_null()? else {
         return Ok(None);
     };
-    match serde_json::from_str(&text) {
+    match serde_json::from_str(text) {
         Ok(v) => Ok(Some(v)),
         Err(e) => {
             tracing::warn!(target: "store", "unreadable JSON in column {idx}: {e}");

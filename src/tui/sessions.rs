@@ -83,11 +83,39 @@ pub enum SessionEvent {
 /// reopens at start: a few screens' worth.
 pub const TAIL_PAGE: usize = 200;
 
-/// How many of the newest messages are read before the first frame (when
-/// the database can be read then, see [`read_early`]): several screens,
-/// fewer than [`TAIL_PAGE`], as the first frame waits for them (the rest
-/// follows a few milliseconds later).
+/// At most how many of the newest messages are read before the first frame
+/// (when the database can be read then, see [`read_early`]): several
+/// screens, fewer than [`TAIL_PAGE`], as the first frame waits for them
+/// (the rest follows a few milliseconds later).
 pub const FIRST_FRAME_PAGE: usize = 50;
+
+/// The chat pane the first frame draws, in cells inside its borders: what
+/// [`read_early`] reads enough messages to fill.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FirstScreen {
+    pub width: u16,
+    pub height: u16,
+}
+
+impl FirstScreen {
+    /// The chat pane's inside on a terminal of `size` with `view`'s layout
+    /// (zero when the terminal is too small for the panes).
+    pub fn of(size: ratatui::layout::Size, view: &crate::ui::ViewState) -> Self {
+        let area = ratatui::layout::Rect::new(0, 0, size.width, size.height);
+        let chat = crate::ui::ScreenLayout::of(area, view).map_or(area, |layout| layout.chat);
+        // Inside the pane's borders.
+        Self {
+            width: chat.width.saturating_sub(2),
+            height: chat.height.saturating_sub(2),
+        }
+    }
+
+    /// The rows the chat pane makes exact on its first frame: the screen
+    /// and a screen above it.
+    fn rows(&self) -> usize {
+        2 * usize::from(self.height)
+    }
+}
 
 /// The session database opened before the first frame, with the most
 /// recent session's newest messages read (see [`read_early`]); handed to
@@ -105,10 +133,15 @@ pub struct Early {
 /// Before the first frame: when the session database exists and no other
 /// process holds it locked, open it (without `quick_check`: see
 /// `Db::open_unverified`) and read the most recent session's newest
-/// [`FIRST_FRAME_PAGE`] messages, so that the first frame shows them.
+/// messages, enough to fill `screen` (at most [`FIRST_FRAME_PAGE`]), so
+/// that the first frame shows them. Each row read costs its decoding
+/// (passages are JSON), so no more are read than the frame needs.
 /// `None` (nothing read, nothing written) in every other case: the
 /// database then opens after the first frame, as before.
-pub fn read_early(path: Option<&std::path::Path>) -> Option<(Early, SessionData)> {
+pub fn read_early(
+    path: Option<&std::path::Path>,
+    screen: FirstScreen,
+) -> Option<(Early, SessionData)> {
     let path = path?;
     if !path.is_file() {
         return None;
@@ -116,7 +149,25 @@ pub fn read_early(path: Option<&std::path::Path>) -> Option<(Early, SessionData)
     let crate::store::Opened { db, notice } =
         crate::store::Db::open_unverified_nowait(path).ok()?;
     let row = db.most_recent().ok()??;
-    let tail = db.load_session_tail(row.id, FIRST_FRAME_PAGE).ok()?;
+    // The rows of the messages read, as the chat pane estimates them
+    // before it measures; once they fill `screen.rows()`, the chat pane's
+    // margin of MARGIN_MESSAGES messages more (it measures those too).
+    let (need, mut rows, mut past) = (screen.rows(), 0, 0);
+    let tail = db
+        .load_session_tail_until(row.id, FIRST_FRAME_PAGE, |m| {
+            if rows >= need {
+                past += 1;
+            } else {
+                let sources = match m.role {
+                    crate::domain::Role::Assistant => m.passages.len(),
+                    crate::domain::Role::User => 0,
+                };
+                rows +=
+                    crate::ui::chat_cache::estimate_text_rows(m.text.len(), sources, screen.width);
+            }
+            rows >= need && past >= crate::ui::chat_cache::MARGIN_MESSAGES
+        })
+        .ok()?;
     let early = Early {
         notice,
         session: row.id,
@@ -203,7 +254,7 @@ fn rest_of(
 ) -> Result<(), StoreError> {
     let rest = db.load_session_rest(session, before)?;
     db.verify()?;
-    send_rest(db, session, name, &rest, first, events)
+    send_rest(db, session, name, rest, first, events)
 }
 
 /// Mark the replies cut short (the database has passed its check) and hand
@@ -212,7 +263,7 @@ fn send_rest(
     db: &mut crate::store::Db,
     session: SessionId,
     name: &str,
-    rest: &crate::store::SessionRest,
+    rest: crate::store::SessionRest,
     first: Option<u64>,
     events: &mpsc::UnboundedSender<SessionEvent>,
 ) -> Result<(), StoreError> {
@@ -282,7 +333,7 @@ fn reopen_latest(
     })?;
     // Before anything is written: the check left at open.
     db.verify()?;
-    send_rest(db, row.id, &row.name, &rest, first, events)
+    send_rest(db, row.id, &row.name, rest, first, events)
 }
 
 impl Sessions {
@@ -692,9 +743,14 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         let path = dir.path().join("sessions.db");
         // No database yet: nothing read, nothing made.
-        assert!(read_early(Some(&path)).is_none());
+        // A screen taller than the page: the whole page is read.
+        let tall = FirstScreen {
+            width: 80,
+            height: 1000,
+        };
+        assert!(read_early(Some(&path), tall).is_none());
         assert!(!path.exists());
-        assert!(read_early(None).is_none());
+        assert!(read_early(None, tall).is_none());
 
         let id = session(&path, 450);
         // Held by another process (readers too): not waited for.
@@ -705,11 +761,11 @@ mod tests {
                  UPDATE sessions SET updated_ms = updated_ms;",
             )
             .expect("lock");
-        assert!(read_early(Some(&path)).is_none());
+        assert!(read_early(Some(&path), tall).is_none());
         locker.execute_batch("COMMIT").expect("commit");
         drop(locker);
 
-        let (early, data) = read_early(Some(&path)).expect("read early");
+        let (early, data) = read_early(Some(&path), tall).expect("read early");
         assert_eq!(data.session.id, id);
         assert_eq!(data.messages.len(), FIRST_FRAME_PAGE);
         assert!(!early.db.is_verified(), "checked after the first frame");
@@ -732,5 +788,66 @@ mod tests {
         assert_eq!(rest.messages.len(), 451 - FIRST_FRAME_PAGE);
         assert!(note.expect("a note").contains("1 reply(ies) cut short"));
         assert!(seen.next().is_none());
+    }
+
+    /// The chat pane of the first frame at `cols` x `rows`, drawn from
+    /// `data` as the TUI opens it.
+    fn first_frame(data: &SessionData, cols: u16, rows: u16) -> ratatui::buffer::Buffer {
+        let (mut view, mut engine) = crate::tui::test_view(&[]);
+        view.current = crate::persist::open_in(&mut engine, data.clone(), true);
+        let mut terminal = ratatui::Terminal::new(ratatui::backend::TestBackend::new(cols, rows))
+            .expect("terminal");
+        let now = std::time::Instant::now();
+        terminal
+            .draw(|frame| crate::ui::draw(frame, &engine, &view, now))
+            .expect("draw");
+        terminal.backend().buffer().clone()
+    }
+
+    #[test]
+    fn before_the_first_frame_only_what_it_shows_is_read() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("sessions.db");
+        let id = session(&path, 450);
+        // Replies citing passages take more rows: they count as such.
+        let mut db = Db::open(&path).expect("open").db;
+        for i in 0..6 {
+            let mut reply = NewMessage::new(
+                crate::domain::Role::Assistant,
+                format!("reply {i} {}", "y ".repeat(75 * i)),
+                MessageStatus::Done,
+            );
+            reply.passages = (0..i)
+                .map(|n| crate::domain::Passage {
+                    id: format!("lore.md#{n}"),
+                    title: format!("Lore {n}"),
+                    source: "lore.md".into(),
+                    kind: None,
+                    heading: None,
+                    text: format!("passage {n}"),
+                    score: 1.0,
+                    entities: Vec::new(),
+                    location: crate::domain::Location::default(),
+                })
+                .collect();
+            db.append_message(id, reply).expect("append");
+        }
+        let full = db.load_session(id).expect("load");
+        drop(db);
+        let view = crate::tui::test_view(&[]).0;
+        for (cols, rows) in [(120, 40), (80, 24), (200, 60), (60, 12)] {
+            let size = ratatui::layout::Size::new(cols, rows);
+            let screen = FirstScreen::of(size, &view);
+            let (_, early) = read_early(Some(&path), screen).expect("read early");
+            if rows < 60 {
+                assert!(early.messages.len() < FIRST_FRAME_PAGE, "{cols}x{rows}");
+            }
+            assert_eq!(
+                first_frame(&early, cols, rows),
+                first_frame(&full, cols, rows),
+                "{cols}x{rows}: {} messages read",
+                early.messages.len()
+            );
+        }
     }
 }

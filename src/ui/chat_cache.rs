@@ -104,14 +104,19 @@ pub const BYTES_PER_BREAK: usize = 160;
 /// one row per passage a final reply lists. Replaced by the exact count
 /// when the message is measured.
 pub fn estimate_rows(message: &ChatMessage, width: u16) -> usize {
-    let width = usize::from(width.max(1));
-    let len = message.text.len();
-    let text = len.div_ceil(width).max(1) + len / BYTES_PER_BREAK;
     let sources = match (message.role, &message.status) {
         (Role::Assistant, MessageStatus::Running) => 0,
         (Role::Assistant, _) => message.passages.len(),
         (Role::User, _) => 0,
     };
+    estimate_text_rows(message.text.len(), sources, width)
+}
+
+/// [`estimate_rows`] of a message whose text is `len` bytes long and that
+/// lists `sources` passages.
+pub fn estimate_text_rows(len: usize, sources: usize, width: u16) -> usize {
+    let width = usize::from(width.max(1));
+    let text = len.div_ceil(width).max(1) + len / BYTES_PER_BREAK;
     2 + text + sources
 }
 

@@ -153,12 +153,34 @@ pub struct StreamedMarkdown {
 
 /// Rows of `lines` wrapped at `width` without trimming: each line wraps on
 /// its own, so rows of a list are the sum of rows of its parts.
+///
+/// A line no wider than `width` takes one row; only the others go through
+/// ratatui's word wrapper (about 100 instructions a character: most of the
+/// chat's first frame was counting headers and source lines that fit).
 pub fn wrapped_rows(lines: &[Line<'static>], width: u16) -> usize {
     if lines.is_empty() {
         return 0;
     }
-    let borrowed: Vec<Line<'_>> = lines.iter().map(borrowed).collect();
-    Paragraph::new(Text::from(borrowed))
+    if width == 0 {
+        return paragraph_rows(lines.iter().map(borrowed).collect(), width);
+    }
+    let (mut fitting, mut wrapping) = (0, Vec::new());
+    for line in lines {
+        if line.width() <= usize::from(width) {
+            fitting += 1;
+        } else {
+            wrapping.push(borrowed(line));
+        }
+    }
+    if wrapping.is_empty() {
+        return fitting;
+    }
+    fitting + paragraph_rows(wrapping, width)
+}
+
+/// Rows of `lines` wrapped by ratatui at `width`, without trimming.
+fn paragraph_rows(lines: Vec<Line<'_>>, width: u16) -> usize {
+    Paragraph::new(Text::from(lines))
         .wrap(Wrap { trim: false })
         .line_count(width)
 }
@@ -533,6 +555,31 @@ pub fn borrowed<'a>(line: &'a Line<'static>) -> Line<'a> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        /// Counting the lines that fit as one row each changes nothing:
+        /// the same rows as ratatui's wrapper gives the whole text.
+        #[test]
+        fn wrapped_rows_are_ratatuis(
+            lines in proptest::collection::vec(
+                proptest::collection::vec("[a-z ]{0,12}|[界é ]{0,6}|☀\u{fe0f}|\u{301}| {1,3}", 0..6),
+                0..8,
+            ),
+            width in 0u16..30,
+        ) {
+            let lines: Vec<Line<'static>> = lines
+                .into_iter()
+                .map(|spans| Line::from(spans.into_iter().map(Span::raw).collect::<Vec<_>>()))
+                .collect();
+            let whole = if lines.is_empty() {
+                0
+            } else {
+                paragraph_rows(lines.iter().map(borrowed).collect(), width)
+            };
+            prop_assert_eq!(wrapped_rows(&lines, width), whole);
+        }
+    }
 
     fn plain(text: &Text<'_>) -> Vec<String> {
         text.lines
