@@ -164,18 +164,74 @@ pub fn wrapped_rows(lines: &[Line<'static>], width: u16) -> usize {
     if width == 0 {
         return paragraph_rows(lines.iter().map(borrowed).collect(), width);
     }
-    let (mut fitting, mut wrapping) = (0, Vec::new());
+    let (mut counted, mut wrapping) = (0, Vec::new());
     for line in lines {
         if line.width() <= usize::from(width) {
-            fitting += 1;
+            counted += 1;
+        } else if let Some(rows) = ascii_rows(line, width) {
+            counted += rows;
         } else {
             wrapping.push(borrowed(line));
         }
     }
     if wrapping.is_empty() {
-        return fitting;
+        return counted;
     }
-    fitting + paragraph_rows(wrapping, width)
+    counted + paragraph_rows(wrapping, width)
+}
+
+/// The rows ratatui's word wrapper (`WordWrapper`, without trimming) makes
+/// of `line` at `width` (at least 1), when the line is printable ASCII:
+/// each byte is then a grapheme one cell wide, a space the only
+/// whitespace, and the wrapper's steps reduce to counting. `None` for any
+/// other line. The steps are the wrapper's own, in its order (a property
+/// test checks the counts against it).
+fn ascii_rows(line: &Line<'_>, width: u16) -> Option<usize> {
+    let printable = |b: &u8| (0x20..0x7f).contains(b);
+    if !line
+        .spans
+        .iter()
+        .all(|span| span.content.bytes().all(|b| printable(&b)))
+    {
+        return None;
+    }
+    let max = usize::from(width);
+    let mut rows = 0;
+    // The wrapper's pending line, word and whitespace, as widths: every
+    // grapheme is one cell, so a width is also a count.
+    let (mut line_width, mut word, mut space) = (0, 0, 0);
+    let mut after_word = false;
+    for b in line.spans.iter().flat_map(|span| span.content.bytes()) {
+        let is_space = b == b' ';
+        let word_found = after_word && is_space;
+        let overflow = line_width == 0 && word + space + 1 > max;
+        if word_found || overflow {
+            line_width += space + word;
+            (space, word) = (0, 0);
+        }
+        let line_full = line_width >= max;
+        let word_overflow = line_width + space + word >= max;
+        if line_full || word_overflow {
+            let remaining = max.saturating_sub(line_width);
+            rows += 1;
+            line_width = 0;
+            // The whitespace that fits the end of the row goes with it.
+            space -= space.min(remaining);
+            if is_space && space == 0 {
+                continue;
+            }
+        }
+        if is_space {
+            space += 1;
+        } else {
+            word += 1;
+        }
+        after_word = !is_space;
+    }
+    if line_width + space + word > 0 {
+        rows += 1;
+    }
+    Some(rows.max(1))
 }
 
 /// Rows of `lines` wrapped by ratatui at `width`, without trimming.
@@ -579,6 +635,25 @@ mod tests {
             };
             prop_assert_eq!(wrapped_rows(&lines, width), whole);
         }
+
+        /// Plain text, as most replies are: counted without the wrapper,
+        /// the same rows as the wrapper makes, line by line.
+        #[test]
+        fn ascii_rows_are_ratatuis(
+            spans in proptest::collection::vec("[a-z]{0,14}| {1,4}|[a-z.,]{1,3} ", 0..12),
+            width in 1u16..24,
+        ) {
+            let line = Line::from(spans.into_iter().map(Span::raw).collect::<Vec<_>>());
+            let theirs = paragraph_rows(vec![line.clone()], width);
+            prop_assert_eq!(ascii_rows(&line, width), Some(theirs));
+        }
+    }
+
+    #[test]
+    fn ascii_rows_leave_other_text_to_the_wrapper() {
+        assert_eq!(ascii_rows(&Line::from("界 a"), 2), None);
+        assert_eq!(ascii_rows(&Line::from("tab\there"), 2), None);
+        assert_eq!(ascii_rows(&Line::from(""), 5), Some(1));
     }
 
     fn plain(text: &Text<'_>) -> Vec<String> {
