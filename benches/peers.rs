@@ -180,7 +180,23 @@ fn main() -> anyhow::Result<()> {
             };
             session(Path::new(db), n)
         }
-        Some(other) => anyhow::bail!("unknown job {other:?}: kb DIR | session DB MESSAGES"),
+        // The session's database as the TUI leaves it at its exit on a
+        // terminal of COLS x ROWS: with the copy of the next first screen.
+        Some("screen-copy") => {
+            let (Some(db), Some(cols), Some(rows)) = (
+                args.get(1),
+                args.get(2).and_then(|n| n.parse().ok()),
+                args.get(3).and_then(|n| n.parse().ok()),
+            ) else {
+                anyhow::bail!("screen-copy DB COLS ROWS");
+            };
+            let size = ratatui::layout::Size::new(cols, rows);
+            loreweave::tui::sessions::leave_with_copy(Path::new(db), size)
+                .map_err(|why| anyhow::anyhow!("screen-copy: {why}"))
+        }
+        Some(other) => anyhow::bail!(
+            "unknown job {other:?}: kb DIR | session DB MESSAGES | screen-copy DB COLS ROWS"
+        ),
         None => {
             // The smoke pass under `cargo test`.
             let tmp = tempfile::tempdir()?;

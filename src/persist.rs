@@ -289,12 +289,26 @@ pub fn open_in(
     unsent: bool,
 ) -> ConversationId {
     let conversation = conversation_of(data.session.id);
+    open_as(engine, data, conversation, unsent);
+    conversation
+}
+
+/// [`open_in`] under another conversation id (the TUI's placeholder shows
+/// a copy of a session before its database opens).
+pub fn open_as(
+    engine: &mut crate::engine::Engine,
+    data: SessionData,
+    conversation: ConversationId,
+    unsent: bool,
+) {
     let name = data.session.name.clone();
-    let restored = restore(data);
+    let mut restored = restore(data);
+    for scenario in &mut restored.scenarios {
+        scenario.conversation = conversation;
+    }
     let unsent = if unsent { restored.unsent } else { Vec::new() };
     engine.open_conversation(conversation, name, restored.messages, unsent);
     engine.restore_scenarios(conversation, restored.scenarios);
-    conversation
 }
 
 /// Stored messages as the engine restores them: the conversation's

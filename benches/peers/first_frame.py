@@ -20,9 +20,14 @@ case (the reference, e.g. the peer).
 
 Usage: first_frame.py --runs N --cases cases.json [--json OUT]
 cases.json: [{"name": ..., "argv": [...], "env": {...}, "marker": "...",
-              "fresh_home": true|false, "self_report": true|false}, ...]
+              "fresh_home": true|false, "self_report": true|false,
+              "before": [["copy", SRC, DST] | ["remove", PATH], ...],
+              "count_step": "..."}, ...]
 With fresh_home, every start gets a new empty HOME (a new user); env HOME
-is otherwise used as given.
+is otherwise used as given. "before" runs before every start of the case
+(files put in place or removed). With "count_step" (and self_report), a
+line after the table says in how many starts the log's `start-up steps`
+named that step.
 """
 
 import argparse
@@ -176,22 +181,39 @@ def stop(pid, fd):
 SELF_REPORT = re.compile(r"first_frame_memory=VmHWM ([0-9.]+) MB")
 
 
-def self_reported_kb(state_dir):
+def self_reported(state_dir):
     """The VmHWM loreweave read itself at its first frame (its log's
-    `start-up steps` line under XDG_STATE_HOME), in kB, or None."""
+    `start-up steps` line under XDG_STATE_HOME), in kB, and that line; or
+    (None, None)."""
     for root, _, files in os.walk(state_dir):
         for name in files:
             with open(os.path.join(root, name), errors="replace") as f:
                 for line in f:
                     m = SELF_REPORT.search(line)
                     if m:
-                        return float(m.group(1)) * 1024
-    return None
+                        return float(m.group(1)) * 1024, line
+    return None, None
+
+
+def prepare(case):
+    """The case's "before" steps."""
+    for step in case.get("before") or []:
+        if step[0] == "copy":
+            shutil.copy2(step[1], step[2])
+        elif step[0] == "remove":
+            try:
+                os.remove(step[1])
+            except FileNotFoundError:
+                pass
+        else:
+            raise ValueError(f"{case['name']}: unknown step {step!r}")
 
 
 def start_once(case, cols, rows, timeout):
     """One start: (seconds to the marker, peak RSS in kB, self-reported
-    peak RSS at the first frame in kB or None) or raises."""
+    peak RSS at the first frame in kB or None, its steps line or None) or
+    raises."""
+    prepare(case)
     env = dict(case.get("env") or {})
     home = None
     if case.get("fresh_home"):
@@ -240,11 +262,11 @@ def start_once(case, cols, rows, timeout):
         os.close(fd)
         if home:
             shutil.rmtree(home, ignore_errors=True)
-    own = None
+    own, steps = None, None
     if state:
-        own = self_reported_kb(state)
+        own, steps = self_reported(state)
         shutil.rmtree(state, ignore_errors=True)
-    return found, rss, own
+    return found, rss, own, steps
 
 
 def main():
@@ -261,9 +283,12 @@ def main():
     times = {c["name"]: [] for c in cases}
     rss = {c["name"]: [] for c in cases}
     own = {c["name"]: [] for c in cases}
+    named = {c["name"]: 0 for c in cases}
     for _ in range(args.runs):
         for case in cases:
-            t, kb, own_kb = start_once(case, args.cols, args.rows, args.timeout)
+            t, kb, own_kb, steps = start_once(case, args.cols, args.rows, args.timeout)
+            if steps and case.get("count_step") and case["count_step"] in steps:
+                named[case["name"]] += 1
             times[case["name"]].append(t)
             if kb is not None:
                 rss[case["name"]].append(kb)
@@ -292,6 +317,10 @@ def main():
         own_mem = f"{o / 1024:.1f} MB ({len(own[name])} of {len(times[name])})" if o else "-"
         print(f"| {name} | {t * 1e3:.1f} ms ({min(times[name]) * 1e3:.1f}-{max(times[name]) * 1e3:.1f}) "
               f"| {mem} | {own_mem} | {ratio_t} | {ratio_m} |")
+    for case in cases:
+        if case.get("count_step"):
+            print(f"{case['name']}: its log named the step {case['count_step']!r} "
+                  f"in {named[case['name']]} of {len(times[case['name']])} starts")
     if args.json:
         with open(args.json, "w") as f:
             json.dump(out, f, indent=1)

@@ -164,6 +164,10 @@ impl Db {
             })?;
         }
         create_private(path)?;
+        // The first screen's copy is for a start that has not opened the
+        // database yet; once it is open, the copy may go stale (and must
+        // not outlive a delete).
+        super::screen::remove(path);
         match Db::open_existing(path, defer, wait) {
             Ok(db) => Ok(Opened { db, notice: None }),
             Err(StoreError::Corrupt { detail }) => {
@@ -393,6 +397,9 @@ impl Db {
             .ok_or_else(|| session_not_found(id))?;
         tx.execute("DELETE FROM sessions WHERE id = ?1", [id])?;
         tx.commit()?;
+        // No copy of its text beside the file either (one is only written
+        // after the last connection closes, but another program's may be).
+        super::screen::remove(&self.path);
         // The session is gone from here on: failing to truncate is reported,
         // not returned as an error.
         let truncated = match self.checkpoint_truncate() {

@@ -21,6 +21,7 @@ mod db;
 mod error;
 mod migrate;
 pub mod model;
+pub mod screen;
 mod thread;
 
 #[cfg(test)]

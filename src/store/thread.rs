@@ -19,7 +19,12 @@ use std::thread;
 
 use super::{Db, Opened, StoreError};
 
-type Job = Box<dyn FnOnce(&mut Db) + Send + 'static>;
+/// A job for the thread: one that uses the connection, or the last one,
+/// which is given the connection to close.
+enum Job {
+    Run(Box<dyn FnOnce(&mut Db) + Send + 'static>),
+    Close(Box<dyn FnOnce(Db) + Send + 'static>),
+}
 
 /// Owner of the database thread. Share it behind an `Arc`; it is `Sync`.
 pub struct StoreThread {
@@ -81,9 +86,9 @@ impl StoreThread {
         F: FnOnce(&mut Db) -> T + Send + 'static,
     {
         let (reply, rx) = tokio::sync::oneshot::channel();
-        let sent = self.send(Box::new(move |db| {
+        let sent = self.send(Job::Run(Box::new(move |db| {
             let _ = reply.send(job(db));
-        }));
+        })));
         async move {
             sent?;
             rx.await.map_err(|_| StoreError::ThreadGone)
@@ -111,17 +116,36 @@ impl StoreThread {
         F: FnOnce(&mut Db) -> T + Send + 'static,
     {
         let (reply, rx) = mpsc::sync_channel(1);
-        self.send(Box::new(move |db| {
+        self.send(Job::Run(Box::new(move |db| {
             let _ = reply.send(job(db));
-        }))?;
+        })))?;
         rx.recv().map_err(|_| StoreError::ThreadGone)
+    }
+
+    /// Queues the last job: after every job queued before it, `job` is
+    /// given the connection (to close it and then act on the closed
+    /// files); jobs queued after it fail with [`StoreError::ThreadGone`].
+    pub fn close_with(&self, job: impl FnOnce(Db) + Send + 'static) -> Result<(), StoreError> {
+        self.send(Job::Close(Box::new(job)))
     }
 }
 
 fn run(mut db: Db, jobs: mpsc::Receiver<Job>) {
     while let Ok(job) = jobs.recv() {
-        if catch_unwind(AssertUnwindSafe(|| job(&mut db))).is_err() {
-            tracing::error!(target: "store", "a session database job panicked; going on");
+        match job {
+            Job::Run(job) => {
+                if catch_unwind(AssertUnwindSafe(|| job(&mut db))).is_err() {
+                    tracing::error!(target: "store", "a session database job panicked; going on");
+                }
+            }
+            Job::Close(job) => {
+                // Later jobs find the channel closed.
+                drop(jobs);
+                if catch_unwind(AssertUnwindSafe(|| job(db))).is_err() {
+                    tracing::error!(target: "store", "the session database's last job panicked");
+                }
+                return;
+            }
         }
     }
 }

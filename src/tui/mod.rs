@@ -140,23 +140,42 @@ async fn run_inner(
     // The most recent session's newest messages, when its database is
     // there and free: the first frame shows them (else an empty
     // placeholder, replaced once the database has opened).
+    crate::startup::mark("engine and trace recorder");
     let db_path = crate::headless::sessions::db_path().ok();
     let first_screen = sessions::FirstScreen::of(terminal.size()?, &view);
-    let early = sessions::read_early(db_path.as_deref(), first_screen).map(|(early, data)| {
-        // As when the session opens after the first frame.
+    // The copy of this screen the last run left, if the database has not
+    // changed since: shown in the placeholder, and the database opens
+    // after the first frame (its session then takes the placeholder's
+    // place). Else the database is read now, when it can be.
+    let copy = sessions::read_screen(db_path.as_deref(), first_screen);
+    crate::startup::mark("first screen's copy read");
+    let copied = copy.map(|data| {
         driver
             .engine
             .set_notice(format!("session {:?}", data.session.name), false);
         view.session = data.session.name.clone();
-        view.current = crate::persist::open_in(&mut driver.engine, data, true);
-        early
+        // What it left unsent waits for the database (`/resend` there).
+        crate::persist::open_as(&mut driver.engine, data, view.current, false);
     });
-    if early.is_none() {
+    let early = copied
+        .is_none()
+        .then(|| sessions::read_early(db_path.as_deref(), first_screen))
+        .flatten()
+        .map(|(early, data)| {
+            // As when the session opens after the first frame.
+            driver
+                .engine
+                .set_notice(format!("session {:?}", data.session.name), false);
+            view.session = data.session.name.clone();
+            view.current = crate::persist::open_in(&mut driver.engine, data, true);
+            early
+        });
+    if early.is_none() && copied.is_none() {
         driver
             .engine
             .open_conversation(view.current, view.session.clone(), Vec::new(), Vec::new());
     }
-    crate::startup::mark("engine, trace recorder and session");
+    crate::startup::mark("session shown");
     terminal.draw(|frame| ui::draw(frame, &driver.engine, &view, Instant::now().into_std()))?;
     crate::startup::mark("first frame");
     // Sessions: the database opens on the blocking pool, first of all that
@@ -370,7 +389,7 @@ async fn run_inner(
                                     let _ = tx.send((copied, result));
                                 });
                             }
-                            Action::Quit => return Ok(leave(&mut driver, Exit::Quit)),
+                            Action::Quit => return Ok(leave(&mut driver, &sessions, terminal.size(), &view.theme, Exit::Quit)),
                         }
                     }
                     dirty = true;
@@ -384,7 +403,7 @@ async fn run_inner(
                 Some(Ok(_)) => dirty = true,
                 Some(Err(error)) => return Err(error.into()),
                 // The terminal went away (SSH disconnect without SIGHUP).
-                None => return Ok(leave(&mut driver, Exit::Signal(1))),
+                None => return Ok(leave(&mut driver, &sessions, terminal.size(), &view.theme, Exit::Signal(1))),
             },
             Some(batch) = chunk_batches.recv() => {
                 driver.apply(Input::Command(crate::engine::Command::EmbedChunks {
@@ -497,7 +516,7 @@ async fn run_inner(
             // terminal, and dropping the loop's state drains every save
             // already queued (the session store joins its thread).
             signal = signals.recv() => match signal {
-                terminal::SignalEvent::Exit(n) => return Ok(leave(&mut driver, Exit::Signal(n))),
+                terminal::SignalEvent::Exit(n) => return Ok(leave(&mut driver, &sessions, terminal.size(), &view.theme, Exit::Signal(n))),
                 terminal::SignalEvent::Suspend => {
                     terminal::suspend(terminal)?;
                     dirty = true;
@@ -528,9 +547,21 @@ async fn run_inner(
 /// saved yet (a streaming reply's latest text, request summaries waiting
 /// for their batch) is queued for the session store, which finishes every
 /// queued job when the loop's state is dropped.
-fn leave(driver: &mut crate::runtime::Driver, exit: Exit) -> Exit {
+fn leave(
+    driver: &mut crate::runtime::Driver,
+    sessions: &sessions::Sessions,
+    size: std::io::Result<ratatui::layout::Size>,
+    theme: &Theme,
+    exit: Exit,
+) -> Exit {
     let saves = driver.engine.pending_saves();
     driver.runtime.execute(saves);
+    // Then, last, the copy of the next start's first screen: for this
+    // terminal, as a fresh view lays it out.
+    if let Ok(size) = size {
+        let fresh = ViewState::new(theme.clone(), FIRST_CONVERSATION);
+        sessions.save_screen(sessions::FirstScreen::of(size, &fresh));
+    }
     exit
 }
 

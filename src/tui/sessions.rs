@@ -117,6 +117,70 @@ impl FirstScreen {
     }
 }
 
+/// The most recent session's newest messages, as many as fill `screen`
+/// (at most [`FIRST_FRAME_PAGE`]); `None` when there is no session.
+fn first_screen_tail(
+    db: &crate::store::Db,
+    screen: FirstScreen,
+) -> Result<Option<crate::store::SessionTail>, StoreError> {
+    let Some(row) = db.most_recent()? else {
+        return Ok(None);
+    };
+    // The rows of the messages read, as the chat pane estimates them
+    // before it measures; once they fill `screen.rows()`, the chat pane's
+    // margin of MARGIN_MESSAGES messages more (it measures those too).
+    let (need, mut rows, mut past) = (screen.rows(), 0, 0);
+    let tail = db.load_session_tail_until(row.id, FIRST_FRAME_PAGE, |m| {
+        if rows >= need {
+            past += 1;
+        } else {
+            let sources = match m.role {
+                crate::domain::Role::Assistant => m.passages.len(),
+                crate::domain::Role::User => 0,
+            };
+            rows += crate::ui::chat_cache::estimate_text_rows(m.text.len(), sources, screen.width);
+        }
+        rows >= need && past >= crate::ui::chat_cache::MARGIN_MESSAGES
+    })?;
+    Ok(Some(tail))
+}
+
+/// Read what the next start's first frame shows (for `screen`), close `db`
+/// and write that copy beside it (`store::screen`). Closed first: the last
+/// connection's close checkpoints the log into the file, and the copy is
+/// stamped with the files as they are after.
+fn close_and_copy(db: crate::store::Db, screen: FirstScreen) -> Result<(), String> {
+    let path = db.path().to_path_buf();
+    let tail = first_screen_tail(&db, screen).map_err(|e| describe(&e))?;
+    drop(db);
+    match tail {
+        Some(tail) => crate::store::screen::write(&path, &tail, screen.width, screen.rows())
+            .map_err(|e| e.to_string()),
+        None => Ok(()),
+    }
+}
+
+/// The database at `path` as the TUI leaves it at its exit on a terminal of
+/// `size`: with the copy of the next first screen beside it. For the
+/// start-up bench, whose session is made with the store API.
+pub fn leave_with_copy(path: &std::path::Path, size: ratatui::layout::Size) -> Result<(), String> {
+    let db = crate::store::Db::open(path).map_err(|e| describe(&e))?.db;
+    let view = crate::ui::ViewState::new(
+        crate::ui::Theme::plain(),
+        crate::engine::workspace::ConversationId(0),
+    );
+    close_and_copy(db, FirstScreen::of(size, &view))
+}
+
+/// Before the first frame, without opening the database: the first
+/// screen's copy the last run left (see `store::screen`), when it was
+/// written for this `screen` and the database has not changed since. The
+/// TUI shows it in its placeholder until the database opens.
+pub fn read_screen(path: Option<&std::path::Path>, screen: FirstScreen) -> Option<SessionData> {
+    let tail = crate::store::screen::read(path?, screen.width, screen.rows())?;
+    Some(tail.data)
+}
+
 /// The session database opened before the first frame, with the most
 /// recent session's newest messages read (see [`read_early`]); handed to
 /// [`Sessions::start`] to read the rest.
@@ -148,30 +212,14 @@ pub fn read_early(
     }
     let crate::store::Opened { db, notice } =
         crate::store::Db::open_unverified_nowait(path).ok()?;
-    let row = db.most_recent().ok()??;
-    // The rows of the messages read, as the chat pane estimates them
-    // before it measures; once they fill `screen.rows()`, the chat pane's
-    // margin of MARGIN_MESSAGES messages more (it measures those too).
-    let (need, mut rows, mut past) = (screen.rows(), 0, 0);
-    let tail = db
-        .load_session_tail_until(row.id, FIRST_FRAME_PAGE, |m| {
-            if rows >= need {
-                past += 1;
-            } else {
-                let sources = match m.role {
-                    crate::domain::Role::Assistant => m.passages.len(),
-                    crate::domain::Role::User => 0,
-                };
-                rows +=
-                    crate::ui::chat_cache::estimate_text_rows(m.text.len(), sources, screen.width);
-            }
-            rows >= need && past >= crate::ui::chat_cache::MARGIN_MESSAGES
-        })
-        .ok()?;
+    crate::startup::mark("session database opened");
+    let tail = first_screen_tail(&db, screen).ok()??;
+    crate::startup::mark("session's newest messages read");
+    let row = &tail.data.session;
     let early = Early {
         notice,
         session: row.id,
-        name: row.name,
+        name: row.name.clone(),
         before: tail.older_than(),
         first: crate::persist::first_tag(&tail.data.messages),
         db,
@@ -407,6 +455,25 @@ impl Sessions {
 
     pub fn is_ready(&self) -> bool {
         self.store.is_some()
+    }
+
+    /// At the way out, after every save: the last job reads what the next
+    /// start's first frame will show (for `screen`), closes the database
+    /// and then writes that copy beside it (`store::screen`), so that the
+    /// next start shows it without opening SQLite. Nothing when the
+    /// database never opened.
+    pub fn save_screen(&self, screen: FirstScreen) {
+        let Some(store) = &self.store else {
+            return;
+        };
+        let queued = store.close_with(move |db| {
+            if let Err(why) = close_and_copy(db, screen) {
+                tracing::warn!(target: "store", "first screen's copy not written: {why}");
+            }
+        });
+        if let Err(e) = queued {
+            tracing::warn!(target: "store", "first screen's copy not queued: {e}");
+        }
     }
 
     /// Queue `job`; its event (or the failure) goes to the loop.
@@ -794,14 +861,108 @@ mod tests {
     /// `data` as the TUI opens it.
     fn first_frame(data: &SessionData, cols: u16, rows: u16) -> ratatui::buffer::Buffer {
         let (mut view, mut engine) = crate::tui::test_view(&[]);
+        view.session = data.session.name.clone();
         view.current = crate::persist::open_in(&mut engine, data.clone(), true);
+        draw(&view, &engine, cols, rows)
+    }
+
+    /// The first frame drawn from the last run's copy, as the TUI shows it:
+    /// in its placeholder conversation.
+    fn first_frame_of_copy(data: SessionData, cols: u16, rows: u16) -> ratatui::buffer::Buffer {
+        let (mut view, mut engine) = crate::tui::test_view(&[]);
+        view.session = data.session.name.clone();
+        crate::persist::open_as(&mut engine, data, view.current, false);
+        draw(&view, &engine, cols, rows)
+    }
+
+    fn draw(
+        view: &crate::ui::ViewState,
+        engine: &crate::engine::Engine,
+        cols: u16,
+        rows: u16,
+    ) -> ratatui::buffer::Buffer {
         let mut terminal = ratatui::Terminal::new(ratatui::backend::TestBackend::new(cols, rows))
             .expect("terminal");
         let now = std::time::Instant::now();
         terminal
-            .draw(|frame| crate::ui::draw(frame, &engine, &view, now))
+            .draw(|frame| crate::ui::draw(frame, engine, view, now))
             .expect("draw");
         terminal.backend().buffer().clone()
+    }
+
+    /// Leave as the TUI does: after every save, the copy of the next
+    /// first screen, written once the database is closed.
+    fn leave_through_the_thread(path: &std::path::Path, screen: FirstScreen) {
+        let (store, _) = StoreThread::spawn(path).expect("store");
+        let (tx, _rx) = mpsc::unbounded_channel();
+        let sessions = Sessions {
+            store: Some(Arc::new(store)),
+            tx,
+        };
+        sessions.save_screen(screen);
+        // The last handle joins the thread: its last job has run.
+        drop(sessions);
+    }
+
+    #[test]
+    fn the_last_runs_copy_draws_the_same_first_frame_until_the_database_changes() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("sessions.db");
+        let id = session(&path, 300);
+        let full = Db::open(&path)
+            .expect("open")
+            .db
+            .load_session(id)
+            .expect("load");
+        let copy_path = crate::store::screen::path_of(&path);
+        let view = crate::tui::test_view(&[]).0;
+        for (cols, rows) in [(120, 40), (80, 24)] {
+            let screen = FirstScreen::of(ratatui::layout::Size::new(cols, rows), &view);
+            assert!(read_screen(Some(&path), screen).is_none(), "no copy yet");
+            leave_through_the_thread(&path, screen);
+            let copy = read_screen(Some(&path), screen).expect("the copy");
+            assert!(copy.messages.len() < FIRST_FRAME_PAGE);
+            assert_eq!(
+                first_frame_of_copy(copy, cols, rows),
+                first_frame(&full, cols, rows),
+                "{cols}x{rows}"
+            );
+            // Made for another pane: not used.
+            let taller = FirstScreen {
+                height: screen.height + 1,
+                ..screen
+            };
+            let narrower = FirstScreen {
+                width: screen.width - 1,
+                ..screen
+            };
+            assert!(read_screen(Some(&path), taller).is_none());
+            assert!(read_screen(Some(&path), narrower).is_none());
+            // Opening the database removes it.
+            drop(Db::open(&path).expect("open"));
+            assert!(!copy_path.exists());
+        }
+
+        // Written to since (by any program): not used.
+        let screen = FirstScreen::of(ratatui::layout::Size::new(120, 40), &view);
+        leave_through_the_thread(&path, screen);
+        let other = rusqlite::Connection::open(&path).expect("open");
+        other
+            .execute("UPDATE sessions SET name = 'renamed' WHERE id = ?1", [id])
+            .expect("write");
+        drop(other);
+        assert!(copy_path.exists());
+        assert!(
+            read_screen(Some(&path), screen).is_none(),
+            "a stale copy was used"
+        );
+
+        // A delete removes a copy another program left beside the file.
+        let mut db = Db::open(&path).expect("open").db;
+        let tail = db.load_session_tail(id, 5).expect("tail");
+        crate::store::screen::write(&path, &tail, screen.width, screen.rows()).expect("write");
+        db.delete_session(id).expect("delete");
+        assert!(!copy_path.exists(), "a copy of a deleted session's text");
     }
 
     #[test]
