@@ -49,6 +49,11 @@ wait_for "who guards the zzwaystone question\?" 10
 wait_for "Warden Tamsin Orrel" 5
 stop
 
+# The log's start-up steps of the last start.
+last_steps() {
+  grep -h "start-up steps" "$XDG_STATE_HOME"/loreweave/* | tail -1
+}
+
 echo "e2e sessions: SIGKILL mid-stream keeps the question and the partial reply"
 # An OpenAI-compatible server that streams one word every 200 ms, 60 words
 # (bounded: it stops by itself after 60 s).
@@ -137,5 +142,31 @@ tmux send-keys -t "$session" Tab
 sleep 0.2
 tmux send-keys -t "$session" q
 wait_file "$work/exit" 10
+stop
+echo "e2e sessions: the quit left a copy of the first screen; a restart draws it, then works on the session"
+start
+wait_for "where is the zzearly ford\?" 10
+# Asked on the copy: it goes to the session once the database is open.
+tmux send-keys -t "$session" -l "who guards the zzcopy gate?"
+tmux send-keys -t "$session" Enter
+wait_for "turn +pipeline +completed +.*zzcopy gate" 15
+steps=$(last_steps)
+[[ $steps == *"first screen's copy read"* && $steps != *"session database opened"* ]] ||
+  fail "the restart did not draw from the copy: $steps"
+tmux send-keys -t "$session" Tab
+sleep 0.2
+tmux send-keys -t "$session" q
+wait_file "$work/exit" 10
+stop
+# Another program writes: the copy the quit left is stale, and not used.
+python3 -c 'import sqlite3, sys
+c = sqlite3.connect(sys.argv[1])
+c.execute("UPDATE messages SET text = ? WHERE text = ?", ("who guards the zzedited gate?", "who guards the zzcopy gate?"))
+assert c.total_changes == 1, "the question was not stored"
+c.commit()' "$XDG_DATA_HOME/loreweave/sessions.db"
+start
+wait_for "who guards the zzedited gate\?" 10
+steps=$(last_steps)
+[[ $steps == *"session database opened"* ]] || fail "a stale copy was drawn: $steps"
 stop
 echo "e2e sessions: all checks passed"
