@@ -13,8 +13,15 @@ meanwhile; a case with "self_report": true (loreweave) gets a fresh
 XDG_STATE_HOME, and the VmHWM the process read itself at its first frame
 (its log's `start-up steps` line) is printed beside it.
 
-Cases run interleaved (a, b, c, a, b, c, ...) so that load on a shared
-machine hits every case alike. Prints one row per case: median, min and
+Cases run interleaved so that load on a shared machine hits every case
+alike, and counterbalanced: what ran just before a start moves its time
+(on the 2-core machine a start of tenere right after a start of tenere
+took 0.6-0.8 ms less than one right after a loreweave start, and a
+loreweave start after loreweave 0.3-0.6 ms more than after tenere). So
+each round runs, for every case C after the first (the reference R),
+R C C R: every case, the reference included, starts half the time after
+a start of its own and half the time after the other's. All the
+reference's starts count. Prints one row per case: median, min and
 max time to the first frame, median peak RSS, and the ratios to the first
 case (the reference, e.g. the peer).
 
@@ -284,8 +291,9 @@ def main():
     rss = {c["name"]: [] for c in cases}
     own = {c["name"]: [] for c in cases}
     named = {c["name"]: 0 for c in cases}
+    order = [c for case in cases[1:] for c in (cases[0], case, case, cases[0])] or cases
     for _ in range(args.runs):
-        for case in cases:
+        for case in order:
             t, kb, own_kb, steps = start_once(case, args.cols, args.rows, args.timeout)
             if steps and case.get("count_step") and case["count_step"] in steps:
                 named[case["name"]] += 1
@@ -297,8 +305,8 @@ def main():
     ref = cases[0]["name"]
     ref_t = statistics.median(times[ref])
     ref_m = statistics.median(rss[ref]) if rss[ref] else None
-    print(f"first frame through a pty at {args.cols}x{args.rows}, {args.runs} interleaved starts each "
-          f"(load average {open('/proc/loadavg').read().split()[0]})")
+    print(f"first frame through a pty at {args.cols}x{args.rows}, {args.runs} rounds of {ref} X X {ref} "
+          f"for each X (load average {open('/proc/loadavg').read().split()[0]})")
     print(f"| what | first frame: median (min-max) | peak RSS at it: median | its own reading at the frame "
           f"| time / {ref} | RSS / {ref} |")
     print("|---|---|---|---|---|---|")
