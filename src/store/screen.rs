@@ -9,7 +9,10 @@
 //! Invariants:
 //! - It is a cache, never a source: the TUI shows it in the placeholder
 //!   conversation and opens the database right after the first frame;
-//!   what the database holds then replaces it.
+//!   what the database holds then replaces it. (Another process writing
+//!   between the quitting one's last read and its close is the one case
+//!   a stamp can miss: the first frame then shows what was read, and the
+//!   database replaces it a few milliseconds later.)
 //! - It is used only when the database file and its log are exactly as
 //!   they were when it was written: for each, present or absent as then,
 //!   and of the same inode, length and modification time (to the

@@ -137,12 +137,13 @@ async fn run_inner(
         &driver.engine,
         recording.clone(),
     )));
-    // The most recent session's newest messages, when its database is
-    // there and free: the first frame shows them (else an empty
-    // placeholder, replaced once the database has opened).
     crate::startup::mark("engine and trace recorder");
+    // The most recent session's newest messages, from the copy the last
+    // run left or from its database when it is there and free: the first
+    // frame shows them (else an empty placeholder, replaced once the
+    // database has opened). A size that cannot be read reads the least.
     let db_path = crate::headless::sessions::db_path().ok();
-    let first_screen = sessions::FirstScreen::of(terminal.size()?, &view);
+    let first_screen = sessions::FirstScreen::of(terminal.size().unwrap_or_default(), &view);
     // The copy of this screen the last run left, if the database has not
     // changed since: shown in the placeholder, and the database opens
     // after the first frame (its session then takes the placeholder's

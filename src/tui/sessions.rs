@@ -200,8 +200,8 @@ pub struct Early {
 /// messages, enough to fill `screen` (at most [`FIRST_FRAME_PAGE`]), so
 /// that the first frame shows them. Each row read costs its decoding
 /// (passages are JSON), so no more are read than the frame needs.
-/// `None` (nothing read, nothing written) in every other case: the
-/// database then opens after the first frame, as before.
+/// `None` in every other case (nothing read or written in the database):
+/// the database then opens after the first frame, as before.
 pub fn read_early(
     path: Option<&std::path::Path>,
     screen: FirstScreen,
@@ -809,12 +809,12 @@ mod tests {
     fn the_newest_page_can_be_read_before_the_first_frame_and_the_rest_after() {
         let dir = tempfile::tempdir().expect("tempdir");
         let path = dir.path().join("sessions.db");
-        // No database yet: nothing read, nothing made.
         // A screen taller than the page: the whole page is read.
         let tall = FirstScreen {
             width: 80,
             height: 1000,
         };
+        // No database yet: nothing read, nothing made.
         assert!(read_early(Some(&path), tall).is_none());
         assert!(!path.exists());
         assert!(read_early(None, tall).is_none());
@@ -857,8 +857,8 @@ mod tests {
         assert!(seen.next().is_none());
     }
 
-    /// The chat pane of the first frame at `cols` x `rows`, drawn from
-    /// `data` as the TUI opens it.
+    /// The first frame at `cols` x `rows`, drawn from `data` as the TUI
+    /// opens it.
     fn first_frame(data: &SessionData, cols: u16, rows: u16) -> ratatui::buffer::Buffer {
         let (mut view, mut engine) = crate::tui::test_view(&[]);
         view.session = data.session.name.clone();
