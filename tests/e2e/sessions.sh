@@ -31,18 +31,29 @@ stop() {
   rm -f "$work/exit"
 }
 
+# Quit with q (from the next pane: in the input it is text), as a user
+# does, and wait for the exit.
+quit() {
+  tmux send-keys -t "$session" Tab
+  sleep 0.2
+  tmux send-keys -t "$session" q
+  wait_file "$work/exit" 10
+  stop
+}
+
+# Type a line into the input and send it.
+ask() {
+  tmux send-keys -t "$session" -l "$1"
+  tmux send-keys -t "$session" Enter
+}
+
 echo "e2e sessions: chat, quit, start again: the conversation is there"
 start
 # The session database has opened once the session is named.
 wait_for 'session "[0-9]{4}-' 10
-tmux send-keys -t "$session" -l "who guards the zzwaystone question?"
-tmux send-keys -t "$session" Enter
+ask "who guards the zzwaystone question?"
 wait_for "Warden Tamsin Orrel" 10
-tmux send-keys -t "$session" Tab
-sleep 0.2
-tmux send-keys -t "$session" q
-wait_file "$work/exit" 10
-stop
+quit
 start
 # Only the reopened session can show the old question after a restart.
 wait_for "who guards the zzwaystone question\?" 10
@@ -91,8 +102,7 @@ retries = 0
 TOML
 start --config "$work/drip.toml"
 wait_for "who guards the zzwaystone question\?" 10
-tmux send-keys -t "$session" -l "tell me a zzslow story"
-tmux send-keys -t "$session" Enter
+ask "tell me a zzslow story"
 # Several words on screen (each saved within 250 ms), then kill -9.
 wait_for "word8 " 15
 pid=$(pgrep -f "^$bin --config $work/drip.toml" | head -1)
@@ -105,11 +115,7 @@ wait_for "tell me a zzslow story" 10
 # The partial reply: at least the words shown 250 ms before the kill.
 wait_for "word5 " 5
 wait_for "incomplete" 5
-tmux send-keys -t "$session" Tab
-sleep 0.2
-tmux send-keys -t "$session" q
-wait_file "$work/exit" 10
-stop
+quit
 
 echo "e2e sessions: asked while the database is still opening, a question and a scenario go once it is open"
 db=$XDG_DATA_HOME/loreweave/sessions.db
@@ -127,37 +133,26 @@ locker=$!
 for ((i = 0; i < 100; i++)); do [[ -e $work/locked ]] && break; sleep 0.1; done
 [[ -e $work/locked ]] || fail "the database could not be locked: $(cat "$work/locker.err")"
 start
-tmux send-keys -t "$session" -l "where is the zzearly ford?"
-tmux send-keys -t "$session" Enter
+ask "where is the zzearly ford?"
 wait_for "1 question\(s\): sending once the session database has opened" 5
-tmux send-keys -t "$session" -l "generate scenario for the zzearly ambush"
-tmux send-keys -t "$session" Enter
+ask "generate scenario for the zzearly ambush"
 wait_for "the scenario starts once the session database has opened" 5
 wait "$locker"
 # Only the open session can answer them: both complete, neither is cancelled.
 wait_for "turn +pipeline +completed +.*zzearly ford" 15
 wait_for "scenario +pipeline +completed +.*zzearly ambush" 15
 screen | grep -q "cancelled" && fail "work asked before the open was cancelled"
-tmux send-keys -t "$session" Tab
-sleep 0.2
-tmux send-keys -t "$session" q
-wait_file "$work/exit" 10
-stop
+quit
 echo "e2e sessions: the quit left a copy of the first screen; a restart draws it, then works on the session"
 start
 wait_for "where is the zzearly ford\?" 10
 # Asked on the copy: it goes to the session once the database is open.
-tmux send-keys -t "$session" -l "who guards the zzcopy gate?"
-tmux send-keys -t "$session" Enter
+ask "who guards the zzcopy gate?"
 wait_for "turn +pipeline +completed +.*zzcopy gate" 15
 steps=$(last_steps)
 [[ $steps == *"first screen's copy read"* && $steps != *"session database opened"* ]] ||
   fail "the restart did not draw from the copy: $steps"
-tmux send-keys -t "$session" Tab
-sleep 0.2
-tmux send-keys -t "$session" q
-wait_file "$work/exit" 10
-stop
+quit
 # Another program writes: the copy the quit left is stale, and not used.
 python3 -c 'import sqlite3, sys
 c = sqlite3.connect(sys.argv[1])
