@@ -305,7 +305,7 @@ def main():
     ref = cases[0]["name"]
     ref_t = statistics.median(times[ref])
     ref_m = statistics.median(rss[ref]) if rss[ref] else None
-    print(f"first frame through a pty at {args.cols}x{args.rows}, {args.runs} rounds of {ref} X X {ref} "
+    print(f"first frame through a pty at {args.cols}x{args.rows}, {args.runs} round(s) of {ref} X X {ref} "
           f"for each X (load average {open('/proc/loadavg').read().split()[0]})")
     print(f"| what | first frame: median (min-max) | peak RSS at it: median | its own reading at the frame "
           f"| time / {ref} | RSS / {ref} |")
