@@ -1042,7 +1042,7 @@ fn create_private(path: &Path) -> Result<(), StoreError> {
 }
 
 /// `path` with `suffix` appended to its file name (`x.db` -> `x.db-wal`).
-fn with_suffix(path: &Path, suffix: &str) -> PathBuf {
+pub(super) fn with_suffix(path: &Path, suffix: &str) -> PathBuf {
     let mut s = path.as_os_str().to_os_string();
     s.push(suffix);
     PathBuf::from(s)

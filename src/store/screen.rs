@@ -29,6 +29,7 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
+use super::db::with_suffix;
 use super::model::{MessageRow, ScenarioRow, SessionData, SessionRow, SessionTail};
 
 /// Bumped when the layout changes: a copy of another version is ignored.
@@ -36,9 +37,7 @@ const VERSION: u32 = 1;
 
 /// The copy of `db`'s first screen.
 pub fn path_of(db: &Path) -> PathBuf {
-    let mut name = db.as_os_str().to_owned();
-    name.push("-screen");
-    PathBuf::from(name)
+    with_suffix(db, "-screen")
 }
 
 /// One file as it was: `None` when it did not exist.
@@ -72,11 +71,9 @@ struct Stamp {
 }
 
 fn stamp(db: &Path) -> std::io::Result<Stamp> {
-    let mut wal = db.as_os_str().to_owned();
-    wal.push("-wal");
     Ok(Stamp {
         db: file_stamp(db)?,
-        wal: file_stamp(Path::new(&wal))?,
+        wal: file_stamp(&with_suffix(db, "-wal"))?,
     })
 }
 
@@ -100,22 +97,20 @@ struct Copy {
 /// cells wide) beside `db`, stamped with the database as it is now: call
 /// it once the last write is done and the connection closed. Written to a
 /// temporary file and renamed, so a reader never sees half of it.
-pub fn write(db: &Path, tail: &SessionTail, width: u16, rows: usize) -> std::io::Result<()> {
+pub fn write(db: &Path, tail: SessionTail, width: u16, rows: usize) -> std::io::Result<()> {
     use std::os::unix::fs::OpenOptionsExt;
     let copy = Copy {
         version: VERSION,
         stamp: stamp(db)?,
         width,
         rows,
-        session: tail.data.session.clone(),
-        messages: tail.data.messages.clone(),
-        scenarios: tail.data.scenarios.clone(),
+        session: tail.data.session,
+        messages: tail.data.messages,
+        scenarios: tail.data.scenarios,
         more: tail.more,
     };
     let path = path_of(db);
-    let mut partial = path.as_os_str().to_owned();
-    partial.push(".partial");
-    let partial = PathBuf::from(partial);
+    let partial = with_suffix(&path, ".partial");
     let result = std::fs::OpenOptions::new()
         .write(true)
         .create(true)

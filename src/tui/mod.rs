@@ -150,31 +150,36 @@ async fn run_inner(
     // place). Else the database is read now, when it can be.
     let copy = sessions::read_screen(db_path.as_deref(), first_screen);
     crate::startup::mark("first screen's copy read");
-    let copied = copy.map(|data| {
-        driver
-            .engine
-            .set_notice(format!("session {:?}", data.session.name), false);
-        view.session = data.session.name.clone();
-        // What it left unsent waits for the database (`/resend` there).
-        crate::persist::open_as(&mut driver.engine, data, view.current, false);
-    });
-    let early = copied
-        .is_none()
-        .then(|| sessions::read_early(db_path.as_deref(), first_screen))
-        .flatten()
-        .map(|(early, data)| {
+    let (shown, early) = match copy {
+        Some(data) => (Some((data, true)), None),
+        None => match sessions::read_early(db_path.as_deref(), first_screen) {
+            Some((early, data)) => (Some((data, false)), Some(early)),
+            None => (None, None),
+        },
+    };
+    match shown {
+        Some((data, copied)) => {
             // As when the session opens after the first frame.
             driver
                 .engine
                 .set_notice(format!("session {:?}", data.session.name), false);
             view.session = data.session.name.clone();
-            view.current = crate::persist::open_in(&mut driver.engine, data, true);
-            early
-        });
-    if early.is_none() && copied.is_none() {
-        driver
-            .engine
-            .open_conversation(view.current, view.session.clone(), Vec::new(), Vec::new());
+            if copied {
+                // What it left unsent waits for the database (`/resend`
+                // there).
+                crate::persist::open_as(&mut driver.engine, data, view.current, false);
+            } else {
+                view.current = crate::persist::open_in(&mut driver.engine, data, true);
+            }
+        }
+        None => {
+            driver.engine.open_conversation(
+                view.current,
+                view.session.clone(),
+                Vec::new(),
+                Vec::new(),
+            );
+        }
     }
     crate::startup::mark("session shown");
     terminal.draw(|frame| ui::draw(frame, &driver.engine, &view, Instant::now().into_std()))?;

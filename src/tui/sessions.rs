@@ -154,7 +154,7 @@ fn close_and_copy(db: crate::store::Db, screen: FirstScreen) -> Result<(), Strin
     let tail = first_screen_tail(&db, screen).map_err(|e| describe(&e))?;
     drop(db);
     match tail {
-        Some(tail) => crate::store::screen::write(&path, &tail, screen.width, screen.rows())
+        Some(tail) => crate::store::screen::write(&path, tail, screen.width, screen.rows())
             .map_err(|e| e.to_string()),
         None => Ok(()),
     }
@@ -960,7 +960,7 @@ mod tests {
         // A delete removes a copy another program left beside the file.
         let mut db = Db::open(&path).expect("open").db;
         let tail = db.load_session_tail(id, 5).expect("tail");
-        crate::store::screen::write(&path, &tail, screen.width, screen.rows()).expect("write");
+        crate::store::screen::write(&path, tail, screen.width, screen.rows()).expect("write");
         db.delete_session(id).expect("delete");
         assert!(!copy_path.exists(), "a copy of a deleted session's text");
     }

@@ -34,12 +34,12 @@ use crossterm::terminal::{
     EnterAlternateScreen, LeaveAlternateScreen, disable_raw_mode, enable_raw_mode,
 };
 use crossterm::{cursor, execute, queue};
-
-/// The TUI's terminal: ratatui's, on [`super::backend::Backend`].
-pub type DefaultTerminal = ratatui::Terminal<super::backend::Backend<io::Stdout>>;
 use tokio::signal::unix::{Signal, SignalKind, signal};
 
 pub use signal_hook::consts::{SIGCONT, SIGHUP, SIGINT, SIGQUIT, SIGTERM, SIGTSTP};
+
+/// The TUI's terminal: ratatui's, on [`super::backend::Backend`].
+pub type DefaultTerminal = ratatui::Terminal<super::backend::Backend<io::Stdout>>;
 
 /// The TUI has the terminal (between [`enter`] and [`restore`]).
 static ACTIVE: AtomicBool = AtomicBool::new(false);
