@@ -16,9 +16,13 @@
 //! 6.3 MB (docs/benchmarks.md). A name the binary no longer has is ignored,
 //! so a stale list costs memory, never a build. `.cargo/config.toml`
 //! selects v0 symbol names for this target, which carry no per-item hash,
-//! so the list survives changes to the code (a one-function change kept
-//! 1,342 of 1,351 names; with legacy names it lost all of loreweave's own). With another linker (GNU ld has no such option), a configured
-//! linker, or `LOREWEAVE_NO_STARTUP_ORDER=1`, the list is not used.
+//! and Cargo.toml builds loreweave's crates in one codegen unit, so that
+//! no `.llvm.<hash>` suffix is added to their internal functions: the list
+//! survives changes to the code (with legacy names a one-function change
+//! lost all of loreweave's own names; with 16 units a change renamed the
+//! functions of its unit). With another linker (GNU ld has no such
+//! option), a configured linker, or `LOREWEAVE_NO_STARTUP_ORDER=1`, the
+//! list is not used.
 use std::path::Path;
 use std::process::Command;
 
