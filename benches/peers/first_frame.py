@@ -5,16 +5,16 @@ Each case is started in a fresh pseudo-terminal of COLS x ROWS (pty.fork:
 the child gets it as its controlling terminal, with the window size set
 before exec). The parent reads the master side into a tiny screen model
 (cursor moves, printable text; colours and other sequences are skipped)
-until the case's marker text shows on one screen row. The first frame's
-time is when the read that brought the marker's bytes returned: the time
-this script's own Python screen model then takes to parse them grows
-with the frame's size (0.42 ms for loreweave's 4.2 KB frame of three
-bordered panes, 0.13 ms for tenere's 1.2 KB, measured on the 2-core
-machine), where a real terminal parses a few KB in microseconds, so it is
-left out of the figure and printed on its own line (the median of each
-case's parse time from that read to the marker found). Every read takes
-all the pty has at that moment before any of it is parsed. Then it reads the child's peak RSS (VmHWM in
-/proc/PID/status), sends SIGTERM (SIGKILL after 5 s) and drains the pty.
+until the case's marker text shows on one screen row. Every read takes
+all the pty has at that moment before any of it is parsed, and the first
+frame's time is when the read that brought the marker's bytes returned:
+the time this script's own Python screen model then takes to parse them
+grows with the frame's size (0.42 ms for loreweave's 4.2 KB frame of
+three bordered panes, 0.13 ms for tenere's 1.2 KB, on the 2-core
+machine), where a real terminal parses a few KB in microseconds, so it
+is left out of the figure and printed on its own line (the median of
+each case's parse of that read). Then it reads the child's peak RSS
+(VmHWM in /proc/PID/status), sends SIGTERM (SIGKILL after 5 s) and drains the pty.
 That read comes a moment after the frame, and the child has gone on
 meanwhile; a case with "self_report": true (loreweave) gets a fresh
 XDG_STATE_HOME, and the VmHWM the process read itself at its first frame
