@@ -22,6 +22,12 @@
 //! the flatness ratio is the largest rate over the smallest, measured in
 //! the same run.
 //!
+//! After the rates, the floor under the flatness ratio: the least state
+//! any engine must touch per token (one record in the engine's own id map
+//! and the reply's text, per stream) with register work standing for the
+//! rest of an input, set so that its cost at the smallest size equals the
+//! engine's; then the same at the largest size, and the ratio.
+//!
 //! Memory is measured in a child process per figure (so one figure's peak
 //! cannot hide another's): `VmHWM` of a process that only built an empty
 //! engine (idle), and of one that retained 100,000 finished requests in a
@@ -34,7 +40,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use loreweave::domain::Passage;
 use loreweave::engine::limits::BackendPolicy;
-use loreweave::engine::request::RequestId;
+use loreweave::engine::request::{IdMap, RequestId};
 use loreweave::engine::workspace::ConversationId;
 use loreweave::engine::{Call, Command, Effect, Engine, EngineConfig, Input};
 
@@ -225,6 +231,90 @@ fn timed(driver: &mut Driver, live: usize, measured: u64, ring: &mut VecDeque<St
     start.elapsed()
 }
 
+/// The least state a stream could have in any engine: a small record in
+/// the engine's own id map (what a token must read and move on: phase,
+/// deadline, count, parent) and its reply's text.
+struct Hot {
+    tokens: u32,
+    deadline: u64,
+    seq: u64,
+    parent: RequestId,
+    reply: String,
+}
+
+/// Nanoseconds per token with `streams` streams fed round-robin (the
+/// engine bench's order), each token doing only what any engine must
+/// (find the stream's record, move its count and deadline on, append the
+/// text) plus `work` rounds of arithmetic on registers, which stand for
+/// the rest of an input's in-cache work and, like the engine's 3,500
+/// instructions, keep one input's misses from overlapping the next's.
+fn floor_ns(streams: usize, tokens: u64, work: u32) -> f64 {
+    let mut rng = 0x2545_f491_4f6c_dd1d_u64;
+    let mut next = || {
+        rng ^= rng << 13;
+        rng ^= rng >> 7;
+        rng ^= rng << 17;
+        rng
+    };
+    let ids: Vec<RequestId> = (0..streams)
+        .map(|_| RequestId(ulid::Ulid::from_parts(next() >> 16, u128::from(next()))))
+        .collect();
+    let mut map: IdMap<Hot> = IdMap::default();
+    for (seq, id) in ids.iter().enumerate() {
+        map.insert(
+            *id,
+            Hot {
+                tokens: 0,
+                deadline: 0,
+                seq: seq as u64,
+                parent: *id,
+                reply: String::with_capacity(5 * TOKENS as usize),
+            },
+        );
+    }
+    let start = Instant::now();
+    for n in 0..tokens {
+        let id = ids[(n % streams as u64) as usize];
+        let hot = map.get_mut(&id).expect("every stream has its record");
+        hot.tokens += 1;
+        hot.deadline = n + 1_000_000;
+        if hot.tokens == TOKENS {
+            hot.tokens = 0;
+            hot.reply.clear();
+        } else {
+            hot.reply.push_str("word ");
+        }
+        black_box((&hot.parent, hot.seq));
+        let mut x = n | 1;
+        for _ in 0..work {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+        }
+        black_box(x);
+    }
+    start.elapsed().as_nanos() as f64 / tokens as f64
+}
+
+/// The floor under the flatness target, beside the engine's own figures:
+/// `work` chosen so that the floor's in-cache cost per token equals the
+/// engine's per input at the smallest size (`small_ns`), then the floor
+/// at the smallest and the largest size. Prints both and their ratio.
+fn floor(small: usize, large: usize, small_ns: f64, tokens: u64) {
+    // The cost is linear in `work`: two points give the slope.
+    let probe = |work: u32| median((0..3).map(|_| floor_ns(small, tokens, work)).collect());
+    let (bare, at) = (probe(0), probe(1_024));
+    let per_round = ((at - bare) / 1_024.0).max(1e-3);
+    let work = ((small_ns - bare) / per_round).clamp(0.0, 1e6) as u32;
+    let runs = |streams: usize| median((0..3).map(|_| floor_ns(streams, tokens, work)).collect());
+    let (a, b) = (runs(small), runs(large));
+    println!(
+        "engine_scale: floor (one record and a reply per stream, {work} rounds of register work per token): \
+         {a:.0} ns per token with {small} streams, {b:.0} ns with {large}: {:.2}x",
+        b / a
+    );
+}
+
 fn vm(field: &str) -> Option<u64> {
     let status = std::fs::read_to_string("/proc/self/status").ok()?;
     let line = status.lines().find(|l| l.starts_with(field))?;
@@ -311,6 +401,7 @@ fn main() {
         "engine_scale: slowest {min:.0} inputs/s (target >= 1,000,000); largest/smallest {:.2} (target <= 1.5)",
         max / min
     );
+    floor(lives[0], lives[lives.len() - 1], 1e9 / rates[0], measured);
     let (retained, live) = if full { (100_000, 1_000) } else { (1_000, 10) };
     let idle = peak_kb(0, 0);
     let busy = peak_kb(retained, live);
