@@ -232,8 +232,8 @@ fn timed(driver: &mut Driver, live: usize, measured: u64, ring: &mut VecDeque<St
 }
 
 /// The least state a stream could have in any engine: a small record in
-/// the engine's own id map (what a token must read and move on: phase,
-/// deadline, count, parent) and its reply's text.
+/// the engine's own id map (what a token must read and move on: its
+/// count, deadline, sequence and parent) and its reply's text.
 struct Hot {
     tokens: u32,
     deadline: u64,
