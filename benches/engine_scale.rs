@@ -301,11 +301,13 @@ fn floor_ns(streams: usize, tokens: u64, work: u32) -> f64 {
 /// engine's per input at the smallest size (`small_ns`), then the floor
 /// at the smallest and the largest size. Prints both and their ratio.
 fn floor(small: usize, large: usize, small_ns: f64, tokens: u64) {
-    // The cost is linear in `work`: two points give the slope.
+    // The cost is linear in `work`: two points give the slope (a round is
+    // three dependent operations, at least a few tenths of a nanosecond;
+    // the bounds keep a disturbed probe from asking for hours of work).
     let probe = |work: u32| median((0..3).map(|_| floor_ns(small, tokens, work)).collect());
     let (bare, at) = (probe(0), probe(1_024));
-    let per_round = ((at - bare) / 1_024.0).max(1e-3);
-    let work = ((small_ns - bare) / per_round).clamp(0.0, 1e6) as u32;
+    let per_round = ((at - bare) / 1_024.0).max(0.1);
+    let work = ((small_ns - bare) / per_round).clamp(0.0, 100_000.0) as u32;
     let runs = |streams: usize| median((0..3).map(|_| floor_ns(streams, tokens, work)).collect());
     let (a, b) = (runs(small), runs(large));
     println!(
