@@ -395,7 +395,7 @@ async fn run_inner(
                                     let _ = tx.send((copied, result));
                                 });
                             }
-                            Action::Quit => return Ok(leave(&mut driver, &sessions, terminal.size(), &view.theme, Exit::Quit)),
+                            Action::Quit => return Ok(leave(&mut driver, &sessions, terminal.size(), Exit::Quit)),
                         }
                     }
                     dirty = true;
@@ -409,7 +409,7 @@ async fn run_inner(
                 Some(Ok(_)) => dirty = true,
                 Some(Err(error)) => return Err(error.into()),
                 // The terminal went away (SSH disconnect without SIGHUP).
-                None => return Ok(leave(&mut driver, &sessions, terminal.size(), &view.theme, Exit::Signal(1))),
+                None => return Ok(leave(&mut driver, &sessions, terminal.size(), Exit::Signal(1))),
             },
             Some(batch) = chunk_batches.recv() => {
                 driver.apply(Input::Command(crate::engine::Command::EmbedChunks {
@@ -522,7 +522,7 @@ async fn run_inner(
             // terminal, and dropping the loop's state drains every save
             // already queued (the session store joins its thread).
             signal = signals.recv() => match signal {
-                terminal::SignalEvent::Exit(n) => return Ok(leave(&mut driver, &sessions, terminal.size(), &view.theme, Exit::Signal(n))),
+                terminal::SignalEvent::Exit(n) => return Ok(leave(&mut driver, &sessions, terminal.size(), Exit::Signal(n))),
                 terminal::SignalEvent::Suspend => {
                     terminal::suspend(terminal)?;
                     dirty = true;
@@ -557,7 +557,6 @@ fn leave(
     driver: &mut crate::runtime::Driver,
     sessions: &sessions::Sessions,
     size: std::io::Result<ratatui::layout::Size>,
-    theme: &Theme,
     exit: Exit,
 ) -> Exit {
     let saves = driver.engine.pending_saves();
@@ -565,8 +564,7 @@ fn leave(
     // Then, last, the copy of the next start's first screen: for this
     // terminal, as a fresh view lays it out.
     if let Ok(size) = size {
-        let fresh = ViewState::new(theme.clone(), FIRST_CONVERSATION);
-        sessions.save_screen(sessions::FirstScreen::of(size, &fresh));
+        sessions.save_screen(sessions::FirstScreen::at_start(size));
     }
     exit
 }

@@ -110,6 +110,14 @@ impl FirstScreen {
         }
     }
 
+    /// The chat pane's inside as a fresh start lays it out on a terminal of
+    /// `size`: what the next start's first frame shows, for the copy left
+    /// at the way out (the layout does not depend on the theme).
+    pub fn at_start(size: ratatui::layout::Size) -> Self {
+        let fresh = crate::ui::ViewState::new(crate::ui::Theme::plain(), super::FIRST_CONVERSATION);
+        Self::of(size, &fresh)
+    }
+
     /// The rows the chat pane makes exact on its first frame: the screen
     /// and a screen above it.
     fn rows(&self) -> usize {
@@ -165,11 +173,7 @@ fn close_and_copy(db: crate::store::Db, screen: FirstScreen) -> Result<(), Strin
 /// start-up bench, whose session is made with the store API.
 pub fn leave_with_copy(path: &std::path::Path, size: ratatui::layout::Size) -> Result<(), String> {
     let db = crate::store::Db::open(path).map_err(|e| describe(&e))?.db;
-    let view = crate::ui::ViewState::new(
-        crate::ui::Theme::plain(),
-        crate::engine::workspace::ConversationId(0),
-    );
-    close_and_copy(db, FirstScreen::of(size, &view))
+    close_and_copy(db, FirstScreen::at_start(size))
 }
 
 /// Before the first frame, without opening the database: the first
